@@ -1,0 +1,159 @@
+"""Emotion classifiers: the int8 ExecuTorch program (shipped) and the float eager student.
+
+Both take uint8 gray faces (N, S, S) already cropped by `preprocess.prepare_face` and return
+per-face class probabilities (N, 7). The `.pte` runs through ExecuTorch's C++ runtime with
+XNNPACK; only its pybinding extension is imported, not `executorch.runtime`, which pulls in
+the whole export stack (measured: ~9 s and +140 MB RSS more at start-up).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from edge_fer.labels import EMOTIONS
+from edge_fer.preprocess import PreprocessSpec, normalize
+
+PTE_MAGIC = b"ET"  # ExecuTorch flatbuffers carry the file identifier "ET##" at offset 4
+
+
+class ModelError(RuntimeError):
+    """A model file that cannot be used; the message names the file and the fix."""
+
+
+class Classifier(Protocol):
+    classes: tuple[str, ...]
+    spec: PreprocessSpec
+
+    def classify_batch(self, faces: np.ndarray) -> np.ndarray:
+        """uint8 faces (N, S, S) -> probabilities (N, len(classes))."""
+        ...
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def metadata_path(model_path: Path) -> Path:
+    return Path(model_path).with_suffix(".json")
+
+
+def write_metadata(model_path: Path, metadata: dict) -> None:
+    """Write the model's metadata JSON beside it, atomically."""
+    path = metadata_path(model_path)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(metadata, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def read_metadata(model_path: Path) -> dict:
+    """Read and check the metadata beside a model file."""
+    path = metadata_path(model_path)
+    if not path.is_file():
+        raise ModelError(f"model metadata {path} is missing; it must sit beside {model_path} "
+                         "(re-export with tools/train_mobilenet.py --stages export)")
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"model metadata {path} is not valid JSON ({exc}); re-export it") from None
+    missing = {"classes", "preprocess"} - set(meta)
+    if missing:
+        raise ModelError(f"model metadata {path} lacks {sorted(missing)}; re-export it")
+    if tuple(meta["classes"]) != EMOTIONS:
+        raise ModelError(f"model {model_path} predicts {meta['classes']}, this edge-fer expects "
+                         f"{list(EMOTIONS)}")
+    return meta
+
+
+class PteClassifier:
+    """The shipped int8 student, run by ExecuTorch's XNNPACK backend."""
+
+    def __init__(self, path: Path, threads: int = 1, spec: PreprocessSpec | None = None) -> None:
+        path = Path(path)
+        if not path.is_file():
+            raise ModelError(f"model file {path} does not exist; set model.path in the config "
+                             "or train one with tools/train_mobilenet.py")
+        head = path.read_bytes()[:8]
+        if len(head) < 8 or head[4:6] != PTE_MAGIC:
+            raise ModelError(f"{path} is not an ExecuTorch program (.pte); re-export the model")
+        self.path = path
+        self.metadata = read_metadata(path) if spec is None else {}
+        self.spec = spec or PreprocessSpec.from_dict(self.metadata["preprocess"])
+        self.classes = EMOTIONS
+        import torch  # loads libtorch, which the ExecuTorch extension links against
+
+        from executorch.extension.pybindings import _C as et  # the lean runtime entry point
+
+        self._torch = torch
+        et._unsafe_reset_threadpool(max(1, threads))
+        try:
+            self._module = et._load_for_executorch(str(path))
+        except RuntimeError as exc:
+            raise ModelError(f"ExecuTorch could not load {path}: {exc}") from None
+        sizes = self._module.method_meta("forward").input_tensor_meta(0).sizes()
+        self.batch = int(sizes[0])
+        if tuple(sizes[1:]) != (1, self.spec.input_size, self.spec.input_size):
+            raise ModelError(f"{path} takes input {tuple(sizes)}, but its metadata says "
+                             f"{self.spec.input_size}x{self.spec.input_size} gray faces")
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        """Raw logits for normalized input (N, 1, S, S), in program-sized batches."""
+        out = np.empty((len(x), len(self.classes)), np.float32)
+        tensor = self._torch.from_numpy(np.ascontiguousarray(x))
+        for start in range(0, len(x), self.batch):
+            chunk = tensor[start:start + self.batch]
+            if len(chunk) < self.batch:  # a fixed-batch program: pad the tail
+                pad = self._torch.zeros((self.batch - len(chunk), *chunk.shape[1:]))
+                chunk = self._torch.cat([chunk, pad])
+            result = self._module.forward((chunk,))[0].numpy()
+            out[start:start + self.batch] = result[: len(x) - start]
+        return out
+
+    def classify_batch(self, faces: np.ndarray) -> np.ndarray:
+        if len(faces) == 0:
+            return np.zeros((0, len(self.classes)), np.float32)
+        return softmax(self.logits(normalize(faces, self.spec)))
+
+
+class TorchClassifier:
+    """The float student in eager PyTorch, from a training checkpoint (debugging, comparison)."""
+
+    def __init__(self, path: Path, threads: int = 1) -> None:
+        import torch
+
+        from edge_fer.nets import MobileNetV2, StudentArch
+
+        path = Path(path)
+        if not path.is_file():
+            raise ModelError(f"checkpoint {path} does not exist")
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=False)
+            model = MobileNetV2(StudentArch.from_dict(ckpt["arch"]))
+            model.load_state_dict(ckpt["state_dict"])
+        except (KeyError, TypeError, RuntimeError, EOFError) as exc:
+            raise ModelError(f"{path} is not an edge-fer student checkpoint ({exc})") from None
+        torch.set_num_threads(max(1, threads))
+        self._torch = torch
+        self.model = model.eval()
+        self.spec = PreprocessSpec.from_dict(ckpt["preprocess"])
+        self.classes = EMOTIONS
+
+    def classify_batch(self, faces: np.ndarray) -> np.ndarray:
+        if len(faces) == 0:
+            return np.zeros((0, len(self.classes)), np.float32)
+        with self._torch.no_grad():
+            logits = self.model(self._torch.from_numpy(normalize(faces, self.spec))).numpy()
+        return softmax(logits)
+
+
+def load_classifier(path: Path, threads: int = 1) -> Classifier:
+    """A classifier for a `.pte` program or a float `.pt` student checkpoint."""
+    path = Path(path)
+    if path.suffix == ".pt":
+        return TorchClassifier(path, threads)
+    return PteClassifier(path, threads)

@@ -1,0 +1,91 @@
+"""Face detectors (OpenCV): Haar cascade by default, YuNet when a model is configured.
+
+Both take a grayscale (Haar) or BGR (YuNet) detection image and return boxes in that
+image's pixels; the pipeline scales them to the main frame.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from edge_fer.config import DetectorConfig
+
+Box = tuple[int, int, int, int]  # x, y, w, h
+
+
+class DetectorError(RuntimeError):
+    """A detector that cannot be created; the message names the fix."""
+
+
+class FaceDetector(Protocol):
+    name: str
+
+    def detect(self, gray: np.ndarray) -> list[Box]: ...
+
+
+class HaarDetector:
+    """OpenCV's frontal-face Haar cascade (ships with opencv-python 4.x)."""
+
+    name = "haar"
+
+    def __init__(self, min_face: int = 24) -> None:
+        data = getattr(cv2, "data", None)
+        if data is None:
+            raise DetectorError("this OpenCV has no bundled Haar cascades (OpenCV 5 dropped "
+                                "them); install opencv-python-headless<5 or use detector yunet")
+        path = Path(data.haarcascades) / "haarcascade_frontalface_default.xml"
+        self.cascade = cv2.CascadeClassifier(str(path))
+        if self.cascade.empty():
+            raise DetectorError(f"cannot load Haar cascade {path}; reinstall opencv-python-headless")
+        self.min_face = min_face
+
+    def detect(self, gray: np.ndarray) -> list[Box]:
+        faces = self.cascade.detectMultiScale(gray, scaleFactor=1.15, minNeighbors=5,
+                                              minSize=(self.min_face, self.min_face))
+        return [tuple(int(v) for v in f) for f in faces]
+
+
+class YuNetDetector:
+    """YuNet (cv2.FaceDetectorYN): a small CNN detector, far more robust to pose than Haar."""
+
+    name = "yunet"
+
+    def __init__(self, model: Path, score_threshold: float = 0.7, min_face: int = 24) -> None:
+        model = Path(model)
+        if not model.is_file():
+            raise DetectorError(f"YuNet model {model} does not exist; set detector.yunet_model "
+                                "to a face_detection_yunet_*.onnx file")
+        try:
+            self.net = cv2.FaceDetectorYN.create(str(model), "", (320, 240), score_threshold,
+                                                 0.3, 5000)
+        except cv2.error as exc:
+            raise DetectorError(f"OpenCV cannot load YuNet model {model}: {exc}") from None
+        self.size: tuple[int, int] | None = None
+        self.min_face = min_face
+
+    def detect(self, gray: np.ndarray) -> list[Box]:
+        image = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR) if gray.ndim == 2 else gray
+        h, w = image.shape[:2]
+        if self.size != (w, h):
+            self.net.setInputSize((w, h))
+            self.size = (w, h)
+        _, faces = self.net.detect(image)
+        if faces is None:
+            return []
+        boxes = []
+        for f in faces:
+            x, y, bw, bh = (int(round(v)) for v in f[:4])
+            if min(bw, bh) >= self.min_face:
+                boxes.append((x, y, bw, bh))
+        return boxes
+
+
+def make_detector(config: DetectorConfig) -> FaceDetector:
+    if config.kind == "yunet":
+        assert config.yunet_model is not None  # guaranteed by config validation
+        return YuNetDetector(config.yunet_model, config.score_threshold, config.min_face)
+    return HaarDetector(config.min_face)

@@ -1,0 +1,104 @@
+"""Latency windows, the live stats file the monitor reads, and the end-of-run report."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter, deque
+from pathlib import Path
+
+import numpy as np
+
+STAGES = ("capture", "detect", "classify", "total")
+
+
+class LatencyWindow:
+    """Per-stage latencies over the last `window_s` seconds, plus all-run percentiles."""
+
+    def __init__(self, window_s: float = 10.0) -> None:
+        self.window_s = window_s
+        self.recent: deque[tuple[float, dict[str, float]]] = deque()
+        self.all: dict[str, list[float]] = {s: [] for s in STAGES}
+
+    def add(self, now: float, timing_ms: dict[str, float]) -> None:
+        self.recent.append((now, timing_ms))
+        for stage in STAGES:
+            self.all[stage].append(timing_ms[stage])
+        while self.recent and self.recent[0][0] < now - self.window_s:
+            self.recent.popleft()
+
+    def fps(self) -> float:
+        if len(self.recent) < 2:
+            return 0.0
+        span = self.recent[-1][0] - self.recent[0][0]
+        return (len(self.recent) - 1) / span if span > 0 else 0.0
+
+    def window_percentiles(self) -> dict[str, dict[str, float]]:
+        return _percentiles({s: [t[s] for _, t in self.recent] for s in STAGES})
+
+    def run_percentiles(self) -> dict[str, dict[str, float]]:
+        return _percentiles(self.all)
+
+
+def _percentiles(values: dict[str, list[float]]) -> dict[str, dict[str, float]]:
+    out = {}
+    for stage, v in values.items():
+        if v:
+            a = np.asarray(v)
+            out[stage] = {"p50": float(np.percentile(a, 50)), "p95": float(np.percentile(a, 95)),
+                          "max": float(a.max())}
+        else:
+            out[stage] = {"p50": 0.0, "p95": 0.0, "max": 0.0}
+    return out
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    """Write JSON so a reader never sees a half-written file (write, fsync-free rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
+class RunStats:
+    """Everything counted during a run: frames, bad frames, faces, labels, latencies."""
+
+    def __init__(self, window_s: float = 10.0) -> None:
+        self.started = time.time()
+        self.started_mono = time.monotonic()
+        self.latency = LatencyWindow(window_s)
+        self.frames = 0
+        self.bad_frames = 0
+        self.faces_seen: set[int] = set()
+        self.face_detections = 0
+        self.labels: Counter[str] = Counter()
+        self.faces_now = 0
+
+    def add_frame(self, timing_ms: dict[str, float], face_ids: list[int], labels: list[str]) -> None:
+        self.frames += 1
+        self.latency.add(time.monotonic(), timing_ms)
+        self.faces_now = len(face_ids)
+        self.faces_seen.update(face_ids)
+        self.face_detections += len(face_ids)
+        self.labels.update(labels)
+
+    def live(self, source: str, reconnects: int) -> dict:
+        """The document published for edge-fer-monitor about once a second."""
+        return {
+            "pid": os.getpid(), "time": time.time(), "source": source,
+            "uptime_s": time.monotonic() - self.started_mono, "frames": self.frames,
+            "fps": self.latency.fps(), "latency_ms": self.latency.window_percentiles(),
+            "faces": self.faces_now, "dropped_frames": self.bad_frames, "reconnects": reconnects,
+        }
+
+    def report(self, source: str) -> dict:
+        """The end-of-run summary written by --report-json."""
+        elapsed = time.monotonic() - self.started_mono
+        return {
+            "source": source, "frames": self.frames, "bad_frames": self.bad_frames,
+            "seconds": elapsed, "fps": self.frames / elapsed if elapsed > 0 else 0.0,
+            "latency_ms": self.latency.run_percentiles(), "faces_seen": len(self.faces_seen),
+            "face_detections": self.face_detections, "label_counts": dict(self.labels),
+        }
