@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Install edge-fer as a systemd appliance on Raspberry Pi OS (Bookworm, aarch64).
+#
+#   sudo deploy/install.sh                 install (or update) and start
+#   sudo deploy/install.sh --uninstall     remove units, venv, code and user (keeps edited config)
+#   deploy/install.sh --dry-run            print every step, change nothing
+#   deploy/install.sh --prefix /tmp/root   install into a throwaway root (no apt, user, systemctl)
+#
+# Idempotent: running it again updates the code and units and keeps /etc/edge-fer/config.yaml.
+set -euo pipefail
+
+PREFIX=""
+DRY_RUN=0
+UNINSTALL=0
+WITH_VENV=1
+SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; }
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --prefix) PREFIX="${2:?--prefix needs a folder}"; shift 2 ;;
+    --prefix=*) PREFIX="${1#--prefix=}"; shift ;;
+    --dry-run) DRY_RUN=1; shift ;;
+    --uninstall) UNINSTALL=1; shift ;;
+    --no-venv) WITH_VENV=0; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "install.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+PREFIX="${PREFIX%/}"
+APP="$PREFIX/opt/edge-fer"
+ETC="$PREFIX/etc/edge-fer"
+UNITS="$PREFIX/etc/systemd/system"
+SYSTEM=$([ -z "$PREFIX" ] && echo 1 || echo 0)   # touch apt, users and systemd only on /
+UNIT_FILES=(edge-fer.service edge-fer-monitor.service edge-fer-monitor-snapshot.service
+            edge-fer-monitor-snapshot.timer)
+
+run() {
+  if [ "$DRY_RUN" = 1 ]; then printf '+ %s\n' "$*"; else "$@"; fi
+}
+say() { printf '==> %s\n' "$*"; }
+
+if [ "$SYSTEM" = 1 ] && [ "$DRY_RUN" = 0 ] && [ "$(id -u)" != 0 ]; then
+  echo "install.sh: run as root (sudo), or use --dry-run / --prefix DIR" >&2
+  exit 1
+fi
+
+do_uninstall() {
+  if [ "$SYSTEM" = 1 ]; then
+    say "stopping and disabling units"
+    run systemctl disable --now edge-fer.service edge-fer-monitor.service \
+      edge-fer-monitor-snapshot.timer 2>/dev/null || true
+  fi
+  say "removing units from $UNITS"
+  for u in "${UNIT_FILES[@]}"; do run rm -f "$UNITS/$u"; done
+  [ "$SYSTEM" = 1 ] && run systemctl daemon-reload
+  say "removing $APP"
+  run rm -rf "$APP"
+  if [ -f "$ETC/config.yaml" ] && cmp -s "$ETC/config.yaml" "$SRC/deploy/config.example.yaml"; then
+    say "removing unmodified $ETC/config.yaml"
+    run rm -f "$ETC/config.yaml"
+    run rmdir "$ETC" 2>/dev/null || true
+  elif [ -f "$ETC/config.yaml" ]; then
+    say "keeping your edited $ETC/config.yaml (delete it by hand if you want it gone)"
+  fi
+  if [ "$SYSTEM" = 1 ] && id edge-fer >/dev/null 2>&1; then
+    say "removing user edge-fer"
+    run userdel edge-fer
+  fi
+  say "uninstalled"
+}
+
+do_install() {
+  if [ "$SYSTEM" = 1 ]; then
+    say "installing apt packages (picamera2, systemd bindings, venv)"
+    run apt-get update
+    run apt-get install -y python3-venv python3-pip python3-picamera2 python3-systemd \
+      libcap-dev
+    if ! id edge-fer >/dev/null 2>&1; then
+      say "creating system user edge-fer"
+      run useradd --system --home-dir /var/lib/edge-fer --shell /usr/sbin/nologin edge-fer
+    fi
+    run usermod -a -G video,render,input,tty edge-fer
+  fi
+  say "copying $SRC to $APP"
+  run mkdir -p "$APP"
+  # Replace the code but keep the venv, so an update doesn't reinstall torch.
+  run find "$APP" -mindepth 1 -maxdepth 1 ! -name venv -exec rm -rf {} +
+  if [ "$DRY_RUN" = 1 ]; then
+    printf '+ tar -C %s -cf - . | tar -C %s -xf -\n' "$SRC" "$APP"
+  else
+    tar -C "$SRC" --exclude=.git --exclude=.venv --exclude=./venv --exclude=./runs \
+      --exclude=__pycache__ --exclude='*.egg-info' --exclude=.device -cf - . | tar -C "$APP" -xf -
+  fi
+  if [ "$WITH_VENV" = 1 ]; then
+    # --system-site-packages: picamera2 and systemd come from apt, not PyPI.
+    say "creating venv $APP/venv and installing edge-fer"
+    run python3 -m venv --system-site-packages "$APP/venv"
+    run "$APP/venv/bin/pip" install --upgrade pip
+    run "$APP/venv/bin/pip" install -e "$APP[display]"
+  fi
+  run mkdir -p "$ETC"
+  if [ -f "$ETC/config.yaml" ]; then
+    say "keeping existing $ETC/config.yaml"
+  else
+    say "installing example config to $ETC/config.yaml"
+    run install -m 0644 "$SRC/deploy/config.example.yaml" "$ETC/config.yaml"
+  fi
+  say "installing systemd units to $UNITS"
+  run mkdir -p "$UNITS"
+  for u in "${UNIT_FILES[@]}"; do run install -m 0644 "$SRC/systemd/$u" "$UNITS/$u"; done
+  if [ "$SYSTEM" = 1 ]; then
+    run systemctl daemon-reload
+    run systemctl enable --now edge-fer.service edge-fer-monitor-snapshot.timer
+    say "done: journalctl -u edge-fer -f   shows the daemon; edge-fer-monitor --seconds 10"
+  else
+    say "done (prefix $PREFIX: apt, user and systemctl steps skipped)"
+  fi
+}
+
+if [ "$UNINSTALL" = 1 ]; then do_uninstall; else do_install; fi

@@ -1,0 +1,1 @@
+"""edge-fer-monitor: SoC power, CPU, memory, thermals and the daemon's live latency."""
