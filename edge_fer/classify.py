@@ -9,6 +9,7 @@ the whole export stack (measured: ~9 s and +140 MB RSS more at start-up).
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 from typing import Protocol
 
@@ -86,7 +87,6 @@ class PteClassifier:
         self.spec = spec or PreprocessSpec.from_dict(self.metadata["preprocess"])
         self.classes = EMOTIONS
         import torch  # loads libtorch, which the ExecuTorch extension links against
-
         from executorch.extension.pybindings import _C as et  # the lean runtime entry point
 
         self._torch = torch
@@ -135,7 +135,7 @@ class TorchClassifier:
             ckpt = torch.load(path, map_location="cpu", weights_only=False)
             model = MobileNetV2(StudentArch.from_dict(ckpt["arch"]))
             model.load_state_dict(ckpt["state_dict"])
-        except (KeyError, TypeError, RuntimeError, EOFError) as exc:
+        except (KeyError, TypeError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
             raise ModelError(f"{path} is not an edge-fer student checkpoint ({exc})") from None
         torch.set_num_threads(max(1, threads))
         self._torch = torch

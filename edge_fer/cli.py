@@ -7,7 +7,6 @@ Exit codes: 0 clean stop, 2 bad config or flags, 3 model error, 4 camera/source 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from contextlib import ExitStack

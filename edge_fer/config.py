@@ -40,7 +40,7 @@ class DetectorConfig:
     every_n_frames: int = 1
     detect_width: int = 320  # frames from webcams/files are scaled to this width for detection
     min_face: int = 24  # pixels, at detection resolution
-    score_threshold: float = 0.7
+    score_threshold: float = 0.6
 
 
 @dataclass

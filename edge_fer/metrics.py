@@ -47,7 +47,7 @@ def format_report(summary: dict, classes: tuple[str, ...] = EMOTIONS) -> str:
                      f"{p['support']:>9d}")
     lines += ["", "confusion matrix (rows true, columns predicted):",
               " " * 10 + "".join(f"{c[:7]:>8}" for c in classes)]
-    for c, row in zip(classes, summary["confusion_matrix"]):
+    for c, row in zip(classes, summary["confusion_matrix"], strict=True):
         lines.append(f"{c:<10}" + "".join(f"{v:>8d}" for v in row))
     return "\n".join(lines)
 

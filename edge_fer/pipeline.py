@@ -95,7 +95,7 @@ class Pipeline:
         probs = self.classifier.classify_batch(np.stack(crops)) if crops else np.zeros((0, 7))
         classes = self.classifier.classes
         faces = []
-        for track, p in zip(tracks, probs):
+        for track, p in zip(tracks, probs, strict=True):
             k = int(np.argmax(p))
             label = classes[k]
             faces.append(FaceResult(track.id, track.box, label, float(p[k]),

@@ -156,7 +156,7 @@ class RaplPower:
         if last is None or now <= last[0]:
             return None  # the first call only primes the counters
         total = 0.0
-        for zone, before, after in zip(self.zones, last[1], energies):
+        for zone, before, after in zip(self.zones, last[1], energies, strict=True):
             delta = after - before
             if delta < 0:  # the counter wrapped
                 delta += _read_number(zone / "max_energy_range_uj") or 0.0

@@ -55,7 +55,7 @@ def prune_student(model: MobileNetV2, keep_ratio: float, last_keep_ratio: float 
     arch = copy.deepcopy(model.arch)
     blocks = [m for m in model.features if isinstance(m, InvertedResidual)]
     keep_indices: list[torch.Tensor | None] = []
-    for spec, block in zip(arch.blocks, blocks):
+    for spec, block in zip(arch.blocks, blocks, strict=True):
         if not spec.expand:  # t=1: hidden channels are the block's input, shared with the stem
             keep_indices.append(None)
             continue
@@ -73,7 +73,7 @@ def prune_student(model: MobileNetV2, keep_ratio: float, last_keep_ratio: float 
     pruned = MobileNetV2(arch).eval()
     pruned.features[0].load_state_dict(model.features[0].state_dict())
     new_blocks = [m for m in pruned.features if isinstance(m, InvertedResidual)]
-    for idx, old, new in zip(keep_indices, blocks, new_blocks):
+    for idx, old, new in zip(keep_indices, blocks, new_blocks, strict=True):
         if idx is None:
             new.load_state_dict(old.state_dict())
             continue

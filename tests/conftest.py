@@ -1,0 +1,76 @@
+"""Shared fixtures: the real FER2013 folder, real faces, a real test video, the shipped model."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+DATA = Path(os.environ.get("EDGE_FER_DATA", ROOT.parent / "shared" / "datasets" / "fer2013"))
+SHIPPED_MODEL = ROOT / "models" / "edge_fer_student.pte"
+YUNET = ROOT.parent / "shared" / "models" / "face_detection_yunet_2026may.onnx"
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def needs_data() -> pytest.MarkDecorator:
+    return pytest.mark.skipif(not (DATA / "train").is_dir(),
+                              reason=f"FER2013 not found at {DATA} (set EDGE_FER_DATA)")
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    if not (DATA / "train").is_dir():
+        pytest.skip(f"FER2013 not found at {DATA} (set EDGE_FER_DATA)")
+    return DATA
+
+
+@pytest.fixture(scope="session")
+def small_fer(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
+    """A small copy of the FER2013 folder layout with real images (12 per class and split)."""
+    root = tmp_path_factory.mktemp("fer_small")
+    for split in ("train", "test"):
+        for class_dir in sorted((data_dir / split).iterdir()):
+            files = sorted(class_dir.glob("*.jpg"))[:12]
+            (root / split / class_dir.name).mkdir(parents=True)
+            for f in files:
+                shutil.copy(f, root / split / class_dir.name / f.name)
+    return root
+
+
+@pytest.fixture(scope="session")
+def public_faces(data_dir: Path):
+    """400 real PublicTest faces (stratified), preprocessed like the model expects."""
+    from edge_fer.dataset import load_split, stratified_subset
+    from edge_fer.preprocess import PreprocessSpec
+
+    faces = load_split(data_dir, "public", PreprocessSpec())
+    return faces.subset(stratified_subset(faces.labels, 400 / len(faces), 0))
+
+
+@pytest.fixture(scope="session")
+def shipped_model() -> Path:
+    if not SHIPPED_MODEL.is_file():
+        pytest.fail(f"the shipped model {SHIPPED_MODEL} is missing")
+    return SHIPPED_MODEL
+
+
+@pytest.fixture(scope="session")
+def demo_video(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
+    """A real 640x480 video of FER2013 faces (built here, never committed)."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    from make_demo_video import build
+
+    out = tmp_path_factory.mktemp("video") / "faces.mp4"
+    build(data_dir, out, frames=90, faces=1, hold=15, seed=0)
+    return out
+
+
+@pytest.fixture()
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)

@@ -1,0 +1,67 @@
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+UNITS = sorted((ROOT / "systemd").iterdir())
+
+
+def test_units_pass_systemd_analyze_verify(tmp_path):
+    exe = shutil.which("systemd-analyze")
+    if exe is None:
+        pytest.skip("systemd-analyze not installed (apt install systemd)")
+    # verify checks that ExecStart binaries exist: point them at this checkout's venv.
+    bin_dir = Path(shutil.which("edge-fer") or "").parent
+    if not (bin_dir / "edge-fer-monitor").exists():
+        pytest.skip("edge-fer is not installed in this environment")
+    for unit in UNITS:
+        text = unit.read_text().replace("/opt/edge-fer/venv/bin/", f"{bin_dir}/")
+        (tmp_path / unit.name).write_text(text)
+    proc = subprocess.run([exe, "verify", *sorted(str(p) for p in tmp_path.iterdir())],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stderr.strip() == "", proc.stderr
+
+
+def test_service_unit_has_the_promised_settings():
+    text = (ROOT / "systemd" / "edge-fer.service").read_text()
+    for line in ("Type=notify", "WatchdogSec=", "Restart=on-failure", "User=edge-fer",
+                 "NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes",
+                 "PrivateTmp=yes", "DevicePolicy=closed", "MemoryMax=", "RuntimeDirectory=edge-fer",
+                 "ExecReload=/bin/kill -HUP $MAINPID", "--config /etc/edge-fer/config.yaml"):
+        assert line in text
+
+
+def install(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(ROOT / "deploy" / "install.sh"), *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_install_dry_run_changes_nothing():
+    proc = install("--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    for step in ("apt-get install -y python3-venv python3-pip python3-picamera2 python3-systemd",
+                 "useradd --system", "python3 -m venv --system-site-packages /opt/edge-fer/venv",
+                 "systemctl enable --now edge-fer.service"):
+        assert step in proc.stdout
+
+
+def test_install_into_a_prefix_is_idempotent_and_uninstall_keeps_edits(tmp_path):
+    root = tmp_path / "root"
+    assert install("--prefix", str(root), "--no-venv").returncode == 0
+    config = root / "etc/edge-fer/config.yaml"
+    assert config.read_text() == (ROOT / "deploy/config.example.yaml").read_text()
+    assert (root / "opt/edge-fer/edge_fer/cli.py").is_file()
+    assert (root / "opt/edge-fer/models/edge_fer_student.pte").is_file()
+    assert sorted(p.name for p in (root / "etc/systemd/system").iterdir()) == sorted(
+        p.name for p in UNITS)
+    config.write_text(config.read_text() + "\nlog_level: DEBUG\n")
+    again = install("--prefix", str(root), "--no-venv")
+    assert again.returncode == 0 and "keeping existing" in again.stdout
+    assert config.read_text().endswith("log_level: DEBUG\n")
+    gone = install("--prefix", str(root), "--uninstall")
+    assert gone.returncode == 0 and not (root / "opt/edge-fer").exists()
+    assert not list((root / "etc/systemd/system").iterdir())
+    assert config.exists() and "keeping your edited" in gone.stdout
+    assert install("--bogus").returncode == 2

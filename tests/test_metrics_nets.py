@@ -1,0 +1,51 @@
+import numpy as np
+import pytest
+import torch
+
+from edge_fer.metrics import confusion_matrix, summarize
+from edge_fer.nets import MobileNetV2, ResNet18, student_arch
+from edge_fer.nets.mobilenetv2 import StudentArch, count_macs
+from edge_fer.training.prune import prune_student
+
+
+def test_summary_from_a_known_confusion_matrix():
+    labels = np.array([0, 0, 1, 1, 1, 3])
+    preds = np.array([0, 1, 1, 1, 0, 3])
+    s = summarize(confusion_matrix(labels, preds))
+    assert s["n"] == 6 and s["accuracy"] == pytest.approx(4 / 6)
+    assert s["per_class"]["angry"]["precision"] == pytest.approx(0.5)
+    assert s["per_class"]["disgust"]["recall"] == pytest.approx(2 / 3)
+    # macro-F1 averages only the classes present: angry 0.5, disgust 2/3, happy 1.
+    assert s["macro_f1"] == pytest.approx((0.5 + 2 / 3 + 1) / 3)
+
+
+def test_student_and_teacher_shapes_and_export():
+    student = MobileNetV2(student_arch(0.5, stem_stride=2, last_channels=128)).eval()
+    x = torch.randn(3, 1, 48, 48)
+    assert student(x).shape == (3, 7)
+    assert ResNet18(width=8).eval()(x).shape == (3, 7)
+    exported = torch.export.export(student, (x[:1],))
+    assert torch.allclose(exported.module()(x[:1]), student(x[:1]), atol=1e-5)
+    arch = StudentArch.from_dict(student.arch.to_dict())
+    assert arch == student.arch
+
+
+def test_pruning_removes_channels_and_keeps_the_kept_function():
+    torch.manual_seed(0)
+    model = MobileNetV2(student_arch(0.5, stem_stride=2, last_channels=128)).eval()
+    for m in model.modules():  # make BN scales distinct so the ranking is meaningful
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.weight.data.uniform_(0.1, 1.0)
+            m.running_mean.uniform_(-0.1, 0.1)
+    same = prune_student(model, 1.0)
+    x = torch.randn(2, 1, 48, 48)
+    assert torch.allclose(same(x), model(x), atol=1e-5)
+    pruned = prune_student(model, 0.5)
+    n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert n(pruned) < 0.7 * n(model)
+    assert count_macs(pruned, 48) < 0.7 * count_macs(model, 48)
+    hidden = [b.hidden for b in pruned.arch.blocks if b.expand]
+    assert all(h % 8 == 0 for h in hidden)
+    assert pruned(x).shape == (2, 7)
+    with pytest.raises(ValueError, match="keep_ratio"):
+        prune_student(model, 0.0)

@@ -1,0 +1,43 @@
+import numpy as np
+
+from edge_fer.preprocess import (
+    PreprocessSpec,
+    cap_sharpness,
+    crop_face,
+    faces_to_input,
+    prepare_face,
+    sharpness,
+    to_gray,
+)
+
+
+def test_crop_face_pads_at_the_border_and_is_square():
+    gray = np.arange(100 * 80, dtype=np.uint8).reshape(100, 80)
+    crop = crop_face(gray, (-10, 70, 40, 30), margin=0.1)
+    assert crop.shape == (48, 48)  # max(w, h) * 1.2
+    assert crop_face(gray, (10, 10, 20, 20), 0.0).tolist() == gray[10:30, 10:30].tolist()
+
+
+def test_prepare_face_gives_model_sized_gray_faces(rng):
+    bgr = rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)
+    face = prepare_face(bgr, PreprocessSpec(input_size=48), box=(100, 100, 150, 150))
+    assert face.shape == (48, 48) and face.dtype == np.uint8
+    x = faces_to_input(bgr, [(100, 100, 150, 150), (300, 50, 80, 90)], PreprocessSpec())
+    assert x.shape == (2, 1, 48, 48) and x.dtype == np.float32
+    assert -1.0 <= x.min() and x.max() <= 1.0
+    assert faces_to_input(bgr, [], PreprocessSpec()).shape == (0, 1, 48, 48)
+
+
+def test_sharpness_cap_blurs_sharp_faces_only(rng):
+    sharp = rng.integers(0, 255, (48, 48), dtype=np.uint8)
+    capped = cap_sharpness(sharp, 4.0)
+    assert sharpness(sharp) > 40 and sharpness(capped) <= 4.0
+    smooth = np.tile(np.linspace(0, 60, 48).astype(np.uint8), (48, 1))
+    assert cap_sharpness(smooth, 4.0) is smooth
+    assert cap_sharpness(sharp, None) is sharp
+
+
+def test_to_gray_accepts_all_layouts(rng):
+    bgr = rng.integers(0, 255, (10, 12, 3), dtype=np.uint8)
+    for image in (bgr[:, :, 0], bgr[:, :, :1], bgr, np.dstack([bgr, bgr[:, :, :1]])):
+        assert to_gray(image).shape == (10, 12)
