@@ -12,6 +12,8 @@ import sys
 from contextlib import ExitStack
 from pathlib import Path
 
+import cv2
+
 from edge_fer import __version__
 from edge_fer.capture import CaptureError, ReconnectingSource, make_source
 from edge_fer.classify import ModelError, PteClassifier, load_classifier
@@ -63,6 +65,7 @@ def run_once(config: Config, args: argparse.Namespace, signals: SignalState,
              notifier: Notifier, stats: RunStats) -> tuple[str, str]:
     """Open everything the config names, process frames, close. Returns (why, source name)."""
     with ExitStack() as stack:
+        cv2.setNumThreads(config.model.threads)  # detection and resizing share the budget
         classifier = load_classifier(config.model.path, config.model.threads)
         if isinstance(classifier, PteClassifier):
             log.info("model %s (%s), %d thread(s)", config.model.path,

@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""Model benchmark: the reference MobileNetV2-224 against our students, side by side.
+
+    python benchmarks/bench_models.py [--run runs/main] [--iters 300] [--json out.json]
+
+Rows: a plain MobileNetV2 1.0 at 224x224 RGB float32 (eager PyTorch, the reference design),
+the float student, the pruned student (both eager PyTorch, as trained), and the shipped int8
+student (ExecuTorch XNNPACK). Columns: parameters, file size, MFLOPs (2 x MACs), per-face
+latency p50/p95 at batch 1 with 1 and 4 threads, peak RSS, PublicTest accuracy where
+trained. Each row runs in its own process so its peak RSS is its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+ROWS = ("reference_mnv2_224_fp32", "student_fp32", "pruned_fp32", "student_int8_xnnpack")
+STANDARD_SETTING = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
+                    (6, 160, 3, 2), (6, 320, 1, 1))
+
+
+def _percentiles(times: list[float]) -> dict:
+    import numpy as np
+
+    a = np.asarray(times) * 1e3
+    return {"p50": float(np.percentile(a, 50)), "p95": float(np.percentile(a, 95))}
+
+
+def _time(fn, x, iters: int) -> dict:
+    for _ in range(max(10, iters // 10)):
+        fn(x)
+    times = []
+    for _ in range(iters):
+        t = time.perf_counter()
+        fn(x)
+        times.append(time.perf_counter() - t)
+    return _percentiles(times)
+
+
+def measure_one(row: str, run: Path, model: Path, data: Path, iters: int) -> dict:
+    """Runs in a child process: load one model, time it with 1 and 4 threads, evaluate it."""
+    import torch
+
+    from edge_fer.nets import MobileNetV2
+    from edge_fer.nets.mobilenetv2 import count_macs, student_arch
+
+    result: dict = {"row": row}
+    faces = None
+    if data.is_dir() and row != "reference_mnv2_224_fp32":
+        from edge_fer.classify import load_classifier
+        from edge_fer.dataset import load_split
+
+    if row == "reference_mnv2_224_fp32":
+        net = MobileNetV2(student_arch(1.0, 224, 3, 1000, stem_stride=2, last_channels=1280,
+                                       setting=STANDARD_SETTING)).eval()
+        buf = io.BytesIO()
+        torch.save(net.state_dict(), buf)
+        result.update(params=sum(p.numel() for p in net.parameters()), bytes=buf.tell(),
+                      mflops=2 * count_macs(net, 224, 3) / 1e6)
+        x = torch.randn(1, 3, 224, 224)
+    else:
+        path = {"student_fp32": run / "student.pt", "pruned_fp32": run / "pruned.pt",
+                "student_int8_xnnpack": model}[row]
+        classifier = load_classifier(path, threads=1)
+        arch_src = run / "pruned.pt" if row != "student_fp32" else path
+        from edge_fer.classify import TorchClassifier
+
+        ref = TorchClassifier(arch_src)
+        result.update(params=sum(p.numel() for p in ref.model.parameters()),
+                      bytes=path.stat().st_size,
+                      mflops=2 * count_macs(ref.model, ref.spec.input_size) / 1e6)
+        x = torch.zeros(1, 1, ref.spec.input_size, ref.spec.input_size)
+        if data.is_dir():
+            faces = load_split(data, "public", classifier.spec)
+            preds = classifier.classify_batch(faces.images).argmax(1)
+            result["accuracy"] = float((preds == faces.labels).mean())
+        del ref
+    for threads in (1, 4):
+        if row == "student_int8_xnnpack":
+            from executorch.extension.pybindings import _C
+
+            _C._unsafe_reset_threadpool(threads)
+            result[f"latency_{threads}t_ms"] = _time(classifier._module.forward, (x,), iters)
+        else:
+            torch.set_num_threads(threads)
+            net_ = net if row == "reference_mnv2_224_fp32" else classifier.model
+            with torch.no_grad():
+                result[f"latency_{threads}t_ms"] = _time(net_, x, iters if row != ROWS[0]
+                                                         else max(30, iters // 10))
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return result
+
+
+def format_table(rows: list[dict]) -> str:
+    head = (f"| {'model':<26} | {'params':>9} | {'file KB':>8} | {'MFLOPs':>8} | "
+            f"{'1T p50 ms':>9} | {'1T p95 ms':>9} | {'4T p50 ms':>9} | {'4T p95 ms':>9} | "
+            f"{'peak RSS MB':>11} | {'PublicTest':>10} |")
+    lines = [head, "|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|"]
+    for r in rows:
+        acc = f"{r['accuracy'] * 100:.2f}%" if "accuracy" in r else "untrained"
+        lines.append(
+            f"| {r['row']:<26} | {r['params']:>9,} | {r['bytes'] / 1024:>8.1f} | "
+            f"{r['mflops']:>8.2f} | {r['latency_1t_ms']['p50']:>9.3f} | "
+            f"{r['latency_1t_ms']['p95']:>9.3f} | {r['latency_4t_ms']['p50']:>9.3f} | "
+            f"{r['latency_4t_ms']['p95']:>9.3f} | {r['peak_rss_mb']:>11.0f} | {acc:>10} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--run", type=Path, default=ROOT / "runs" / "main",
+                   help="training run folder with student.pt and pruned.pt")
+    p.add_argument("--model", type=Path, default=ROOT / "models" / "edge_fer_student.pte")
+    p.add_argument("--data", type=Path, default=ROOT.parent / "shared/datasets/fer2013")
+    p.add_argument("--iters", type=int, default=300)
+    p.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "models.json")
+    p.add_argument("--one", choices=ROWS, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.one:
+        print(json.dumps(measure_one(args.one, args.run, args.model, args.data, args.iters)))
+        return 0
+    for need in (args.run / "student.pt", args.run / "pruned.pt", args.model):
+        if not need.is_file():
+            print(f"error: {need} not found; train with tools/train_mobilenet.py or pass --run",
+                  file=sys.stderr)
+            return 2
+    rows = []
+    for row in ROWS:
+        print(f"measuring {row} ...", file=sys.stderr, flush=True)
+        proc = subprocess.run([sys.executable, __file__, "--one", row, "--run", str(args.run),
+                               "--model", str(args.model), "--data", str(args.data),
+                               "--iters", str(args.iters)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            print(proc.stderr[-2000:], file=sys.stderr)
+            return 1
+        rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    ref, int8 = rows[0], rows[-1]
+    speedup = ref["latency_1t_ms"]["p50"] / int8["latency_1t_ms"]["p50"]
+    table = format_table(rows)
+    print(table)
+    print(f"\nint8 student vs reference MobileNetV2-224, 1 thread p50: {speedup:.0f}x faster; "
+          f"{ref['bytes'] / int8['bytes']:.0f}x smaller file")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({
+        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                    "python": platform.python_version()},
+        "rows": rows, "speedup_int8_vs_reference_1t": speedup}, indent=2))
+    print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""Pipeline benchmark: the real `edge-fer` daemon on a 640x480 video of real faces.
+
+    python benchmarks/bench_pipeline.py [--frames 300] [--json out.json]
+
+Builds the video from FER2013 PublicTest faces (one face per frame, never committed), then
+runs the daemon with detection every frame for each detector (haar, yunet) and 1 and 4
+threads, headless. Reports end-to-end fps, per-stage p50/p95 and the daemon's peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+YUNET = ROOT.parent / "shared" / "models" / "face_detection_yunet_2026may.onnx"
+
+
+def run_daemon(video: Path, detector: str, threads: int, model: Path, workdir: Path) -> dict:
+    report = workdir / f"report_{detector}_{threads}.json"
+    cmd = [sys.executable, "-m", "edge_fer.cli", "--source", f"file:{video}", "--no-loop",
+           "--display", "none", "--model", str(model), "--threads", str(threads),
+           "--detector", detector, "--report-json", str(report),
+           "--stats-path", str(workdir / "stats.json"), "--log-level", "WARNING"]
+    if detector == "yunet":
+        cmd += ["--yunet-model", str(YUNET)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    _, status, usage = os.wait4(proc.pid, 0)
+    stderr = proc.stderr.read()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"daemon failed ({proc.returncode}): {stderr[-1000:]}")
+    result = json.loads(report.read_text())
+    result["peak_rss_mb"] = usage.ru_maxrss / 1024
+    result["detector"], result["threads"] = detector, threads
+    return result
+
+
+def format_table(rows: list[dict]) -> str:
+    head = ("| detector | threads | frames | fps | capture p50/p95 ms | detect p50/p95 ms | "
+            "classify p50/p95 ms | total p50/p95 ms | faces found | peak RSS MB |")
+    lines = [head, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    def pp(lat: dict, stage: str) -> str:
+        return f"{lat[stage]['p50']:.2f} / {lat[stage]['p95']:.2f}"
+
+    for r in rows:
+        lat = r["latency_ms"]
+        lines.append(f"| {r['detector']} | {r['threads']} | {r['frames']} | {r['fps']:.1f} | "
+                     f"{pp(lat, 'capture')} | {pp(lat, 'detect')} | {pp(lat, 'classify')} | "
+                     f"{pp(lat, 'total')} | "
+                     f"{r['face_detections']}/{r['frames']} | {r['peak_rss_mb']:.0f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from make_demo_video import build
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--data", type=Path, default=ROOT.parent / "shared/datasets/fer2013")
+    p.add_argument("--model", type=Path, default=ROOT / "models" / "edge_fer_student.pte")
+    p.add_argument("--frames", type=int, default=300)
+    p.add_argument("--threads", default="1,4")
+    p.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "pipeline.json")
+    args = p.parse_args(argv)
+    if not YUNET.is_file():
+        print(f"error: YuNet model {YUNET} not found", file=sys.stderr)
+        return 2
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        video = Path(tmp) / "faces_640x480.mp4"
+        build(args.data, video, frames=args.frames, faces=1, hold=30, seed=3)
+        for detector in ("haar", "yunet"):
+            for threads in (int(t) for t in args.threads.split(",")):
+                print(f"running {detector} with {threads} thread(s) ...", file=sys.stderr,
+                      flush=True)
+                rows.append(run_daemon(video, detector, threads, args.model, Path(tmp)))
+    print(format_table(rows))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"cores": os.cpu_count(), "rows": rows}, indent=2))
+    print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

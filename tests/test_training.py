@@ -1,0 +1,112 @@
+"""Every training stage for real, in --quick mode on a small slice of FER2013, then the
+exported program against its float model and tools/evaluate.py against its own report."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+
+import train_mobilenet  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory, data_dir) -> Path:
+    runs = tmp_path_factory.mktemp("runs")
+    code = train_mobilenet.main(["--quick", "--data", str(data_dir), "--runs", str(runs),
+                                 "--name", "t", "--threads", "2", "--device", "cpu"])
+    assert code == 0
+    return runs / "t"
+
+
+def test_all_stages_write_their_outputs(quick_run):
+    for name in ("config.json", "teacher.pt", "teacher_logits.pt", "student.pt", "pruned.pt",
+                 "int8.pt2", "edge_fer_student.pte", "edge_fer_student.json", "report.md",
+                 "training_curves.png", "confusion_int8.png", "quantize.json"):
+        assert (quick_run / name).is_file(), name
+    for stage in ("teacher", "distill", "prune"):
+        rows = (quick_run / f"{stage}_metrics.jsonl").read_text().splitlines()
+        assert rows and 0 <= json.loads(rows[-1])["val_accuracy"] <= 1
+    student = torch.load(quick_run / "student.pt", weights_only=False)
+    pruned = torch.load(quick_run / "pruned.pt", weights_only=False)
+    n = lambda ck: sum(v.numel() for k, v in ck["state_dict"].items() if "running" not in k)  # noqa: E731
+    assert n(pruned) < n(student)  # channels were removed, not masked
+    meta = json.loads((quick_run / "edge_fer_student.json").read_text())
+    assert meta["model_bytes"] == (quick_run / "edge_fer_student.pte").stat().st_size
+    assert meta["preprocess"]["input_size"] == 48 and meta["classes"][3] == "happy"
+
+
+def test_resume_skips_finished_stages(quick_run, data_dir, capsys):
+    code = train_mobilenet.main(["--quick", "--data", str(data_dir), "--runs",
+                                 str(quick_run.parent), "--name", "t", "--device", "cpu"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert out.count("exists, skipping (resume)") == 5
+
+
+def test_distill_from_cached_logits_without_the_teacher(quick_run, data_dir, tmp_path):
+    runs = tmp_path / "runs"
+    code = train_mobilenet.main(["--quick", "--data", str(data_dir), "--runs", str(runs),
+                                 "--name", "c", "--stages", "distill", "--device", "cpu",
+                                 "--teacher-logits", str(quick_run / "teacher_logits.pt")])
+    assert code == 0 and (runs / "c" / "student.pt").is_file()
+
+
+def test_pte_matches_float_and_evaluate_matches_its_matrix(quick_run, public_faces, tmp_path):
+    from edge_fer.classify import PteClassifier, TorchClassifier
+
+    pte = PteClassifier(quick_run / "edge_fer_student.pte")
+    flt = TorchClassifier(quick_run / "pruned.pt")
+    agree = (pte.classify_batch(public_faces.images).argmax(1)
+             == flt.classify_batch(public_faces.images).argmax(1)).mean()
+    assert agree >= 0.9
+    folder = tmp_path / "faces"
+    import cv2
+
+    for i, (img, label) in enumerate(zip(public_faces.images[:70], public_faces.labels[:70],
+                                         strict=True)):
+        d = folder / ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"][label]
+        d.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(d / f"PublicTest_{i}.png"), img)
+    proc = subprocess.run([sys.executable, str(ROOT / "tools/evaluate.py"), "--data", str(folder),
+                           "--model", str(quick_run / "edge_fer_student.pte"), "--json",
+                           "--plot", str(tmp_path / "cm.png")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout.splitlines()[-1])
+    cm = np.array(report["confusion_matrix"])
+    assert report["n"] == cm.sum() == 70
+    assert report["accuracy"] == pytest.approx(np.trace(cm) / cm.sum())
+    for i, name in enumerate(["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]):
+        assert report["per_class"][name]["support"] == cm[i].sum()
+    assert {"accuracy", "macro_f1", "n", "per_class", "model_bytes"} <= set(report)
+    assert (tmp_path / "cm.png").stat().st_size > 1000
+    # The daemon's classifier gives the same predictions as evaluate.py on the same images.
+    from edge_fer.dataset import load_image_folder
+
+    faces = load_image_folder(folder, pte.spec)
+    preds = pte.classify_batch(faces.images).argmax(1)
+    from edge_fer.metrics import confusion_matrix
+
+    assert confusion_matrix(faces.labels, preds).tolist() == report["confusion_matrix"]
+
+
+def test_training_cli_rejects_bad_input(tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        train_mobilenet.main(["--stages", "teach"])
+    assert exc.value.code == 2
+    code = train_mobilenet.main(["--data", str(tmp_path / "missing"), "--runs", str(tmp_path),
+                                 "--stages", "teacher", "--device", "cpu"])
+    assert code == 2
+    with pytest.raises(SystemExit):
+        train_mobilenet.main(["--keep-ratio", "1.5"])
