@@ -99,7 +99,8 @@ def normalize(faces_u8: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     """uint8 faces (N, S, S) -> float32 model input (N, 1, S, S)."""
     x = faces_u8.astype(np.float32) * (1.0 / 255.0)
     x = (x - spec.mean) / spec.std
-    return x[:, None, :, :]
+    # reshape, not x[:, None]: a zero stride on the new axis is rejected by ExecuTorch.
+    return x.reshape(x.shape[0], 1, x.shape[1], x.shape[2])
 
 
 def prepare_face(

@@ -218,34 +218,43 @@ def student_weight_decay(optimizer: str) -> float:
     return 0.05 if optimizer == "adamw" else 4e-5
 
 
-def stage_distill(run: Run) -> None:
-    from edge_fer.nets import MobileNetV2, student_arch
+def distill_into(run: Run, model: torch.nn.Module, stage: str, out_name: str, epochs: int,
+                 lr: float, warmup_epochs: float | None = None, extra: dict | None = None) -> dict:
+    """Train `model` with distillation from the teacher; keep the best as `out_name`."""
     from edge_fer.training.loop import FitConfig, fit
 
     a = run.args
     train, val = run.data()
-    arch = student_arch(width_mult=a.width, input_size=a.input_size, stem_stride=a.stem_stride,
-                        last_channels=a.last_channels)
-    model = MobileNetV2(arch)
-    cfg = FitConfig(epochs=a.distill_epochs, lr=a.student_lr, batch_size=a.batch_size,
-                    kd_alpha=a.alpha, kd_temperature=a.temperature,
-                    weight_decay=student_weight_decay(a.optimizer), optimizer=a.optimizer)
+    cfg = FitConfig(epochs=epochs, lr=lr, batch_size=a.batch_size, kd_alpha=a.alpha,
+                    kd_temperature=a.temperature, weight_decay=student_weight_decay(a.optimizer),
+                    warmup_epochs=warmup_epochs, optimizer=a.optimizer)
 
     def save(m: torch.nn.Module, metrics: dict) -> None:
-        save_checkpoint(run.path("student.pt"), "mobilenetv2", m, metrics, run.spec)
+        save_checkpoint(run.path(out_name), "mobilenetv2", m, {**metrics, **(extra or {})},
+                        run.spec)
 
-    best = fit(model, train, val, run.spec, cfg, run.device, run.dir, "distill", save,
-               seed=a.seed, **teacher_signal(run, train))
+    return fit(model, train, val, run.spec, cfg, run.device, run.dir, stage, save, seed=a.seed,
+               **teacher_signal(run, train))
+
+
+def stage_distill(run: Run) -> None:
+    from edge_fer.nets import MobileNetV2, student_arch
+
+    a = run.args
+    arch = student_arch(width_mult=a.width, input_size=a.input_size, stem_stride=a.stem_stride,
+                        last_channels=a.last_channels)
+    best = distill_into(run, MobileNetV2(arch), "distill", "student.pt", a.distill_epochs,
+                        a.student_lr)
     print(f"student: best epoch {best['epoch']}, PublicTest accuracy {best['val_accuracy']:.4f}")
 
 
 def stage_prune(run: Run) -> None:
     from edge_fer.nets.mobilenetv2 import count_macs
-    from edge_fer.training.loop import FitConfig, evaluate_model, fit
+    from edge_fer.training.loop import evaluate_model
     from edge_fer.training.prune import describe, prune_student
 
     a = run.args
-    train, val = run.data()
+    _, val = run.data()
     student = load_student(run.path("student.pt"))
     pruned = prune_student(student, a.keep_ratio)
     before = evaluate_model(pruned.to(run.device), val, run.spec)["accuracy"]
@@ -255,17 +264,8 @@ def stage_prune(run: Run) -> None:
     print(f"pruned: params {params[0]} -> {params[1]}, MMACs {macs[0] / 1e6:.2f} -> "
           f"{macs[1] / 1e6:.2f}, hidden widths {describe(pruned.arch)}; accuracy before "
           f"fine-tune {before:.4f}")
-    cfg = FitConfig(epochs=a.finetune_epochs, lr=a.student_lr * 0.2, batch_size=a.batch_size,
-                    kd_alpha=a.alpha, kd_temperature=a.temperature,
-                    weight_decay=student_weight_decay(a.optimizer), warmup_epochs=0.5,
-                    optimizer=a.optimizer)
-
-    def save(m: torch.nn.Module, metrics: dict) -> None:
-        save_checkpoint(run.path("pruned.pt"), "mobilenetv2", m,
-                        {**metrics, "accuracy_before_finetune": before}, run.spec)
-
-    best = fit(pruned, train, val, run.spec, cfg, run.device, run.dir, "prune", save,
-               seed=a.seed, **teacher_signal(run, train))
+    best = distill_into(run, pruned, "prune", "pruned.pt", a.finetune_epochs, a.student_lr * 0.2,
+                        warmup_epochs=0.5, extra={"accuracy_before_finetune": before})
     print(f"pruned student: best epoch {best['epoch']}, accuracy {best['val_accuracy']:.4f}")
 
 

@@ -138,7 +138,8 @@ def fit(
         perm = torch.randperm(len(train), device=device)
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device)
-        for i in range(steps_per_epoch):
+        for i in tqdm(range(steps_per_epoch), desc=f"{stage} epoch {epoch + 1}", unit="step",
+                      leave=False, dynamic_ncols=True, mininterval=2.0):
             idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
             x = faces[idx].float().unsqueeze(1) * (1.0 / 255.0)
             x = augment_batch(x)
