@@ -1,5 +1,6 @@
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,8 +13,11 @@ def test_units_pass_systemd_analyze_verify(tmp_path):
     exe = shutil.which("systemd-analyze")
     if exe is None:
         pytest.skip("systemd-analyze not installed (apt install systemd)")
-    # verify checks that ExecStart binaries exist: point them at this checkout's venv.
-    bin_dir = Path(shutil.which("edge-fer") or "").parent
+    # verify checks that ExecStart binaries exist: point them at this interpreter's venv
+    # (the tests run as .venv/bin/python -m pytest, with .venv/bin not on PATH).
+    bin_dir = Path(sys.executable).parent
+    if not (bin_dir / "edge-fer-monitor").exists():
+        bin_dir = Path(shutil.which("edge-fer") or "").parent
     if not (bin_dir / "edge-fer-monitor").exists():
         pytest.skip("edge-fer is not installed in this environment")
     for unit in UNITS:
