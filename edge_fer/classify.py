@@ -146,8 +146,10 @@ class TorchClassifier:
     def classify_batch(self, faces: np.ndarray) -> np.ndarray:
         if len(faces) == 0:
             return np.zeros((0, len(self.classes)), np.float32)
-        with self._torch.no_grad():
-            logits = self.model(self._torch.from_numpy(normalize(faces, self.spec))).numpy()
+        x = self._torch.from_numpy(normalize(faces, self.spec))
+        with self._torch.no_grad():  # in chunks: a whole test set at once needs GBs of activations
+            logits = np.concatenate([self.model(x[i:i + 256]).numpy()
+                                     for i in range(0, len(x), 256)])
         return softmax(logits)
 
 

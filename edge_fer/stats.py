@@ -75,8 +75,14 @@ class RunStats:
         self.face_detections = 0
         self.labels: Counter[str] = Counter()
         self.faces_now = 0
+        self.first_frame_mono: float | None = None
+        self.last_frame_mono = 0.0
 
     def add_frame(self, timing_ms: dict[str, float], face_ids: list[int], labels: list[str]) -> None:
+        now = time.monotonic()
+        if self.first_frame_mono is None:
+            self.first_frame_mono = now
+        self.last_frame_mono = now
         self.frames += 1
         self.latency.add(time.monotonic(), timing_ms)
         self.faces_now = len(face_ids)
@@ -96,9 +102,14 @@ class RunStats:
     def report(self, source: str) -> dict:
         """The end-of-run summary written by --report-json."""
         elapsed = time.monotonic() - self.started_mono
+        # fps over the frames themselves: start-up (imports, model, camera) is reported apart.
+        first = self.first_frame_mono
+        frame_span = self.last_frame_mono - first if first is not None else 0.0
         return {
             "source": source, "frames": self.frames, "bad_frames": self.bad_frames,
-            "seconds": elapsed, "fps": self.frames / elapsed if elapsed > 0 else 0.0,
+            "seconds": elapsed,
+            "startup_s": first - self.started_mono if first is not None else None,
+            "fps": (self.frames - 1) / frame_span if frame_span > 0 else 0.0,
             "latency_ms": self.latency.run_percentiles(), "faces_seen": len(self.faces_seen),
             "face_detections": self.face_detections, "label_counts": dict(self.labels),
         }

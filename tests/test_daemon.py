@@ -63,6 +63,10 @@ def test_video_run_emits_schema_and_report(tmp_path, base_args):
         len(e["faces"]) for e in lines)
     assert set(summary["latency_ms"]) == {"capture", "detect", "classify", "total"}
     assert sum(summary["label_counts"].values()) == summary["face_detections"]
+    # fps counts frames over their own span (start-up is reported apart), as the events show.
+    span = lines[-1]["t"] - lines[0]["t"]
+    assert summary["fps"] == pytest.approx((len(lines) - 1) / span, rel=0.1)
+    assert 0 < summary["startup_s"] < summary["seconds"]
     assert not (tmp_path / "stats.json").exists()  # removed at exit: the monitor sees it stopped
 
 

@@ -4,8 +4,8 @@
     python tools/make_demo_video.py                       # runs/demo/faces_640x480.mp4
     python tools/make_demo_video.py --faces 2 --frames 300 --out /tmp/two.mp4
 
-Each face slot shows one FER2013 face (upscaled, on a soft body-coloured surround so
-detectors see a head, not a tile) drifting across the frame, swapped every --hold frames.
+Each face slot shows one FER2013 face (upscaled, feathered into an oval head so detectors
+see a head, not a tile) drifting across the frame, swapped every --hold frames.
 The video is built locally from the dataset and never committed. A JSON sidecar lists the
 true label of every face per frame.
 """
@@ -29,10 +29,26 @@ from edge_fer.preprocess import PreprocessSpec  # noqa: E402
 
 
 def face_patch(face: np.ndarray, size: int) -> np.ndarray:
-    """Upscale a 48x48 face and feather it into a surround so it reads as a head in a scene."""
-    big = cv2.resize(face, (size, size), interpolation=cv2.INTER_CUBIC)
-    pad = size // 4
-    return cv2.copyMakeBorder(big, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+    """Upscale a 48x48 face and feather it into an oval head on a plain surround.
+
+    FER2013 faces are tight crops with no head outline; detectors look for one. Measured on
+    100 PublicTest faces at 201 px: YuNet finds 12% of them pasted as bare tiles with
+    replicated borders, 40% inside this oval head; Haar 36% -> 47%.
+    """
+    big = cv2.resize(face, (size, size), interpolation=cv2.INTER_CUBIC).astype(np.float32)
+    pad = size // 3
+    full = size + 2 * pad
+    yy, xx = np.mgrid[0:full, 0:full]
+    centre = full / 2
+    oval = ((xx - centre) / (size * 0.62)) ** 2 + ((yy - centre * 1.02) / (size * 0.78)) ** 2 <= 1
+    skin = 0.9 * float(np.median(big[-size // 4:]))  # the chin's tone, a little darker
+    head = cv2.GaussianBlur(np.where(oval, skin, 110.0).astype(np.float32), (0, 0), size / 25)
+    mask = np.zeros((full, full), np.float32)
+    mask[pad:pad + size, pad:pad + size] = 1.0
+    mask = cv2.GaussianBlur(mask, (0, 0), size / 20)
+    inner = head.copy()
+    inner[pad:pad + size, pad:pad + size] = big
+    return (mask * inner + (1 - mask) * head).clip(0, 255).astype(np.uint8)
 
 
 def build(data: Path, out: Path, frames: int, faces: int, hold: int, seed: int,

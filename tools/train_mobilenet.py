@@ -344,8 +344,10 @@ def stage_export(run: Run) -> None:
           f"macro-F1 {summary['macro_f1']:.4f}")
     if a.ship:
         a.ship.mkdir(parents=True, exist_ok=True)
-        for src in (pte, pte.with_suffix(".json")):
-            shutil.copy2(src, a.ship / src.name)
+        for src, name in ((pte, pte.name), (pte.with_suffix(".json"), f"{pte.stem}.json"),
+                          (run.path("training_curves.png"), f"{pte.stem}_curves.png"),
+                          (run.path("confusion_int8.png"), f"{pte.stem}_confusion.png")):
+            shutil.copy2(src, a.ship / name)
         print(f"shipped to {a.ship}")
 
 
