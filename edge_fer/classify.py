@@ -96,18 +96,20 @@ class PteClassifier:
         except RuntimeError as exc:
             raise ModelError(f"ExecuTorch could not load {path}: {exc}") from None
         sizes = self._module.method_meta("forward").input_tensor_meta(0).sizes()
-        self.batch = int(sizes[0])
+        self.batch = int(sizes[0])  # the fixed batch, or the upper bound of a dynamic one
+        self.dynamic_batch = bool(self.metadata.get("input", {}).get("dynamic_batch", False))
         if tuple(sizes[1:]) != (1, self.spec.input_size, self.spec.input_size):
             raise ModelError(f"{path} takes input {tuple(sizes)}, but its metadata says "
                              f"{self.spec.input_size}x{self.spec.input_size} gray faces")
 
     def logits(self, x: np.ndarray) -> np.ndarray:
-        """Raw logits for normalized input (N, 1, S, S), in program-sized batches."""
+        """Raw logits for normalized input (N, 1, S, S): all faces in one call when the program
+        takes them, else in program-sized batches."""
         out = np.empty((len(x), len(self.classes)), np.float32)
         tensor = self._torch.from_numpy(np.ascontiguousarray(x))
         for start in range(0, len(x), self.batch):
             chunk = tensor[start:start + self.batch]
-            if len(chunk) < self.batch:  # a fixed-batch program: pad the tail
+            if len(chunk) < self.batch and not self.dynamic_batch:  # fixed batch: pad the tail
                 pad = self._torch.zeros((self.batch - len(chunk), *chunk.shape[1:]))
                 chunk = self._torch.cat([chunk, pad])
             result = self._module.forward((chunk,))[0].numpy()

@@ -104,3 +104,13 @@ def test_shipped_model_classifies_real_faces(shipped_model, public_faces):
     assert meta["classes"] == list(EMOTIONS) and meta["model_bytes"] <= 1_000_000
     accuracy = (classifier.classify_batch(public_faces.images).argmax(1) == public_faces.labels)
     assert accuracy.mean() > 1.5 / 7  # clearly better than chance on real faces
+
+
+def test_all_faces_of_a_frame_in_one_call_match_one_at_a_time(shipped_model, public_faces):
+    classifier = PteClassifier(shipped_model, threads=1)
+    assert classifier.dynamic_batch and classifier.batch >= 4  # a frame's faces in one call
+    faces = public_faces.images[:classifier.batch + 5]  # more than one call's worth too
+    one_by_one = np.concatenate([classifier.classify_batch(f[None]) for f in faces])
+    for n in (1, 3, len(faces)):
+        np.testing.assert_allclose(classifier.classify_batch(faces[:n]), one_by_one[:n],
+                                   atol=1e-5)

