@@ -129,8 +129,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--one", choices=ROWS, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.one:
-        print(json.dumps(measure_one(args.one, args.run, args.model, args.data, args.iters)))
-        return 0
+        print(json.dumps(measure_one(args.one, args.run, args.model, args.data, args.iters)),
+              flush=True)
+        # Skip interpreter teardown: ExecuTorch's resized thread pool can abort while exiting.
+        os._exit(0)
     for need in (args.run / "student.pt", args.run / "pruned.pt", args.model):
         if not need.is_file():
             print(f"error: {need} not found; train with tools/train_mobilenet.py or pass --run",
