@@ -84,7 +84,7 @@ class RunStats:
             self.first_frame_mono = now
         self.last_frame_mono = now
         self.frames += 1
-        self.latency.add(time.monotonic(), timing_ms)
+        self.latency.add(now, timing_ms)
         self.faces_now = len(face_ids)
         self.faces_seen.update(face_ids)
         self.face_detections += len(face_ids)
