@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 DATA = Path(os.environ.get("EDGE_FER_DATA", ROOT.parent / "shared" / "datasets" / "fer2013"))
 SHIPPED_MODEL = ROOT / "models" / "edge_fer_student.pte"
-YUNET = ROOT.parent / "shared" / "models" / "face_detection_yunet_2026may.onnx"
+YUNET = Path(os.environ.get("EDGE_FER_YUNET",
+                           ROOT.parent / "shared" / "models" / "face_detection_yunet_2026may.onnx"))
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
@@ -28,6 +29,13 @@ def data_dir() -> Path:
     if not (DATA / "train").is_dir():
         pytest.skip(f"FER2013 not found at {DATA} (set EDGE_FER_DATA)")
     return DATA
+
+
+@pytest.fixture(scope="session")
+def yunet_model() -> Path:
+    if not YUNET.is_file():
+        pytest.skip(f"YuNet model not found at {YUNET} (set EDGE_FER_YUNET)")
+    return YUNET
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,6 @@ from edge_fer.labels import EMOTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKES = Path(__file__).parent / "fakes"
-YUNET = ROOT.parent / "shared/models/face_detection_yunet_2026may.onnx"
 
 
 def daemon(args: list[str], env: dict | None = None, **kw) -> subprocess.Popen:
@@ -39,11 +38,11 @@ def base_args(tmp_path, shipped_model, demo_video) -> list[str]:
             "--stats-path", str(tmp_path / "stats.json")]
 
 
-def test_video_run_emits_schema_and_report(tmp_path, base_args):
+def test_video_run_emits_schema_and_report(tmp_path, base_args, yunet_model):
     events, report = tmp_path / "events.jsonl", tmp_path / "report.json"
     code, _, err = run_daemon([*base_args, "--no-loop", "--events-jsonl", str(events),
                                "--report-json", str(report), "--detector", "yunet",
-                               "--yunet-model", str(YUNET)])
+                               "--yunet-model", str(yunet_model)])
     assert code == 0, err
     lines = [json.loads(line) for line in events.read_text().splitlines()]
     assert len(lines) == 90 and [e["frame"] for e in lines] == list(range(90))
@@ -180,12 +179,13 @@ def test_sighup_reloads_config_and_bad_reload_keeps_running(tmp_path, base_args)
     assert "config reload failed, keeping the running config" in err
 
 
-def test_picamera2_source_with_drm_overlay_end_to_end(tmp_path, shipped_model, demo_video):
+def test_picamera2_source_with_drm_overlay_end_to_end(tmp_path, shipped_model, demo_video,
+                                                     yunet_model):
     env = {"PYTHONPATH": str(FAKES), "FAKE_PICAMERA2_VIDEO": str(demo_video)}
     code, out, err = run_daemon(["--source", "picamera2", "--display", "drm", "--model",
                                  str(shipped_model), "--max-frames", "60", "--events-jsonl", "-",
                                  "--stats-path", str(tmp_path / "s.json"), "--detector", "yunet",
-                                 "--yunet-model", str(YUNET)], env)
+                                 "--yunet-model", str(yunet_model)], env)
     assert code == 0, err
     events = [json.loads(line) for line in out.splitlines()]
     # Faces are found on the lores stream and boxed in main-stream pixels.
