@@ -5,7 +5,7 @@
 
 Exports the pruned student as int8 ExecuTorch programs with a fixed batch of 1 and of N
 (same calibration), then times N faces as N back-to-back batch-1 calls against one batch-N
-call, 1 thread. Its result is why the shipped program takes a dynamic batch (1..16 faces).
+call, 1 thread. Its result is why the shipped program takes a dynamic batch (1..15 faces).
 """
 
 from __future__ import annotations

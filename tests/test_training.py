@@ -18,8 +18,8 @@ pytestmark = pytest.mark.slow
 
 
 def train(*args: str) -> subprocess.CompletedProcess:
-    """Run tools/train_mobilenet.py as users do, in its own process: training in the test
-    process after other tests have loaded ExecuTorch's thread pool can crash libtorch."""
+    """Run tools/train_mobilenet.py as users do, in its own process, so a native crash in
+    training fails these tests with its exit status instead of killing the whole session."""
     return subprocess.run([sys.executable, str(ROOT / "tools" / "train_mobilenet.py"), *args],
                           capture_output=True, text=True, timeout=900)
 
