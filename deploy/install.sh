@@ -72,10 +72,10 @@ do_uninstall() {
 
 do_install() {
   if [ "$SYSTEM" = 1 ]; then
-    say "installing apt packages (picamera2, systemd bindings, venv)"
+    say "installing apt packages (picamera2, systemd bindings, venv, C++ compiler)"
     run apt-get update
     run apt-get install -y python3-venv python3-pip python3-picamera2 python3-systemd \
-      libcap-dev
+      libcap-dev g++
     if ! id edge-fer >/dev/null 2>&1; then
       say "creating system user edge-fer"
       run useradd --system --home-dir /var/lib/edge-fer --shell /usr/sbin/nologin edge-fer
@@ -90,7 +90,7 @@ do_install() {
     printf '+ tar -C %s -cf - . | tar -C %s -xf -\n' "$SRC" "$APP"
   else
     tar -C "$SRC" --exclude=.git --exclude=.venv --exclude=./venv --exclude=./runs \
-      --exclude=__pycache__ --exclude='*.egg-info' --exclude=.device -cf - . | tar -C "$APP" -xf -
+      --exclude=__pycache__ --exclude='*.egg-info' --exclude=_build --exclude=.device -cf - . | tar -C "$APP" -xf -
   fi
   if [ "$WITH_VENV" = 1 ]; then
     # --system-site-packages: picamera2 and systemd come from apt, not PyPI.
@@ -98,6 +98,9 @@ do_install() {
     run python3 -m venv --system-site-packages "$APP/venv"
     run "$APP/venv/bin/pip" install --upgrade pip
     run "$APP/venv/bin/pip" install -e "$APP[display]"
+    # The torch-free ExecuTorch runner: built now, because the service's /opt is read-only.
+    say "building the ExecuTorch runner"
+    run "$APP/venv/bin/edge-fer-build-runtime"
   fi
   run mkdir -p "$ETC"
   if [ -f "$ETC/config.yaml" ]; then

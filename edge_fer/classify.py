@@ -1,14 +1,16 @@
 """Emotion classifiers: the int8 ExecuTorch program (shipped) and the float eager student.
 
 Both take uint8 gray faces (N, S, S) already cropped by `preprocess.prepare_face` and return
-per-face class probabilities (N, 7). The `.pte` runs through ExecuTorch's C++ runtime with
-XNNPACK; only its pybinding extension is imported, not `executorch.runtime`, which pulls in
-the whole export stack (measured: ~9 s and +140 MB RSS more at start-up).
+per-face class probabilities (N, 7). The `.pte` runs on ExecuTorch's C++ runtime with XNNPACK,
+by default through `edge_fer.native` (ctypes, no torch in the process); the `pybind` runtime
+goes through executorch's own Python extension, which needs `import torch` (~190 MB more RSS,
+~1 s more start-up). Neither imports `executorch.runtime`, which pulls in the export stack.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import pickle
 from pathlib import Path
 from typing import Protocol
@@ -17,6 +19,8 @@ import numpy as np
 
 from edge_fer.labels import EMOTIONS
 from edge_fer.preprocess import PreprocessSpec, normalize
+
+log = logging.getLogger(__name__)
 
 PTE_MAGIC = b"ET"  # ExecuTorch flatbuffers carry the file identifier "ET##" at offset 4
 
@@ -32,6 +36,62 @@ class Classifier(Protocol):
     def classify_batch(self, faces: np.ndarray) -> np.ndarray:
         """uint8 faces (N, S, S) -> probabilities (N, len(classes))."""
         ...
+
+
+class Program(Protocol):
+    """A loaded `.pte`: one float32 input and output, batch first."""
+
+    input_sizes: tuple[int, ...]  # as planned; the batch is the upper bound of a dynamic one
+
+    def run(self, x: np.ndarray) -> np.ndarray: ...
+
+    def close(self) -> None: ...
+
+
+RUNTIMES = ("auto", "native", "pybind")
+
+
+class PybindProgram:
+    """The `.pte` through executorch's Python extension (imports torch, which it links)."""
+
+    def __init__(self, path: Path, threads: int) -> None:
+        import torch
+        from executorch.extension.pybindings import _C as et
+
+        self._torch = torch
+        et._unsafe_reset_threadpool(max(1, threads))  # before loading: the delegate keeps the pool
+        try:
+            self._module = et._load_for_executorch(str(path))
+        except RuntimeError as exc:
+            raise ModelError(f"ExecuTorch could not load {path}: {exc}") from None
+        sizes = self._module.method_meta("forward").input_tensor_meta(0).sizes()
+        self.input_sizes = tuple(int(s) for s in sizes)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return self._module.forward((self._torch.from_numpy(x),))[0].numpy()
+
+    def close(self) -> None:
+        self._module = None
+
+
+def open_program(path: Path, threads: int, runtime: str = "auto") -> tuple[Program, str]:
+    """Load a `.pte` with the chosen runtime; `auto` prefers the torch-free native runner and
+    builds it on first use, falling back to the Python extension with a warning."""
+    from edge_fer.native import EtRunner, NativeBuildError, RunnerError, ensure_library
+
+    if runtime not in RUNTIMES:
+        raise ModelError(f"model runtime {runtime!r} is not one of {', '.join(RUNTIMES)}")
+    if runtime != "pybind":
+        try:
+            return EtRunner(ensure_library(), path, max(1, threads)), "native"
+        except NativeBuildError as exc:
+            if runtime == "native":
+                raise ModelError(f"model.runtime is native, but {exc}") from None
+            log.warning("falling back to executorch's Python extension, which imports torch "
+                        "(~190 MB more memory): %s", exc)
+        except RunnerError as exc:
+            raise ModelError(str(exc)) from None
+    return PybindProgram(path, threads), "pybind"
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -74,7 +134,8 @@ def read_metadata(model_path: Path) -> dict:
 class PteClassifier:
     """The shipped int8 student, run by ExecuTorch's XNNPACK backend."""
 
-    def __init__(self, path: Path, threads: int = 1, spec: PreprocessSpec | None = None) -> None:
+    def __init__(self, path: Path, threads: int = 1, spec: PreprocessSpec | None = None,
+                 runtime: str = "auto") -> None:
         path = Path(path)
         if not path.is_file():
             raise ModelError(f"model file {path} does not exist; set model.path in the config "
@@ -86,17 +147,9 @@ class PteClassifier:
         self.metadata = read_metadata(path) if spec is None else {}
         self.spec = spec or PreprocessSpec.from_dict(self.metadata["preprocess"])
         self.classes = EMOTIONS
-        import torch  # loads libtorch, which the ExecuTorch extension links against
-        from executorch.extension.pybindings import _C as et  # the lean runtime entry point
-
-        self._torch = torch
-        et._unsafe_reset_threadpool(max(1, threads))
-        try:
-            self._module = et._load_for_executorch(str(path))
-        except RuntimeError as exc:
-            raise ModelError(f"ExecuTorch could not load {path}: {exc}") from None
-        sizes = self._module.method_meta("forward").input_tensor_meta(0).sizes()
-        self.batch = int(sizes[0])  # the fixed batch, or the upper bound of a dynamic one
+        self._program, self.runtime = open_program(path, threads, runtime)
+        sizes = self._program.input_sizes
+        self.batch = sizes[0]  # the fixed batch, or the upper bound of a dynamic one
         self.dynamic_batch = bool(self.metadata.get("input", {}).get("dynamic_batch", False))
         if tuple(sizes[1:]) != (1, self.spec.input_size, self.spec.input_size):
             raise ModelError(f"{path} takes input {tuple(sizes)}, but its metadata says "
@@ -105,21 +158,24 @@ class PteClassifier:
     def logits(self, x: np.ndarray) -> np.ndarray:
         """Raw logits for normalized input (N, 1, S, S): all faces in one call when the program
         takes them, else in program-sized batches."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
         out = np.empty((len(x), len(self.classes)), np.float32)
-        tensor = self._torch.from_numpy(np.ascontiguousarray(x))
         for start in range(0, len(x), self.batch):
-            chunk = tensor[start:start + self.batch]
+            chunk = x[start:start + self.batch]
             if len(chunk) < self.batch and not self.dynamic_batch:  # fixed batch: pad the tail
-                pad = self._torch.zeros((self.batch - len(chunk), *chunk.shape[1:]))
-                chunk = self._torch.cat([chunk, pad])
-            result = self._module.forward((chunk,))[0].numpy()
-            out[start:start + self.batch] = result[: len(x) - start]
+                chunk = np.concatenate([chunk, np.zeros((self.batch - len(chunk), *chunk.shape[1:]),
+                                                        np.float32)])
+            out[start:start + self.batch] = self._program.run(chunk)[: len(x) - start]
         return out
 
     def classify_batch(self, faces: np.ndarray) -> np.ndarray:
         if len(faces) == 0:
             return np.zeros((0, len(self.classes)), np.float32)
         return softmax(self.logits(normalize(faces, self.spec)))
+
+    def close(self) -> None:
+        """Free the program now (its thread pool is shared process-wide)."""
+        self._program.close()
 
 
 class TorchClassifier:
@@ -155,9 +211,9 @@ class TorchClassifier:
         return softmax(logits)
 
 
-def load_classifier(path: Path, threads: int = 1) -> Classifier:
+def load_classifier(path: Path, threads: int = 1, runtime: str = "auto") -> Classifier:
     """A classifier for a `.pte` program or a float `.pt` student checkpoint."""
     path = Path(path)
     if path.suffix == ".pt":
         return TorchClassifier(path, threads)
-    return PteClassifier(path, threads)
+    return PteClassifier(path, threads, runtime=runtime)

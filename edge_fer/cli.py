@@ -38,6 +38,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--detector", choices=("haar", "yunet"))
     p.add_argument("--yunet-model", help="YuNet .onnx file (with --detector yunet)")
     p.add_argument("--threads", type=int, help="classifier threads")
+    p.add_argument("--runtime", choices=("auto", "native", "pybind"),
+                   help="how the .pte is run (overrides model.runtime)")
     p.add_argument("--max-frames", type=int, help="stop after N frames")
     p.add_argument("--events-jsonl", help="write one JSON line per frame here ('-': stdout)")
     p.add_argument("--report-json", type=Path, help="write a run summary here at exit")
@@ -56,7 +58,8 @@ def build_config(args: argparse.Namespace) -> Config:
     return apply_overrides(config, {
         "source": args.source, "display.mode": args.display, "model.path": args.model,
         "detector.kind": args.detector, "detector.yunet_model": args.yunet_model,
-        "model.threads": args.threads, "stats.path": args.stats_path,
+        "model.threads": args.threads, "model.runtime": args.runtime,
+        "stats.path": args.stats_path,
         "log_level": args.log_level, "loop_video": False if args.no_loop else None,
     })
 
@@ -66,10 +69,13 @@ def run_once(config: Config, args: argparse.Namespace, signals: SignalState,
     """Open everything the config names, process frames, close. Returns (why, source name)."""
     with ExitStack() as stack:
         cv2.setNumThreads(config.model.threads)  # detection and resizing share the budget
-        classifier = load_classifier(config.model.path, config.model.threads)
+        classifier = load_classifier(config.model.path, config.model.threads,
+                                     config.model.runtime)
         if isinstance(classifier, PteClassifier):
-            log.info("model %s (%s), %d thread(s)", config.model.path,
-                     classifier.metadata.get("name", "?"), config.model.threads)
+            stack.callback(classifier.close)
+            log.info("model %s (%s), %d thread(s), %s runtime", config.model.path,
+                     classifier.metadata.get("name", "?"), config.model.threads,
+                     classifier.runtime)
         detector = make_detector(config.detector)
         source = ReconnectingSource(make_source(config), config.reconnect_max_backoff_s,
                                     sleep=lambda s: signals.stop.wait(s))

@@ -53,6 +53,7 @@ class TrackerConfig:
 class ModelConfig:
     path: Path = DEFAULT_MODEL
     threads: int = 1
+    runtime: str = "auto"  # auto | native (torch-free ExecuTorch runner) | pybind
 
 
 @dataclass
@@ -94,6 +95,7 @@ class Config:
 CHOICES: dict[str, tuple[str, ...]] = {
     "detector.kind": ("haar", "yunet"),
     "display.mode": ("auto", "drm", "window", "none"),
+    "model.runtime": ("auto", "native", "pybind"),
     "log_level": ("DEBUG", "INFO", "WARNING", "ERROR"),
 }
 POSITIVE = {"camera.fps", "detector.every_n_frames", "detector.detect_width", "detector.min_face",

@@ -47,6 +47,7 @@ def test_install_dry_run_changes_nothing():
     assert proc.returncode == 0, proc.stderr
     for step in ("apt-get install -y python3-venv python3-pip python3-picamera2 python3-systemd",
                  "useradd --system", "python3 -m venv --system-site-packages /opt/edge-fer/venv",
+                 "/opt/edge-fer/venv/bin/edge-fer-build-runtime",
                  "systemctl enable --now edge-fer.service"):
         assert step in proc.stdout
 
@@ -58,6 +59,8 @@ def test_install_into_a_prefix_is_idempotent_and_uninstall_keeps_edits(tmp_path)
     assert config.read_text() == (ROOT / "deploy/config.example.yaml").read_text()
     assert (root / "opt/edge-fer/edge_fer/cli.py").is_file()
     assert (root / "opt/edge-fer/models/edge_fer_student.pte").is_file()
+    assert (root / "opt/edge-fer/edge_fer/native/et_runner.cpp").is_file()
+    assert not (root / "opt/edge-fer/edge_fer/native/_build").exists()  # built for this venv only
     assert sorted(p.name for p in (root / "etc/systemd/system").iterdir()) == sorted(
         p.name for p in UNITS)
     config.write_text(config.read_text() + "\nlog_level: DEBUG\n")

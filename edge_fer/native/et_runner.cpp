@@ -1,0 +1,168 @@
+// A C ABI over ExecuTorch's prebuilt runtime (libexecutorch + XNNPACK delegate), so Python can
+// run a .pte through ctypes without importing torch. Built by `edge-fer-build-runtime`.
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <executorch/extension/module/module.h>
+#include <executorch/extension/tensor/tensor.h>
+
+namespace executorch::extension::threadpool {
+// Declared here because the wheel ships the symbol but not threadpool.h.
+class ThreadPool {
+ public:
+  bool _unsafe_reset_threadpool(uint32_t num_threads);
+  size_t get_thread_count() const;
+};
+ThreadPool* get_threadpool();
+}  // namespace executorch::extension::threadpool
+
+namespace {
+
+using executorch::aten::ScalarType;
+using executorch::extension::from_blob;
+using executorch::extension::module::Module;
+using executorch::runtime::Error;
+
+std::atomic<int> open_runners{0};
+
+struct Runner {
+  std::unique_ptr<Module> module;
+  std::vector<int32_t> input_sizes;   // as planned: the batch is the upper bound when dynamic
+  std::vector<int32_t> output_sizes;
+  std::vector<float> input_buffer;    // sized for the planned batch
+};
+
+void write_error(char* err, size_t err_len, const std::string& message) {
+  if (err != nullptr && err_len > 0) {
+    std::snprintf(err, err_len, "%s", message.c_str());
+  }
+}
+
+std::string describe(Error error) {
+  return std::string(executorch::runtime::to_string(error)) + " (ExecuTorch error " +
+         std::to_string(static_cast<int>(error)) + ")";
+}
+
+}  // namespace
+
+extern "C" {
+
+// Load `path`, plan method "forward" and size the XNNPACK thread pool. Returns null on failure
+// with the reason in `err`.
+void* etr_open(const char* path, int threads, char* err, size_t err_len) {
+  // The pool is process-wide and the XNNPACK delegate keeps a pointer to the one it finds at
+  // load time: resize it before loading, and never under a program that is still open.
+  auto* pool = executorch::extension::threadpool::get_threadpool();
+  if (threads > 0 && pool->get_thread_count() != static_cast<size_t>(threads)) {
+    if (open_runners.load() > 0) {
+      write_error(err, err_len, "another program is open with " +
+                                    std::to_string(pool->get_thread_count()) +
+                                    " threads; the thread pool is shared, so close it first");
+      return nullptr;
+    }
+    pool->_unsafe_reset_threadpool(static_cast<uint32_t>(threads));
+  }
+  auto runner = std::make_unique<Runner>();
+  runner->module = std::make_unique<Module>(path, Module::LoadMode::Mmap);
+  if (Error e = runner->module->load_method("forward"); e != Error::Ok) {
+    write_error(err, err_len, "cannot load method forward: " + describe(e));
+    return nullptr;
+  }
+  auto meta = runner->module->method_meta("forward");
+  if (!meta.ok() || meta->num_inputs() != 1 || meta->num_outputs() != 1) {
+    write_error(err, err_len, "the program's forward must take one tensor and return one");
+    return nullptr;
+  }
+  auto input_meta = meta->input_tensor_meta(0);
+  if (!input_meta.ok() || input_meta->scalar_type() != ScalarType::Float) {
+    write_error(err, err_len, "the program's input must be a float32 tensor");
+    return nullptr;
+  }
+  size_t numel = 1;
+  for (auto size : input_meta->sizes()) {
+    runner->input_sizes.push_back(size);
+    numel *= static_cast<size_t>(size);
+  }
+  if (runner->input_sizes.empty()) {
+    write_error(err, err_len, "the program's input has no batch dimension");
+    return nullptr;
+  }
+  runner->input_buffer.resize(numel);
+  auto output_meta = meta->output_tensor_meta(0);
+  if (!output_meta.ok() || output_meta->scalar_type() != ScalarType::Float) {
+    write_error(err, err_len, "the program's output must be a float32 tensor");
+    return nullptr;
+  }
+  for (auto size : output_meta->sizes()) {
+    runner->output_sizes.push_back(size);
+  }
+  open_runners.fetch_add(1);
+  return runner.release();
+}
+
+// Number of input dimensions; the planned sizes go to `sizes` (room for `capacity`).
+int etr_input_sizes(void* handle, int64_t* sizes, int capacity) {
+  auto* runner = static_cast<Runner*>(handle);
+  int ndim = static_cast<int>(runner->input_sizes.size());
+  for (int i = 0; i < std::min(ndim, capacity); ++i) {
+    sizes[i] = runner->input_sizes[i];
+  }
+  return ndim;
+}
+
+// Number of output dimensions; the planned sizes go to `sizes` (room for `capacity`).
+int etr_output_sizes(void* handle, int64_t* sizes, int capacity) {
+  auto* runner = static_cast<Runner*>(handle);
+  int ndim = static_cast<int>(runner->output_sizes.size());
+  for (int i = 0; i < std::min(ndim, capacity); ++i) {
+    sizes[i] = runner->output_sizes[i];
+  }
+  return ndim;
+}
+
+// Run forward on `batch` items of `input` (C-contiguous float32, batch x the planned item shape).
+// Writes up to `out_capacity` floats; returns how many the output holds, or -1 with `err` set.
+int64_t etr_run(void* handle, const float* input, int64_t batch, float* out,
+                int64_t out_capacity, char* err, size_t err_len) {
+  auto* runner = static_cast<Runner*>(handle);
+  std::vector<int32_t> sizes = runner->input_sizes;
+  if (batch < 1 || batch > sizes[0]) {
+    write_error(err, err_len, "batch " + std::to_string(batch) + " is outside 1.." +
+                                  std::to_string(sizes[0]));
+    return -1;
+  }
+  sizes[0] = static_cast<int32_t>(batch);
+  size_t numel = runner->input_buffer.size() / runner->input_sizes[0] * batch;
+  std::memcpy(runner->input_buffer.data(), input, numel * sizeof(float));
+  auto tensor = from_blob(runner->input_buffer.data(),
+                          std::vector<executorch::aten::SizesType>(sizes.begin(), sizes.end()),
+                          ScalarType::Float);
+  auto result = runner->module->forward(tensor);
+  if (!result.ok()) {
+    write_error(err, err_len, "forward failed: " + describe(result.error()));
+    return -1;
+  }
+  const auto& output = result->at(0);
+  if (!output.isTensor() || output.toTensor().scalar_type() != ScalarType::Float) {
+    write_error(err, err_len, "forward did not return a float32 tensor");
+    return -1;
+  }
+  const auto& tensor_out = output.toTensor();
+  int64_t count = tensor_out.numel();
+  std::memcpy(out, tensor_out.const_data_ptr<float>(),
+              static_cast<size_t>(std::min(count, out_capacity)) * sizeof(float));
+  return count;
+}
+
+void etr_close(void* handle) {
+  delete static_cast<Runner*>(handle);
+  open_runners.fetch_sub(1);
+}
+
+}  // extern "C"
