@@ -5,7 +5,8 @@
 
 Rows: a plain MobileNetV2 1.0 at 224x224 RGB float32 (eager PyTorch, the reference design),
 the float student, the pruned student (both eager PyTorch, as trained), and the shipped int8
-student (ExecuTorch XNNPACK). Columns: parameters, file size, MFLOPs (2 x MACs), per-face
+student (ExecuTorch XNNPACK) through executorch's Python extension (pybind) and through the
+torch-free runner the daemon uses (native). Columns: parameters, file size, MFLOPs (2 x MACs), per-face
 latency p50/p95 at batch 1 with 1 and 4 threads, peak RSS, PublicTest accuracy where
 trained. Each row runs in its own process so its peak RSS is its own.
 """
@@ -26,7 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-ROWS = ("reference_mnv2_224_fp32", "student_fp32", "pruned_fp32", "student_int8_xnnpack")
+ROWS = ("reference_mnv2_224_fp32", "student_fp32", "pruned_fp32", "student_int8_pybind",
+        "student_int8_native")
 STANDARD_SETTING = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
                     (6, 160, 3, 2), (6, 320, 1, 1))
 
@@ -49,11 +51,44 @@ def _time(fn, x, iters: int) -> dict:
     return _percentiles(times)
 
 
+def measure_int8(row: str, run: Path, model: Path, data: Path, iters: int) -> dict:
+    """The shipped program with one runtime; RSS is taken before torch is imported (for the
+    architecture figures), as in the daemon."""
+    import numpy as np
+
+    from edge_fer.classify import PteClassifier
+    from edge_fer.dataset import load_split
+
+    runtime = row.rsplit("_", 1)[1]
+    result: dict = {"row": row, "bytes": model.stat().st_size}
+    for threads in (1, 4):  # the thread pool is sized at load, so one program per count
+        classifier = PteClassifier(model, threads=threads, runtime=runtime)
+        size = classifier.spec.input_size
+        x = np.zeros((1, 1, size, size), np.float32)
+        result[f"latency_{threads}t_ms"] = _time(classifier.logits, x, iters)
+        if threads == 1:
+            result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            if data.is_dir():
+                faces = load_split(data, "public", classifier.spec)
+                preds = classifier.classify_batch(faces.images).argmax(1)
+                result["accuracy"] = float((preds == faces.labels).mean())
+        classifier.close()
+    from edge_fer.classify import TorchClassifier
+    from edge_fer.nets.mobilenetv2 import count_macs
+
+    ref = TorchClassifier(run / "pruned.pt")
+    result.update(params=sum(p.numel() for p in ref.model.parameters()),
+                  mflops=2 * count_macs(ref.model, ref.spec.input_size) / 1e6)
+    return result
+
+
 def measure_one(row: str, run: Path, model: Path, data: Path, iters: int) -> dict:
     """Runs in a child process: load one model, time it with 1 and 4 threads, evaluate it."""
+    if row.startswith("student_int8"):
+        return measure_int8(row, run, model, data, iters)
     import torch
 
-    from edge_fer.classify import TorchClassifier, load_classifier
+    from edge_fer.classify import TorchClassifier
     from edge_fer.dataset import load_split
     from edge_fer.nets import MobileNetV2
     from edge_fer.nets.mobilenetv2 import count_macs, student_arch
@@ -67,39 +102,25 @@ def measure_one(row: str, run: Path, model: Path, data: Path, iters: int) -> dic
         result.update(params=sum(p.numel() for p in net.parameters()), bytes=buf.tell(),
                       mflops=2 * count_macs(net, 224, 3) / 1e6)
         x = torch.randn(1, 3, 224, 224)
+        iters = max(30, iters // 10)
     else:
-        path = {"student_fp32": run / "student.pt", "pruned_fp32": run / "pruned.pt",
-                "student_int8_xnnpack": model}[row]
-        classifier = load_classifier(path, threads=1)
-        arch_src = run / "pruned.pt" if row != "student_fp32" else path
-        ref = TorchClassifier(arch_src)
-        result.update(params=sum(p.numel() for p in ref.model.parameters()),
+        path = run / ("student.pt" if row == "student_fp32" else "pruned.pt")
+        classifier = TorchClassifier(path, threads=1)
+        net = classifier.model
+        result.update(params=sum(p.numel() for p in net.parameters()),
                       bytes=path.stat().st_size,
-                      mflops=2 * count_macs(ref.model, ref.spec.input_size) / 1e6)
-        x = torch.zeros(1, 1, ref.spec.input_size, ref.spec.input_size)
-        del ref
-    def time_with(threads: int) -> None:
-        if row == "student_int8_xnnpack":
-            from executorch.extension.pybindings import _C
-
-            _C._unsafe_reset_threadpool(threads)
-            result[f"latency_{threads}t_ms"] = _time(classifier._module.forward, (x,), iters)
-        else:
+                      mflops=2 * count_macs(net, classifier.spec.input_size) / 1e6)
+        x = torch.zeros(1, 1, classifier.spec.input_size, classifier.spec.input_size)
+    with torch.no_grad():
+        for threads in (1, 4):
             torch.set_num_threads(threads)
-            net_ = net if row == "reference_mnv2_224_fp32" else classifier.model
-            with torch.no_grad():
-                result[f"latency_{threads}t_ms"] = _time(net_, x, iters if row != ROWS[0]
-                                                         else max(30, iters // 10))
-
-    time_with(1)
-    # Peak RSS of loading and running one face at a time, before the accuracy pass.
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            result[f"latency_{threads}t_ms"] = _time(net, x, iters)
+            if threads == 1:  # peak RSS of loading and running one face, before evaluation
+                result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if data.is_dir() and row != "reference_mnv2_224_fp32":
         faces = load_split(data, "public", classifier.spec)
-        preds = classifier.classify_batch(faces.images).argmax(1)
-        result["accuracy"] = float((preds == faces.labels).mean())
-    # Last: after a resize to 4 threads, ExecuTorch's pool aborts in later OpenCV work.
-    time_with(4)
+        result["accuracy"] = float((classifier.classify_batch(faces.images).argmax(1)
+                                    == faces.labels).mean())
     return result
 
 
@@ -129,10 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--one", choices=ROWS, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.one:
-        print(json.dumps(measure_one(args.one, args.run, args.model, args.data, args.iters)),
-              flush=True)
-        # Skip interpreter teardown: ExecuTorch's resized thread pool can abort while exiting.
-        os._exit(0)
+        print(json.dumps(measure_one(args.one, args.run, args.model, args.data, args.iters)))
+        return 0
     for need in (args.run / "student.pt", args.run / "pruned.pt", args.model):
         if not need.is_file():
             print(f"error: {need} not found; train with tools/train_mobilenet.py or pass --run",

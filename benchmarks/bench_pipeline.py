@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Pipeline benchmark: the real `edge-fer` daemon on a 640x480 video of real faces.
 
-    python benchmarks/bench_pipeline.py [--frames 300] [--json out.json]
+    python benchmarks/bench_pipeline.py [--frames 300] [--runtimes native,pybind] [--json out.json]
 
 Builds the video from FER2013 PublicTest faces (one face per frame, never committed), then
-runs the daemon with detection every frame for each detector (haar, yunet) and 1 and 4
-threads, headless. Reports end-to-end fps, per-stage p50/p95 and the daemon's peak RSS.
+runs the daemon with detection every frame for each classifier runtime (native: the torch-free
+runner; pybind: executorch's Python extension), detector (haar, yunet) and 1 and 4 threads,
+headless. Reports end-to-end fps, per-stage p50/p95 and the daemon's peak RSS.
 """
 
 from __future__ import annotations
@@ -23,37 +24,37 @@ sys.path.insert(0, str(ROOT / "tools"))
 YUNET = ROOT.parent / "shared" / "models" / "face_detection_yunet_2026may.onnx"
 
 
-def run_daemon(video: Path, detector: str, threads: int, model: Path, workdir: Path) -> dict:
-    report = workdir / f"report_{detector}_{threads}.json"
+def run_daemon(video: Path, runtime: str, detector: str, threads: int, model: Path,
+               workdir: Path) -> dict:
+    report = workdir / f"report_{runtime}_{detector}_{threads}.json"
     cmd = [sys.executable, "-m", "edge_fer.cli", "--source", f"file:{video}", "--no-loop",
            "--display", "none", "--model", str(model), "--threads", str(threads),
+           "--runtime", runtime,
            "--detector", detector, "--report-json", str(report),
            "--stats-path", str(workdir / "stats.json"), "--log-level", "WARNING"]
     if detector == "yunet":
         cmd += ["--yunet-model", str(YUNET)]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True)
-    _, status, usage = os.wait4(proc.pid, 0)
-    stderr = proc.stderr.read()
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    _, stderr = proc.communicate()
     if proc.returncode != 0:
         raise SystemExit(f"daemon failed ({proc.returncode}): {stderr[-1000:]}")
-    result = json.loads(report.read_text())
-    result["peak_rss_mb"] = usage.ru_maxrss / 1024
-    result["detector"], result["threads"] = detector, threads
+    result = json.loads(report.read_text())  # peak_rss_mb: the daemon's own VmHWM
+    result["runtime"], result["detector"], result["threads"] = runtime, detector, threads
     return result
 
 
 def format_table(rows: list[dict]) -> str:
-    head = ("| detector | threads | frames | fps | capture p50/p95 ms | detect p50/p95 ms | "
+    head = ("| runtime | detector | threads | frames | fps | capture p50/p95 ms | detect p50/p95 ms | "
             "classify p50/p95 ms | total p50/p95 ms | frames with a face | start-up s | peak RSS MB |")
-    lines = [head, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [head, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     def pp(lat: dict, stage: str) -> str:
         return f"{lat[stage]['p50']:.2f} / {lat[stage]['p95']:.2f}"
 
     for r in rows:
         lat = r["latency_ms"]
-        lines.append(f"| {r['detector']} | {r['threads']} | {r['frames']} | {r['fps']:.1f} | "
+        lines.append(f"| {r['runtime']} | {r['detector']} | {r['threads']} | {r['frames']} | "
+                     f"{r['fps']:.1f} | "
                      f"{pp(lat, 'capture')} | {pp(lat, 'detect')} | {pp(lat, 'classify')} | "
                      f"{pp(lat, 'total')} | "
                      f"{r['face_detections']}/{r['frames']} | {r['startup_s']:.2f} | "
@@ -69,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", type=Path, default=ROOT / "models" / "edge_fer_student.pte")
     p.add_argument("--frames", type=int, default=300)
     p.add_argument("--threads", default="1,4")
+    p.add_argument("--runtimes", default="native,pybind")
     p.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "pipeline.json")
     args = p.parse_args(argv)
     if not YUNET.is_file():
@@ -78,11 +80,13 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         video = Path(tmp) / "faces_640x480.mp4"
         build(args.data, video, frames=args.frames, faces=1, hold=30, seed=3)
-        for detector in ("haar", "yunet"):
-            for threads in (int(t) for t in args.threads.split(",")):
-                print(f"running {detector} with {threads} thread(s) ...", file=sys.stderr,
-                      flush=True)
-                rows.append(run_daemon(video, detector, threads, args.model, Path(tmp)))
+        for runtime in args.runtimes.split(","):
+            for detector in ("haar", "yunet"):
+                for threads in (int(t) for t in args.threads.split(",")):
+                    print(f"running {runtime} / {detector} with {threads} thread(s) ...",
+                          file=sys.stderr, flush=True)
+                    rows.append(run_daemon(video, runtime, detector, threads, args.model,
+                                           Path(tmp)))
     print(format_table(rows))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"cores": os.cpu_count(), "rows": rows}, indent=2))

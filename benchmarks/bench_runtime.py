@@ -7,7 +7,8 @@ Each way of loading runs in a fresh process (so imports are cold in the interpre
 the page cache, as on a restart): time to import, to load the program, to the first
 inference, and the process RSS after the first inference.
 
-  edge_fer_lean       edge_fer.classify.PteClassifier (torch + ExecuTorch's pybinding only)
+  native              PteClassifier(runtime="native"): edge_fer.native's ctypes runner, no torch
+  pybind              PteClassifier(runtime="pybind"): torch + ExecuTorch's Python extension only
   executorch_runtime  the documented `executorch.runtime.Runtime` API
   eager_float         the float student in eager PyTorch (needs --checkpoint)
 """
@@ -22,7 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-WAYS = ("edge_fer_lean", "executorch_runtime", "eager_float")
+WAYS = ("native", "pybind", "executorch_runtime", "eager_float")
 
 # Run in a child process; prints one JSON object. Kept as source so the child's imports are cold.
 CHILD = r"""
@@ -37,10 +38,10 @@ def rss_mb():
 
 import numpy as np
 faces = np.random.default_rng(0).integers(0, 256, (1, 48, 48), dtype=np.uint8)
-if way == "edge_fer_lean":
+if way in ("native", "pybind"):
     from edge_fer.classify import PteClassifier
     t1 = time.perf_counter()
-    clf = PteClassifier(model, threads=1)
+    clf = PteClassifier(model, threads=1, runtime=way)
     t2 = time.perf_counter()
     clf.classify_batch(faces)
 elif way == "executorch_runtime":
@@ -111,9 +112,12 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(measure(way, args.model.resolve(),
                             (args.checkpoint or Path("-")).resolve(), args.repeats))
     print(format_table(rows))
-    lean, full = rows[0], rows[1]
-    print(f"\nlean vs executorch.runtime: {full['total_s'] / lean['total_s']:.1f}x faster "
-          f"start-up, {full['rss_mb'] - lean['rss_mb']:.0f} MB less RSS (median of {args.repeats} starts)")
+    native = rows[0]
+    print()
+    for other in rows[1:3]:
+        print(f"native vs {other['way']}: {other['total_s'] / native['total_s']:.1f}x faster "
+              f"start-up, {other['rss_mb'] / native['rss_mb']:.1f}x less RSS "
+              f"({other['rss_mb'] - native['rss_mb']:.0f} MB; median of {args.repeats} starts)")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"model": str(args.model), "rows": rows}, indent=2))
     print(f"wrote {args.json}")

@@ -53,6 +53,21 @@ def _percentiles(values: dict[str, list[float]]) -> dict[str, dict[str, float]]:
     return out
 
 
+def peak_rss_mb(status: Path = Path("/proc/self/status")) -> float | None:
+    """This process's peak resident memory (VmHWM), or None where /proc does not say.
+
+    Unlike getrusage's ru_maxrss seen by a parent, VmHWM is not inflated by the memory of the
+    process that forked this one before it exec'd.
+    """
+    try:
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def write_json_atomic(path: Path, data: dict) -> None:
     """Write JSON so a reader never sees a half-written file (write, fsync-free rename)."""
     path = Path(path)
@@ -112,4 +127,5 @@ class RunStats:
             "fps": (self.frames - 1) / frame_span if frame_span > 0 else 0.0,
             "latency_ms": self.latency.run_percentiles(), "faces_seen": len(self.faces_seen),
             "face_detections": self.face_detections, "label_counts": dict(self.labels),
+            "peak_rss_mb": peak_rss_mb(),
         }

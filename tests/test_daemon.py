@@ -66,6 +66,7 @@ def test_video_run_emits_schema_and_report(tmp_path, base_args, yunet_model):
     span = lines[-1]["t"] - lines[0]["t"]
     assert summary["fps"] == pytest.approx((len(lines) - 1) / span, rel=0.1)
     assert 0 < summary["startup_s"] < summary["seconds"]
+    assert 20 < summary["peak_rss_mb"] < 2000  # the daemon's own VmHWM, in MB
     assert not (tmp_path / "stats.json").exists()  # removed at exit: the monitor sees it stopped
 
 
@@ -192,3 +193,12 @@ def test_picamera2_source_with_drm_overlay_end_to_end(tmp_path, shipped_model, d
     assert len(events) == 60 and sum(bool(e["faces"]) for e in events) >= 1
     assert all(f["box"][0] + f["box"][2] <= 640 for e in events for f in e["faces"])
     assert "display drm" in err
+
+
+def test_peak_rss_reads_vmhwm_and_says_none_without_proc(tmp_path):
+    from edge_fer.stats import peak_rss_mb
+
+    status = tmp_path / "status"
+    status.write_text("Name:\tpython\nVmPeak:\t  900000 kB\nVmHWM:\t   81920 kB\nVmRSS:\t 40960 kB\n")
+    assert peak_rss_mb(status) == 80.0
+    assert peak_rss_mb(tmp_path / "missing") is None

@@ -152,3 +152,4 @@ def test_daemon_never_imports_torch_with_the_native_runtime(tmp_path, shipped_mo
     assert done.returncode == 0, done.stderr
     assert "torch imported: False" in done.stdout
     assert json.loads(report.read_text())["frames"] == 5
+
