@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <exception>
 #include <memory>
 #include <string>
 #include <vector>
@@ -35,7 +36,6 @@ struct Runner {
   std::unique_ptr<Module> module;
   std::vector<int32_t> input_sizes;   // as planned: the batch is the upper bound when dynamic
   std::vector<int32_t> output_sizes;
-  std::vector<float> input_buffer;    // sized for the planned batch
 };
 
 void write_error(char* err, size_t err_len, const std::string& message) {
@@ -55,7 +55,7 @@ extern "C" {
 
 // Load `path`, plan method "forward" and size the XNNPACK thread pool. Returns null on failure
 // with the reason in `err`.
-void* etr_open(const char* path, int threads, char* err, size_t err_len) {
+void* etr_open(const char* path, int threads, char* err, size_t err_len) noexcept try {
   // The pool is process-wide and the XNNPACK delegate keeps a pointer to the one it finds at
   // load time: resize it before loading, and never under a program that is still open.
   auto* pool = executorch::extension::threadpool::get_threadpool();
@@ -84,16 +84,13 @@ void* etr_open(const char* path, int threads, char* err, size_t err_len) {
     write_error(err, err_len, "the program's input must be a float32 tensor");
     return nullptr;
   }
-  size_t numel = 1;
   for (auto size : input_meta->sizes()) {
     runner->input_sizes.push_back(size);
-    numel *= static_cast<size_t>(size);
   }
   if (runner->input_sizes.empty()) {
     write_error(err, err_len, "the program's input has no batch dimension");
     return nullptr;
   }
-  runner->input_buffer.resize(numel);
   auto output_meta = meta->output_tensor_meta(0);
   if (!output_meta.ok() || output_meta->scalar_type() != ScalarType::Float) {
     write_error(err, err_len, "the program's output must be a float32 tensor");
@@ -104,6 +101,9 @@ void* etr_open(const char* path, int threads, char* err, size_t err_len) {
   }
   open_runners.fetch_add(1);
   return runner.release();
+} catch (const std::exception& e) {  // nothing may unwind into the C caller
+  write_error(err, err_len, std::string("cannot load the program: ") + e.what());
+  return nullptr;
 }
 
 // Number of input dimensions; the planned sizes go to `sizes` (room for `capacity`).
@@ -129,7 +129,7 @@ int etr_output_sizes(void* handle, int64_t* sizes, int capacity) {
 // Run forward on `batch` items of `input` (C-contiguous float32, batch x the planned item shape).
 // Writes up to `out_capacity` floats; returns how many the output holds, or -1 with `err` set.
 int64_t etr_run(void* handle, const float* input, int64_t batch, float* out,
-                int64_t out_capacity, char* err, size_t err_len) {
+                int64_t out_capacity, char* err, size_t err_len) noexcept try {
   auto* runner = static_cast<Runner*>(handle);
   std::vector<int32_t> sizes = runner->input_sizes;
   if (batch < 1 || batch > sizes[0]) {
@@ -138,9 +138,9 @@ int64_t etr_run(void* handle, const float* input, int64_t batch, float* out,
     return -1;
   }
   sizes[0] = static_cast<int32_t>(batch);
-  size_t numel = runner->input_buffer.size() / runner->input_sizes[0] * batch;
-  std::memcpy(runner->input_buffer.data(), input, numel * sizeof(float));
-  auto tensor = from_blob(runner->input_buffer.data(),
+  // set_input copies into the program's planned input buffer, so the caller's array is only
+  // read during this call.
+  auto tensor = from_blob(const_cast<float*>(input),
                           std::vector<executorch::aten::SizesType>(sizes.begin(), sizes.end()),
                           ScalarType::Float);
   auto result = runner->module->forward(tensor);
@@ -158,6 +158,9 @@ int64_t etr_run(void* handle, const float* input, int64_t batch, float* out,
   std::memcpy(out, tensor_out.const_data_ptr<float>(),
               static_cast<size_t>(std::min(count, out_capacity)) * sizeof(float));
   return count;
+} catch (const std::exception& e) {
+  write_error(err, err_len, std::string("forward failed: ") + e.what());
+  return -1;
 }
 
 void etr_close(void* handle) {
