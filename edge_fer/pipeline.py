@@ -89,9 +89,8 @@ class Pipeline:
         else:
             tracks = self.tracker.visible()
         t1 = time.perf_counter()
-        gray = to_gray(raw.image)
         spec = self.classifier.spec
-        crops = [prepare_face(gray, spec, t.box) for t in tracks]
+        crops = [prepare_face(raw.image, spec, t.box) for t in tracks]
         probs = self.classifier.classify_batch(np.stack(crops)) if crops else np.zeros((0, 7))
         classes = self.classifier.classes
         faces = []

@@ -52,19 +52,20 @@ def to_gray(image: np.ndarray) -> np.ndarray:
     raise ValueError(f"unsupported image shape {image.shape}: expected HxW, HxWx1, HxWx3 or HxWx4")
 
 
-def crop_face(gray: np.ndarray, box: tuple[int, int, int, int], margin: float) -> np.ndarray:
-    """Cut a square face crop (box grown by `margin`), padding with edge pixels at borders."""
+def crop_face(image: np.ndarray, box: tuple[int, int, int, int], margin: float) -> np.ndarray:
+    """Cut a square face crop (box grown by `margin`) from a gray or color image, padding with
+    edge pixels at borders."""
     x, y, w, h = box
     side = max(w, h) * (1.0 + 2.0 * margin)
     cx, cy = x + w / 2.0, y + h / 2.0
     x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
     x1, y1 = x0 + int(round(side)), y0 + int(round(side))
-    height, width = gray.shape[:2]
+    height, width = image.shape[:2]
     pad = max(0, -x0, -y0, x1 - width, y1 - height)
     if pad:
-        gray = cv2.copyMakeBorder(gray, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+        image = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
         x0, y0, x1, y1 = x0 + pad, y0 + pad, x1 + pad, y1 + pad
-    return gray[y0:y1, x0:x1]
+    return image[y0:y1, x0:x1]
 
 
 def resize_face(gray_face: np.ndarray, size: int) -> np.ndarray:
@@ -108,11 +109,14 @@ def prepare_face(
     spec: PreprocessSpec,
     box: tuple[int, int, int, int] | None = None,
 ) -> np.ndarray:
-    """One face -> uint8 (S, S) gray crop. `box=None` means the image already is the face."""
-    gray = to_gray(image)
+    """One face -> uint8 (S, S) gray crop. `box=None` means the image already is the face.
+
+    Crops before converting to gray (the same pixels either way), so a color frame is never
+    converted whole for a few small faces.
+    """
     if box is not None:
-        gray = crop_face(gray, box, spec.margin)
-    return cap_sharpness(resize_face(gray, spec.input_size), spec.max_sharpness)
+        image = crop_face(image, box, spec.margin)
+    return cap_sharpness(resize_face(to_gray(image), spec.input_size), spec.max_sharpness)
 
 
 def faces_to_input(
@@ -124,8 +128,7 @@ def faces_to_input(
     if boxes is None:
         crops = [prepare_face(image, spec)]
     else:
-        gray = to_gray(image)
-        crops = [prepare_face(gray, spec, b) for b in boxes]
+        crops = [prepare_face(image, spec, b) for b in boxes]
     if not crops:
         return np.zeros((0, 1, spec.input_size, spec.input_size), np.float32)
     return normalize(np.stack(crops), spec)

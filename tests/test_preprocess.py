@@ -41,3 +41,14 @@ def test_to_gray_accepts_all_layouts(rng):
     bgr = rng.integers(0, 255, (10, 12, 3), dtype=np.uint8)
     for image in (bgr[:, :, 0], bgr[:, :, :1], bgr, np.dstack([bgr, bgr[:, :, :1]])):
         assert to_gray(image).shape == (10, 12)
+
+
+def test_a_color_frame_gives_the_same_face_as_its_gray_version():
+    # The daemon crops color frames before converting, so the frame is never converted whole.
+    rng = np.random.default_rng(7)
+    frame = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    gray = to_gray(frame)
+    spec = PreprocessSpec()
+    for box in ((40, 30, 50, 50), (0, 0, 40, 40), (130, 90, 30, 30), (-5, 100, 30, 30)):
+        np.testing.assert_array_equal(prepare_face(frame, spec, box),
+                                      prepare_face(gray, spec, box))
