@@ -62,6 +62,7 @@ def soak(video: Path, seconds: float, warmup_s: float, runtime: str, workdir: Pa
         "total_p95_ms": report["latency_ms"]["total"]["p95"],
         "total_max_ms": report["latency_ms"]["total"]["max"],
         "exit_code": daemon.returncode,
+        "rss_series_mb": [[round(t, 1), round(m, 2)] for t, m in zip(times, rss, strict=True)],
     }
 
 

@@ -96,6 +96,7 @@ def run_once(config: Config, args: argparse.Namespace, signals: SignalState,
             recorder = Recorder(str(config.record), config.camera.fps)
             stack.callback(recorder.close)
         pipeline = Pipeline(config, detector, classifier)
+        stats.new_tracker()  # its face ids start again from 1
         max_frames = args.max_frames
         why = run(pipeline, source, display, notifier, stats, signals.interrupted, max_frames,
                   events, recorder, lambda: source.reconnects)

@@ -193,12 +193,3 @@ def test_picamera2_source_with_drm_overlay_end_to_end(tmp_path, shipped_model, d
     assert len(events) == 60 and sum(bool(e["faces"]) for e in events) >= 1
     assert all(f["box"][0] + f["box"][2] <= 640 for e in events for f in e["faces"])
     assert "display drm" in err
-
-
-def test_peak_rss_reads_vmhwm_and_says_none_without_proc(tmp_path):
-    from edge_fer.stats import peak_rss_mb
-
-    status = tmp_path / "status"
-    status.write_text("Name:\tpython\nVmPeak:\t  900000 kB\nVmHWM:\t   81920 kB\nVmRSS:\t 40960 kB\n")
-    assert peak_rss_mb(status) == 80.0
-    assert peak_rss_mb(tmp_path / "missing") is None
