@@ -95,3 +95,17 @@ def test_window_display_under_xvfb(xvfb, tmp_path):
     assert image.shape == (640, 480, 3)
     assert (image[200:380, 120] != 90).any()  # the face box made it to the window
     display.close()
+
+
+def test_screenshot_tool_pixelates_inside_face_boxes_only():
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    from overlay_screenshot import pixelate_faces
+
+    image = np.random.default_rng(1).integers(0, 256, (100, 120, 3), dtype=np.uint8)
+    out = pixelate_faces(image, [[10, 20, 60, 50]])
+    inside = out[23:67, 13:67]
+    assert len(np.unique(inside.reshape(-1, 3), axis=0)) <= 36  # 6x6 blocks, detail gone
+    np.testing.assert_array_equal(out[20:23, 10:70], image[20:23, 10:70])  # the rim is kept
+    np.testing.assert_array_equal(out[:, 75:], image[:, 75:])  # outside untouched
