@@ -153,3 +153,17 @@ def test_daemon_never_imports_torch_with_the_native_runtime(tmp_path, shipped_mo
     assert "torch imported: False" in done.stdout
     assert json.loads(report.read_text())["frames"] == 5
 
+
+
+def test_runtime_logs_errors_but_not_its_info_chatter(library, shipped_model):
+    done = run_python(f"""
+        from edge_fer.native import EtRunner, RunnerError
+        EtRunner({str(library)!r}, {str(shipped_model)!r})
+        try:
+            EtRunner({str(library)!r}, {str(ROOT / 'README.md')!r})
+        except RunnerError as exc:
+            print("refused:", exc)
+    """)
+    assert done.returncode == 0 and "refused:" in done.stdout
+    assert "cpuinfo" not in done.stderr and "Resetting threadpool" not in done.stderr
+    assert "executorch E program.cpp" in done.stderr  # why the program was refused

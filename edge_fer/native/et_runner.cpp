@@ -7,11 +7,13 @@
 #include <cstring>
 #include <exception>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
 #include <executorch/extension/module/module.h>
 #include <executorch/extension/tensor/tensor.h>
+#include <executorch/runtime/platform/platform.h>
 
 namespace executorch::extension::threadpool {
 // Declared here because the wheel ships the symbol but not threadpool.h.
@@ -44,6 +46,25 @@ void write_error(char* err, size_t err_len, const std::string& message) {
   }
 }
 
+// ExecuTorch logs every thread-pool set-up at Info level (CPU probing), which would fill the
+// journal on each start; errors still go to stderr, which systemd sends to the journal.
+void emit_errors_only(et_timestamp_t, et_pal_log_level_t level, const char* filename,
+                      const char*, size_t line, const char* message, size_t length) {
+  if (level == kError || level == kFatal) {
+    const char* base = std::strrchr(filename, '/');
+    std::fprintf(stderr, "executorch %c %s:%zu] %.*s\n", static_cast<char>(level),
+                 base != nullptr ? base + 1 : filename, line, static_cast<int>(length), message);
+  }
+}
+
+void quiet_logging_once() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    executorch::runtime::register_pal(
+        executorch::runtime::PalImpl::create(emit_errors_only, __FILE__));
+  });
+}
+
 std::string describe(Error error) {
   return std::string(executorch::runtime::to_string(error)) + " (ExecuTorch error " +
          std::to_string(static_cast<int>(error)) + ")";
@@ -56,6 +77,7 @@ extern "C" {
 // Load `path`, plan method "forward" and size the XNNPACK thread pool. Returns null on failure
 // with the reason in `err`.
 void* etr_open(const char* path, int threads, char* err, size_t err_len) noexcept try {
+  quiet_logging_once();
   // The pool is process-wide and the XNNPACK delegate keeps a pointer to the one it finds at
   // load time: resize it before loading, and never under a program that is still open.
   auto* pool = executorch::extension::threadpool::get_threadpool();
