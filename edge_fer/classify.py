@@ -77,20 +77,12 @@ class PybindProgram:
 def open_program(path: Path, threads: int, runtime: str = "auto") -> tuple[Program, str]:
     """Load a `.pte` with the chosen runtime; `auto` prefers the torch-free native runner and
     builds it on first use, falling back to the Python extension with a warning."""
-    from edge_fer.native import (
-        EtRunner,
-        NativeBuildError,
-        RunnerError,
-        ensure_library,
-        library_path,
-    )
+    from edge_fer.native import EtRunner, NativeBuildError, RunnerError, ensure_library
 
     if runtime not in RUNTIMES:
         raise ModelError(f"model runtime {runtime!r} is not one of {', '.join(RUNTIMES)}")
     if runtime != "pybind":
         try:
-            if not library_path().is_file():
-                log.info("building the torch-free ExecuTorch runner (once, a few seconds)")
             return EtRunner(ensure_library(), path, max(1, threads)), "native"
         except NativeBuildError as exc:
             if runtime == "native":

@@ -10,12 +10,15 @@ import argparse
 import hashlib
 import importlib.metadata
 import importlib.util
+import logging
 import os
 import platform
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("et_runner.cpp")
 DEFAULT_BUILD_DIR = Path(__file__).with_name("_build")
@@ -113,6 +116,7 @@ def ensure_library(build_dir: Path | None = None, build: bool = True) -> Path:
     if not build:
         raise NativeBuildError(f"the ExecuTorch runner is not built ({target}); run "
                                "edge-fer-build-runtime")
+    log.info("building the torch-free ExecuTorch runner (once, a few seconds)")
     return build_library(build_dir)
 
 

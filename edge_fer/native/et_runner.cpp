@@ -65,6 +65,14 @@ void quiet_logging_once() {
   });
 }
 
+int copy_sizes(const std::vector<int32_t>& from, int64_t* to, int capacity) {
+  int ndim = static_cast<int>(from.size());
+  for (int i = 0; i < std::min(ndim, capacity); ++i) {
+    to[i] = from[i];
+  }
+  return ndim;
+}
+
 std::string describe(Error error) {
   return std::string(executorch::runtime::to_string(error)) + " (ExecuTorch error " +
          std::to_string(static_cast<int>(error)) + ")";
@@ -130,22 +138,12 @@ void* etr_open(const char* path, int threads, char* err, size_t err_len) noexcep
 
 // Number of input dimensions; the planned sizes go to `sizes` (room for `capacity`).
 int etr_input_sizes(void* handle, int64_t* sizes, int capacity) {
-  auto* runner = static_cast<Runner*>(handle);
-  int ndim = static_cast<int>(runner->input_sizes.size());
-  for (int i = 0; i < std::min(ndim, capacity); ++i) {
-    sizes[i] = runner->input_sizes[i];
-  }
-  return ndim;
+  return copy_sizes(static_cast<Runner*>(handle)->input_sizes, sizes, capacity);
 }
 
 // Number of output dimensions; the planned sizes go to `sizes` (room for `capacity`).
 int etr_output_sizes(void* handle, int64_t* sizes, int capacity) {
-  auto* runner = static_cast<Runner*>(handle);
-  int ndim = static_cast<int>(runner->output_sizes.size());
-  for (int i = 0; i < std::min(ndim, capacity); ++i) {
-    sizes[i] = runner->output_sizes[i];
-  }
-  return ndim;
+  return copy_sizes(static_cast<Runner*>(handle)->output_sizes, sizes, capacity);
 }
 
 // Run forward on `batch` items of `input` (C-contiguous float32, batch x the planned item shape).
