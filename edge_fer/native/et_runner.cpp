@@ -65,6 +65,19 @@ void quiet_logging_once() {
   });
 }
 
+// The planned sizes of a float32 tensor with a batch dimension, or false with `err` set.
+bool read_float_sizes(const executorch::runtime::Result<executorch::runtime::TensorInfo>& info,
+                      const char* which, std::vector<int32_t>& sizes, char* err,
+                      size_t err_len) {
+  if (!info.ok() || info->scalar_type() != ScalarType::Float || info->sizes().empty()) {
+    write_error(err, err_len, std::string("the program's ") + which +
+                                  " must be a float32 tensor with a batch dimension");
+    return false;
+  }
+  sizes.assign(info->sizes().begin(), info->sizes().end());
+  return true;
+}
+
 int copy_sizes(const std::vector<int32_t>& from, int64_t* to, int capacity) {
   int ndim = static_cast<int>(from.size());
   for (int i = 0; i < std::min(ndim, capacity); ++i) {
@@ -109,25 +122,10 @@ void* etr_open(const char* path, int threads, char* err, size_t err_len) noexcep
     write_error(err, err_len, "the program's forward must take one tensor and return one");
     return nullptr;
   }
-  auto input_meta = meta->input_tensor_meta(0);
-  if (!input_meta.ok() || input_meta->scalar_type() != ScalarType::Float) {
-    write_error(err, err_len, "the program's input must be a float32 tensor");
+  if (!read_float_sizes(meta->input_tensor_meta(0), "input", runner->input_sizes, err, err_len) ||
+      !read_float_sizes(meta->output_tensor_meta(0), "output", runner->output_sizes, err,
+                        err_len)) {
     return nullptr;
-  }
-  for (auto size : input_meta->sizes()) {
-    runner->input_sizes.push_back(size);
-  }
-  if (runner->input_sizes.empty()) {
-    write_error(err, err_len, "the program's input has no batch dimension");
-    return nullptr;
-  }
-  auto output_meta = meta->output_tensor_meta(0);
-  if (!output_meta.ok() || output_meta->scalar_type() != ScalarType::Float) {
-    write_error(err, err_len, "the program's output must be a float32 tensor");
-    return nullptr;
-  }
-  for (auto size : output_meta->sizes()) {
-    runner->output_sizes.push_back(size);
   }
   open_runners.fetch_add(1);
   return runner.release();
