@@ -1,15 +1,7 @@
 """Face preprocessing shared by training, evaluation and the daemon.
 
 One function turns a face (a crop, or a box in a frame) into the model's input, so the
-three can never drift apart: crop with margin -> grayscale -> resize -> sharpness cap ->
-normalize.
-
-The sharpness cap exists because the FER2013 training images we have are strongly
-low-passed (mean |horizontal gradient| ~3.9 grey levels at 48 px) while PublicTest faces and
-camera faces are sharp (~14). A net trained on the soft faces sees sharp ones as a different
-domain (a pixel-level linear probe drops from 36% to 29%). Blurring any face sharper than
-the training set's typical level down to it closes most of that gap (29% -> 34%) and leaves
-training faces untouched.
+three can never drift apart: crop with margin -> grayscale -> resize -> normalize.
 """
 
 from __future__ import annotations
@@ -28,15 +20,13 @@ class PreprocessSpec:
     margin: float = 0.1  # box grows by this fraction of its size on each side
     mean: float = 0.5
     std: float = 0.5
-    max_sharpness: float | None = 4.0  # mean |dI/dx| in grey levels at input size; None: off
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> PreprocessSpec:
-        return cls(**{k: data[k] for k in ("input_size", "margin", "mean", "std", "max_sharpness")
-                      if k in data})
+        return cls(**{k: data[k] for k in ("input_size", "margin", "mean", "std") if k in data})
 
 
 def to_gray(image: np.ndarray) -> np.ndarray:
@@ -76,26 +66,6 @@ def resize_face(gray_face: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(gray_face, (size, size), interpolation=interp)
 
 
-SHARPNESS_SIGMAS = (0.8, 1.2, 1.6, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0)
-
-
-def sharpness(face: np.ndarray) -> float:
-    """Mean absolute horizontal gradient of a gray face, in grey levels."""
-    row = face.astype(np.int16)
-    return float(np.abs(row[:, 1:] - row[:, :-1]).mean())
-
-
-def cap_sharpness(face: np.ndarray, limit: float | None) -> np.ndarray:
-    """Gaussian-blur a face just enough that its sharpness is at most `limit`."""
-    if limit is None or sharpness(face) <= limit:
-        return face
-    for sigma in SHARPNESS_SIGMAS:
-        blurred = cv2.GaussianBlur(face, (0, 0), sigma)
-        if sharpness(blurred) <= limit:
-            break
-    return blurred
-
-
 def normalize(faces_u8: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     """uint8 faces (N, S, S) -> float32 model input (N, 1, S, S)."""
     x = faces_u8.astype(np.float32) * (1.0 / 255.0)
@@ -116,7 +86,7 @@ def prepare_face(
     """
     if box is not None:
         image = crop_face(image, box, spec.margin)
-    return cap_sharpness(resize_face(to_gray(image), spec.input_size), spec.max_sharpness)
+    return resize_face(to_gray(image), spec.input_size)
 
 
 def faces_to_input(

@@ -2,11 +2,9 @@ import numpy as np
 
 from edge_fer.preprocess import (
     PreprocessSpec,
-    cap_sharpness,
     crop_face,
     faces_to_input,
     prepare_face,
-    sharpness,
     to_gray,
 )
 
@@ -28,13 +26,13 @@ def test_prepare_face_gives_model_sized_gray_faces(rng):
     assert faces_to_input(bgr, [], PreprocessSpec()).shape == (0, 1, 48, 48)
 
 
-def test_sharpness_cap_blurs_sharp_faces_only(rng):
+def test_sharp_faces_pass_through_unblurred(rng):
+    # FER2013 train is sharp again (2026-11-24): no face may be low-passed on its way in.
     sharp = rng.integers(0, 255, (48, 48), dtype=np.uint8)
-    capped = cap_sharpness(sharp, 4.0)
-    assert sharpness(sharp) > 40 and sharpness(capped) <= 4.0
-    smooth = np.tile(np.linspace(0, 60, 48).astype(np.uint8), (48, 1))
-    assert cap_sharpness(smooth, 4.0) is smooth
-    assert cap_sharpness(sharp, None) is sharp
+    np.testing.assert_array_equal(prepare_face(sharp, PreprocessSpec()), sharp)
+    assert "max_sharpness" not in PreprocessSpec().to_dict()
+    old = {"input_size": 48, "margin": 0.1, "mean": 0.5, "std": 0.5, "max_sharpness": 4.0}
+    assert PreprocessSpec.from_dict(old) == PreprocessSpec()
 
 
 def test_to_gray_accepts_all_layouts(rng):

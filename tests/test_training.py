@@ -34,10 +34,13 @@ def quick_run(tmp_path_factory, data_dir) -> Path:
 
 
 def test_all_stages_write_their_outputs(quick_run):
-    for name in ("config.json", "teacher.pt", "teacher_logits.pt", "student.pt", "pruned.pt",
+    for name in ("config.json", "teacher.pt", "student.pt", "pruned.pt",
                  "int8.pt2", "edge_fer_student.pte", "edge_fer_student.json", "report.md",
-                 "training_curves.png", "confusion_int8.png", "quantize.json"):
+                 "training_curves.png", "confusion_int8.png", "quantize.json",
+                 "teacher_state.pt", "distill_state.pt", "prune_state.pt"):
         assert (quick_run / name).is_file(), name
+    for stage in ("teacher", "distill", "prune", "quantize", "export"):
+        assert "seconds" in json.loads((quick_run / f"{stage}.done.json").read_text())
     for stage in ("teacher", "distill", "prune"):
         rows = (quick_run / f"{stage}_metrics.jsonl").read_text().splitlines()
         assert rows and 0 <= json.loads(rows[-1])["val_accuracy"] <= 1
@@ -48,22 +51,63 @@ def test_all_stages_write_their_outputs(quick_run):
     meta = json.loads((quick_run / "edge_fer_student.json").read_text())
     assert meta["model_bytes"] == (quick_run / "edge_fer_student.pte").stat().st_size
     assert meta["preprocess"]["input_size"] == 48 and meta["classes"][3] == "happy"
+    assert "max_sharpness" not in meta["preprocess"]  # the blur bridge is gone
+    assert set(meta["training_seconds"]) == {"teacher", "distill", "prune"}
 
 
 def test_resume_skips_finished_stages(quick_run, data_dir):
     proc = train("--quick", "--data", str(data_dir), "--runs", str(quick_run.parent),
                  "--name", "t", "--device", "cpu")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.count("exists, skipping (resume)") == 5
+    assert proc.stdout.count("skipping") == 5
 
 
-def test_distill_from_cached_logits_without_the_teacher(quick_run, data_dir, tmp_path):
-    runs = tmp_path / "runs"
-    proc = train("--quick", "--data", str(data_dir), "--runs", str(runs), "--name", "c",
-                 "--stages", "distill", "--device", "cpu",
-                 "--teacher-logits", str(quick_run / "teacher_logits.pt"))
+def test_student_without_kd_needs_no_teacher(data_dir, tmp_path):
+    proc = train("--quick", "--data", str(data_dir), "--runs", str(tmp_path), "--name", "c",
+                 "--stages", "distill", "--alpha", "0", "--device", "cpu")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert (runs / "c" / "student.pt").is_file()
+    assert json.loads((tmp_path / "c" / "distill.done.json").read_text())["alpha"] == 0
+    proc = train("--quick", "--data", str(data_dir), "--runs", str(tmp_path), "--name", "d",
+                 "--stages", "distill", "--device", "cpu")
+    assert proc.returncode == 1 and "no teacher for distillation" in proc.stderr
+
+
+def _weights(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+
+
+def test_a_stage_killed_mid_way_resumes_to_the_same_weights(data_dir, tmp_path):
+    """SIGKILL the teacher stage after its first epoch checkpoint; the rerun continues from
+    there and ends with exactly the weights of a run that was never stopped."""
+    import signal
+    import time
+
+    args = ["--quick", "--data", str(data_dir), "--stages", "teacher", "--device", "cpu",
+            "--threads", "1", "--teacher-epochs", "3", "--subset", "0.03"]
+    straight = train(*args, "--runs", str(tmp_path), "--name", "straight")
+    assert straight.returncode == 0, straight.stderr[-2000:]
+
+    state = tmp_path / "killed" / "teacher_state.pt"
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tools" / "train_mobilenet.py"), *args,
+                             "--runs", str(tmp_path), "--name", "killed"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not state.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    epoch = torch.load(state, map_location="cpu", weights_only=False)["epoch"]
+    assert epoch < 3 and not (tmp_path / "killed" / "teacher.done.json").exists()
+
+    resumed = train(*args, "--runs", str(tmp_path), "--name", "killed")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"resuming after epoch {epoch}/3" in resumed.stdout
+    a, b = _weights(tmp_path / "straight" / "teacher.pt"), _weights(tmp_path / "killed" / "teacher.pt")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    rows = (tmp_path / "killed" / "teacher_metrics.jsonl").read_text().splitlines()
+    assert [json.loads(r)["epoch"] for r in rows] == [1, 2, 3]
 
 
 def test_pte_matches_float_and_evaluate_matches_its_matrix(quick_run, public_faces, tmp_path):

@@ -54,14 +54,15 @@ class StudentArch:
 
 
 # (expansion t, output channels c, repeats n, first stride s), as in the MobileNetV2 paper,
-# shortened for 48 px faces: four stride-2 steps take 48 px down to 3 px.
+# shortened for 48 px faces. With a stride-2 stem, two more stride-2 steps give a total
+# stride of 8: the last stages see 6x6 maps (ImageNet's stride 32 would crush 48 px to 2x2,
+# which cost ~10 points of accuracy here).
 FACE_SETTING: tuple[tuple[int, int, int, int], ...] = (
     (1, 16, 1, 1),
     (6, 24, 2, 2),
     (6, 32, 3, 2),
-    (6, 64, 3, 2),
+    (6, 64, 3, 1),
     (6, 96, 2, 1),
-    (6, 160, 2, 2),
 )
 
 
@@ -70,7 +71,7 @@ def student_arch(
     input_size: int = 48,
     in_channels: int = 1,
     num_classes: int = 7,
-    stem_stride: int = 1,
+    stem_stride: int = 2,
     last_channels: int = 512,
     setting: tuple[tuple[int, int, int, int], ...] = FACE_SETTING,
     dropout: float = 0.2,

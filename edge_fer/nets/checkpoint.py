@@ -1,0 +1,80 @@
+"""Model checkpoints that carry their own metadata (like torchvision's weights): the net's
+kind and architecture, its weights, its preprocessing and classes, and how it scored.
+
+One file rebuilds the net with no other input: `load_model(path)`.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from edge_fer.labels import EMOTIONS
+from edge_fer.nets.mobilenetv2 import MobileNetV2, StudentArch
+from edge_fer.nets.resnet import ResNet18
+from edge_fer.nets.vgg import FaceVGG
+from edge_fer.preprocess import PreprocessSpec
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be loaded; the message names the file and the fix."""
+
+
+def model_kind(model: nn.Module) -> str:
+    """The name a checkpoint stores for this net's class."""
+    kinds = {MobileNetV2: "mobilenetv2", FaceVGG: "facevgg", ResNet18: "resnet18"}
+    for cls, kind in kinds.items():
+        if isinstance(model, cls):
+            return kind
+    raise TypeError(f"no checkpoint kind for {type(model).__name__}")
+
+
+def build_model(kind: str, arch: dict) -> nn.Module:
+    """Rebuild an untrained net from a checkpoint's kind and architecture."""
+    if kind == "mobilenetv2":
+        return MobileNetV2(StudentArch.from_dict(arch))
+    if kind == "facevgg":
+        return FaceVGG(**{**arch, "widths": tuple(arch["widths"])})
+    if kind == "resnet18":
+        return ResNet18(**arch)
+    raise CheckpointError(f"unknown model kind {kind!r}")
+
+
+def save_model(path: Path, model: nn.Module, spec: PreprocessSpec, metrics: dict) -> None:
+    """Write weights + architecture + preprocessing + metrics atomically."""
+    arch = model.arch.to_dict() if isinstance(model, MobileNetV2) else model.config
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"kind": model_kind(model), "arch": arch, "state_dict": state, "metrics": metrics,
+                "preprocess": spec.to_dict(), "classes": list(EMOTIONS)}, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(path: Path) -> dict:
+    """The raw checkpoint dict, with a one-line error for missing or foreign files."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, ValueError) as exc:
+        raise CheckpointError(f"{path} is not a readable checkpoint ({exc})") from None
+    if not isinstance(ckpt, dict) or not {"kind", "arch", "state_dict"} <= set(ckpt):
+        raise CheckpointError(f"{path} is not an edge-fer model checkpoint; train one with "
+                              "tools/train_mobilenet.py")
+    return ckpt
+
+
+def load_model(path: Path) -> tuple[nn.Module, dict]:
+    """(net in eval mode, checkpoint dict) from a checkpoint written by `save_model`."""
+    ckpt = load_checkpoint(path)
+    try:
+        model = build_model(ckpt["kind"], ckpt["arch"])
+        model.load_state_dict(ckpt["state_dict"])
+    except (KeyError, TypeError, RuntimeError) as exc:
+        raise CheckpointError(f"{path} does not match its architecture ({exc})") from None
+    return model.eval(), ckpt

@@ -1,0 +1,306 @@
+"""The training pipeline as stages over one run folder (runs/<name>/).
+
+  teacher   FaceVGG (dense 3x3 convs, bf16) on FER2013 train        -> teacher.pt
+  distill   MobileNetV2 student (total stride 8), KD from the live
+            teacher on the same augmented batch                     -> student.pt
+  prune     structured channel pruning + KD fine-tune               -> pruned.pt
+  quantize  int8 pt2e (XNNPACK quantizer), calibrated on real faces -> int8.pt2
+  export    ExecuTorch XNNPACK program + metadata, report           -> edge_fer_student.pte/.json
+
+A stage is done only when it wrote `<stage>.done.json`; a stage that stopped part-way
+resumes from its last epoch checkpoint (`<stage>_state.pt`).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edge_fer.dataset import FaceSet, load_split, stratified_subset
+from edge_fer.labels import EMOTIONS
+from edge_fer.nets.checkpoint import load_model, save_model
+from edge_fer.preprocess import PreprocessSpec
+
+STAGES = ("teacher", "distill", "prune", "quantize", "export")
+# The exported program takes a dynamic batch (one call per frame). torch.export's upper bound
+# is exclusive in ExecuTorch's memory plan: a bound of 16 plans for 15 faces, which the
+# metadata records as the real limit.
+MAX_FACES = 16
+
+
+@dataclass
+class TrainSettings:
+    """Every knob of a run (the CLI's flags), saved as runs/<name>/config.json."""
+
+    data: Path
+    runs: Path
+    name: str
+    device: str = "cpu"
+    seed: int = 0
+    input_size: int = 48
+    subset: float = 1.0
+    batch_size: int = 128
+    teacher_widths: tuple[int, ...] = (32, 64, 128, 256)
+    teacher_epochs: int = 24
+    teacher_lr: float = 0.1
+    width: float = 1.0
+    last_channels: int = 512
+    distill_epochs: int = 25
+    student_lr: float = 0.1
+    alpha: float = 0.5
+    temperature: float = 4.0
+    keep_ratio: float = 0.75
+    finetune_epochs: int = 6
+    calibration: int = 1024
+    ship: Path | None = None
+
+    def to_json(self) -> dict:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(self).items()}
+
+
+class Run:
+    """A run folder: settings, data (loaded once), per-stage outputs and done markers."""
+
+    def __init__(self, settings: TrainSettings) -> None:
+        self.settings = settings
+        self.dir = settings.runs / settings.name
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.device = torch.device(settings.device)
+        self.spec = PreprocessSpec(input_size=settings.input_size)
+        (self.dir / "config.json").write_text(json.dumps(settings.to_json(), indent=2))
+        self._data: tuple[FaceSet, FaceSet] | None = None
+
+    def path(self, name: str) -> Path:
+        return self.dir / name
+
+    def is_done(self, stage: str) -> bool:
+        return self.path(f"{stage}.done.json").is_file()
+
+    def mark_done(self, stage: str, summary: dict) -> None:
+        tmp = self.path(f"{stage}.done.json.tmp")
+        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+        tmp.replace(self.path(f"{stage}.done.json"))
+
+    def data(self) -> tuple[FaceSet, FaceSet]:
+        """(train, PublicTest validation), subset for --quick/--subset runs."""
+        if self._data is None:
+            s = self.settings
+            t0 = time.perf_counter()
+            train = load_split(s.data, "train", self.spec)
+            val = load_split(s.data, "public", self.spec)
+            if s.subset < 1:
+                train = train.subset(stratified_subset(train.labels, s.subset, 0))
+                val = val.subset(stratified_subset(val.labels, max(s.subset * 4, 0.05), 0))
+            self._data = train, val
+            print(f"data: {len(train)} train / {len(val)} validation (PublicTest) faces "
+                  f"loaded in {time.perf_counter() - t0:.1f}s")
+        return self._data
+
+
+def _saver(run: Run, name: str, extra: dict | None = None) -> Callable[[torch.nn.Module, dict], None]:
+    def save(model: torch.nn.Module, record: dict) -> None:
+        save_model(run.path(name), model, run.spec, {**record, **(extra or {})})
+    return save
+
+
+def stage_teacher(run: Run) -> dict:
+    from edge_fer.nets import FaceVGG
+    from edge_fer.training.loop import FitConfig, evaluate_model, fit
+
+    s = run.settings
+    train, val = run.data()
+    model = FaceVGG(widths=s.teacher_widths, input_size=s.input_size)
+    cfg = FitConfig(epochs=s.teacher_epochs, lr=s.teacher_lr, batch_size=s.batch_size,
+                    eval_tta=True, bf16=True)
+    best = fit(model, train, val, run.spec, cfg, run.device, run.dir, "teacher",
+               _saver(run, "teacher.pt"), seed=s.seed)
+    teacher, _ = load_model(run.path("teacher.pt"))
+    result = evaluate_model(teacher.to(run.device), val, run.spec, tta=True)
+    print(f"teacher: best epoch {best['epoch']}, PublicTest accuracy {result['accuracy']:.4f} "
+          f"(hflip TTA), macro-F1 {result['macro_f1']:.4f}")
+    return {"best_epoch": best["epoch"], "accuracy_tta": result["accuracy"],
+            "macro_f1_tta": result["macro_f1"]}
+
+
+def _teacher(run: Run) -> torch.nn.Module:
+    if not run.path("teacher.pt").is_file():
+        raise SystemExit(f"error: no teacher for distillation at {run.path('teacher.pt')}; run the "
+                         "teacher stage first, or pass --alpha 0 to train without one")
+    teacher, _ = load_model(run.path("teacher.pt"))
+    return teacher.to(run.device)
+
+
+def distill_into(run: Run, model: torch.nn.Module, stage: str, out_name: str, epochs: int,
+                 lr: float, extra: dict | None = None) -> dict:
+    """Train `model` with KD from the live teacher (plain CE when alpha is 0)."""
+    from edge_fer.training.loop import FitConfig, fit
+
+    s = run.settings
+    train, val = run.data()
+    # Depthwise nets want little L2; bf16 slows depthwise convs on this CPU, so fp32.
+    cfg = FitConfig(epochs=epochs, lr=lr, batch_size=s.batch_size, kd_alpha=s.alpha,
+                    kd_temperature=s.temperature, weight_decay=5e-5, bf16=False,
+                    pct_start=0.2 if stage == "distill" else 0.1)
+    teacher = _teacher(run) if s.alpha > 0 else None
+    return fit(model, train, val, run.spec, cfg, run.device, run.dir, stage,
+               _saver(run, out_name, extra), teacher=teacher, seed=s.seed)
+
+
+def stage_distill(run: Run) -> dict:
+    from edge_fer.nets import MobileNetV2, student_arch
+
+    s = run.settings
+    arch = student_arch(width_mult=s.width, input_size=s.input_size, last_channels=s.last_channels)
+    best = distill_into(run, MobileNetV2(arch), "distill", "student.pt", s.distill_epochs,
+                        s.student_lr)
+    print(f"student: best epoch {best['epoch']}, PublicTest accuracy {best['val_accuracy']:.4f}")
+    return {"best_epoch": best["epoch"], "accuracy": best["val_accuracy"],
+            "macro_f1": best["val_macro_f1"], "alpha": s.alpha, "temperature": s.temperature}
+
+
+def stage_prune(run: Run) -> dict:
+    from edge_fer.nets.mobilenetv2 import count_macs
+    from edge_fer.training.loop import evaluate_model
+    from edge_fer.training.prune import describe, prune_student
+
+    s = run.settings
+    _, val = run.data()
+    student, _ = load_model(run.path("student.pt"))
+    pruned = prune_student(student, s.keep_ratio)
+    before = evaluate_model(pruned.to(run.device), val, run.spec)["accuracy"]
+    macs = (count_macs(student.cpu(), s.input_size), count_macs(pruned.cpu(), s.input_size))
+    params = (sum(p.numel() for p in student.parameters()),
+              sum(p.numel() for p in pruned.parameters()))
+    print(f"pruned: params {params[0]} -> {params[1]}, MMACs {macs[0] / 1e6:.2f} -> "
+          f"{macs[1] / 1e6:.2f}, hidden widths {describe(pruned.arch)}; accuracy before "
+          f"fine-tune {before:.4f}")
+    best = distill_into(run, pruned, "prune", "pruned.pt", s.finetune_epochs, s.student_lr * 0.2,
+                        extra={"accuracy_before_finetune": before})
+    print(f"pruned student: best epoch {best['epoch']}, accuracy {best['val_accuracy']:.4f}")
+    return {"params": list(params), "macs": list(macs), "accuracy_before_finetune": before,
+            "accuracy": best["val_accuracy"], "best_epoch": best["epoch"]}
+
+
+def stage_quantize(run: Run) -> dict:
+    from edge_fer.metrics import confusion_matrix, summarize
+    from edge_fer.preprocess import normalize
+    from edge_fer.training.quantize import export_graph, quantize_int8
+
+    s = run.settings
+    train, val = run.data()
+    model, _ = load_model(run.path("pruned.pt"))
+    calib_idx = stratified_subset(train.labels, min(1.0, s.calibration / len(train)), s.seed)
+    calibration = torch.from_numpy(normalize(train.images[calib_idx], run.spec))
+    t0 = time.perf_counter()
+    quantized = quantize_int8(model, calibration)
+    x = torch.from_numpy(normalize(val.images, run.spec))
+    with torch.no_grad():
+        q_pred = torch.cat([quantized(x[i:i + 256]) for i in range(0, len(x), 256)]).argmax(1)
+        f_pred = torch.cat([model(x[i:i + 256]) for i in range(0, len(x), 256)]).argmax(1)
+    q = summarize(confusion_matrix(val.labels, q_pred.numpy()))
+    f = summarize(confusion_matrix(val.labels, f_pred.numpy()))
+    agreement = float((q_pred == f_pred).float().mean())
+    torch.export.save(export_graph(quantized, calibration[:2], MAX_FACES), run.path("int8.pt2"))
+    stats = {"float_accuracy": f["accuracy"], "int8_accuracy": q["accuracy"],
+             "int8_float_agreement": agreement, "calibration_faces": len(calib_idx),
+             "seconds": time.perf_counter() - t0}
+    run.path("quantize.json").write_text(json.dumps(stats, indent=2))
+    print(f"int8: accuracy {q['accuracy']:.4f} (float {f['accuracy']:.4f}), agreement with "
+          f"float {agreement:.4f}")
+    if f["accuracy"] - q["accuracy"] > 0.005 or agreement < 0.98:
+        print("warning: PTQ costs more than 0.5 point or int8/float agreement is below 98%")
+    return stats
+
+
+def stage_export(run: Run) -> dict:
+    from edge_fer.classify import PteClassifier, write_metadata
+    from edge_fer.metrics import confusion_matrix, plot_confusion, summarize
+    from edge_fer.nets.checkpoint import load_checkpoint
+    from edge_fer.nets.mobilenetv2 import count_macs
+    from edge_fer.training.quantize import export_pte
+    from edge_fer.training.report import plot_curves, write_report
+
+    s = run.settings
+    _, val = run.data()
+    quantized = torch.export.load(run.path("int8.pt2")).module()
+    pruned, _ = load_model(run.path("pruned.pt"))
+    pte = run.path("edge_fer_student.pte")
+    example = torch.zeros(1, 1, s.input_size, s.input_size)
+    size = export_pte(quantized, example, pte, max_batch=MAX_FACES)
+    q_stats = json.loads(run.path("quantize.json").read_text())
+    best_of = {stage: load_checkpoint(run.path(f))["metrics"]
+               for stage, f in (("teacher", "teacher.pt"), ("student", "student.pt"),
+                                ("pruned", "pruned.pt")) if run.path(f).exists()}
+    classifier = PteClassifier(pte, threads=1, spec=run.spec)
+    probs = classifier.classify_batch(val.images)
+    summary = summarize(confusion_matrix(val.labels, probs.argmax(1)))
+    plot_confusion(np.array(summary["confusion_matrix"]), str(run.path("confusion_int8.png")),
+                   f"int8 student, PublicTest ({summary['accuracy'] * 100:.1f}%)")
+    plot_curves(run.dir, run.path("training_curves.png"))
+    stage_seconds = {}
+    for stage in ("teacher", "distill", "prune"):
+        rows = run.path(f"{stage}_metrics.jsonl")
+        if rows.exists():
+            stage_seconds[stage] = round(sum(json.loads(r)["seconds"] for r in
+                                             rows.read_text().splitlines() if r.strip()))
+    metadata = {
+        "name": "edge-fer emotion student (MobileNetV2, pruned, int8)",
+        "classes": list(EMOTIONS),
+        "input": {"shape": [classifier.batch, 1, s.input_size, s.input_size], "dtype": "float32",
+                  "layout": "NCHW grayscale", "dynamic_batch": True},
+        "preprocess": run.spec.to_dict(),
+        "arch": pruned.arch.to_dict(),
+        "params": sum(p.numel() for p in pruned.parameters()),
+        "macs": count_macs(pruned, s.input_size),
+        "model_bytes": size,
+        "accuracy": {"publictest_int8": summary["accuracy"], "publictest_macro_f1":
+                     summary["macro_f1"], "publictest_n": summary["n"], **q_stats,
+                     **{f"{k}_val_accuracy": v["val_accuracy"] for k, v in best_of.items()}},
+        "training_seconds": stage_seconds,
+        "training": json.loads(run.path("config.json").read_text()),
+    }
+    write_metadata(pte, metadata)
+    write_report(run.dir, metadata, summary)
+    print(f"exported {pte} ({size} bytes): int8 PublicTest accuracy {summary['accuracy']:.4f}, "
+          f"macro-F1 {summary['macro_f1']:.4f}")
+    if s.ship:
+        s.ship.mkdir(parents=True, exist_ok=True)
+        for src, name in ((pte, pte.name), (pte.with_suffix(".json"), f"{pte.stem}.json"),
+                          (run.path("training_curves.png"), f"{pte.stem}_curves.png"),
+                          (run.path("confusion_int8.png"), f"{pte.stem}_confusion.png")):
+            shutil.copy2(src, s.ship / name)
+        print(f"shipped to {s.ship}")
+    return {"accuracy": summary["accuracy"], "macro_f1": summary["macro_f1"], "bytes": size}
+
+
+STAGE_FUNCS: dict[str, Callable[[Run], dict]] = {
+    "teacher": stage_teacher, "distill": stage_distill, "prune": stage_prune,
+    "quantize": stage_quantize, "export": stage_export,
+}
+
+
+def run_stages(settings: TrainSettings, stages: list[str] | None) -> None:
+    """Run the named stages in order (all not yet done when `stages` is None)."""
+    run = Run(settings)
+    for stage in STAGES:
+        if stages is not None and stage not in stages:
+            continue
+        if stages is None and run.is_done(stage):
+            print(f"[{stage}] done ({run.path(stage + '.done.json')}), skipping")
+            continue
+        if stages is not None and run.is_done(stage):
+            # Asked for again explicitly: start the stage over.
+            run.path(f"{stage}.done.json").unlink()
+            run.path(f"{stage}_state.pt").unlink(missing_ok=True)
+        print(f"[{stage}] running on {run.device}")
+        t0 = time.perf_counter()
+        torch.manual_seed(settings.seed)  # torch seeds itself randomly per process: init too
+        summary = STAGE_FUNCS[stage](run)
+        run.mark_done(stage, {**summary, "seconds": round(time.perf_counter() - t0, 1)})
