@@ -17,9 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tools"))
+from edge_fer.paths import DEFAULT_DATA
+from edge_fer.paths import PROJECT_ROOT as ROOT
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--run", type=Path, default=ROOT / "runs" / "main")
-    p.add_argument("--data", type=Path, default=ROOT.parent / "shared/datasets/fer2013")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--faces", default="1,2,4")
     p.add_argument("--iters", type=int, default=300)
     p.add_argument("--json", type=Path, default=ROOT / "benchmarks/results/batching.json")

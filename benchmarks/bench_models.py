@@ -24,8 +24,9 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from edge_fer.config import DEFAULT_MODEL
+from edge_fer.paths import DEFAULT_DATA
+from edge_fer.paths import PROJECT_ROOT as ROOT
 
 ROWS = ("reference_mnv2_224_fp32", "student_fp32", "pruned_fp32", "student_int8_pybind",
         "student_int8_native")
@@ -143,8 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--run", type=Path, default=ROOT / "runs" / "main",
                    help="training run folder with student.pt and pruned.pt")
-    p.add_argument("--model", type=Path, default=ROOT / "models" / "edge_fer_student.pte")
-    p.add_argument("--data", type=Path, default=ROOT.parent / "shared/datasets/fer2013")
+    p.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--iters", type=int, default=300)
     p.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "models.json")
     p.add_argument("--one", choices=ROWS, help=argparse.SUPPRESS)

@@ -19,9 +19,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
-YUNET = ROOT.parent / "shared" / "models" / "face_detection_yunet_2026may.onnx"
+from edge_fer.config import DEFAULT_MODEL
+from edge_fer.paths import DEFAULT_DATA, DEFAULT_YUNET
+from edge_fer.paths import PROJECT_ROOT as ROOT
+
+YUNET = DEFAULT_YUNET
 
 
 def run_daemon(video: Path, runtime: str, detector: str, threads: int, model: Path,
@@ -63,11 +65,11 @@ def format_table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from make_demo_video import build
+    from edge_fer.demo import build_demo_video
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--data", type=Path, default=ROOT.parent / "shared/datasets/fer2013")
-    p.add_argument("--model", type=Path, default=ROOT / "models" / "edge_fer_student.pte")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    p.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     p.add_argument("--frames", type=int, default=300)
     p.add_argument("--threads", default="1,4")
     p.add_argument("--runtimes", default="native,pybind")
@@ -79,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         video = Path(tmp) / "faces_640x480.mp4"
-        build(args.data, video, frames=args.frames, faces=1, hold=30, seed=3)
+        build_demo_video(args.data, video, frames=args.frames, faces=1, hold=30, seed=3)
         for runtime in args.runtimes.split(","):
             for detector in ("haar", "yunet"):
                 for threads in (int(t) for t in args.threads.split(",")):

@@ -21,7 +21,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from edge_fer.config import DEFAULT_MODEL
+from edge_fer.paths import PROJECT_ROOT as ROOT
 
 WAYS = ("native", "pybind", "executorch_runtime", "eager_float")
 
@@ -89,7 +90,7 @@ def format_table(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--model", type=Path, default=ROOT / "models" / "edge_fer_student.pte")
+    p.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     p.add_argument("--checkpoint", type=Path, default=None,
                    help="float student checkpoint (runs/<name>/pruned.pt) for the eager row")
     p.add_argument("--repeats", type=int, default=3)

@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
+from edge_fer.paths import DEFAULT_DATA
+from edge_fer.paths import PROJECT_ROOT as ROOT
 
 
 def soak(video: Path, seconds: float, warmup_s: float, runtime: str, workdir: Path) -> dict:
@@ -79,10 +79,10 @@ def format_table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from make_demo_video import build
+    from edge_fer.demo import build_demo_video
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--data", type=Path, default=ROOT.parent / "shared/datasets/fer2013")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--seconds", type=float, default=600.0)
     p.add_argument("--warmup", type=float, default=15.0, help="seconds before sampling starts")
     p.add_argument("--runtime", choices=("native", "pybind"), default="native")
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     with tempfile.TemporaryDirectory() as tmp:
         video = Path(tmp) / "faces_640x480.mp4"
-        build(args.data, video, frames=300, faces=2, hold=30, seed=5)
+        build_demo_video(args.data, video, frames=300, faces=2, hold=30, seed=5)
         print(f"soaking {args.runtime} for {args.seconds:.0f} s ...", file=sys.stderr, flush=True)
         row = soak(video, args.seconds, args.warmup, args.runtime, Path(tmp))
     print(format_table([row]))

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import logging
-import pickle
+import math
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
+from edge_fer.config import choices
 from edge_fer.labels import EMOTIONS
 from edge_fer.preprocess import PreprocessSpec, normalize
 
@@ -30,11 +31,21 @@ class ModelError(RuntimeError):
 
 
 class Classifier(Protocol):
+    """Emotion probabilities for cropped gray faces."""
+
     classes: tuple[str, ...]
     spec: PreprocessSpec
 
     def classify_batch(self, faces: np.ndarray) -> np.ndarray:
         """uint8 faces (N, S, S) -> probabilities (N, len(classes))."""
+        ...
+
+    def describe(self) -> str:
+        """One line for the log: file, runtime, threads."""
+        ...
+
+    def close(self) -> None:
+        """Free the model now."""
         ...
 
 
@@ -48,7 +59,7 @@ class Program(Protocol):
     def close(self) -> None: ...
 
 
-RUNTIMES = ("auto", "native", "pybind")
+RUNTIMES = choices("model.runtime")
 
 
 class PybindProgram:
@@ -122,13 +133,42 @@ def read_metadata(model_path: Path) -> dict:
         meta = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise ModelError(f"model metadata {path} is not valid JSON ({exc}); re-export it") from None
+    if not isinstance(meta, dict):
+        raise ModelError(f"model metadata {path} must be a JSON object; re-export it")
     missing = {"classes", "preprocess"} - set(meta)
     if missing:
         raise ModelError(f"model metadata {path} lacks {sorted(missing)}; re-export it")
-    if tuple(meta["classes"]) != EMOTIONS:
+    if not isinstance(meta["classes"], list) or tuple(meta["classes"]) != EMOTIONS:
         raise ModelError(f"model {model_path} predicts {meta['classes']}, this edge-fer expects "
                          f"{list(EMOTIONS)}")
+    meta["preprocess"] = _checked_spec(path, meta["preprocess"])
     return meta
+
+
+def _checked_spec(path: Path, data: object) -> dict:
+    """The metadata's preprocessing, with every value in a range that can work."""
+    if not isinstance(data, dict):
+        raise ModelError(f"model metadata {path}: 'preprocess' must be an object with input_size, "
+                         "margin, mean and std; re-export the model")
+
+    def number(key: str, default: float) -> float:
+        value = data.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise ModelError(f"model metadata {path}: preprocess.{key} is {value!r}, not a number; "
+                             "re-export the model")
+        return float(value)
+
+    size, margin = number("input_size", 48), number("margin", 0.1)
+    mean, std = number("mean", 0.5), number("std", 0.5)
+    if size != int(size) or not 8 <= size <= 512:
+        raise ModelError(f"model metadata {path}: preprocess.input_size {size:g} must be a whole "
+                         "number of pixels between 8 and 512")
+    if not 0 <= margin <= 1:
+        raise ModelError(f"model metadata {path}: preprocess.margin {margin:g} must be in [0, 1]")
+    if not 1e-3 <= std <= 1e3:
+        raise ModelError(f"model metadata {path}: preprocess.std {std:g} must be positive (every "
+                         "face would get the same label); re-export the model")
+    return {"input_size": int(size), "margin": margin, "mean": mean, "std": std}
 
 
 class PteClassifier:
@@ -143,7 +183,7 @@ class PteClassifier:
         head = path.read_bytes()[:8]
         if len(head) < 8 or head[4:6] != PTE_MAGIC:
             raise ModelError(f"{path} is not an ExecuTorch program (.pte); re-export the model")
-        self.path = path
+        self.path, self.threads = path, threads
         self.metadata = read_metadata(path) if spec is None else {}
         self.spec = spec or PreprocessSpec.from_dict(self.metadata["preprocess"])
         self.classes = EMOTIONS
@@ -173,6 +213,10 @@ class PteClassifier:
             return np.zeros((0, len(self.classes)), np.float32)
         return softmax(self.logits(normalize(faces, self.spec)))
 
+    def describe(self) -> str:
+        return (f"{self.path} ({self.metadata.get('name', '?')}), {self.runtime} runtime, "
+                f"{self.threads} thread(s)")
+
     def close(self) -> None:
         """Free the program now (its thread pool is shared process-wide)."""
         self._program.close()
@@ -184,22 +228,24 @@ class TorchClassifier:
     def __init__(self, path: Path, threads: int = 1) -> None:
         import torch
 
-        from edge_fer.nets import MobileNetV2, StudentArch
+        from edge_fer.nets.checkpoint import CheckpointError, load_model
 
-        path = Path(path)
-        if not path.is_file():
-            raise ModelError(f"checkpoint {path} does not exist")
         try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=False)
-            model = MobileNetV2(StudentArch.from_dict(ckpt["arch"]))
-            model.load_state_dict(ckpt["state_dict"])
-        except (KeyError, TypeError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
-            raise ModelError(f"{path} is not an edge-fer student checkpoint ({exc})") from None
+            model, ckpt = load_model(Path(path))
+        except CheckpointError as exc:
+            raise ModelError(str(exc)) from None
         torch.set_num_threads(max(1, threads))
         self._torch = torch
-        self.model = model.eval()
-        self.spec = PreprocessSpec.from_dict(ckpt["preprocess"])
+        self.path, self.threads = Path(path), threads
+        self.model = model
+        self.spec = PreprocessSpec.from_dict(_checked_spec(Path(path), ckpt.get("preprocess")))
         self.classes = EMOTIONS
+
+    def describe(self) -> str:
+        return f"{self.path} (float checkpoint), eager PyTorch, {self.threads} thread(s)"
+
+    def close(self) -> None:
+        pass
 
     def classify_batch(self, faces: np.ndarray) -> np.ndarray:
         if len(faces) == 0:

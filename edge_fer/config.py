@@ -1,12 +1,15 @@
 """Typed daemon configuration, loaded from YAML and validated at start.
 
-Every key is checked; a bad one raises ConfigError naming the key, the bad value and what
-is allowed. CLI flags are applied on top with `apply_overrides`.
+Each section is a dataclass; each field carries its one-line description and its limits
+(`setting(...)`), so validation, the CLI's choices and `deploy/config.example.yaml` all come
+from one definition. A bad key raises ConfigError naming the key, the bad value and what is
+allowed. CLI flags are applied on top with `apply_overrides`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,94 +17,171 @@ from typing import Any
 
 import yaml
 
-DEFAULT_CONFIG_PATH = Path("/etc/edge-fer/config.yaml")
-PACKAGE_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_MODEL = PACKAGE_ROOT / "models" / "edge_fer_student.pte"
-DEFAULT_DEMO_VIDEO = PACKAGE_ROOT / "runs" / "demo" / "faces_640x480.mp4"
+from edge_fer.paths import DEFAULT_CONFIG, DEFAULT_STATS, PACKAGE_DIR, PROJECT_ROOT
+
+DEFAULT_CONFIG_PATH = DEFAULT_CONFIG
+DEFAULT_MODEL = PACKAGE_DIR / "models" / "edge_fer_student.pte"
+DEFAULT_DEMO_VIDEO = PROJECT_ROOT / "runs" / "demo" / "faces_640x480.mp4"
 SOURCE_PATTERN = re.compile(r"^(auto|picamera2|webcam(:\d+)?|file:.+)$")
+MAX_THREADS = 16  # the Pi 5 has 4 cores; thousands of threads only slow start-up or crash
 
 
 class ConfigError(ValueError):
     """An invalid configuration value; the message names key, value and what is allowed."""
 
 
+def setting(default: Any = None, doc: str = "", *, factory: Any = None, gt: float | None = None,
+            ge: float | None = None, lt: float | None = None, le: float | None = None,
+            choices: tuple[str, ...] | None = None, example: Any = None) -> Any:
+    """A config field with its description and limits (checked by `validate`)."""
+    meta = {"doc": doc, "gt": gt, "ge": ge, "lt": lt, "le": le, "choices": choices,
+            "example": example}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
 @dataclass
 class CameraConfig:
-    index: int = 0
-    main_size: tuple[int, int] = (640, 480)
-    lores_size: tuple[int, int] = (320, 240)
-    fps: float = 30.0
+    """The Camera Module (picamera2) or USB webcam settings."""
+
+    index: int = setting(0, "libcamera camera / webcam number (0: the CAM/DISP 0 port)", ge=0)
+    main_size: tuple[int, int] = setting((640, 480), "stream used for classification and the overlay")
+    lores_size: tuple[int, int] = setting((320, 240), "stream used for face detection (picamera2 only)")
+    fps: float = setting(30.0, "frames per second asked of the camera", gt=0, le=240)
 
 
 @dataclass
 class DetectorConfig:
-    kind: str = "haar"  # haar | yunet
-    yunet_model: Path | None = None
-    every_n_frames: int = 1
-    detect_width: int = 320  # frames from webcams/files are scaled to this width for detection
-    min_face: int = 24  # pixels, at detection resolution
-    score_threshold: float = 0.6
+    """Face detection."""
+
+    kind: str = setting("haar", "haar (OpenCV's cascade) | yunet (needs yunet_model)",
+                        choices=("haar", "yunet"))
+    yunet_model: Path | None = setting(None, "YuNet .onnx file, e.g. "
+                                       "/opt/edge-fer/models/face_detection_yunet_2023mar.onnx")
+    every_n_frames: int = setting(1, "detect every N frames; the IoU tracker carries faces between",
+                                  ge=1, le=1000)
+    detect_width: int = setting(320, "webcam/file frames are scaled to this width for detection",
+                                ge=32, le=8192)
+    min_face: int = setting(24, "smallest face, in detection-image pixels", ge=1, le=4096)
+    score_threshold: float = setting(0.6, "YuNet confidence threshold", gt=0, lt=1)
 
 
 @dataclass
 class TrackerConfig:
-    iou_threshold: float = 0.3
-    max_missed: int = 5
+    """Stable face ids between detections."""
+
+    iou_threshold: float = setting(0.3, "overlap that keeps a face's id from one detection to the "
+                                   "next", gt=0, lt=1)
+    max_missed: int = setting(5, "detection rounds a face may be missed before its id is dropped",
+                              ge=1, le=10000)
 
 
 @dataclass
 class ModelConfig:
-    path: Path = DEFAULT_MODEL
-    threads: int = 1
-    runtime: str = "auto"  # auto | native (torch-free ExecuTorch runner) | pybind
+    """The emotion classifier."""
+
+    path: Path | None = setting(None, "the int8 .pte program (metadata .json beside it); null: "
+                                "the model shipped inside the package")
+    threads: int = setting(1, "XNNPACK threads for the classifier (faces are tiny: 1 is best)",
+                           ge=1, le=MAX_THREADS)
+    runtime: str = setting("auto", "auto | native (torch-free C++ runner) | pybind (executorch's "
+                           "Python extension, imports torch)", choices=("auto", "native", "pybind"))
+
+
+    @property
+    def file(self) -> Path:
+        """The model file to load: `path`, or the shipped one."""
+        return self.path if self.path is not None else DEFAULT_MODEL
 
 
 @dataclass
 class SmoothingConfig:
-    window: int = 7
+    """Per-face label smoothing."""
+
+    window: int = setting(7, "rolling majority over the last K predictions of each face",
+                          ge=1, le=1000)
 
 
 @dataclass
 class DisplayConfig:
-    mode: str = "auto"  # auto | drm | window | none
-    fullscreen: bool = True
-    top3: bool = False
+    """Where the overlay is drawn."""
+
+    mode: str = setting("auto", "auto | drm (picamera2 preview + overlay) | window (SDL) | none",
+                        choices=("auto", "drm", "window", "none"))
+    fullscreen: bool = setting(True, "fullscreen on the HDMI console")
+    top3: bool = setting(False, "small bars with each face's three most likely emotions")
 
 
 @dataclass
 class StatsConfig:
-    path: Path | None = Path("/run/edge-fer/stats.json")
-    interval_s: float = 1.0
-    window_s: float = 10.0
+    """Live figures for edge-fer-monitor and systemd's STATUS line."""
+
+    path: Path | None = setting(DEFAULT_STATS, "live stats JSON, rewritten about once a second "
+                                "(null: none)")
+    interval_s: float = setting(1.0, "seconds between stats updates", ge=0.05, le=3600)
+    window_s: float = setting(10.0, "latency percentiles and fps are over this window", ge=0.5,
+                              le=3600)
+
+
+@dataclass
+class EventsConfig:
+    """One JSON line per frame (labels and numbers only)."""
+
+    path: str | None = setting(None, "JSONL file to append to, '-' for stdout, null for none")
+
+
+@dataclass
+class ReportConfig:
+    """The end-of-run summary."""
+
+    path: Path | None = setting(None, "JSON file written when the daemon stops (null: none)")
 
 
 @dataclass
 class Config:
-    source: str = "auto"
-    fallback_video: Path | None = DEFAULT_DEMO_VIDEO
-    loop_video: bool = True
-    camera: CameraConfig = field(default_factory=CameraConfig)
-    detector: DetectorConfig = field(default_factory=DetectorConfig)
-    tracker: TrackerConfig = field(default_factory=TrackerConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
-    display: DisplayConfig = field(default_factory=DisplayConfig)
-    stats: StatsConfig = field(default_factory=StatsConfig)
-    record: Path | None = None  # privacy by default: no frame leaves the process unless set
-    reconnect_max_backoff_s: float = 10.0
-    log_level: str = "INFO"
+    """The whole daemon configuration (/etc/edge-fer/config.yaml)."""
+
+    source: str = setting("auto", "auto | picamera2 | webcam | webcam:INDEX | file:PATH; auto "
+                          "tries the Camera Module, then a USB webcam, then fallback_video")
+    fallback_video: Path | None = setting(DEFAULT_DEMO_VIDEO, "a video to play when no camera is "
+                                          "found (null: none)", example=None)
+    loop_video: bool = setting(True, "restart a file source at its end")
+    camera: CameraConfig = setting(factory=CameraConfig)
+    detector: DetectorConfig = setting(factory=DetectorConfig)
+    tracker: TrackerConfig = setting(factory=TrackerConfig)
+    model: ModelConfig = setting(factory=ModelConfig)
+    smoothing: SmoothingConfig = setting(factory=SmoothingConfig)
+    display: DisplayConfig = setting(factory=DisplayConfig)
+    stats: StatsConfig = setting(factory=StatsConfig)
+    events: EventsConfig = setting(factory=EventsConfig)
+    report: ReportConfig = setting(factory=ReportConfig)
+    record: Path | None = setting(None, "privacy: frames are never written unless this names a "
+                                  "video file")
+    reconnect_max_backoff_s: float = setting(10.0, "longest wait between camera reconnects",
+                                             ge=0.1, le=3600)
+    log_level: str = setting("INFO", "DEBUG | INFO | WARNING | ERROR",
+                             choices=("DEBUG", "INFO", "WARNING", "ERROR"))
 
 
-CHOICES: dict[str, tuple[str, ...]] = {
-    "detector.kind": ("haar", "yunet"),
-    "display.mode": ("auto", "drm", "window", "none"),
-    "model.runtime": ("auto", "native", "pybind"),
-    "log_level": ("DEBUG", "INFO", "WARNING", "ERROR"),
-}
-POSITIVE = {"camera.fps", "detector.every_n_frames", "detector.detect_width", "detector.min_face",
-            "tracker.max_missed", "model.threads", "smoothing.window", "stats.interval_s",
-            "stats.window_s", "reconnect_max_backoff_s"}
-UNIT_INTERVAL = {"tracker.iou_threshold", "detector.score_threshold"}
+def _is_section(f: dataclasses.Field) -> bool:
+    return f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(
+        f.default_factory)
+
+
+def _field(dotted: str) -> dataclasses.Field:
+    cls: Any = Config
+    *parents, leaf = dotted.split(".")
+    for p in parents:
+        cls = next(f for f in dataclasses.fields(cls) if f.name == p).default_factory
+    return next(f for f in dataclasses.fields(cls) if f.name == leaf)
+
+
+def choices(dotted: str) -> tuple[str, ...]:
+    """The allowed values of a choice key, e.g. choices('display.mode')."""
+    allowed = _field(dotted).metadata["choices"]
+    assert allowed is not None, f"{dotted} is not a choice key"
+    return allowed
 
 
 def _coerce(key: str, value: Any, annotation: str) -> Any:
@@ -123,20 +203,21 @@ def _coerce(key: str, value: Any, annotation: str) -> Any:
             raise bad("an integer")
         return value
     if base == "float":
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise bad("a number")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise bad("a finite number")
         return float(value)
     if base == "str":
-        if not isinstance(value, str):
-            raise bad("a string")
+        if not isinstance(value, str) or value == "":
+            raise bad("a non-empty string")
         return value
     if base == "Path":
-        if not isinstance(value, str | Path) or str(value) == "":
+        if not isinstance(value, str | Path) or str(value) == "" or "\0" in str(value):
             raise bad("a file path")
         return Path(value).expanduser()
     if base == "tuple[int, int]":
         if (not isinstance(value, list | tuple) or len(value) != 2
-                or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)):
+                or not all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 16384
+                           for v in value)):
             raise bad("[width, height] with two positive integers")
         return (int(value[0]), int(value[1]))
     raise bad(base)  # pragma: no cover - every annotation above is handled
@@ -147,51 +228,85 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
         where = f"section '{prefix[:-1]}'" if prefix else "the config file"
         raise ConfigError(f"{where} must be a mapping of keys to values, got {data!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted(str(k) for k in set(data) - set(fields))
     if unknown:
         raise ConfigError(f"unknown config key '{prefix}{unknown[0]}'; allowed keys here: "
                           f"{', '.join(fields)}")
     kwargs = {}
     for name, value in data.items():
         f = fields[name]
-        key = prefix + name
-        if dataclasses.is_dataclass(f.default_factory if f.default_factory is not
-                                    dataclasses.MISSING else None):
-            kwargs[name] = _build(f.default_factory, value, key + ".")
+        if _is_section(f):
+            kwargs[name] = _build(f.default_factory, value, f"{prefix}{name}.")
         else:
-            kwargs[name] = _coerce(key, value, str(f.type))
+            kwargs[name] = _coerce(prefix + name, value, str(f.type))
     return cls(**kwargs)
 
 
+def _limits_text(meta: dict) -> str:
+    """'a positive number', 'a number between 0 and 1', 'a number >= 0.05 and <= 3600'..."""
+    if meta["gt"] == 0 and meta["lt"] == 1:
+        return "a number between 0 and 1"
+    parts, lower = [], ""
+    if meta["gt"] == 0 or meta["ge"] == 1:
+        lower = "a positive number"
+    for op, sym in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
+        if meta[op] is not None and not (lower and op in ("gt", "ge")):
+            parts.append(f"{sym} {meta[op]:g}")
+    if lower:
+        return lower + (f" up to {meta['le']:g}" if meta["le"] is not None else "")
+    return "a number " + " and ".join(parts)
+
+
+def _check_limits(key: str, value: Any, meta: dict) -> None:
+    if meta["choices"] is not None and value not in meta["choices"]:
+        raise ConfigError(f"config key '{key}': {value!r} is not valid; expected one of "
+                          f"{', '.join(meta['choices'])}")
+    if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+        return
+    ok = ((meta["gt"] is None or value > meta["gt"]) and (meta["ge"] is None or value >= meta["ge"])
+          and (meta["lt"] is None or value < meta["lt"]) and (meta["le"] is None or value <= meta["le"]))
+    if not ok:
+        raise ConfigError(f"config key '{key}': {value!r} is not valid; expected "
+                          f"{_limits_text(meta)}")
+
+
+def _walk(obj: Any, prefix: str = "") -> list[tuple[str, Any, dict]]:
+    out = []
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if _is_section(f):
+            out += _walk(value, f"{prefix}{f.name}.")
+        else:
+            out.append((prefix + f.name, value, dict(f.metadata)))
+    return out
+
+
 def validate(config: Config) -> Config:
-    """Check ranges and choices that types alone don't catch."""
+    """Check every field's limits and choices, and rules that span fields."""
     if not SOURCE_PATTERN.match(config.source):
         raise ConfigError(f"config key 'source': {config.source!r} is not valid; expected auto, "
                           "picamera2, webcam, webcam:INDEX or file:PATH")
-    flat = {}
-    for section in dataclasses.fields(config):
-        value = getattr(config, section.name)
-        if dataclasses.is_dataclass(value):
-            for f in dataclasses.fields(value):
-                flat[f"{section.name}.{f.name}"] = getattr(value, f.name)
-        else:
-            flat[section.name] = value
-    for key, allowed in CHOICES.items():
-        if flat[key] not in allowed:
-            raise ConfigError(f"config key '{key}': {flat[key]!r} is not valid; expected one of "
-                              f"{', '.join(allowed)}")
-    for key in POSITIVE:
-        if flat[key] <= 0:
-            raise ConfigError(f"config key '{key}': {flat[key]!r} is not valid; expected a "
-                              "positive number")
-    for key in UNIT_INTERVAL:
-        if not 0 < flat[key] < 1:
-            raise ConfigError(f"config key '{key}': {flat[key]!r} is not valid; expected a "
-                              "number between 0 and 1")
+    for key, value, meta in _walk(config):
+        _check_limits(key, value, meta)
     if config.detector.kind == "yunet" and config.detector.yunet_model is None:
         raise ConfigError("config key 'detector.yunet_model' is required when detector.kind is "
                           "yunet; point it at face_detection_yunet_*.onnx")
     return config
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a directory; pass --config with a YAML file") from None
+    except PermissionError:
+        raise ConfigError(f"config file {path} is not readable by this user; make it readable "
+                          "(e.g. chmod 0640 and chgrp edge-fer)") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text (bad byte at offset {exc.start}); "
+                          "save it as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read ({exc.strerror}); check the path") from None
 
 
 def load_config(path: Path | None) -> Config:
@@ -199,13 +314,14 @@ def load_config(path: Path | None) -> Config:
     if path is None:
         return validate(Config())
     path = Path(path)
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         if path == DEFAULT_CONFIG_PATH:
             return validate(Config())
         raise ConfigError(f"config file {path} does not exist; pass --config with an existing "
                           "file (see deploy/config.example.yaml)")
+    text = _read_text(path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
@@ -222,6 +338,45 @@ def apply_overrides(config: Config, overrides: dict[str, Any]) -> Config:
         *parents, leaf = dotted.split(".")
         for p in parents:
             target = getattr(target, p)
-        f = next(f for f in dataclasses.fields(target) if f.name == leaf)
-        setattr(target, leaf, _coerce(dotted, value, str(f.type)))
+        setattr(target, leaf, _coerce(dotted, value, str(_field(dotted).type)))
     return validate(config)
+
+
+def _yaml_value(value: Any) -> str:
+    if isinstance(value, Path):
+        value = str(value)
+    if isinstance(value, tuple):
+        value = list(value)
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+
+
+def example_yaml() -> str:
+    """The documented example config (deploy/config.example.yaml), generated from the fields."""
+    lines = ["# edge-fer configuration: /etc/edge-fer/config.yaml",
+             "# Every key is optional; a wrong key or value stops the daemon with a one-line error.",
+             "# Reload after editing:  sudo systemctl reload edge-fer   (SIGHUP)",
+             "# Generated from edge_fer/config.py (python -m edge_fer.config > this file).", ""]
+
+    def emit(cls: type, obj: Any, indent: str) -> None:
+        for f in dataclasses.fields(cls):
+            if _is_section(f):
+                lines.append(f"{indent}{f.name}:  # {f.default_factory.__doc__.strip()}")
+                emit(f.default_factory, getattr(obj, f.name), indent + "  ")
+                lines.append("") if not indent else None
+                continue
+            meta = f.metadata
+            value = meta["example"] if "example" in meta and meta["example"] is not None else \
+                getattr(obj, f.name)
+            if f.name == "fallback_video":
+                value = None
+            has_limits = any(meta[k] is not None for k in ("gt", "ge", "lt", "le"))
+            limits = _limits_text(dict(meta)) if has_limits else ""
+            doc = meta["doc"] + (f" ({limits})" if limits else "")
+            lines.append(f"{indent}{f.name}: {_yaml_value(value)}  # {doc}")
+
+    emit(Config, Config(), "")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+if __name__ == "__main__":
+    print(example_yaml(), end="")

@@ -1,7 +1,7 @@
 """Face detectors (OpenCV): Haar cascade by default, YuNet when a model is configured.
 
-Both take a grayscale (Haar) or BGR (YuNet) detection image and return boxes in that
-image's pixels; the pipeline scales them to the main frame.
+Both take a gray or BGR detection image, convert it to what they need themselves, and
+return boxes in that image's pixels; the pipeline scales them to the main frame.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import cv2
 import numpy as np
 
 from edge_fer.config import DetectorConfig
-
-Box = tuple[int, int, int, int]  # x, y, w, h
+from edge_fer.preprocess import to_gray
+from edge_fer.results import Box
 
 
 class DetectorError(RuntimeError):
@@ -22,9 +22,11 @@ class DetectorError(RuntimeError):
 
 
 class FaceDetector(Protocol):
+    """Finds faces in a gray or BGR image."""
+
     name: str
 
-    def detect(self, gray: np.ndarray) -> list[Box]: ...
+    def detect(self, image: np.ndarray) -> list[Box]: ...
 
 
 class HaarDetector:
@@ -43,8 +45,8 @@ class HaarDetector:
             raise DetectorError(f"cannot load Haar cascade {path}; reinstall opencv-python-headless")
         self.min_face = min_face
 
-    def detect(self, gray: np.ndarray) -> list[Box]:
-        faces = self.cascade.detectMultiScale(gray, scaleFactor=1.15, minNeighbors=5,
+    def detect(self, image: np.ndarray) -> list[Box]:
+        faces = self.cascade.detectMultiScale(to_gray(image), scaleFactor=1.15, minNeighbors=5,
                                               minSize=(self.min_face, self.min_face))
         return [tuple(int(v) for v in f) for f in faces]
 
@@ -67,8 +69,8 @@ class YuNetDetector:
         self.size: tuple[int, int] | None = None
         self.min_face = min_face
 
-    def detect(self, gray: np.ndarray) -> list[Box]:
-        image = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR) if gray.ndim == 2 else gray
+    def detect(self, image: np.ndarray) -> list[Box]:
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image
         h, w = image.shape[:2]
         if self.size != (w, h):
             self.net.setInputSize((w, h))
@@ -85,6 +87,7 @@ class YuNetDetector:
 
 
 def make_detector(config: DetectorConfig) -> FaceDetector:
+    """The detector `detector.kind` names."""
     if config.kind == "yunet":
         assert config.yunet_model is not None  # guaranteed by config validation
         return YuNetDetector(config.yunet_model, config.score_threshold, config.min_face)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from edge_fer.detect import Box
+from edge_fer.results import FaceResult
 
 # BGR colours per emotion, chosen to be told apart on a TV across a room.
 COLOURS: dict[str, tuple[int, int, int]] = {
@@ -19,17 +19,9 @@ FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
 @dataclass
-class FaceResult:
-    id: int
-    box: Box
-    label: str
-    score: float
-    smoothed: str
-    probs: np.ndarray
-
-
-@dataclass
 class Hud:
+    """The figures in the top-left corner."""
+
     frame_ms: float
     detect_ms: float
     classify_ms: float

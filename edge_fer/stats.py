@@ -6,6 +6,7 @@ import json
 import math
 import os
 import time
+import uuid
 from collections import Counter, deque
 from pathlib import Path
 
@@ -101,19 +102,31 @@ def peak_rss_mb(status: Path = Path("/proc/self/status")) -> float | None:
     return None
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write JSON so a reader never sees a half-written file (write, fsync-free rename)."""
+def write_json_atomic(path: Path, data: dict, mode: int = 0o640) -> None:
+    """Write JSON so a reader never sees a half-written file (write, fsync-free rename).
+    0640 by default: the daemon's figures are for its group (the monitor), not everyone."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(data))
+        os.chmod(tmp, mode)  # whatever the umask
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 class RunStats:
-    """Everything counted during a run: frames, bad frames, faces, labels, latencies."""
+    """Everything counted over the daemon's life (across config reloads): frames, bad frames,
+    reconnects, faces, labels, latencies. Outputs read it; only the frame loop writes it."""
 
-    def __init__(self, window_s: float = 10.0) -> None:
+    def __init__(self, window_s: float = 10.0, run_id: str | None = None) -> None:
+        self.run_id = run_id or uuid.uuid4().hex[:12]
+        self.source = ""
+        self.reconnects = 0
         self.started = time.time()
         self.started_mono = time.monotonic()
         self.latency = LatencyWindow(window_s)
@@ -131,7 +144,11 @@ class RunStats:
         """Face ids restart (a reload made a new tracker): count ids from 1 again as new."""
         self._last_face_id = 0
 
+    def count_reconnect(self) -> None:
+        self.reconnects += 1
+
     def add_frame(self, timing_ms: dict[str, float], face_ids: list[int], labels: list[str]) -> None:
+        """Count one classified frame: its stage times, its faces' ids and smoothed labels."""
         now = time.monotonic()
         if self.first_frame_mono is None:
             self.first_frame_mono = now
@@ -146,23 +163,24 @@ class RunStats:
         self.face_detections += len(face_ids)
         self.labels.update(labels)
 
-    def live(self, source: str, reconnects: int) -> dict:
+    def live(self) -> dict:
         """The document published for edge-fer-monitor about once a second."""
         return {
-            "pid": os.getpid(), "time": time.time(), "source": source,
+            "pid": os.getpid(), "run_id": self.run_id, "time": time.time(), "source": self.source,
             "uptime_s": time.monotonic() - self.started_mono, "frames": self.frames,
             "fps": self.latency.fps(), "latency_ms": self.latency.window_percentiles(),
-            "faces": self.faces_now, "dropped_frames": self.bad_frames, "reconnects": reconnects,
+            "faces": self.faces_now, "dropped_frames": self.bad_frames, "reconnects": self.reconnects,
         }
 
-    def report(self, source: str) -> dict:
+    def report(self) -> dict:
         """The end-of-run summary written by --report-json."""
         elapsed = time.monotonic() - self.started_mono
         # fps over the frames themselves: start-up (imports, model, camera) is reported apart.
         first = self.first_frame_mono
         frame_span = self.last_frame_mono - first if first is not None else 0.0
         return {
-            "source": source, "frames": self.frames, "bad_frames": self.bad_frames,
+            "run_id": self.run_id, "source": self.source, "frames": self.frames,
+            "bad_frames": self.bad_frames, "reconnects": self.reconnects,
             "seconds": elapsed,
             "startup_s": first - self.started_mono if first is not None else None,
             "fps": (self.frames - 1) / frame_span if frame_span > 0 else 0.0,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edge_fer.detect import Box
+from edge_fer.results import Box
 
 
 def iou(a: Box, b: Box) -> float:

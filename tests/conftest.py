@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from edge_fer.config import DEFAULT_MODEL as SHIPPED_MODEL
+from edge_fer.paths import DEFAULT_DATA as DATA
+from edge_fer.paths import DEFAULT_YUNET as YUNET
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-DATA = Path(os.environ.get("EDGE_FER_DATA", ROOT.parent / "shared" / "datasets" / "fer2013"))
-SHIPPED_MODEL = ROOT / "models" / "edge_fer_student.pte"
-YUNET = Path(os.environ.get("EDGE_FER_YUNET",
-                           ROOT.parent / "shared" / "models" / "face_detection_yunet_2026may.onnx"))
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
@@ -71,11 +68,10 @@ def shipped_model() -> Path:
 @pytest.fixture(scope="session")
 def demo_video(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
     """A real 640x480 video of FER2013 faces (built here, never committed)."""
-    sys.path.insert(0, str(ROOT / "tools"))
-    from make_demo_video import build
+    from edge_fer.demo import build_demo_video
 
     out = tmp_path_factory.mktemp("video") / "faces.mp4"
-    build(data_dir, out, frames=90, faces=1, hold=15, seed=0)
+    build_demo_video(data_dir, out, frames=90, faces=1, hold=15, seed=0)
     return out
 
 

@@ -43,12 +43,11 @@ def test_picamera2_source_gives_bgr_main_and_luma_lores(fake_picamera2):
 
 def test_auto_prefers_picamera2_then_reports_what_it_tried(fake_picamera2, monkeypatch, tmp_path):
     config = load_config(None)
-    assert isinstance(make_source(config), Picamera2Source)
+    assert isinstance(make_source("auto", config.camera), Picamera2Source)
     monkeypatch.setenv("FAKE_PICAMERA2_CAMERAS", "0")
-    config.fallback_video = tmp_path / "missing.mp4"
     config.camera.index = 7  # no webcam at /dev/video7 here
     with pytest.raises(CaptureError, match="tried picamera2.*webcam 7.*fallback video"):
-        make_source(config)
+        make_source("auto", config.camera, tmp_path / "missing.mp4")
 
 
 def test_picamera2_reconnects_after_a_driver_error(fake_picamera2):
@@ -59,7 +58,7 @@ def test_picamera2_reconnects_after_a_driver_error(fake_picamera2):
         sleeps.append(seconds)
         fake_picamera2.STATE["fail_after"] = None  # the camera comes back during the wait
 
-    source = ReconnectingSource(Picamera2Source(0, (640, 480), (320, 240), 30), sleep=sleep)
+    source = ReconnectingSource(Picamera2Source(0, (640, 480), (320, 240), 30), wait=sleep)
     source.open()
     got = [source.read() for _ in range(3)]
     assert all(isinstance(f, RawFrame) for f in got)
@@ -91,15 +90,36 @@ class FlakySource:
     def close(self) -> None:
         pass
 
+    def preview_host(self) -> None:
+        return None
 
-def test_reconnect_backs_off_exponentially_and_counts_bad_frames():
-    sleeps = []
+
+def test_reconnect_backs_off_exponentially_and_reports_each_reconnect():
+    sleeps, reconnected = [], []
     flaky = FlakySource(good=2, bad=3, failed_opens=3)
-    source = ReconnectingSource(flaky, max_backoff_s=1.5, max_failures=3, sleep=sleeps.append)
+    source = ReconnectingSource(flaky, max_backoff_s=1.5, max_failures=3, wait=sleeps.append,
+                                on_reconnect=lambda: reconnected.append(1))
     source.open()
     results = [source.read() for _ in range(6)]
     assert [r is None for r in results] == [False, False, True, True, True, False]
-    assert sleeps == [0.5, 1.0, 1.5, 1.5] and source.reconnects == 1 and source.bad_frames == 3
+    assert sleeps == [0.5, 1.0, 1.5, 1.5] and source.reconnects == 1 and reconnected == [1]
+
+
+def test_a_stop_request_ends_a_reconnect_at_once():
+    """SIGTERM while the camera is away: the back-off loop returns instead of spinning."""
+    stop = {"now": False}
+    waits = []
+
+    def wait(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == 3:
+            stop["now"] = True
+
+    flaky = FlakySource(good=0, bad=10**9, failed_opens=10**9)
+    source = ReconnectingSource(flaky, max_failures=1, wait=wait, should_stop=lambda: stop["now"])
+    source.open()
+    assert source.read() is None
+    assert len(waits) == 3 and flaky.opens <= 4 and source.reconnects == 0
 
 
 def test_video_file_source_loops_or_ends(demo_video):
@@ -116,3 +136,17 @@ def test_video_file_source_loops_or_ends(demo_video):
     assert all(looped.read() is not None for _ in range(100))
     with pytest.raises(CaptureError, match="does not exist"):
         OpenCVSource(Path("/nonexistent.mp4")).open()
+
+
+def test_video_sources_that_are_not_videos_say_what_they_are(tmp_path):
+    import os
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    for target, message in ((tmp_path, "is a directory"), (fifo, "not a regular file"),
+                            (Path("/dev/zero"), "not a regular file"),
+                            (empty, "cannot open video file|no readable frames")):
+        with pytest.raises(CaptureError, match=message):
+            OpenCVSource(target).open()

@@ -14,6 +14,26 @@ def test_example_config_is_valid():
     assert config.detector.kind == "haar" and config.smoothing.window == 7
 
 
+def test_example_config_documents_every_field_from_its_definition():
+    """deploy/config.example.yaml is generated from the fields' descriptions and limits."""
+    from edge_fer.config import example_yaml
+
+    assert (ROOT / "deploy" / "config.example.yaml").read_text() == example_yaml(), \
+        "regenerate it: python -m edge_fer.config > deploy/config.example.yaml"
+    assert "smoothing:" in example_yaml() and "(a positive number up to 1000)" in example_yaml()
+
+
+def test_cli_choices_come_from_the_config_fields():
+    from edge_fer.classify import RUNTIMES
+    from edge_fer.cli import parse_args
+    from edge_fer.config import choices
+
+    assert RUNTIMES == choices("model.runtime") == ("auto", "native", "pybind")
+    with pytest.raises(SystemExit):
+        parse_args(["--display", "hdmi"])
+    assert parse_args(["--display", "drm"]).display == "drm"
+
+
 @pytest.mark.parametrize("text, message", [
     ("detector: {kind: dnn}", "'detector.kind': 'dnn' is not valid; expected one of haar, yunet"),
     ("smoothing: {window: 0}", "'smoothing.window': 0 is not valid; expected a positive number"),
@@ -25,12 +45,38 @@ def test_example_config_is_valid():
     ("detector: {kind: yunet}", "'detector.yunet_model' is required"),
     ("model: {threads: two}", "'model.threads': 'two' is not valid; expected an integer"),
     ("a: [1, 2", "not valid YAML at line"),
+    ("stats: {interval_s: .nan}", "'stats.interval_s': nan is not valid; expected a finite number"),
+    ("stats: {window_s: .inf}", "'stats.window_s': inf is not valid; expected a finite number"),
+    ("camera: {index: -1}", "'camera.index': -1 is not valid; expected a number >= 0"),
+    ("model: {threads: 100000}", "'model.threads': 100000 is not valid; expected a positive number up to 16"),
+    ("stats: {interval_s: 0.001}", "'stats.interval_s': 0.001 is not valid"),
+    ("source: ''", "'source': '' is not valid"),
 ])
 def test_bad_config_names_key_value_and_allowed(tmp_path, text, message):
     path = tmp_path / "config.yaml"
     path.write_text(text)
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")):
         load_config(path)
+
+
+def test_unreadable_config_files_give_config_errors(tmp_path):
+    bad_bytes = tmp_path / "latin1.yaml"
+    bad_bytes.write_bytes(b"source: caf\xe9\n")
+    with pytest.raises(ConfigError, match="not UTF-8 text"):
+        load_config(bad_bytes)
+    with pytest.raises(ConfigError, match="is a directory"):
+        load_config(tmp_path)
+    locked = tmp_path / "locked.yaml"
+    locked.write_text("smoothing: {window: 3}\n")
+    locked.chmod(0)
+    import os
+
+    if os.geteuid() != 0:  # root reads anything
+        with pytest.raises(ConfigError, match="not readable by this user"):
+            load_config(locked)
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_config(tmp_path / "list.yaml")
 
 
 def test_missing_config_file_and_overrides(tmp_path):

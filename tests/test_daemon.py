@@ -49,7 +49,7 @@ def test_video_run_emits_schema_and_report(tmp_path, base_args, yunet_model):
     with_faces = [e for e in lines if e["faces"]]
     assert len(with_faces) >= 30  # YuNet finds most of the six faces shown
     for e in lines:
-        assert set(e) == {"frame", "t", "faces", "timing_ms"}
+        assert set(e) == {"run_id", "frame", "t", "faces", "timing_ms"}
         assert set(e["timing_ms"]) == {"capture", "detect", "classify", "total"}
         for f in e["faces"]:
             assert set(f) == {"id", "box", "label", "score", "smoothed"}

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from edge_fer.labels import EMOTIONS
-from edge_fer.overlay import FaceResult, Hud, render, render_overlay_rgba
+from edge_fer.overlay import Hud, render, render_overlay_rgba
+from edge_fer.results import FaceResult
 from edge_fer.service import Notifier
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,7 +84,7 @@ def xvfb(monkeypatch):
 
 def test_window_display_under_xvfb(xvfb, tmp_path):
     pygame = pytest.importorskip("pygame")
-    from edge_fer.display import WindowDisplay
+    from edge_fer.outputs.display import WindowDisplay
 
     display = WindowDisplay(EMOTIONS, fullscreen=False, top3=True)
     frame = np.full((480, 640, 3), 90, np.uint8)
@@ -98,10 +99,7 @@ def test_window_display_under_xvfb(xvfb, tmp_path):
 
 
 def test_screenshot_tool_pixelates_inside_face_boxes_only():
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-    from overlay_screenshot import pixelate_faces
+    from edge_fer.demo import pixelate_faces
 
     image = np.random.default_rng(1).integers(0, 256, (100, 120, 3), dtype=np.uint8)
     out = pixelate_faces(image, [[10, 20, 60, 50]])

@@ -40,10 +40,10 @@ def test_faces_seen_counts_new_track_ids_across_a_reload():
     timing = {s: 1.0 for s in STAGES}
     for ids in ([1], [1, 2], [2], [3], []):
         stats.add_frame(timing, ids, ["happy"] * len(ids))
-    assert stats.report("test")["faces_seen"] == 3
+    assert stats.report()["faces_seen"] == 3
     stats.new_tracker()  # SIGHUP: a new tracker numbers faces from 1 again
     stats.add_frame(timing, [1], ["sad"])
-    report = stats.report("test")
+    report = stats.report()
     assert report["faces_seen"] == 4 and report["face_detections"] == 6
     assert report["label_counts"] == {"happy": 5, "sad": 1}
 

@@ -15,14 +15,10 @@ import json
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from edge_fer.classify import ModelError, load_classifier  # noqa: E402
-from edge_fer.dataset import DatasetError, load_eval_folder  # noqa: E402
-from edge_fer.metrics import confusion_matrix, format_report, plot_confusion, summarize  # noqa: E402
-
-DEFAULT_MODEL = ROOT / "models" / "edge_fer_student.pte"
+from edge_fer.classify import ModelError, load_classifier
+from edge_fer.config import DEFAULT_MODEL
+from edge_fer.dataset import DatasetError, load_eval_folder
+from edge_fer.metrics import confusion_matrix, format_report, plot_confusion, summarize
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,34 +19,16 @@ import tempfile
 from pathlib import Path
 
 import cv2
-import numpy as np
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
-
-
-def pixelate_faces(image: np.ndarray, boxes: list[list[int]], blocks: int = 6) -> np.ndarray:
-    """Pixelate the inside of each box (a 3 px rim is kept, so the drawn box stays sharp)."""
-    out = image.copy()
-    h, w = out.shape[:2]
-    for x, y, bw, bh in boxes:
-        x0, y0 = max(0, x + 3), max(0, y + 3)
-        x1, y1 = min(w, x + bw - 3), min(h, y + bh - 3)
-        if x1 - x0 < blocks or y1 - y0 < blocks:
-            continue
-        small = cv2.resize(out[y0:y1, x0:x1], (blocks, blocks), interpolation=cv2.INTER_AREA)
-        out[y0:y1, x0:x1] = cv2.resize(small, (x1 - x0, y1 - y0),
-                                       interpolation=cv2.INTER_NEAREST)
-    return out
+from edge_fer.demo import build_demo_video, pixelate_faces
+from edge_fer.paths import DEFAULT_DATA, PROJECT_ROOT
 
 
 def main(argv: list[str] | None = None) -> int:
-    from make_demo_video import build
-
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--data", type=Path, default=ROOT.parent / "shared/datasets/fer2013")
-    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "overlay.png")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    p.add_argument("--out", type=Path, default=PROJECT_ROOT / "benchmarks" / "results" / "overlay.png")
     p.add_argument("--frames", type=int, default=150)
     args = p.parse_args(argv)
     if not (args.data / "test").is_dir():
@@ -60,14 +42,14 @@ def main(argv: list[str] | None = None) -> int:
         tmp_dir = Path(tmp)
         video, recording = tmp_dir / "faces.mp4", tmp_dir / "overlay.mp4"
         events = tmp_dir / "events.jsonl"
-        build(args.data, video, frames=args.frames, faces=2, hold=45, seed=11)
+        build_demo_video(args.data, video, frames=args.frames, faces=2, hold=45, seed=11)
         config = tmp_dir / "config.yaml"
         config.write_text(yaml.safe_dump({
             "source": f"file:{video}", "loop_video": False, "record": str(recording),
             "display": {"mode": "none", "top3": True}, "stats": {"path": None}}))
         done = subprocess.run([sys.executable, "-m", "edge_fer.cli", "--config", str(config),
                                "--max-frames", str(args.frames), "--events-jsonl", str(events),
-                               "--log-level", "WARNING"], cwd=ROOT, capture_output=True,
+                               "--log-level", "WARNING"], cwd=PROJECT_ROOT, capture_output=True,
                               text=True)
         if done.returncode != 0:
             print(f"error: the daemon failed: {done.stderr.strip().splitlines()[-1]}",

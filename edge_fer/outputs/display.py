@@ -1,7 +1,9 @@
 """Where the overlay goes: picamera2's DRM preview, an SDL window, or nowhere.
 
 The SDL window (pygame) works on a desktop session and, through SDL's kmsdrm driver, on
-the Pi's HDMI console with no desktop at all.
+the Pi's HDMI console with no desktop at all. The DRM display asks the source for its own
+preview (`PreviewHost`) and only sends the overlay layer: camera frames never pass through
+Python for display.
 """
 
 from __future__ import annotations
@@ -9,13 +11,18 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 
-from edge_fer.capture import FrameSource, Picamera2Source
-from edge_fer.overlay import FaceResult, Hud, render, render_overlay_rgba
+from edge_fer.config import DisplayConfig
+from edge_fer.outputs.base import OutputClosed, PreviewHost
+from edge_fer.overlay import Hud, render, render_overlay_rgba
+from edge_fer.results import FaceResult, FrameResult
+
+if TYPE_CHECKING:
+    from edge_fer.stats import RunStats
 
 log = logging.getLogger(__name__)
 
@@ -24,24 +31,10 @@ class DisplayError(RuntimeError):
     """A display that cannot be opened; the message names the fix."""
 
 
-class Display(Protocol):
-    name: str
-
-    def show(self, frame: np.ndarray, faces: list[FaceResult], hud: Hud) -> bool:
-        """Show a frame with its overlay. Returns False when the user closed the display."""
-        ...
-
-    def close(self) -> None: ...
-
-
-class NullDisplay:
-    name = "none"
-
-    def show(self, frame: np.ndarray, faces: list[FaceResult], hud: Hud) -> bool:
-        return True
-
-    def close(self) -> None:
-        pass
+def hud_for(result: FrameResult, stats: RunStats) -> Hud:
+    """The HUD figures of a frame: its times and the live fps."""
+    t = result.timing_ms
+    return Hud(t["total"], t["detect"], t["classify"], stats.latency.fps())
 
 
 class WindowDisplay:
@@ -69,6 +62,7 @@ class WindowDisplay:
         self.surface: Any = None
 
     def show(self, frame: np.ndarray, faces: list[FaceResult], hud: Hud) -> bool:
+        """Draw a frame with its overlay. Returns False when the user closed the window."""
         pg = self.pygame
         h, w = frame.shape[:2]
         if self.surface is None or self.surface.get_size() != (w, h) and not self.fullscreen:
@@ -92,6 +86,10 @@ class WindowDisplay:
                 return False
         return True
 
+    def on_frame(self, result: FrameResult, stats: RunStats) -> None:
+        if not self.show(result.image, result.faces, hud_for(result, stats)):
+            raise OutputClosed("window closed")
+
     def save_screenshot(self, path: Path) -> None:
         self.pygame.image.save(self.surface, str(path))
 
@@ -100,51 +98,48 @@ class WindowDisplay:
 
 
 class DrmPreviewDisplay:
-    """picamera2's own DRM/KMS preview with the overlay as an RGBA layer on top.
-
-    The camera frames never pass through Python for display: only the overlay does."""
+    """picamera2's own DRM/KMS preview with the overlay as an RGBA layer on top."""
 
     name = "drm"
 
-    def __init__(self, source: Picamera2Source, classes: tuple[str, ...], top3: bool = False) -> None:
-        try:
-            from picamera2 import Preview
-        except ImportError:
-            raise DisplayError("display drm needs picamera2 (python3-picamera2)") from None
-        source.preview = Preview.DRM  # started by the source when it opens the camera
-        self.source, self.classes, self.top3 = source, classes, top3
+    def __init__(self, preview: PreviewHost, classes: tuple[str, ...], top3: bool = False) -> None:
+        preview.enable_drm_preview()
+        self.preview, self.classes, self.top3 = preview, classes, top3
 
-    def show(self, frame: np.ndarray, faces: list[FaceResult], hud: Hud) -> bool:
-        h, w = frame.shape[:2]
-        layer = render_overlay_rgba((w, h), faces, hud, self.classes, self.top3)
-        self.source.camera.set_overlay(layer)
-        return True
+    def on_frame(self, result: FrameResult, stats: RunStats) -> None:
+        h, w = result.image.shape[:2]
+        layer = render_overlay_rgba((w, h), result.faces, hud_for(result, stats), self.classes,
+                                    self.top3)
+        self.preview.set_overlay(layer)
 
     def close(self) -> None:
         pass
 
 
-def make_display(mode: str, source: FrameSource, classes: tuple[str, ...], fullscreen: bool,
-                 top3: bool) -> Display:
-    """Pick the display; `auto` prefers DRM preview with picamera2 on a console, then a window
-    where one can open, else none."""
-    base = getattr(source, "source", source)  # unwrap ReconnectingSource
+Display = WindowDisplay | DrmPreviewDisplay
+
+
+def make_display(config: DisplayConfig, preview: PreviewHost | None,
+                 classes: tuple[str, ...]) -> Display | None:
+    """Pick the display (None: headless). `auto` prefers the DRM preview when the source has
+    one and no desktop runs, then a window where one can open, else none."""
     has_desktop = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-    if mode == "drm":
-        if not isinstance(base, Picamera2Source):
+    fullscreen = config.fullscreen and not has_desktop
+    if config.mode == "drm":
+        if preview is None:
             raise DisplayError("display drm needs source picamera2; use display window or none")
-        return DrmPreviewDisplay(base, classes, top3)
-    if mode == "window":
-        return WindowDisplay(classes, fullscreen and not has_desktop, top3)
-    if mode == "none":
-        return NullDisplay()
-    if isinstance(base, Picamera2Source) and not has_desktop:
-        return DrmPreviewDisplay(base, classes, top3)
+        return DrmPreviewDisplay(preview, classes, config.top3)
+    if config.mode == "window":
+        return WindowDisplay(classes, fullscreen, config.top3)
+    if config.mode == "none":
+        return None
+    if preview is not None and not has_desktop:
+        return DrmPreviewDisplay(preview, classes, config.top3)
     if has_desktop or any(Path("/dev/dri").glob("card*")):
         try:
-            return WindowDisplay(classes, fullscreen and not has_desktop, top3)
+            return WindowDisplay(classes, fullscreen, config.top3)
         except DisplayError as exc:
             log.warning("display auto: %s; running without a display", exc)
     else:
         log.info("display auto: no screen found, running headless")
-    return NullDisplay()
+    return None

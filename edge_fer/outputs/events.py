@@ -1,0 +1,66 @@
+"""One JSON line per frame (`events.path`, `--events-jsonl`): labels and numbers only.
+
+Each line goes out in one write; if a write fails (disk full, device gone) the file is cut
+back to the last whole line, the output stops with one logged error, and classifying goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from edge_fer.outputs.base import OutputError
+from edge_fer.results import FrameResult
+
+if TYPE_CHECKING:
+    from edge_fer.stats import RunStats
+
+
+def _open_append(path: Path) -> int:
+    if path.is_dir():
+        raise OutputError(f"events: {path} is a directory; give a file path for --events-jsonl")
+    if not path.parent.is_dir():
+        raise OutputError(f"events: folder {path.parent} does not exist; create it or choose "
+                          "another --events-jsonl path")
+    try:
+        return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    except OSError as exc:
+        raise OutputError(f"events: cannot write {path} ({exc.strerror}); choose a writable "
+                          "--events-jsonl path") from None
+
+
+class EventsLog:
+    """Appends `FrameResult.event()` lines to a file, or writes them to stdout ('-')."""
+
+    name = "events"
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.path = None if target == "-" else Path(target).expanduser()
+        self.fd = sys.stdout.fileno() if self.path is None else _open_append(self.path)
+
+    def on_frame(self, result: FrameResult, stats: RunStats) -> None:
+        line = (json.dumps(result.event()) + "\n").encode()
+        start = os.lseek(self.fd, 0, os.SEEK_END) if self.path is not None else 0
+        try:
+            if self.path is None:
+                sys.stdout.flush()
+            written = 0
+            while written < len(line):
+                written += os.write(self.fd, line[written:])
+        except OSError as exc:
+            if self.path is not None:
+                try:
+                    os.ftruncate(self.fd, start)  # never leave a partial line behind
+                except OSError:
+                    pass
+            raise OutputError(f"events: writing {self.target} failed ({exc.strerror}); "
+                              "events stopped, classifying goes on") from None
+
+    def close(self) -> None:
+        if self.path is not None and self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1

@@ -1,0 +1,42 @@
+"""systemd's view of the daemon: READY=1 after the first classified frame, WATCHDOG=1 after
+good frames only (a hung camera stops the pings), and a STATUS= line with fps and faces."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from edge_fer.outputs.base import Every
+from edge_fer.results import FrameResult
+from edge_fer.service import Notifier
+
+if TYPE_CHECKING:
+    from edge_fer.stats import RunStats
+
+log = logging.getLogger(__name__)
+
+
+class SystemdStatus:
+    """sd_notify readiness, watchdog and status (no-ops when not run by systemd)."""
+
+    name = "systemd"
+
+    def __init__(self, notifier: Notifier, source_name: str, interval_s: float) -> None:
+        self.notifier, self.source_name = notifier, source_name
+        self.every = Every(interval_s)
+        self.ready = False
+
+    def on_frame(self, result: FrameResult, stats: RunStats) -> None:
+        now = time.monotonic()
+        if not self.ready:
+            self.notifier.ready(f"first frame classified from {self.source_name}")
+            log.info("ready: first frame classified from %s", self.source_name)
+            self.ready = True
+        self.notifier.frame_done(now)
+        if self.every.due(now):
+            self.notifier.status(f"{stats.latency.fps():.1f} fps, {stats.faces_now} face(s), "
+                                 f"{stats.frames} frames")
+
+    def close(self) -> None:
+        pass
