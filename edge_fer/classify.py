@@ -40,8 +40,8 @@ class Classifier(Protocol):
         """uint8 faces (N, S, S) -> probabilities (N, len(classes))."""
         ...
 
-    def describe(self) -> str:
-        """One line for the log: file, runtime, threads."""
+    def info(self) -> dict[str, str]:
+        """file, name, runtime and threads, as strings (logs, metrics labels)."""
         ...
 
     def close(self) -> None:
@@ -213,9 +213,9 @@ class PteClassifier:
             return np.zeros((0, len(self.classes)), np.float32)
         return softmax(self.logits(normalize(faces, self.spec)))
 
-    def describe(self) -> str:
-        return (f"{self.path} ({self.metadata.get('name', '?')}), {self.runtime} runtime, "
-                f"{self.threads} thread(s)")
+    def info(self) -> dict[str, str]:
+        return {"file": str(self.path), "name": str(self.metadata.get("name", "?")),
+                "runtime": self.runtime, "threads": str(self.threads)}
 
     def close(self) -> None:
         """Free the program now (its thread pool is shared process-wide)."""
@@ -241,8 +241,9 @@ class TorchClassifier:
         self.spec = PreprocessSpec.from_dict(_checked_spec(Path(path), ckpt.get("preprocess")))
         self.classes = EMOTIONS
 
-    def describe(self) -> str:
-        return f"{self.path} (float checkpoint), eager PyTorch, {self.threads} thread(s)"
+    def info(self) -> dict[str, str]:
+        return {"file": str(self.path), "name": "float checkpoint", "runtime": "torch",
+                "threads": str(self.threads)}
 
     def close(self) -> None:
         pass

@@ -50,6 +50,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--events-jsonl", help="write one JSON line per frame here ('-': stdout)")
     p.add_argument("--report-json", help="write a run summary here at exit")
     p.add_argument("--stats-path", help="live stats JSON for edge-fer-monitor")
+    p.add_argument("--mqtt", metavar="URL", help="publish to this MQTT broker (mqtt://host:1883)")
+    p.add_argument("--metrics-port", type=int, metavar="PORT",
+                   help="serve Prometheus /metrics on this port (127.0.0.1 unless metrics.bind)")
+    p.add_argument("--console", choices=choices("console"),
+                   help="one status line a second on the terminal (auto: when headless)")
     p.add_argument("--no-loop", action="store_true", help="stop at the end of a video file")
     p.add_argument("--log-level", choices=choices("log_level"))
     p.add_argument("--version", action="version", version=f"edge-fer {__version__}")
@@ -70,7 +75,8 @@ def build_config(args: argparse.Namespace) -> Config:
         "detector.kind": args.detector, "detector.yunet_model": args.yunet_model,
         "model.threads": args.threads, "model.runtime": args.runtime,
         "stats.path": args.stats_path, "events.path": args.events_jsonl,
-        "report.path": args.report_json,
+        "report.path": args.report_json, "mqtt.url": args.mqtt,
+        "metrics.port": args.metrics_port, "console": args.console,
         "log_level": args.log_level, "loop_video": False if args.no_loop else None,
     })
 

@@ -139,6 +139,32 @@ class ReportConfig:
 
 
 @dataclass
+class MqttConfig:
+    """Home Assistant over MQTT: availability, emotions, faces and stats (never pixels)."""
+
+    url: str | None = setting(None, "broker, mqtt://host:1883 or mqtts://host:8883 (null: off)")
+    username: str | None = setting(None, "broker user name")
+    password_file: Path | None = setting(None, "file holding the broker password (never the "
+                                         "password itself in this file)")
+    client_id: str | None = setting(None, "MQTT client id (null: edge-fer-<hostname>)")
+    topic_prefix: str | None = setting(None, "state topics go under this (null: "
+                                       "edge-fer/<hostname>)")
+    discovery_prefix: str = setting("homeassistant", "Home Assistant's discovery prefix")
+    qos: int = setting(0, "QoS of state messages", ge=0, le=2)
+    retain: bool = setting(False, "retain state messages on the broker")
+    queue_size: int = setting(1000, "messages kept while the broker is slow; more are dropped and "
+                              "counted", ge=10, le=1_000_000)
+
+
+@dataclass
+class MetricsConfig:
+    """Prometheus /metrics endpoint."""
+
+    port: int | None = setting(None, "TCP port for /metrics (null: off)", ge=1, le=65535)
+    bind: str = setting("127.0.0.1", "address to listen on (0.0.0.0: all interfaces)")
+
+
+@dataclass
 class Config:
     """The whole daemon configuration (/etc/edge-fer/config.yaml)."""
 
@@ -156,6 +182,10 @@ class Config:
     stats: StatsConfig = setting(factory=StatsConfig)
     events: EventsConfig = setting(factory=EventsConfig)
     report: ReportConfig = setting(factory=ReportConfig)
+    mqtt: MqttConfig = setting(factory=MqttConfig)
+    metrics: MetricsConfig = setting(factory=MetricsConfig)
+    console: str = setting("auto", "one status line a second on a terminal: auto (when headless "
+                           "on a TTY, not under systemd) | on | off", choices=("auto", "on", "off"))
     record: Path | None = setting(None, "privacy: frames are never written unless this names a "
                                   "video file")
     reconnect_max_backoff_s: float = setting(10.0, "longest wait between camera reconnects",
@@ -288,10 +318,34 @@ def validate(config: Config) -> Config:
                           "picamera2, webcam, webcam:INDEX or file:PATH")
     for key, value, meta in _walk(config):
         _check_limits(key, value, meta)
+    if config.mqtt.url is not None:
+        parse_mqtt_url(config.mqtt.url)
     if config.detector.kind == "yunet" and config.detector.yunet_model is None:
         raise ConfigError("config key 'detector.yunet_model' is required when detector.kind is "
                           "yunet; point it at face_detection_yunet_*.onnx")
     return config
+
+
+def parse_mqtt_url(url: str) -> tuple[str, int, bool]:
+    """(host, port, tls) from mqtt://host[:port] or mqtts://host[:port]."""
+    from urllib.parse import urlsplit
+
+    def bad() -> ConfigError:
+        return ConfigError(f"config key 'mqtt.url': {url!r} is not valid; expected "
+                           "mqtt://host[:port] or mqtts://host[:port]")
+
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise bad() from None
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname or parts.path not in ("", "/"):
+        raise bad()
+    if parts.username or parts.password:
+        raise ConfigError("config key 'mqtt.url' must not hold credentials; use mqtt.username and "
+                          "mqtt.password_file")
+    tls = parts.scheme == "mqtts"
+    return parts.hostname, port or (8883 if tls else 1883), tls
 
 
 def _read_text(path: Path) -> str:

@@ -64,7 +64,7 @@ def serve(p: Prepared, signals: SignalState, notifier: Notifier, stats: RunStats
     """Open the outputs and the source, process frames until a stop, reload or the end."""
     with ExitStack() as stack:
         ctx = OutputContext(p.config, p.classifier.classes, notifier, p.source.preview_host(),
-                            p.source.name, stats)
+                            p.source.name, stats, p.classifier.info())
         outputs = build_outputs(ctx)  # before the source opens: the DRM preview starts with it
         for output in reversed(outputs):
             stack.callback(output.close)
@@ -74,8 +74,10 @@ def serve(p: Prepared, signals: SignalState, notifier: Notifier, stats: RunStats
         stats.new_tracker()  # face ids start again from 1
         names = [o.name for o in outputs]
         display = next((n for n in names if n in ("drm", "window")), "none")
-        log.info("source %s, detector %s, display %s, model %s, outputs: %s", p.source.name,
-                 p.detector.name, display, p.classifier.describe(), ", ".join(names))
+        model = ctx.model_info
+        log.info("source %s, detector %s, display %s, model %s (%s), %s runtime, %s thread(s), "
+                 "outputs: %s", p.source.name, p.detector.name, display, model["file"],
+                 model["name"], model["runtime"], model["threads"], ", ".join(names))
         pipeline = Pipeline(p.detector, p.classifier, p.config.detector, p.config.tracker,
                             p.config.smoothing, stats.run_id)
         return run(p.source, pipeline, outputs, signals.interrupted, stats, max_frames)

@@ -29,13 +29,28 @@ class LogHistogram:
         bins = math.ceil(math.log(self.HIGH_MS / self.LOW_MS) / self._log_growth) + 1
         self.counts = np.zeros(bins, np.int64)
         self.total = 0
+        self.sum_ms = 0.0
         self.max = 0.0
 
     def add(self, value_ms: float) -> None:
         clipped = min(max(value_ms, self.LOW_MS), self.HIGH_MS)
         self.counts[int(math.log(clipped / self.LOW_MS) / self._log_growth)] += 1
         self.total += 1
+        self.sum_ms += value_ms
         self.max = max(self.max, value_ms)
+
+    def cumulative(self, bounds_ms: list[float]) -> list[int]:
+        """How many values fell at or below each bound (to the 1% bin), for histogram buckets."""
+        cum = np.cumsum(self.counts)
+        out = []
+        for bound in bounds_ms:
+            if bound < self.LOW_MS:
+                out.append(0)
+                continue
+            index = min(int(math.log(min(bound, self.HIGH_MS) / self.LOW_MS) / self._log_growth),
+                        len(cum) - 1)
+            out.append(int(cum[index]))
+        return out
 
     def percentile(self, q: float) -> float:
         """The q-th percentile (0..100): the geometric centre of its bin, capped at the max."""

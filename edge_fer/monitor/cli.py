@@ -1,6 +1,7 @@
 """`edge-fer-monitor`: sample system and daemon figures, print a summary (and JSON/CSV).
 
     edge-fer-monitor --seconds 10 [--interval 0.5] [--json] [--csv PATH] [--pid PID]
+    edge-fer-monitor --metrics-port 9101       # also serve the figures to Prometheus
 
 Without --seconds it runs until stopped, logging one line per interval (to journald
 when started by systemd).
@@ -12,6 +13,7 @@ import argparse
 import csv
 import json
 import logging
+import math
 import signal
 import sys
 import threading
@@ -24,10 +26,10 @@ import psutil
 
 from edge_fer.monitor.daemon_stats import DaemonWatcher
 from edge_fer.monitor.sensors import choose_power_source, read_thermals
+from edge_fer.paths import DEFAULT_STATS
 from edge_fer.service import setup_logging
 
 log = logging.getLogger("edge_fer.monitor")
-DEFAULT_STATS = Path("/run/edge-fer/stats.json")
 FIGURES = ("power_w", "core_power_w", "cpu_percent", "mem_available_mb", "temp_c", "cpu_mhz",
            "daemon_cpu_percent", "daemon_threads", "daemon_rss_mb", "daemon_pss_mb", "daemon_fps",
            "daemon_total_p50_ms", "daemon_total_p95_ms", "daemon_detect_p50_ms",
@@ -43,13 +45,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--csv", type=Path, help="also write every sample to this CSV file")
     p.add_argument("--pid", type=int, help="watch this process instead of the stats file's pid")
     p.add_argument("--stats", type=Path, default=DEFAULT_STATS, help="the daemon's stats file")
+    p.add_argument("--metrics-port", type=int, metavar="PORT",
+                   help="serve the figures as Prometheus /metrics on this port")
+    p.add_argument("--metrics-bind", default="127.0.0.1", help="address for --metrics-port")
     args = p.parse_args(argv)
-    if args.interval <= 0:
-        p.error(f"--interval must be positive, got {args.interval}")
-    if args.seconds is not None and args.seconds <= 0:
-        p.error(f"--seconds must be positive, got {args.seconds}")
-    if args.csv is not None and not args.csv.parent.is_dir():
-        p.error(f"--csv: folder {args.csv.parent} does not exist")
+    if not (math.isfinite(args.interval) and 0.01 <= args.interval <= 3600):
+        p.error(f"--interval must be a number of seconds between 0.01 and 3600, got {args.interval}")
+    if args.seconds is not None and not (math.isfinite(args.seconds) and 0 < args.seconds <= 1e7):
+        p.error(f"--seconds must be a positive number of seconds, got {args.seconds}")
+    if args.pid is not None and args.pid <= 0:
+        p.error(f"--pid must be a positive process id, got {args.pid}")
+    if args.metrics_port is not None and not 1 <= args.metrics_port <= 65535:
+        p.error(f"--metrics-port must be between 1 and 65535, got {args.metrics_port}")
+    if args.csv is not None:
+        if args.csv.is_dir():
+            p.error(f"--csv: {args.csv} is a directory; give a file path")
+        if not args.csv.parent.is_dir():
+            p.error(f"--csv: folder {args.csv.parent} does not exist")
     return args
 
 
@@ -152,9 +164,24 @@ def main(argv: list[str] | None = None) -> int:
     writer = None
     csv_file: IO[str] | None = None
     if args.csv is not None:
-        csv_file = args.csv.open("w", newline="")
+        try:
+            csv_file = args.csv.open("w", newline="")
+        except OSError as exc:
+            print(f"edge-fer-monitor: error: --csv: cannot write {args.csv} ({exc.strerror}); "
+                  "choose a writable path", file=sys.stderr)
+            return 2
         writer = csv.writer(csv_file)
         writer.writerow(["time", *FIGURES, "throttled"])
+    exporter = None
+    if args.metrics_port is not None:
+        from edge_fer.monitor.metrics import MonitorExporter
+        from edge_fer.outputs.base import OutputError
+
+        try:
+            exporter = MonitorExporter(args.metrics_port, args.metrics_bind)
+        except OutputError as exc:
+            print(f"edge-fer-monitor: error: {exc}", file=sys.stderr)
+            return 2
     start = time.monotonic()
     try:
         while not stop.is_set():
@@ -162,15 +189,27 @@ def main(argv: list[str] | None = None) -> int:
                 break
             row = sampler.sample()
             rows.append(row)
+            if exporter is not None:
+                exporter.update(row)
             if writer is not None:
-                writer.writerow([row["time"], *(row[k] for k in FIGURES), row["throttled"]])
+                try:
+                    writer.writerow([row["time"], *(row[k] for k in FIGURES), row["throttled"]])
+                except OSError as exc:
+                    log.error("--csv: writing %s failed (%s); CSV logging stopped", args.csv,
+                              exc.strerror)
+                    writer = None
             if args.seconds is None:
                 log.info(_log_line(row))
             elif time.monotonic() - start >= args.seconds:
                 break
     finally:
+        if exporter is not None:
+            exporter.close()
         if csv_file is not None:
-            csv_file.close()
+            try:
+                csv_file.close()
+            except OSError:
+                pass
     summary = summarize(rows, time.monotonic() - start, sampler.power_note, sampler.daemon_note)
     print(format_table(summary))
     if args.json:

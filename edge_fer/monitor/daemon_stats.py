@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,13 @@ class DaemonSample:
     pss_mb: float | None = None
 
 
+def _number(value: object) -> float | None:
+    """A finite number from the stats file, else None (shown as n/a)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
 class DaemonWatcher:
     """Reads the stats file the daemon publishes and samples its process with psutil."""
 
@@ -40,11 +48,19 @@ class DaemonWatcher:
             data = json.loads(self.stats_path.read_text())
         except FileNotFoundError:
             return None, f"daemon not running (no {self.stats_path})"
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             return None, f"daemon stats unreadable ({exc})"
-        age = time.time() - float(data.get("time", 0))
+        if not isinstance(data, dict):
+            return None, f"daemon stats {self.stats_path} are not a JSON object; ignoring them"
+        when = data.get("time")
+        if isinstance(when, bool) or not isinstance(when, int | float) or not math.isfinite(when):
+            return None, f"daemon stats {self.stats_path} have no valid 'time'; ignoring them"
+        age = time.time() - when
         if age > STALE_AFTER_S:
             return None, f"daemon not running (stats {age:.0f} s old)"
+        pid = data.get("pid")
+        if pid is not None and (isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0):
+            return None, f"daemon stats {self.stats_path} have an invalid pid {pid!r}; ignoring them"
         return data, "running"
 
     def _proc(self, pid: int) -> psutil.Process | None:
@@ -66,10 +82,15 @@ class DaemonWatcher:
             return DaemonSample(False, f"daemon pid {pid} not running")
         sample = DaemonSample(True, "running", pid=int(pid))
         if stats is not None:
-            sample.fps = stats.get("fps")
-            sample.latency_ms = stats.get("latency_ms")
-            sample.faces = stats.get("faces")
-            sample.dropped_frames = stats.get("dropped_frames")
+            sample.fps = _number(stats.get("fps"))
+            latency = stats.get("latency_ms")
+            sample.latency_ms = {
+                stage: {k: _number(v) for k, v in values.items()}
+                for stage, values in latency.items() if isinstance(values, dict)
+            } if isinstance(latency, dict) else None
+            faces, dropped = _number(stats.get("faces")), _number(stats.get("dropped_frames"))
+            sample.faces = None if faces is None else int(faces)
+            sample.dropped_frames = None if dropped is None else int(dropped)
         try:
             with proc.oneshot():
                 sample.cpu_percent = proc.cpu_percent(None)

@@ -7,9 +7,11 @@ returns the output, or None when that output is off.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 
 from edge_fer.outputs.base import Output, OutputClosed, OutputContext, OutputError, PreviewHost
+from edge_fer.outputs.console import ConsoleStatus
 from edge_fer.outputs.display import DisplayError, make_display
 from edge_fer.outputs.events import EventsLog
 from edge_fer.outputs.recorder import Recorder
@@ -46,20 +48,51 @@ def _report(ctx: OutputContext) -> Output | None:
     return RunReport(path, ctx.stats) if path is not None else None
 
 
+def _mqtt(ctx: OutputContext) -> Output | None:
+    if ctx.config.mqtt.url is None:
+        return None
+    from edge_fer.outputs.mqtt import MqttPublisher  # paho only when MQTT is on
+
+    return MqttPublisher(ctx.config.mqtt, ctx.config.stats.interval_s, ctx.model_info)
+
+
+def _metrics(ctx: OutputContext) -> Output | None:
+    m = ctx.config.metrics
+    if m.port is None:
+        return None
+    from edge_fer.outputs.metrics import MetricsEndpoint  # prometheus_client only when on
+
+    return MetricsEndpoint(ctx.stats, ctx.model_info, ctx.classes, m.port, m.bind)
+
+
+def _console(ctx: OutputContext, headless: bool) -> Output | None:
+    from edge_fer.service import under_systemd
+
+    mode = ctx.config.console
+    on_terminal = sys.stdout.isatty() and not under_systemd() and ctx.config.events.path != "-"
+    if mode == "on" or (mode == "auto" and headless and on_terminal):
+        return ConsoleStatus(sys.stdout)
+    return None
+
+
 # In the order they see each frame: the screen first, then files, then the network.
 FACTORIES: list[Callable[[OutputContext], Output | None]] = [
-    _display, _recorder, _events, _stats, _systemd, _report,
+    _display, _recorder, _events, _stats, _systemd, _report, _mqtt, _metrics,
 ]
 
 
 def build_outputs(ctx: OutputContext) -> list[Output]:
     """Every output the config turns on. Raises OutputError / DisplayError for bad settings."""
-    outputs = []
+    outputs: list[Output] = []
     try:
         for factory in FACTORIES:
             output = factory(ctx)
             if output is not None:
                 outputs.append(output)
+        headless = not any(o.name in ("drm", "window") for o in outputs)
+        console = _console(ctx, headless)
+        if console is not None:
+            outputs.append(console)
     except BaseException:
         for output in outputs:
             output.close()

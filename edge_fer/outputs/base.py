@@ -55,6 +55,7 @@ class OutputContext:
     preview: PreviewHost | None
     source_name: str
     stats: RunStats
+    model_info: dict[str, str]
 
 
 class Every:

@@ -1,0 +1,353 @@
+"""The daemon's results where people collect them: a real Mosquitto broker (Home Assistant
+discovery, state, last will, auth, a broker that goes away), the real Prometheus text parser
+on a live /metrics, and the console line on a real pseudo-terminal."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from edge_fer.labels import EMOTIONS
+
+ROOT = Path(__file__).resolve().parents[1]
+MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto")
+                                          .exists() else None)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Broker:
+    """A real mosquitto on 127.0.0.1 with a free port; stop() and start() keep the port."""
+
+    def __init__(self, folder: Path, users: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.conf = folder / "mosquitto.conf"
+        lines = [f"listener {self.port} 127.0.0.1", "persistence false"]
+        if os.geteuid() == 0:  # as root mosquitto would switch to its own user, who can't read ours
+            lines.append("user root")
+        if users:
+            passwd = folder / "passwd"
+            for i, (user, password) in enumerate(users.items()):
+                subprocess.run(["mosquitto_passwd", "-b", *([] if i else ["-c"]), str(passwd),
+                                user, password], check=True, capture_output=True)
+            passwd.chmod(0o600)
+            lines += ["allow_anonymous false", f"password_file {passwd}"]
+        else:
+            lines.append("allow_anonymous true")
+        self.conf.write_text("\n".join(lines) + "\n")
+        self.proc: subprocess.Popen | None = None
+        self.start()
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("mosquitto did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=5)
+            self.proc = None
+
+
+class Subscriber:
+    """Collects every message on '#' (with the retain flag) in a background paho thread."""
+
+    def __init__(self, port: int, **auth: str) -> None:
+        import paho.mqtt.client as mqtt
+
+        self.messages: list[tuple[float, str, str, bool]] = []
+        self.lock = threading.Lock()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        if auth:
+            self.client.username_pw_set(auth["username"], auth["password"])
+        self.client.on_message = self._on_message
+        self.client.on_connect = lambda c, *_: c.subscribe("#", qos=1)
+        self.client.reconnect_delay_set(0.2, 1)
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+
+    def _on_message(self, _c, _u, m) -> None:
+        with self.lock:
+            self.messages.append((time.monotonic(), m.topic, m.payload.decode(), bool(m.retain)))
+
+    def topics(self, suffix: str) -> list[tuple[float, str, str, bool]]:
+        with self.lock:
+            return [m for m in self.messages if m[1].endswith(suffix)]
+
+    def wait_for(self, suffix: str, payload: str | None = None, timeout: float = 20,
+                 after: float = 0.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(t > after and (payload is None or p == payload)
+                   for t, _, p, _ in self.topics(suffix)):
+                return True
+            time.sleep(0.05)
+        return False
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+pytestmark = pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto not installed "
+                                "(apt install mosquitto)")
+
+
+def daemon(args: list[str], **kw) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "edge_fer.cli", *args], cwd=ROOT, env=env,
+                            stdout=kw.pop("stdout", subprocess.PIPE), stderr=subprocess.PIPE,
+                            text=True, **kw)
+
+
+@pytest.fixture()
+def base(tmp_path, shipped_model, demo_video) -> list[str]:
+    return ["--source", f"file:{demo_video}", "--display", "none", "--model", str(shipped_model),
+            "--stats-path", str(tmp_path / "stats.json")]
+
+
+def test_home_assistant_discovery_state_and_clean_offline(tmp_path, base):
+    broker = Broker(tmp_path)
+    sub = Subscriber(broker.port)
+    try:
+        proc = daemon([*base, "--mqtt", f"mqtt://127.0.0.1:{broker.port}", "--max-frames", "150"])
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        assert sub.wait_for("/availability", "offline", timeout=5)
+        states = [json.loads(p) for _, _, p, _ in sub.topics("/state")]
+        assert states and all(s["emotion"] in (*EMOTIONS, None) for s in states)
+        assert any(s["faces"] >= 1 and s["emotion"] in EMOTIONS for s in states)
+        faces = [json.loads(p) for _, _, p, _ in sub.topics("/face")]
+        assert faces and all(set(f) == {"id", "label", "score", "box"} for f in faces)
+        stats = [json.loads(p) for _, _, p, _ in sub.topics("/stats")]
+        assert stats and stats[-1]["fps"] > 0 and "classify" in stats[-1]["latency_ms"]
+    finally:
+        sub.close()
+    # A client that connects later (Home Assistant after a restart) gets the retained configs.
+    late = Subscriber(broker.port)
+    try:
+        assert late.wait_for("/dropped_frames/config", timeout=5)
+        configs = {t: json.loads(p) for _, t, p, r in late.topics("/config") if r}
+        assert len(configs) == 7
+        assert all(t.startswith("homeassistant/sensor/edge_fer_") for t in configs)
+        emotion = next(c for t, c in configs.items() if t.endswith("/emotion/config"))
+        assert emotion["state_topic"].endswith("/state") and "value_json.emotion" in \
+            emotion["value_template"]
+        assert emotion["availability_topic"].endswith("/availability")
+        assert emotion["device"]["name"].startswith("edge-fer") and emotion["unique_id"]
+        assert [p for _, _, p, r in late.topics("/availability") if r] == ["offline"]
+    finally:
+        late.close()
+        broker.stop()
+
+
+def test_last_will_marks_a_killed_daemon_offline(tmp_path, base):
+    broker = Broker(tmp_path)
+    sub = Subscriber(broker.port)
+    proc = daemon([*base, "--mqtt", f"mqtt://127.0.0.1:{broker.port}"])
+    try:
+        assert sub.wait_for("/availability", "online", timeout=60), proc.stderr
+        killed_at = time.monotonic()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=5)
+        assert sub.wait_for("/availability", "offline", timeout=10, after=killed_at)
+    finally:
+        proc.kill()
+        sub.close()
+        broker.stop()
+
+
+def test_username_and_password_file(tmp_path, base):
+    broker = Broker(tmp_path, users={"ha": "s3cret"})
+    sub = Subscriber(broker.port, username="ha", password="s3cret")
+    secret = tmp_path / "mqtt.pass"
+    secret.write_text("s3cret\n")
+    config = tmp_path / "config.yaml"
+    config.write_text(f"mqtt:\n  url: mqtt://127.0.0.1:{broker.port}\n  username: ha\n"
+                      f"  password_file: {secret}\n  topic_prefix: home/pi-door\n")
+    try:
+        proc = daemon([*base, "--config", str(config), "--max-frames", "60"])
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        assert sub.wait_for("home/pi-door/availability", "offline", timeout=5)
+        assert sub.topics("home/pi-door/state")
+        # A wrong password is refused by the broker: logged once, frames still flow.
+        secret.write_text("wrong\n")
+        proc = daemon([*base, "--config", str(config), "--max-frames", "60"])
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        assert err.count("refused the connection") == 1
+        # A missing password file is a start-up error naming the key.
+        secret.unlink()
+        proc = daemon([*base, "--config", str(config), "--max-frames", "5"])
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 2 and "mqtt.password_file" in err and "Traceback" not in err
+    finally:
+        sub.close()
+        broker.stop()
+
+
+def test_broker_restart_mid_run_never_stalls_frames(tmp_path, base):
+    broker = Broker(tmp_path)
+    stats_file = tmp_path / "stats.json"
+    proc = daemon([*base, "--mqtt", f"mqtt://127.0.0.1:{broker.port}"])
+    sub = Subscriber(broker.port)
+    try:
+        assert sub.wait_for("/state", timeout=60)
+        sub.close()
+        broker.stop()
+        frames_before = json.loads(stats_file.read_text())["frames"]
+        time.sleep(3)
+        frames_during = json.loads(stats_file.read_text())["frames"]
+        assert frames_during - frames_before > 30  # the frame loop did not wait on the broker
+        broker.start()
+        restarted = time.monotonic()
+        sub = Subscriber(broker.port)
+        assert sub.wait_for("/availability", "online", timeout=40, after=restarted)
+        assert sub.wait_for("/stats", timeout=10, after=restarted)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=10)
+        assert proc.returncode == 0
+        assert err.count("mqtt: lost broker") == 1  # one line per outage, not per retry
+    finally:
+        proc.kill()
+        sub.close()
+        broker.stop()
+
+
+def test_prometheus_endpoint_parses_with_the_client_parser(tmp_path, base):
+    from urllib.request import urlopen
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    port = free_port()
+    proc = daemon([*base, "--metrics-port", str(port)])
+    try:
+        deadline, text = time.monotonic() + 60, ""
+        while time.monotonic() < deadline:
+            try:
+                text = urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+                if "edge_fer_frames_total" in text and " 0.0\n" not in text.split(
+                        "edge_fer_frames_total", 1)[1][:8]:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.3)
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        assert families["edge_fer_frames"].type == "counter"
+        assert families["edge_fer_frames"].samples[0].value > 0
+        assert families["edge_fer_dropped_frames"].type == "counter"
+        assert families["edge_fer_reconnects"].type == "counter"
+        assert families["edge_fer_faces"].type == "gauge"
+        emotions = {s.labels["label"]: s.value for s in families["edge_fer_emotion"].samples
+                    if s.name == "edge_fer_emotion_total"}
+        assert set(emotions) == set(EMOTIONS)
+        latency = families["edge_fer_stage_latency_seconds"]
+        assert latency.type == "histogram"
+        assert {s.labels["stage"] for s in latency.samples} == {"capture", "detect", "classify",
+                                                                 "total"}
+        counts = [s.value for s in latency.samples
+                  if s.name.endswith("_bucket") and s.labels["stage"] == "total"]
+        assert counts == sorted(counts) and counts[-1] > 0  # cumulative buckets
+        info = next(f for name, f in families.items() if name.startswith("edge_fer_model")).samples[0]
+        assert info.name == "edge_fer_model_info" and info.value == 1
+        assert info.labels["runtime"] in ("native", "pybind") and info.labels["run_id"]
+        # Bound to loopback by default.
+        with pytest.raises(OSError):
+            addr = socket.gethostbyname(socket.gethostname())
+            if addr.startswith("127."):
+                raise OSError("no other address to try")
+            socket.create_connection((addr, port), timeout=1).close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=10)
+
+
+def test_metrics_port_in_use_is_a_one_line_error(tmp_path, base):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = daemon([*base, "--metrics-port", str(port), "--max-frames", "5"])
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in err
+    assert "Traceback" not in err
+
+
+def test_monitor_metrics_endpoint(tmp_path):
+    from urllib.request import urlopen
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "edge_fer.monitor.cli", "--seconds", "4",
+                             "--interval", "0.2", "--metrics-port", str(port), "--stats",
+                             str(tmp_path / "none.json")], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        text = ""
+        for _ in range(40):
+            time.sleep(0.2)
+            try:
+                text = urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+            except OSError:
+                continue
+            if "edge_fer_cpu_percent" in text:
+                break
+        names = {f.name for f in text_string_to_metric_families(text)}
+        assert {"edge_fer_cpu_percent", "edge_fer_memory_available_bytes",
+                "edge_fer_daemon_up"} <= names
+    finally:
+        proc.communicate(timeout=20)
+    assert proc.returncode == 0
+
+
+def test_console_line_on_a_terminal(tmp_path, base):
+    """Headless on a TTY: one status line a second, like '60.1 fps | 1 face | #1 happy 0.91'."""
+    primary, secondary = pty.openpty()
+    proc = daemon([*base, "--max-frames", "200"], stdout=secondary)
+    os.close(secondary)
+    out = b""
+    try:
+        while True:
+            try:
+                chunk = os.read(primary, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        proc.wait(timeout=60)
+        os.close(primary)
+    lines = [line for line in out.decode().splitlines() if " fps | " in line]
+    assert lines, out[-500:]
+    assert all("classify" in line and " ms" in line for line in lines)
+    assert any("#" in line and any(e in line for e in EMOTIONS) for line in lines)
+    # Not on a pipe (systemd's journal, scripts): stdout stays clean.
+    piped = daemon([*base, "--max-frames", "60"])
+    out2, _ = piped.communicate(timeout=60)
+    assert " fps | " not in out2
