@@ -66,6 +66,7 @@ class PybindProgram:
     """The `.pte` through executorch's Python extension (imports torch, which it links)."""
 
     def __init__(self, path: Path, threads: int) -> None:
+        _preflight_pybind(path)
         import torch
         from executorch.extension.pybindings import _C as et
 
@@ -73,9 +74,10 @@ class PybindProgram:
         et._unsafe_reset_threadpool(max(1, threads))  # before loading: the delegate keeps the pool
         try:
             self._module = et._load_for_executorch(str(path))
+            sizes = self._module.method_meta("forward").input_tensor_meta(0).sizes()
         except RuntimeError as exc:
-            raise ModelError(f"ExecuTorch could not load {path}: {exc}") from None
-        sizes = self._module.method_meta("forward").input_tensor_meta(0).sizes()
+            raise ModelError(f"ExecuTorch could not load {path}: {exc}; re-export or re-copy the "
+                             "model") from None
         self.input_sizes = tuple(int(s) for s in sizes)
 
     def run(self, x: np.ndarray) -> np.ndarray:
@@ -83,6 +85,30 @@ class PybindProgram:
 
     def close(self) -> None:
         self._module = None
+
+
+_PREFLIGHT = """
+import sys
+from executorch.extension.pybindings import _C as et
+module = et._load_for_executorch(sys.argv[1])
+module.method_meta("forward").input_tensor_meta(0).sizes()
+"""
+
+
+def _preflight_pybind(path: Path) -> None:
+    """Load the program once in a child process: some corrupt programs crash the Python
+    extension's loader outright (a segfault would take the daemon with it)."""
+    import subprocess
+    import sys
+
+    try:
+        done = subprocess.run([sys.executable, "-c", _PREFLIGHT, str(path)], capture_output=True,
+                              text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ModelError(f"cannot check {path} with executorch's Python extension ({exc})") from None
+    if done.returncode < 0:
+        raise ModelError(f"{path} crashes ExecuTorch's loader (signal {-done.returncode}): the "
+                         "program is corrupt; re-export or re-copy the model")
 
 
 def open_program(path: Path, threads: int, runtime: str = "auto") -> tuple[Program, str]:

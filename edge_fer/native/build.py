@@ -84,6 +84,8 @@ def build_library(build_dir: Path | None = None) -> Path:
     compiler = find_compiler()
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
+        if not os.access(target.parent, os.W_OK):
+            raise PermissionError(13, "Permission denied (read-only or not ours)")
     except OSError as exc:
         raise NativeBuildError(f"cannot create {target.parent} ({exc.strerror}); run the build "
                                "as the user who installed edge-fer") from None
@@ -94,14 +96,21 @@ def build_library(build_dir: Path | None = None) -> Path:
         done = subprocess.run(command, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise NativeBuildError(f"running {compiler} failed: {exc}") from None
-    log_path.write_text(" ".join(command) + "\n" + done.stdout + done.stderr)
     if done.returncode != 0:
         partial.unlink(missing_ok=True)
         errors = [line for line in done.stderr.splitlines() if "error" in line]
         reason = errors[0] if errors else f"exit status {done.returncode}"
-        raise NativeBuildError(f"compiling the ExecuTorch runner failed: {reason} "
-                               f"(full output in {log_path})")
-    os.replace(partial, target)
+        try:
+            log_path.write_text(" ".join(command) + "\n" + done.stdout + done.stderr)
+            where = f"full output in {log_path}"
+        except OSError as exc:  # a read-only install (ProtectSystem=strict): still say why
+            where = f"no build.log: {exc.strerror}"
+        raise NativeBuildError(f"compiling the ExecuTorch runner failed: {reason} ({where})")
+    try:
+        os.replace(partial, target)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise NativeBuildError(f"cannot install the runner to {target} ({exc.strerror})") from None
     for stale in target.parent.glob("libet_runner-*.so"):  # builds for an older source or wheel
         if stale != target:
             stale.unlink(missing_ok=True)

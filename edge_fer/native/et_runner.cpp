@@ -113,6 +113,14 @@ void* etr_open(const char* path, int threads, char* err, size_t err_len) noexcep
   }
   auto runner = std::make_unique<Runner>();
   runner->module = std::make_unique<Module>(path, Module::LoadMode::Mmap);
+  // Verify the whole flatbuffer first: the default (Minimal) check reads only the header, and a
+  // program with a valid header and a corrupt body would crash the process in load_method.
+  if (Error e = runner->module->load(executorch::runtime::Program::Verification::InternalConsistency);
+      e != Error::Ok) {
+    write_error(err, err_len, "the program is corrupt or not an ExecuTorch program (" +
+                                  describe(e) + "); re-export or re-copy the model");
+    return nullptr;
+  }
   if (Error e = runner->module->load_method("forward"); e != Error::Ok) {
     write_error(err, err_len, "cannot load method forward: " + describe(e));
     return nullptr;

@@ -6,7 +6,9 @@ buffer_count=)`, `configure`, `start_preview(Preview.DRM)`, `start`, `capture_re
 returning a request with `make_array(stream)` and `release()`, `set_overlay(rgba)`,
 `stop`, `close`. "RGB888" arrays are HxWx3 in BGR byte order; "YUV420" arrays are
 (H*3/2)xW planes with luminance first. Frames come from the video named by
-FAKE_PICAMERA2_VIDEO (looped) or a moving synthetic pattern.
+FAKE_PICAMERA2_VIDEO (looped) or a moving synthetic pattern. FAKE_PICAMERA2_HANG_AFTER=N makes
+the N+1th capture hang (a stuck driver); FAKE_PICAMERA2_UNPLUG_AFTER=N makes it fail and the
+camera vanish from global_camera_info() (a pulled ribbon cable).
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import numpy as np
 
 __all__ = ["Picamera2", "Preview"]
 
-STATE = {"opened": 0, "overlays": 0, "fail_after": None, "captured": 0, "preview": None}
+STATE = {"opened": 0, "overlays": 0, "fail_after": None, "captured": 0, "preview": None,
+         "unplugged": False}
 
 
 class Preview(enum.Enum):
@@ -47,6 +50,8 @@ class Picamera2:
     @staticmethod
     def global_camera_info() -> list[dict]:
         count = int(os.environ.get("FAKE_PICAMERA2_CAMERAS", "1"))
+        if STATE["unplugged"]:
+            count = 0
         return [{"Model": "imx708", "Location": 2, "Rotation": 180, "Id":
                  "/base/axi/pcie@120000/rp1/i2c@88000/imx708@1a", "Num": i} for i in range(count)]
 
@@ -107,6 +112,10 @@ class Picamera2:
             import time
 
             time.sleep(3600)  # a hung camera: capture_request never returns
+        unplug_after = os.environ.get("FAKE_PICAMERA2_UNPLUG_AFTER")
+        if unplug_after is not None and STATE["captured"] > int(unplug_after):
+            STATE["unplugged"] = True  # the ribbon cable came out: gone until the process ends
+            raise RuntimeError("Camera frontend has timed out!")
         if STATE["fail_after"] is not None and STATE["captured"] > STATE["fail_after"]:
             raise RuntimeError("Camera frontend has timed out!")
         self._t += 1
