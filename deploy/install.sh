@@ -5,6 +5,9 @@
 #   sudo deploy/install.sh --uninstall     remove units, venv, code and user (keeps edited config)
 #   deploy/install.sh --dry-run            print every step, change nothing
 #   deploy/install.sh --prefix /tmp/root   install into a throwaway root (no apt, user, systemctl)
+#   sudo deploy/install.sh --console-window also allow the SDL window on the HDMI console
+#                                          (input/tty groups; needed only for display.mode: window
+#                                          without a desktop)
 #
 # Idempotent: running it again updates the code and units and keeps /etc/edge-fer/config.yaml.
 set -euo pipefail
@@ -13,9 +16,10 @@ PREFIX=""
 DRY_RUN=0
 UNINSTALL=0
 WITH_VENV=1
+CONSOLE_WINDOW=0
 SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
-usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --prefix) PREFIX="${2:?--prefix needs a folder}"; shift 2 ;;
@@ -23,6 +27,7 @@ while [ $# -gt 0 ]; do
     --dry-run) DRY_RUN=1; shift ;;
     --uninstall) UNINSTALL=1; shift ;;
     --no-venv) WITH_VENV=0; shift ;;
+    --console-window) CONSOLE_WINDOW=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "install.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
@@ -53,6 +58,7 @@ do_uninstall() {
   fi
   say "removing units from $UNITS"
   for u in "${UNIT_FILES[@]}"; do run rm -f "$UNITS/$u"; done
+  run rm -rf "$UNITS/edge-fer.service.d"
   [ "$SYSTEM" = 1 ] && run systemctl daemon-reload
   say "removing $APP"
   run rm -rf "$APP"
@@ -80,24 +86,36 @@ do_install() {
       say "creating system user edge-fer"
       run useradd --system --home-dir /var/lib/edge-fer --shell /usr/sbin/nologin edge-fer
     fi
-    run usermod -a -G video,render,input,tty edge-fer
+    run usermod -a -G video,render edge-fer
+    if [ "$CONSOLE_WINDOW" = 1 ]; then
+      run usermod -a -G input,tty edge-fer
+    fi
   fi
   say "copying $SRC to $APP"
   run mkdir -p "$APP"
   # Replace the code but keep the venv, so an update doesn't reinstall torch.
   run find "$APP" -mindepth 1 -maxdepth 1 ! -name venv -exec rm -rf {} +
+  # Root-owned whatever the checkout's owner: the service must not run code its user (or the
+  # user who cloned) can change, and a later root run must not execute a user-writable venv.
   if [ "$DRY_RUN" = 1 ]; then
-    printf '+ tar -C %s -cf - . | tar -C %s -xf -\n' "$SRC" "$APP"
+    printf '+ tar -C %s -cf - . | tar -C %s --no-same-owner -xf -\n' "$SRC" "$APP"
   else
     tar -C "$SRC" --exclude=.git --exclude=.venv --exclude=./venv --exclude=./runs \
-      --exclude=__pycache__ --exclude='*.egg-info' --exclude=_build --exclude=.device -cf - . | tar -C "$APP" -xf -
+      --exclude=__pycache__ --exclude='*.egg-info' --exclude=_build --exclude=.device \
+      --exclude=build -cf - . | tar -C "$APP" --no-same-owner -xf -
+  fi
+  if [ "$SYSTEM" = 1 ]; then
+    run chown -R root:root "$APP"
+    run chmod -R go-w "$APP"
   fi
   if [ "$WITH_VENV" = 1 ]; then
     # --system-site-packages: picamera2 and systemd come from apt, not PyPI.
     say "creating venv $APP/venv and installing edge-fer"
     run python3 -m venv --system-site-packages "$APP/venv"
     run "$APP/venv/bin/pip" install --upgrade pip
-    run "$APP/venv/bin/pip" install -e "$APP[display]"
+    # A regular (non-editable) install: the package, its model and runner source live in the
+    # venv's site-packages, owned by root.
+    run "$APP/venv/bin/pip" install "$APP[display]"
     # The torch-free ExecuTorch runner: built now, because the service's /opt is read-only.
     say "building the ExecuTorch runner"
     run "$APP/venv/bin/edge-fer-build-runtime"
@@ -107,11 +125,21 @@ do_install() {
     say "keeping existing $ETC/config.yaml"
   else
     say "installing example config to $ETC/config.yaml"
-    run install -m 0644 "$SRC/deploy/config.example.yaml" "$ETC/config.yaml"
+    run install -m 0640 "$SRC/deploy/config.example.yaml" "$ETC/config.yaml"
+  fi
+  if [ "$SYSTEM" = 1 ]; then
+    run chgrp edge-fer "$ETC/config.yaml"  # readable by the service, writable by root only
   fi
   say "installing systemd units to $UNITS"
   run mkdir -p "$UNITS"
   for u in "${UNIT_FILES[@]}"; do run install -m 0644 "$SRC/systemd/$u" "$UNITS/$u"; done
+  if [ "$CONSOLE_WINDOW" = 1 ]; then
+    run mkdir -p "$UNITS/edge-fer.service.d"
+    run install -m 0644 "$SRC/systemd/edge-fer.service.d/console-window.conf" \
+      "$UNITS/edge-fer.service.d/console-window.conf"
+  else
+    run rm -f "$UNITS/edge-fer.service.d/console-window.conf"
+  fi
   if [ "$SYSTEM" = 1 ]; then
     run systemctl daemon-reload
     run systemctl enable --now edge-fer.service edge-fer-monitor-snapshot.timer

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-UNITS = sorted((ROOT / "systemd").iterdir())
+UNITS = sorted(p for p in (ROOT / "systemd").iterdir() if p.is_file())
 
 
 def test_units_pass_systemd_analyze_verify(tmp_path):
@@ -37,6 +37,37 @@ def test_service_unit_has_the_promised_settings():
         assert line in text
 
 
+def test_every_service_scores_at_most_2_in_systemd_analyze_security(tmp_path):
+    exe = shutil.which("systemd-analyze")
+    if exe is None:
+        pytest.skip("systemd-analyze not installed (apt install systemd)")
+    import re
+
+    scores = {}
+    for unit in UNITS:
+        if unit.suffix != ".service":
+            continue
+        shutil.copy(unit, tmp_path / unit.name)
+        proc = subprocess.run([exe, "security", "--offline=yes", "--no-pager",
+                               str(tmp_path / unit.name)], capture_output=True, text=True)
+        m = re.search(r"Overall exposure level for \S+: (\d+\.\d)", proc.stdout)
+        assert m, proc.stdout[-500:] + proc.stderr
+        scores[unit.name] = float(m[1])
+    assert scores and all(v <= 2.0 for v in scores.values()), scores
+
+
+def test_keyboards_are_readable_only_with_the_console_window_drop_in():
+    base = (ROOT / "systemd" / "edge-fer.service").read_text()
+    assert "char-input" not in base and " input" not in base.split("SupplementaryGroups=")[1]
+    drop_in = (ROOT / "systemd" / "edge-fer.service.d" / "console-window.conf").read_text()
+    assert "DeviceAllow=char-input r" in drop_in and "SupplementaryGroups=input tty" in drop_in
+    dry = install("--dry-run")
+    assert "usermod -a -G input,tty" not in dry.stdout and "rm -f /etc/systemd/system/edge-fer" \
+        ".service.d/console-window.conf" in dry.stdout
+    dry = install("--dry-run", "--console-window")
+    assert "usermod -a -G input,tty edge-fer" in dry.stdout and "console-window.conf" in dry.stdout
+
+
 def install(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", str(ROOT / "deploy" / "install.sh"), *args],
                           capture_output=True, text=True, timeout=120)
@@ -48,6 +79,8 @@ def test_install_dry_run_changes_nothing():
     for step in ("apt-get install -y python3-venv python3-pip python3-picamera2 python3-systemd",
                  "useradd --system", "python3 -m venv --system-site-packages /opt/edge-fer/venv",
                  "/opt/edge-fer/venv/bin/edge-fer-build-runtime",
+                 "--no-same-owner", "chown -R root:root /opt/edge-fer",
+                 "/opt/edge-fer/venv/bin/pip install /opt/edge-fer[display]",
                  "systemctl enable --now edge-fer.service"):
         assert step in proc.stdout
 
