@@ -25,6 +25,12 @@ STATE = {"opened": 0, "overlays": 0, "fail_after": None, "captured": 0, "preview
          "unplugged": False}
 
 
+def _unplugged_by_file() -> bool:
+    """FAKE_PICAMERA2_UNPLUG_FILE=PATH: the camera is unplugged while PATH exists (fault runs)."""
+    path = os.environ.get("FAKE_PICAMERA2_UNPLUG_FILE")
+    return bool(path) and os.path.exists(path)
+
+
 class Preview(enum.Enum):
     NULL = 0
     DRM = 1
@@ -50,7 +56,7 @@ class Picamera2:
     @staticmethod
     def global_camera_info() -> list[dict]:
         count = int(os.environ.get("FAKE_PICAMERA2_CAMERAS", "1"))
-        if STATE["unplugged"]:
+        if STATE["unplugged"] or _unplugged_by_file():
             count = 0
         return [{"Model": "imx708", "Location": 2, "Rotation": 180, "Id":
                  "/base/axi/pcie@120000/rp1/i2c@88000/imx708@1a", "Num": i} for i in range(count)]
@@ -112,6 +118,8 @@ class Picamera2:
             import time
 
             time.sleep(3600)  # a hung camera: capture_request never returns
+        if _unplugged_by_file():
+            raise RuntimeError("Camera frontend has timed out!")
         unplug_after = os.environ.get("FAKE_PICAMERA2_UNPLUG_AFTER")
         if unplug_after is not None and STATE["captured"] > int(unplug_after):
             STATE["unplugged"] = True  # the ribbon cable came out: gone until the process ends
