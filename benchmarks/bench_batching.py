@@ -43,8 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     spec = PreprocessSpec()
     train = load_split(args.data, "train", spec)
-    calib = torch.from_numpy(normalize(train.images[stratified_subset(train.labels, 0.02, 0)],
-                                       spec))
+    calib = torch.from_numpy(normalize(train.images[stratified_subset(train.labels, 0.02, 0)], spec))
     model = load_student(args.run / "pruned.pt")
     quantized = quantize_int8(model, calib)
     _C._unsafe_reset_threadpool(1)
@@ -68,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
 
         for n in (int(f) for f in args.faces.split(",")):
             x = calib[:n].contiguous()
-            singles = [x[i:i + 1] for i in range(n)]
+            singles = [x[i : i + 1] for i in range(n)]
             back_to_back = timed(lambda s=singles: [programs[1].forward((t,)) for t in s])
             batched = timed(lambda x=x, n=n: programs[n].forward((x,)))
             rows.append({"faces": n, "back_to_back_ms": back_to_back, "batched_ms": batched})

@@ -34,17 +34,38 @@ from edge_fer.paths import PROJECT_ROOT as ROOT
 
 def run_daemon(video: Path, model: Path, detector: str, workdir: Path) -> tuple[list[dict], dict]:
     events, report = workdir / f"{detector}.jsonl", workdir / f"{detector}.json"
-    cmd = [sys.executable, "-m", "edge_fer.cli", "--source", f"file:{video}", "--no-loop",
-           "--display", "none", "--model", str(model), "--threads", "1", "--detector", detector,
-           "--events-jsonl", str(events), "--report-json", str(report), "--stats-path",
-           str(workdir / "stats.json"), "--log-level", "WARNING", "--console", "off"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "edge_fer.cli",
+        "--source",
+        f"file:{video}",
+        "--no-loop",
+        "--display",
+        "none",
+        "--model",
+        str(model),
+        "--threads",
+        "1",
+        "--detector",
+        detector,
+        "--events-jsonl",
+        str(events),
+        "--report-json",
+        str(report),
+        "--stats-path",
+        str(workdir / "stats.json"),
+        "--log-level",
+        "WARNING",
+        "--console",
+        "off",
+    ]
     if detector == "yunet":
         cmd += ["--yunet-model", str(DEFAULT_YUNET)]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"the daemon failed with {detector}: {done.stderr[-800:]}")
-    return ([json.loads(line) for line in events.read_text().splitlines()],
-            json.loads(report.read_text()))
+    return ([json.loads(line) for line in events.read_text().splitlines()], json.loads(report.read_text()))
 
 
 def match(truth_box: list[int], faces: list[dict]) -> dict | None:
@@ -74,17 +95,23 @@ def evaluate(events: list[dict], truth: dict) -> dict:
             raw_ok += face["label"] == label
             smooth_ok += face["smoothed"] == label
             pairs.append((i, face["box"], label))
-    return {"faces": total, "found": found, "recall": found / total if total else 0.0,
-            "raw_accuracy": raw_ok / found if found else 0.0,
-            "smoothed_accuracy": smooth_ok / found if found else 0.0, "pairs": pairs}
+    return {
+        "faces": total,
+        "found": found,
+        "recall": found / total if total else 0.0,
+        "raw_accuracy": raw_ok / found if found else 0.0,
+        "smoothed_accuracy": smooth_ok / found if found else 0.0,
+        "pairs": pairs,
+    }
 
 
-def crop_accuracy(classifier, truth: dict, faces_by_source: dict[str, np.ndarray],
-                  frames: list[int] | None = None) -> float:
+def crop_accuracy(
+    classifier, truth: dict, faces_by_source: dict[str, np.ndarray], frames: list[int] | None = None
+) -> float:
     """The model on the original 48x48 FER faces shown in `frames` (all by default)."""
     ok = n = 0
     cache: dict[str, str] = {}
-    for i in (frames if frames is not None else range(truth["frames"])):
+    for i in frames if frames is not None else range(truth["frames"]):
         for label, source in zip(truth["labels"][i], truth["sources"][i], strict=True):
             if source not in cache:
                 probs = classifier.classify_batch(faces_by_source[source][None])
@@ -138,8 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         margins = [float(m) for m in args.margins.split(",")]
     except ValueError:
-        print(f"error: --margins takes comma-separated numbers, got {args.margins!r}",
-              file=sys.stderr)
+        print(f"error: --margins takes comma-separated numbers, got {args.margins!r}", file=sys.stderr)
         return 2
     detectors = ["haar"] + (["yunet"] if DEFAULT_YUNET.is_file() else [])
     classifier = PteClassifier(args.model, threads=1)
@@ -156,26 +182,41 @@ def main(argv: list[str] | None = None) -> int:
             events, report = run_daemon(video, args.model, detector, workdir)
             r = evaluate(events, truth)
             found_frames = sorted({i for i, _, _ in r["pairs"]})
-            r["crop_accuracy_same_frames"] = crop_accuracy(classifier, truth, faces_by_source,
-                                                           found_frames)
+            r["crop_accuracy_same_frames"] = crop_accuracy(classifier, truth, faces_by_source, found_frames)
             r["margins"] = margin_sweep(classifier, video, r.pop("pairs"), margins)
             r["fps"] = report["fps"]
             r["gap_points"] = 100 * (r["crop_accuracy_same_frames"] - r["smoothed_accuracy"])
             results[detector] = r
-    print(f"crop accuracy of all {args.faces * args.frames} shown faces: {crop_all * 100:.1f}%"
-          f" (model margin {classifier.spec.margin:g})")
-    print(f"| {'detector':<8} | {'recall':>7} | {'fps':>6} | {'raw':>6} | {'smoothed':>8} | "
-          f"{'crop':>6} | {'gap pt':>6} | margins " + " ".join(f"{m:g}" for m in margins) + " |")
+    print(
+        f"crop accuracy of all {args.faces * args.frames} shown faces: {crop_all * 100:.1f}%"
+        f" (model margin {classifier.spec.margin:g})"
+    )
+    print(
+        f"| {'detector':<8} | {'recall':>7} | {'fps':>6} | {'raw':>6} | {'smoothed':>8} | "
+        f"{'crop':>6} | {'gap pt':>6} | margins " + " ".join(f"{m:g}" for m in margins) + " |"
+    )
     for d, r in results.items():
         sweep = " ".join(f"{v * 100:.1f}" for v in r["margins"].values())
-        print(f"| {d:<8} | {r['recall'] * 100:6.1f}% | {r['fps']:6.1f} | "
-              f"{r['raw_accuracy'] * 100:5.1f}% | {r['smoothed_accuracy'] * 100:7.1f}% | "
-              f"{r['crop_accuracy_same_frames'] * 100:5.1f}% | {r['gap_points']:6.1f} | {sweep} |")
+        print(
+            f"| {d:<8} | {r['recall'] * 100:6.1f}% | {r['fps']:6.1f} | "
+            f"{r['raw_accuracy'] * 100:5.1f}% | {r['smoothed_accuracy'] * 100:7.1f}% | "
+            f"{r['crop_accuracy_same_frames'] * 100:5.1f}% | {r['gap_points']:6.1f} | {sweep} |"
+        )
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"model": str(args.model), "margin": classifier.spec.margin,
-                                     "frames": args.frames, "faces_per_frame": args.faces,
-                                     "crop_accuracy_all": crop_all, "detectors": results},
-                                    indent=2) + "\n")
+    args.json.write_text(
+        json.dumps(
+            {
+                "model": str(args.model),
+                "margin": classifier.spec.margin,
+                "frames": args.frames,
+                "faces_per_frame": args.faces,
+                "crop_accuracy_all": crop_all,
+                "detectors": results,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"wrote {args.json}")
     return 0
 

@@ -51,17 +51,31 @@ class FaultRun:
         self.report = workdir / "report.json"
         self.unplug = workdir / "unplugged"
         self.config_path = workdir / "config.yaml"
-        self.good = {"source": "picamera2", "display": {"mode": "none"},
-                     "stats": {"path": str(self.stats), "interval_s": 0.5},
-                     "events": {"path": str(self.events)}, "report": {"path": str(self.report)},
-                     "reconnect_max_backoff_s": 1.0, "log_level": "INFO"}
+        self.good = {
+            "source": "picamera2",
+            "display": {"mode": "none"},
+            "stats": {"path": str(self.stats), "interval_s": 0.5},
+            "events": {"path": str(self.events)},
+            "report": {"path": str(self.report)},
+            "reconnect_max_backoff_s": 1.0,
+            "log_level": "INFO",
+        }
         self.write_config(self.good)
-        env = {**os.environ, "PYTHONPATH": str(FAKES), "FAKE_PICAMERA2_VIDEO": str(video),
-               "FAKE_PICAMERA2_UNPLUG_FILE": str(self.unplug), "PYTHONUNBUFFERED": "1"}
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(FAKES),
+            "FAKE_PICAMERA2_VIDEO": str(video),
+            "FAKE_PICAMERA2_UNPLUG_FILE": str(self.unplug),
+            "PYTHONUNBUFFERED": "1",
+        }
         self.log = (workdir / "daemon.log").open("w")
-        self.proc = subprocess.Popen([sys.executable, "-m", "edge_fer.cli", "--config",
-                                      str(self.config_path)], cwd=ROOT, env=env,
-                                     stdout=subprocess.DEVNULL, stderr=self.log)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "edge_fer.cli", "--config", str(self.config_path)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=self.log,
+        )
         self.process = psutil.Process(self.proc.pid)
 
     def write_config(self, data: dict) -> None:
@@ -146,12 +160,15 @@ def run(video: Path, seconds: float, workdir: Path) -> dict:
     report = json.loads(daemon.report.read_text()) if daemon.report.is_file() else {}
     log = (workdir / "daemon.log").read_text()
     return {
-        "seconds": round(time.monotonic() - started, 1), "exit_code": code,
+        "seconds": round(time.monotonic() - started, 1),
+        "exit_code": code,
         "faults": {f: {"injected": injected[f], "survived": survived[f]} for f in FAULTS},
         "restarts_needed": 0 if code == 0 else 1,
-        "frames": report.get("frames"), "frames_lost": report.get("bad_frames"),
+        "frames": report.get("frames"),
+        "frames_lost": report.get("bad_frames"),
         "reconnects": report.get("reconnects"),
-        "rss_start_mb": round(rss_start, 1), "rss_end_mb": None if rss_end is None else round(rss_end, 1),
+        "rss_start_mb": round(rss_start, 1),
+        "rss_end_mb": None if rss_end is None else round(rss_end, 1),
         "tracebacks": log.count("Traceback"),
         "reload_failures_logged": log.count("config reload failed"),
     }
@@ -161,11 +178,14 @@ def table(result: dict) -> str:
     lines = [f"{'fault':<12}{'injected':>10}{'survived':>10}"]
     for fault, row in result["faults"].items():
         lines.append(f"{fault:<12}{row['injected']:>10}{row['survived']:>10}")
-    lines += ["", f"run {result['seconds']} s, exit code {result['exit_code']}, restarts needed "
-              f"{result['restarts_needed']}, tracebacks {result['tracebacks']}",
-              f"frames {result['frames']}, frames lost (failed grabs) {result['frames_lost']}, "
-              f"camera reconnects {result['reconnects']}",
-              f"RSS {result['rss_start_mb']} MB at the start, {result['rss_end_mb']} MB at the end"]
+    lines += [
+        "",
+        f"run {result['seconds']} s, exit code {result['exit_code']}, restarts needed "
+        f"{result['restarts_needed']}, tracebacks {result['tracebacks']}",
+        f"frames {result['frames']}, frames lost (failed grabs) {result['frames_lost']}, "
+        f"camera reconnects {result['reconnects']}",
+        f"RSS {result['rss_start_mb']} MB at the start, {result['rss_end_mb']} MB at the end",
+    ]
     return "\n".join(lines)
 
 

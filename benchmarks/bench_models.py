@@ -30,10 +30,23 @@ from edge_fer.config import DEFAULT_MODEL
 from edge_fer.paths import DEFAULT_DATA
 from edge_fer.paths import PROJECT_ROOT as ROOT
 
-ROWS = ("reference_mnv2_224_fp32", "fer_tflite_int8", "student_fp32", "pruned_fp32",
-        "student_int8_pybind", "student_int8_native")
-STANDARD_SETTING = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
-                    (6, 160, 3, 2), (6, 320, 1, 1))
+ROWS = (
+    "reference_mnv2_224_fp32",
+    "fer_tflite_int8",
+    "student_fp32",
+    "pruned_fp32",
+    "student_int8_pybind",
+    "student_int8_native",
+)
+STANDARD_SETTING = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
 
 
 def _percentiles(times: list[float]) -> dict:
@@ -83,8 +96,10 @@ def measure_int8(row: str, run: Path, model: Path, data: Path, iters: int) -> di
     from edge_fer.nets.mobilenetv2 import count_macs
 
     ref = TorchClassifier(run / "pruned.pt")
-    result.update(params=sum(p.numel() for p in ref.model.parameters()),
-                  mflops=2 * count_macs(ref.model, ref.spec.input_size) / 1e6)
+    result.update(
+        params=sum(p.numel() for p in ref.model.parameters()),
+        mflops=2 * count_macs(ref.model, ref.spec.input_size) / 1e6,
+    )
     return result
 
 
@@ -134,17 +149,23 @@ def measure_fer(data: Path, iters: int) -> dict:
         result[f"latency_{threads}t_ms"] = _time(forward, np.zeros(inp["shape"], np.float32), iters)
         if threads == 1:
             result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            params = sum(int(np.prod(t["shape"])) for t in interp.get_tensor_details()
-                         if t["dtype"] == np.int8 and len(t["shape"]) > 1)
+            params = sum(
+                int(np.prod(t["shape"]))
+                for t in interp.get_tensor_details()
+                if t["dtype"] == np.int8 and len(t["shape"]) > 1
+            )
             result["params"] = params
             if data.is_dir():
                 faces = load_split(data, "public", PreprocessSpec())
                 x = fer_inputs(faces.images)
                 order = np.array([FER_CSV_TO_INDEX[i] for i in range(7)])
-                preds = np.array([order[int(forward(x[i:i + 1]).argmax())] for i in range(len(x))])
-                flipped = np.array([order[int((forward(x[i:i + 1])
-                                               + forward(x[i:i + 1, :, ::-1].copy())).argmax())]
-                                    for i in range(len(x))])
+                preds = np.array([order[int(forward(x[i : i + 1]).argmax())] for i in range(len(x))])
+                flipped = np.array(
+                    [
+                        order[int((forward(x[i : i + 1]) + forward(x[i : i + 1, :, ::-1].copy())).argmax())]
+                        for i in range(len(x))
+                    ]
+                )
                 summary = summarize(confusion_matrix(faces.labels, preds))
                 result["accuracy"] = summary["accuracy"]
                 result["macro_f1"] = summary["macro_f1"]
@@ -168,21 +189,27 @@ def measure_one(row: str, run: Path, model: Path, data: Path, iters: int) -> dic
 
     result: dict = {"row": row}
     if row == "reference_mnv2_224_fp32":
-        net = MobileNetV2(student_arch(1.0, 224, 3, 1000, stem_stride=2, last_channels=1280,
-                                       setting=STANDARD_SETTING)).eval()
+        net = MobileNetV2(
+            student_arch(1.0, 224, 3, 1000, stem_stride=2, last_channels=1280, setting=STANDARD_SETTING)
+        ).eval()
         buf = io.BytesIO()
         torch.save(net.state_dict(), buf)
-        result.update(params=sum(p.numel() for p in net.parameters()), bytes=buf.tell(),
-                      mflops=2 * count_macs(net, 224, 3) / 1e6)
+        result.update(
+            params=sum(p.numel() for p in net.parameters()),
+            bytes=buf.tell(),
+            mflops=2 * count_macs(net, 224, 3) / 1e6,
+        )
         x = torch.randn(1, 3, 224, 224)
         iters = max(30, iters // 10)
     else:
         path = run / ("student.pt" if row == "student_fp32" else "pruned.pt")
         classifier = TorchClassifier(path, threads=1)
         net = classifier.model
-        result.update(params=sum(p.numel() for p in net.parameters()),
-                      bytes=path.stat().st_size,
-                      mflops=2 * count_macs(net, classifier.spec.input_size) / 1e6)
+        result.update(
+            params=sum(p.numel() for p in net.parameters()),
+            bytes=path.stat().st_size,
+            mflops=2 * count_macs(net, classifier.spec.input_size) / 1e6,
+        )
         x = torch.zeros(1, 1, classifier.spec.input_size, classifier.spec.input_size)
     with torch.no_grad():
         for threads in (1, 4):
@@ -192,15 +219,16 @@ def measure_one(row: str, run: Path, model: Path, data: Path, iters: int) -> dic
                 result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if data.is_dir() and row != "reference_mnv2_224_fp32":
         faces = load_split(data, "public", classifier.spec)
-        result["accuracy"] = float((classifier.classify_batch(faces.images).argmax(1)
-                                    == faces.labels).mean())
+        result["accuracy"] = float((classifier.classify_batch(faces.images).argmax(1) == faces.labels).mean())
     return result
 
 
 def format_table(rows: list[dict]) -> str:
-    head = (f"| {'model':<26} | {'params':>9} | {'file KB':>8} | {'MFLOPs':>8} | "
-            f"{'1T p50 ms':>9} | {'1T p95 ms':>9} | {'4T p50 ms':>9} | {'4T p95 ms':>9} | "
-            f"{'peak RSS MB':>11} | {'PublicTest':>10} | {'macro-F1':>8} |")
+    head = (
+        f"| {'model':<26} | {'params':>9} | {'file KB':>8} | {'MFLOPs':>8} | "
+        f"{'1T p50 ms':>9} | {'1T p95 ms':>9} | {'4T p50 ms':>9} | {'4T p95 ms':>9} | "
+        f"{'peak RSS MB':>11} | {'PublicTest':>10} | {'macro-F1':>8} |"
+    )
     lines = [head, "|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|"]
     for r in rows:
         acc = f"{r['accuracy'] * 100:.2f}%" if "accuracy" in r else "untrained"
@@ -211,14 +239,19 @@ def format_table(rows: list[dict]) -> str:
             f"{mflops} | {r['latency_1t_ms']['p50']:>9.3f} | "
             f"{r['latency_1t_ms']['p95']:>9.3f} | {r['latency_4t_ms']['p50']:>9.3f} | "
             f"{r['latency_4t_ms']['p95']:>9.3f} | {r['peak_rss_mb']:>11.0f} | {acc:>10} | "
-            f"{f1:>8} |")
+            f"{f1:>8} |"
+        )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--run", type=Path, default=ROOT / "runs" / "main",
-                   help="training run folder with student.pt and pruned.pt")
+    p.add_argument(
+        "--run",
+        type=Path,
+        default=ROOT / "runs" / "main",
+        help="training run folder with student.pt and pruned.pt",
+    )
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--iters", type=int, default=300)
@@ -230,15 +263,31 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for need in (args.run / "student.pt", args.run / "pruned.pt", args.model):
         if not need.is_file():
-            print(f"error: {need} not found; train with tools/train_mobilenet.py or pass --run",
-                  file=sys.stderr)
+            print(
+                f"error: {need} not found; train with tools/train_mobilenet.py or pass --run", file=sys.stderr
+            )
             return 2
     rows = []
     for row in ROWS:
         print(f"measuring {row} ...", file=sys.stderr, flush=True)
-        proc = subprocess.run([sys.executable, __file__, "--one", row, "--run", str(args.run),
-                               "--model", str(args.model), "--data", str(args.data),
-                               "--iters", str(args.iters)], capture_output=True, text=True)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--one",
+                row,
+                "--run",
+                str(args.run),
+                "--model",
+                str(args.model),
+                "--data",
+                str(args.data),
+                "--iters",
+                str(args.iters),
+            ],
+            capture_output=True,
+            text=True,
+        )
         if proc.returncode != 0:
             print(proc.stderr[-2000:], file=sys.stderr)
             return 1
@@ -248,18 +297,32 @@ def main(argv: list[str] | None = None) -> int:
     peer_ratio = int8["latency_1t_ms"]["p50"] / peer["latency_1t_ms"]["p50"]
     table = format_table(rows)
     print(table)
-    print(f"\nint8 student vs reference MobileNetV2-224, 1 thread p50: {speedup:.0f}x faster; "
-          f"{ref['bytes'] / int8['bytes']:.0f}x smaller file")
-    print(f"int8 student vs fer's int8 tflite, 1 thread p50 latency ratio {peer_ratio:.2f} "
-          f"(<= 1.0: at least as fast); PublicTest {int8.get('accuracy', 0) * 100:.2f}% vs "
-          f"{peer.get('accuracy', 0) * 100:.2f}% ({peer.get('accuracy_flip_tta', 0) * 100:.2f}% "
-          "with flip TTA)")
+    print(
+        f"\nint8 student vs reference MobileNetV2-224, 1 thread p50: {speedup:.0f}x faster; "
+        f"{ref['bytes'] / int8['bytes']:.0f}x smaller file"
+    )
+    print(
+        f"int8 student vs fer's int8 tflite, 1 thread p50 latency ratio {peer_ratio:.2f} "
+        f"(<= 1.0: at least as fast); PublicTest {int8.get('accuracy', 0) * 100:.2f}% vs "
+        f"{peer.get('accuracy', 0) * 100:.2f}% ({peer.get('accuracy_flip_tta', 0) * 100:.2f}% "
+        "with flip TTA)"
+    )
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                    "python": platform.python_version()},
-        "rows": rows, "speedup_int8_vs_reference_1t": speedup,
-        "latency_ratio_int8_vs_fer_1t": peer_ratio}, indent=2))
+    args.json.write_text(
+        json.dumps(
+            {
+                "machine": {
+                    "cpu": platform.processor() or platform.machine(),
+                    "cores": os.cpu_count(),
+                    "python": platform.python_version(),
+                },
+                "rows": rows,
+                "speedup_int8_vs_reference_1t": speedup,
+                "latency_ratio_int8_vs_fer_1t": peer_ratio,
+            },
+            indent=2,
+        )
+    )
     print(f"wrote {args.json}")
     return 0
 

@@ -26,18 +26,35 @@ from edge_fer.paths import PROJECT_ROOT as ROOT
 YUNET = DEFAULT_YUNET
 
 
-def run_daemon(video: Path, runtime: str, detector: str, threads: int, model: Path,
-               workdir: Path) -> dict:
+def run_daemon(video: Path, runtime: str, detector: str, threads: int, model: Path, workdir: Path) -> dict:
     report = workdir / f"report_{runtime}_{detector}_{threads}.json"
-    cmd = [sys.executable, "-m", "edge_fer.cli", "--source", f"file:{video}", "--no-loop",
-           "--display", "none", "--model", str(model), "--threads", str(threads),
-           "--runtime", runtime,
-           "--detector", detector, "--report-json", str(report),
-           "--stats-path", str(workdir / "stats.json"), "--log-level", "WARNING"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "edge_fer.cli",
+        "--source",
+        f"file:{video}",
+        "--no-loop",
+        "--display",
+        "none",
+        "--model",
+        str(model),
+        "--threads",
+        str(threads),
+        "--runtime",
+        runtime,
+        "--detector",
+        detector,
+        "--report-json",
+        str(report),
+        "--stats-path",
+        str(workdir / "stats.json"),
+        "--log-level",
+        "WARNING",
+    ]
     if detector == "yunet":
         cmd += ["--yunet-model", str(YUNET)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     _, stderr = proc.communicate()
     if proc.returncode != 0:
         raise SystemExit(f"daemon failed ({proc.returncode}): {stderr[-1000:]}")
@@ -47,20 +64,25 @@ def run_daemon(video: Path, runtime: str, detector: str, threads: int, model: Pa
 
 
 def format_table(rows: list[dict]) -> str:
-    head = ("| runtime | detector | threads | frames | fps | capture p50/p95 ms | detect p50/p95 ms | "
-            "classify p50/p95 ms | total p50/p95 ms | frames with a face | start-up s | peak RSS MB |")
+    head = (
+        "| runtime | detector | threads | frames | fps | capture p50/p95 ms | detect p50/p95 ms | "
+        "classify p50/p95 ms | total p50/p95 ms | frames with a face | start-up s | peak RSS MB |"
+    )
     lines = [head, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+
     def pp(lat: dict, stage: str) -> str:
         return f"{lat[stage]['p50']:.2f} / {lat[stage]['p95']:.2f}"
 
     for r in rows:
         lat = r["latency_ms"]
-        lines.append(f"| {r['runtime']} | {r['detector']} | {r['threads']} | {r['frames']} | "
-                     f"{r['fps']:.1f} | "
-                     f"{pp(lat, 'capture')} | {pp(lat, 'detect')} | {pp(lat, 'classify')} | "
-                     f"{pp(lat, 'total')} | "
-                     f"{r['face_detections']}/{r['frames']} | {r['startup_s']:.2f} | "
-                     f"{r['peak_rss_mb']:.0f} |")
+        lines.append(
+            f"| {r['runtime']} | {r['detector']} | {r['threads']} | {r['frames']} | "
+            f"{r['fps']:.1f} | "
+            f"{pp(lat, 'capture')} | {pp(lat, 'detect')} | {pp(lat, 'classify')} | "
+            f"{pp(lat, 'total')} | "
+            f"{r['face_detections']}/{r['frames']} | {r['startup_s']:.2f} | "
+            f"{r['peak_rss_mb']:.0f} |"
+        )
     return "\n".join(lines)
 
 
@@ -85,10 +107,12 @@ def main(argv: list[str] | None = None) -> int:
         for runtime in args.runtimes.split(","):
             for detector in ("haar", "yunet"):
                 for threads in (int(t) for t in args.threads.split(",")):
-                    print(f"running {runtime} / {detector} with {threads} thread(s) ...",
-                          file=sys.stderr, flush=True)
-                    rows.append(run_daemon(video, runtime, detector, threads, args.model,
-                                           Path(tmp)))
+                    print(
+                        f"running {runtime} / {detector} with {threads} thread(s) ...",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    rows.append(run_daemon(video, runtime, detector, threads, args.model, Path(tmp)))
     print(format_table(rows))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"cores": os.cpu_count(), "rows": rows}, indent=2))

@@ -67,32 +67,43 @@ print(json.dumps({"import_s": t1 - t0, "load_s": t2 - t1, "first_inference_s": t
 def measure(way: str, model: Path, checkpoint: Path, repeats: int) -> dict:
     runs = []
     for _ in range(repeats):
-        proc = subprocess.run([sys.executable, "-c", CHILD, way, str(model), str(checkpoint)],
-                              capture_output=True, text=True, cwd=ROOT)
+        proc = subprocess.run(
+            [sys.executable, "-c", CHILD, way, str(model), str(checkpoint)],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
         if proc.returncode != 0:
             raise SystemExit(f"error: {way} failed: {proc.stderr.strip().splitlines()[-1]}")
         runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     # The median run by total time; RSS varies little between runs.
     runs.sort(key=lambda r: r["total_s"])
-    return {"way": way, **runs[len(runs) // 2],
-            "total_s_all": [round(r["total_s"], 3) for r in runs]}
+    return {"way": way, **runs[len(runs) // 2], "total_s_all": [round(r["total_s"], 3) for r in runs]}
 
 
 def format_table(rows: list[dict]) -> str:
-    lines = ["| way | import s | load s | first inference ms | start-up total s | RSS MB |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| way | import s | load s | first inference ms | start-up total s | RSS MB |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
-        lines.append(f"| {r['way']} | {r['import_s']:.2f} | {r['load_s']:.3f} | "
-                     f"{r['first_inference_s'] * 1e3:.1f} | {r['total_s']:.2f} | "
-                     f"{r['rss_mb']:.0f} |")
+        lines.append(
+            f"| {r['way']} | {r['import_s']:.2f} | {r['load_s']:.3f} | "
+            f"{r['first_inference_s'] * 1e3:.1f} | {r['total_s']:.2f} | "
+            f"{r['rss_mb']:.0f} |"
+        )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL)
-    p.add_argument("--checkpoint", type=Path, default=None,
-                   help="float student checkpoint (runs/<name>/pruned.pt) for the eager row")
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="float student checkpoint (runs/<name>/pruned.pt) for the eager row",
+    )
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "runtime.json")
     args = p.parse_args(argv)
@@ -100,8 +111,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: model {args.model} not found; pass --model PATH", file=sys.stderr)
         return 2
     if args.checkpoint is not None and not args.checkpoint.is_file():
-        print(f"error: checkpoint {args.checkpoint} not found; pass --checkpoint "
-              "runs/<name>/pruned.pt or leave it out", file=sys.stderr)
+        print(
+            f"error: checkpoint {args.checkpoint} not found; pass --checkpoint "
+            "runs/<name>/pruned.pt or leave it out",
+            file=sys.stderr,
+        )
         return 2
     if args.repeats < 1:
         print("error: --repeats must be at least 1", file=sys.stderr)
@@ -110,15 +124,18 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for way in ways:
         print(f"measuring {way} ...", file=sys.stderr, flush=True)
-        rows.append(measure(way, args.model.resolve(),
-                            (args.checkpoint or Path("-")).resolve(), args.repeats))
+        rows.append(
+            measure(way, args.model.resolve(), (args.checkpoint or Path("-")).resolve(), args.repeats)
+        )
     print(format_table(rows))
     native = rows[0]
     print()
     for other in rows[1:3]:
-        print(f"native vs {other['way']}: {other['total_s'] / native['total_s']:.1f}x faster "
-              f"start-up, {other['rss_mb'] / native['rss_mb']:.1f}x less RSS "
-              f"({other['rss_mb'] - native['rss_mb']:.0f} MB; median of {args.repeats} starts)")
+        print(
+            f"native vs {other['way']}: {other['total_s'] / native['total_s']:.1f}x faster "
+            f"start-up, {other['rss_mb'] / native['rss_mb']:.1f}x less RSS "
+            f"({other['rss_mb'] - native['rss_mb']:.0f} MB; median of {args.repeats} starts)"
+        )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"model": str(args.model), "rows": rows}, indent=2))
     print(f"wrote {args.json}")

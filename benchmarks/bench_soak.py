@@ -30,19 +30,31 @@ from edge_fer.paths import PROJECT_ROOT as ROOT
 
 def soak(video: Path, seconds: float, warmup_s: float, runtime: str, workdir: Path) -> dict:
     stats_path = workdir / "stats.json"
-    cmd = [sys.executable, "-m", "edge_fer.cli", "--source", f"file:{video}", "--display", "none",
-           "--runtime", runtime, "--stats-path", str(stats_path),
-           "--report-json", str(workdir / "report.json"), "--log-level", "WARNING"]
-    daemon = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              text=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "edge_fer.cli",
+        "--source",
+        f"file:{video}",
+        "--display",
+        "none",
+        "--runtime",
+        runtime,
+        "--stats-path",
+        str(stats_path),
+        "--report-json",
+        str(workdir / "report.json"),
+        "--log-level",
+        "WARNING",
+    ]
+    daemon = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     process = psutil.Process(daemon.pid)
     times, rss, fps = [], [], []
     started = time.monotonic()
     try:
         while (elapsed := time.monotonic() - started) < warmup_s + seconds:
             if daemon.poll() is not None:
-                raise SystemExit(f"daemon exited ({daemon.returncode}): "
-                                 f"{daemon.stderr.read()[-1000:]}")
+                raise SystemExit(f"daemon exited ({daemon.returncode}): {daemon.stderr.read()[-1000:]}")
             if elapsed >= warmup_s:
                 times.append(elapsed - warmup_s)
                 rss.append(process.memory_info().rss / 2**20)
@@ -55,9 +67,14 @@ def soak(video: Path, seconds: float, warmup_s: float, runtime: str, workdir: Pa
     report = json.loads((workdir / "report.json").read_text())
     slope_mb_per_s = float(np.polyfit(times, rss, 1)[0]) if len(times) > 2 else 0.0
     return {
-        "runtime": runtime, "seconds": seconds, "samples": len(rss),
-        "frames": report["frames"], "fps_mean": float(np.mean(fps)) if fps else 0.0,
-        "rss_start_mb": rss[0], "rss_end_mb": rss[-1], "rss_max_mb": max(rss),
+        "runtime": runtime,
+        "seconds": seconds,
+        "samples": len(rss),
+        "frames": report["frames"],
+        "fps_mean": float(np.mean(fps)) if fps else 0.0,
+        "rss_start_mb": rss[0],
+        "rss_end_mb": rss[-1],
+        "rss_max_mb": max(rss),
         "rss_slope_mb_per_h": slope_mb_per_s * 3600,
         "total_p95_ms": report["latency_ms"]["total"]["p95"],
         "total_max_ms": report["latency_ms"]["total"]["max"],
@@ -67,14 +84,18 @@ def soak(video: Path, seconds: float, warmup_s: float, runtime: str, workdir: Pa
 
 
 def format_table(rows: list[dict]) -> str:
-    lines = ["| runtime | seconds | frames | mean fps | RSS start MB | RSS end MB | "
-             "RSS max MB | RSS slope MB/h | total p95 / max ms | exit |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| runtime | seconds | frames | mean fps | RSS start MB | RSS end MB | "
+        "RSS max MB | RSS slope MB/h | total p95 / max ms | exit |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
-        lines.append(f"| {r['runtime']} | {r['seconds']:.0f} | {r['frames']} | "
-                     f"{r['fps_mean']:.1f} | {r['rss_start_mb']:.1f} | {r['rss_end_mb']:.1f} | "
-                     f"{r['rss_max_mb']:.1f} | {r['rss_slope_mb_per_h']:+.2f} | "
-                     f"{r['total_p95_ms']:.1f} / {r['total_max_ms']:.1f} | {r['exit_code']} |")
+        lines.append(
+            f"| {r['runtime']} | {r['seconds']:.0f} | {r['frames']} | "
+            f"{r['fps_mean']:.1f} | {r['rss_start_mb']:.1f} | {r['rss_end_mb']:.1f} | "
+            f"{r['rss_max_mb']:.1f} | {r['rss_slope_mb_per_h']:+.2f} | "
+            f"{r['total_p95_ms']:.1f} / {r['total_max_ms']:.1f} | {r['exit_code']} |"
+        )
     return "\n".join(lines)
 
 

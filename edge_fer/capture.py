@@ -59,8 +59,9 @@ class Picamera2Source:
     """Camera Module 3 (IMX708) through picamera2: a BGR main stream for the overlay and
     classification, a YUV420 low-resolution stream whose Y plane feeds face detection."""
 
-    def __init__(self, index: int, main_size: tuple[int, int], lores_size: tuple[int, int],
-                 fps: float) -> None:
+    def __init__(
+        self, index: int, main_size: tuple[int, int], lores_size: tuple[int, int], fps: float
+    ) -> None:
         self.name = f"picamera2:{index}"
         self.index, self.main_size, self.lores_size, self.fps = index, main_size, lores_size, fps
         self.camera: Any = None
@@ -78,12 +79,16 @@ class Picamera2Source:
         try:
             from picamera2 import Picamera2
         except ImportError:
-            raise CaptureError("picamera2 is not installed; on Raspberry Pi OS run "
-                               "'sudo apt install python3-picamera2' and create the venv with "
-                               "--system-site-packages") from None
+            raise CaptureError(
+                "picamera2 is not installed; on Raspberry Pi OS run "
+                "'sudo apt install python3-picamera2' and create the venv with "
+                "--system-site-packages"
+            ) from None
         if len(Picamera2.global_camera_info()) <= self.index:
-            raise CaptureError(f"no libcamera camera at index {self.index}; check the ribbon "
-                               "cable and 'rpicam-hello --list-cameras'")
+            raise CaptureError(
+                f"no libcamera camera at index {self.index}; check the ribbon "
+                "cable and 'rpicam-hello --list-cameras'"
+            )
         camera = Picamera2(self.index)
         # "RGB888" is BGR byte order in memory, which is what OpenCV expects.
         config = camera.create_preview_configuration(
@@ -145,8 +150,13 @@ class Picamera2Source:
 class OpenCVSource:
     """A USB webcam (integer index) or a video file (path), read with cv2.VideoCapture."""
 
-    def __init__(self, target: int | Path, loop: bool = False,
-                 size: tuple[int, int] | None = None, fps: float | None = None) -> None:
+    def __init__(
+        self,
+        target: int | Path,
+        loop: bool = False,
+        size: tuple[int, int] | None = None,
+        fps: float | None = None,
+    ) -> None:
         self.target, self.loop, self.size, self.fps = target, loop, size, fps
         self.is_file = not isinstance(target, int)
         self.name = f"file:{target}" if self.is_file else f"webcam:{target}"
@@ -157,17 +167,20 @@ class OpenCVSource:
         try:
             mode = path.stat().st_mode
         except FileNotFoundError:
-            raise CaptureError(f"video file {path} does not exist; set source to file:PATH with an "
-                               "existing video") from None
+            raise CaptureError(
+                f"video file {path} does not exist; set source to file:PATH with an existing video"
+            ) from None
         except OSError as exc:
-            raise CaptureError(f"video file {path} cannot be read ({exc.strerror}); check its "
-                               "permissions") from None
+            raise CaptureError(
+                f"video file {path} cannot be read ({exc.strerror}); check its permissions"
+            ) from None
         if stat.S_ISDIR(mode):
-            raise CaptureError(f"video source {path} is a directory; set source to file:PATH of a "
-                               "video file")
+            raise CaptureError(f"video source {path} is a directory; set source to file:PATH of a video file")
         if not stat.S_ISREG(mode):
-            raise CaptureError(f"video source {path} is not a regular file (a FIFO or device); "
-                               "use a video file, or webcam:INDEX for a camera")
+            raise CaptureError(
+                f"video source {path} is not a regular file (a FIFO or device); "
+                "use a video file, or webcam:INDEX for a camera"
+            )
 
     def open(self) -> None:
         if self.is_file:
@@ -186,9 +199,11 @@ class OpenCVSource:
             ok, first = cap.read()
             if not ok or first is None or first.ndim != 3:
                 cap.release()
-                raise CaptureError(f"video file {self.target} has no readable frames; check it "
-                                   "plays (e.g. with ffprobe) or make one with "
-                                   "tools/make_demo_video.py")
+                raise CaptureError(
+                    f"video file {self.target} has no readable frames; check it "
+                    "plays (e.g. with ffprobe) or make one with "
+                    "tools/make_demo_video.py"
+                )
             cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
         self.capture = cap
 
@@ -223,8 +238,9 @@ def _webcam_works(index: int) -> bool:
         cap.release()
 
 
-def make_source(spec: str, cam: CameraConfig, fallback_video: Path | None = None,
-                loop_video: bool = True) -> FrameSource:
+def make_source(
+    spec: str, cam: CameraConfig, fallback_video: Path | None = None, loop_video: bool = True
+) -> FrameSource:
     """Choose the frame source named by `spec` (auto: camera, webcam, then fallback video)."""
     if spec == "picamera2":
         return Picamera2Source(cam.index, cam.main_size, cam.lores_size, cam.fps)
@@ -247,8 +263,10 @@ def make_source(spec: str, cam: CameraConfig, fallback_video: Path | None = None
         log.info("source auto: no camera found, playing fallback video %s", video)
         return OpenCVSource(Path(video), loop=loop_video)
     tried.append(f"fallback video {video} (missing)")
-    raise CaptureError("no frame source found; tried " + ", ".join(tried) + ". Connect a camera, "
-                       "or set source: file:PATH (python tools/make_demo_video.py makes one)")
+    raise CaptureError(
+        "no frame source found; tried " + ", ".join(tried) + ". Connect a camera, "
+        "or set source: file:PATH (python tools/make_demo_video.py makes one)"
+    )
 
 
 class ReconnectingSource:
@@ -256,10 +274,15 @@ class ReconnectingSource:
     source, waiting 0.5 s, 1 s, 2 s ... up to `max_backoff_s` between attempts. `should_stop`
     ends the waiting at once (SIGTERM during a reconnect); `wait(seconds)` is the sleep."""
 
-    def __init__(self, source: FrameSource, max_backoff_s: float = 10.0,
-                 max_failures: int = 10, wait: Callable[[float], object] = time.sleep,
-                 should_stop: Callable[[], bool] = lambda: False,
-                 on_reconnect: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self,
+        source: FrameSource,
+        max_backoff_s: float = 10.0,
+        max_failures: int = 10,
+        wait: Callable[[float], object] = time.sleep,
+        should_stop: Callable[[], bool] = lambda: False,
+        on_reconnect: Callable[[], None] = lambda: None,
+    ) -> None:
         self.source = source
         self.name = source.name
         self.max_backoff_s, self.max_failures = max_backoff_s, max_failures
@@ -279,8 +302,11 @@ class ReconnectingSource:
         while not self._should_stop():
             self.source.close()
             if not logged:  # once per outage, not once per attempt
-                log.warning("source %s dropped out; reopening with back-off up to %.1f s",
-                            self.name, self.max_backoff_s)
+                log.warning(
+                    "source %s dropped out; reopening with back-off up to %.1f s",
+                    self.name,
+                    self.max_backoff_s,
+                )
                 logged = True
             self._wait(delay)
             if self._should_stop():

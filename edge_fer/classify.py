@@ -76,8 +76,9 @@ class PybindProgram:
             self._module = et._load_for_executorch(str(path))
             sizes = self._module.method_meta("forward").input_tensor_meta(0).sizes()
         except RuntimeError as exc:
-            raise ModelError(f"ExecuTorch could not load {path}: {exc}; re-export or re-copy the "
-                             "model") from None
+            raise ModelError(
+                f"ExecuTorch could not load {path}: {exc}; re-export or re-copy the model"
+            ) from None
         self.input_sizes = tuple(int(s) for s in sizes)
 
     def run(self, x: np.ndarray) -> np.ndarray:
@@ -102,13 +103,16 @@ def _preflight_pybind(path: Path) -> None:
     import sys
 
     try:
-        done = subprocess.run([sys.executable, "-c", _PREFLIGHT, str(path)], capture_output=True,
-                              text=True, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-c", _PREFLIGHT, str(path)], capture_output=True, text=True, timeout=120
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise ModelError(f"cannot check {path} with executorch's Python extension ({exc})") from None
     if done.returncode < 0:
-        raise ModelError(f"{path} crashes ExecuTorch's loader (signal {-done.returncode}): the "
-                         "program is corrupt; re-export or re-copy the model")
+        raise ModelError(
+            f"{path} crashes ExecuTorch's loader (signal {-done.returncode}): the "
+            "program is corrupt; re-export or re-copy the model"
+        )
 
 
 def open_program(path: Path, threads: int, runtime: str = "auto") -> tuple[Program, str]:
@@ -124,8 +128,11 @@ def open_program(path: Path, threads: int, runtime: str = "auto") -> tuple[Progr
         except NativeBuildError as exc:
             if runtime == "native":
                 raise ModelError(f"model.runtime is native, but {exc}") from None
-            log.warning("falling back to executorch's Python extension, which imports torch "
-                        "(~190 MB more memory): %s", exc)
+            log.warning(
+                "falling back to executorch's Python extension, which imports torch "
+                "(~190 MB more memory): %s",
+                exc,
+            )
         except RunnerError as exc:
             raise ModelError(str(exc)) from None
     return PybindProgram(path, threads), "pybind"
@@ -153,8 +160,10 @@ def read_metadata(model_path: Path) -> dict:
     """Read and check the metadata beside a model file."""
     path = metadata_path(model_path)
     if not path.is_file():
-        raise ModelError(f"model metadata {path} is missing; it must sit beside {model_path} "
-                         "(re-export with tools/train_mobilenet.py --stages export)")
+        raise ModelError(
+            f"model metadata {path} is missing; it must sit beside {model_path} "
+            "(re-export with tools/train_mobilenet.py --stages export)"
+        )
     try:
         meta = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
@@ -165,8 +174,9 @@ def read_metadata(model_path: Path) -> dict:
     if missing:
         raise ModelError(f"model metadata {path} lacks {sorted(missing)}; re-export it")
     if not isinstance(meta["classes"], list) or tuple(meta["classes"]) != EMOTIONS:
-        raise ModelError(f"model {model_path} predicts {meta['classes']}, this edge-fer expects "
-                         f"{list(EMOTIONS)}")
+        raise ModelError(
+            f"model {model_path} predicts {meta['classes']}, this edge-fer expects {list(EMOTIONS)}"
+        )
     meta["preprocess"] = _checked_spec(path, meta["preprocess"])
     return meta
 
@@ -174,38 +184,48 @@ def read_metadata(model_path: Path) -> dict:
 def _checked_spec(path: Path, data: object) -> dict:
     """The metadata's preprocessing, with every value in a range that can work."""
     if not isinstance(data, dict):
-        raise ModelError(f"model metadata {path}: 'preprocess' must be an object with input_size, "
-                         "margin, mean and std; re-export the model")
+        raise ModelError(
+            f"model metadata {path}: 'preprocess' must be an object with input_size, "
+            "margin, mean and std; re-export the model"
+        )
 
     def number(key: str, default: float) -> float:
         value = data.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            raise ModelError(f"model metadata {path}: preprocess.{key} is {value!r}, not a number; "
-                             "re-export the model")
+            raise ModelError(
+                f"model metadata {path}: preprocess.{key} is {value!r}, not a number; re-export the model"
+            )
         return float(value)
 
     size, margin = number("input_size", 48), number("margin", 0.1)
     mean, std = number("mean", 0.5), number("std", 0.5)
     if size != int(size) or not 8 <= size <= 512:
-        raise ModelError(f"model metadata {path}: preprocess.input_size {size:g} must be a whole "
-                         "number of pixels between 8 and 512")
+        raise ModelError(
+            f"model metadata {path}: preprocess.input_size {size:g} must be a whole "
+            "number of pixels between 8 and 512"
+        )
     if not 0 <= margin <= 1:
         raise ModelError(f"model metadata {path}: preprocess.margin {margin:g} must be in [0, 1]")
     if not 1e-3 <= std <= 1e3:
-        raise ModelError(f"model metadata {path}: preprocess.std {std:g} must be positive (every "
-                         "face would get the same label); re-export the model")
+        raise ModelError(
+            f"model metadata {path}: preprocess.std {std:g} must be positive (every "
+            "face would get the same label); re-export the model"
+        )
     return {"input_size": int(size), "margin": margin, "mean": mean, "std": std}
 
 
 class PteClassifier:
     """The shipped int8 student, run by ExecuTorch's XNNPACK backend."""
 
-    def __init__(self, path: Path, threads: int = 1, spec: PreprocessSpec | None = None,
-                 runtime: str = "auto") -> None:
+    def __init__(
+        self, path: Path, threads: int = 1, spec: PreprocessSpec | None = None, runtime: str = "auto"
+    ) -> None:
         path = Path(path)
         if not path.is_file():
-            raise ModelError(f"model file {path} does not exist; set model.path in the config "
-                             "or train one with tools/train_mobilenet.py")
+            raise ModelError(
+                f"model file {path} does not exist; set model.path in the config "
+                "or train one with tools/train_mobilenet.py"
+            )
         head = path.read_bytes()[:8]
         if len(head) < 8 or head[4:6] != PTE_MAGIC:
             raise ModelError(f"{path} is not an ExecuTorch program (.pte); re-export the model")
@@ -218,8 +238,10 @@ class PteClassifier:
         self.batch = sizes[0]  # the fixed batch, or the upper bound of a dynamic one
         self.dynamic_batch = bool(self.metadata.get("input", {}).get("dynamic_batch", False))
         if tuple(sizes[1:]) != (1, self.spec.input_size, self.spec.input_size):
-            raise ModelError(f"{path} takes input {tuple(sizes)}, but its metadata says "
-                             f"{self.spec.input_size}x{self.spec.input_size} gray faces")
+            raise ModelError(
+                f"{path} takes input {tuple(sizes)}, but its metadata says "
+                f"{self.spec.input_size}x{self.spec.input_size} gray faces"
+            )
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         """Raw logits for normalized input (N, 1, S, S): all faces in one call when the program
@@ -227,11 +249,12 @@ class PteClassifier:
         x = np.ascontiguousarray(x, dtype=np.float32)
         out = np.empty((len(x), len(self.classes)), np.float32)
         for start in range(0, len(x), self.batch):
-            chunk = x[start:start + self.batch]
+            chunk = x[start : start + self.batch]
             if len(chunk) < self.batch and not self.dynamic_batch:  # fixed batch: pad the tail
-                chunk = np.concatenate([chunk, np.zeros((self.batch - len(chunk), *chunk.shape[1:]),
-                                                        np.float32)])
-            out[start:start + self.batch] = self._program.run(chunk)[: len(x) - start]
+                chunk = np.concatenate(
+                    [chunk, np.zeros((self.batch - len(chunk), *chunk.shape[1:]), np.float32)]
+                )
+            out[start : start + self.batch] = self._program.run(chunk)[: len(x) - start]
         return out
 
     def classify_batch(self, faces: np.ndarray) -> np.ndarray:
@@ -240,8 +263,12 @@ class PteClassifier:
         return softmax(self.logits(normalize(faces, self.spec)))
 
     def info(self) -> dict[str, str]:
-        return {"file": str(self.path), "name": str(self.metadata.get("name", "?")),
-                "runtime": self.runtime, "threads": str(self.threads)}
+        return {
+            "file": str(self.path),
+            "name": str(self.metadata.get("name", "?")),
+            "runtime": self.runtime,
+            "threads": str(self.threads),
+        }
 
     def close(self) -> None:
         """Free the program now (its thread pool is shared process-wide)."""
@@ -268,8 +295,12 @@ class TorchClassifier:
         self.classes = EMOTIONS
 
     def info(self) -> dict[str, str]:
-        return {"file": str(self.path), "name": "float checkpoint", "runtime": "torch",
-                "threads": str(self.threads)}
+        return {
+            "file": str(self.path),
+            "name": "float checkpoint",
+            "runtime": "torch",
+            "threads": str(self.threads),
+        }
 
     def close(self) -> None:
         pass
@@ -279,8 +310,7 @@ class TorchClassifier:
             return np.zeros((0, len(self.classes)), np.float32)
         x = self._torch.from_numpy(normalize(faces, self.spec))
         with self._torch.no_grad():  # in chunks: a whole test set at once needs GBs of activations
-            logits = np.concatenate([self.model(x[i:i + 256]).numpy()
-                                     for i in range(0, len(x), 256)])
+            logits = np.concatenate([self.model(x[i : i + 256]).numpy() for i in range(0, len(x), 256)])
         return softmax(logits)
 
 

@@ -36,25 +36,37 @@ EXIT_CONFIG, EXIT_MODEL, EXIT_SOURCE, EXIT_DISPLAY = 2, 3, 4, 5
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="edge-fer", description="Facial emotion recognition daemon.")
-    p.add_argument("--config", type=Path, default=DEFAULT_CONFIG_PATH,
-                   help=f"YAML config (default {DEFAULT_CONFIG_PATH}; defaults if it is absent)")
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=DEFAULT_CONFIG_PATH,
+        help=f"YAML config (default {DEFAULT_CONFIG_PATH}; defaults if it is absent)",
+    )
     p.add_argument("--source", help="auto | picamera2 | webcam[:INDEX] | file:PATH")
     p.add_argument("--display", choices=choices("display.mode"))
     p.add_argument("--model", help="model file (.pte, or a float .pt checkpoint)")
     p.add_argument("--detector", choices=choices("detector.kind"))
     p.add_argument("--yunet-model", help="YuNet .onnx file (with --detector yunet)")
     p.add_argument("--threads", type=int, help=f"classifier threads (1-{MAX_THREADS})")
-    p.add_argument("--runtime", choices=choices("model.runtime"),
-                   help="how the .pte is run (overrides model.runtime)")
+    p.add_argument(
+        "--runtime", choices=choices("model.runtime"), help="how the .pte is run (overrides model.runtime)"
+    )
     p.add_argument("--max-frames", type=int, help="stop after N frames")
     p.add_argument("--events-jsonl", help="write one JSON line per frame here ('-': stdout)")
     p.add_argument("--report-json", help="write a run summary here at exit")
     p.add_argument("--stats-path", help="live stats JSON for edge-fer-monitor")
     p.add_argument("--mqtt", metavar="URL", help="publish to this MQTT broker (mqtt://host:1883)")
-    p.add_argument("--metrics-port", type=int, metavar="PORT",
-                   help="serve Prometheus /metrics on this port (127.0.0.1 unless metrics.bind)")
-    p.add_argument("--console", choices=choices("console"),
-                   help="one status line a second on the terminal (auto: when headless)")
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve Prometheus /metrics on this port (127.0.0.1 unless metrics.bind)",
+    )
+    p.add_argument(
+        "--console",
+        choices=choices("console"),
+        help="one status line a second on the terminal (auto: when headless)",
+    )
     p.add_argument("--no-loop", action="store_true", help="stop at the end of a video file")
     p.add_argument("--log-level", choices=choices("log_level"))
     p.add_argument("--version", action="version", version=f"edge-fer {__version__}")
@@ -62,23 +74,33 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.max_frames is not None and args.max_frames <= 0:
         p.error(f"--max-frames must be a positive integer, got {args.max_frames}")
     if args.threads is not None and not 1 <= args.threads <= MAX_THREADS:
-        p.error(f"--threads must be between 1 and {MAX_THREADS} (the Pi 5 has 4 cores), "
-                f"got {args.threads}")
+        p.error(f"--threads must be between 1 and {MAX_THREADS} (the Pi 5 has 4 cores), got {args.threads}")
     return args
 
 
 def build_config(args: argparse.Namespace) -> Config:
     """The config file with the flags applied on top."""
     config = load_config(args.config)
-    return apply_overrides(config, {
-        "source": args.source, "display.mode": args.display, "model.path": args.model,
-        "detector.kind": args.detector, "detector.yunet_model": args.yunet_model,
-        "model.threads": args.threads, "model.runtime": args.runtime,
-        "stats.path": args.stats_path, "events.path": args.events_jsonl,
-        "report.path": args.report_json, "mqtt.url": args.mqtt,
-        "metrics.port": args.metrics_port, "console": args.console,
-        "log_level": args.log_level, "loop_video": False if args.no_loop else None,
-    })
+    return apply_overrides(
+        config,
+        {
+            "source": args.source,
+            "display.mode": args.display,
+            "model.path": args.model,
+            "detector.kind": args.detector,
+            "detector.yunet_model": args.yunet_model,
+            "model.threads": args.threads,
+            "model.runtime": args.runtime,
+            "stats.path": args.stats_path,
+            "events.path": args.events_jsonl,
+            "report.path": args.report_json,
+            "mqtt.url": args.mqtt,
+            "metrics.port": args.metrics_port,
+            "console": args.console,
+            "log_level": args.log_level,
+            "loop_video": False if args.no_loop else None,
+        },
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,8 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     stats = RunStats(config.stats.window_s)
     code = 0
     try:
-        why = run_daemon(config, lambda: build_config(args), signals, notifier, stats,
-                         args.max_frames)
+        why = run_daemon(config, lambda: build_config(args), signals, notifier, stats, args.max_frames)
         log.info("stopped (%s) after %d frames", why, stats.frames)
     except (ConfigError, OutputError) as exc:
         log.error("config error: %s", exc)

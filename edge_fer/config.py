@@ -30,12 +30,20 @@ class ConfigError(ValueError):
     """An invalid configuration value; the message names key, value and what is allowed."""
 
 
-def setting(default: Any = None, doc: str = "", *, factory: Any = None, gt: float | None = None,
-            ge: float | None = None, lt: float | None = None, le: float | None = None,
-            choices: tuple[str, ...] | None = None, example: Any = None) -> Any:
+def setting(
+    default: Any = None,
+    doc: str = "",
+    *,
+    factory: Any = None,
+    gt: float | None = None,
+    ge: float | None = None,
+    lt: float | None = None,
+    le: float | None = None,
+    choices: tuple[str, ...] | None = None,
+    example: Any = None,
+) -> Any:
     """A config field with its description and limits (checked by `validate`)."""
-    meta = {"doc": doc, "gt": gt, "ge": ge, "lt": lt, "le": le, "choices": choices,
-            "example": example}
+    meta = {"doc": doc, "gt": gt, "ge": ge, "lt": lt, "le": le, "choices": choices, "example": example}
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -55,14 +63,18 @@ class CameraConfig:
 class DetectorConfig:
     """Face detection."""
 
-    kind: str = setting("haar", "haar (OpenCV's cascade) | yunet (needs yunet_model)",
-                        choices=("haar", "yunet"))
-    yunet_model: Path | None = setting(None, "YuNet .onnx file, e.g. "
-                                       "/opt/edge-fer/models/face_detection_yunet_2023mar.onnx")
-    every_n_frames: int = setting(1, "detect every N frames; the IoU tracker carries faces between",
-                                  ge=1, le=1000)
-    detect_width: int = setting(320, "webcam/file frames are scaled to this width for detection",
-                                ge=32, le=8192)
+    kind: str = setting(
+        "haar", "haar (OpenCV's cascade) | yunet (needs yunet_model)", choices=("haar", "yunet")
+    )
+    yunet_model: Path | None = setting(
+        None, "YuNet .onnx file, e.g. /opt/edge-fer/models/face_detection_yunet_2023mar.onnx"
+    )
+    every_n_frames: int = setting(
+        1, "detect every N frames; the IoU tracker carries faces between", ge=1, le=1000
+    )
+    detect_width: int = setting(
+        320, "webcam/file frames are scaled to this width for detection", ge=32, le=8192
+    )
     min_face: int = setting(24, "smallest face, in detection-image pixels", ge=1, le=4096)
     score_threshold: float = setting(0.6, "YuNet confidence threshold", gt=0, lt=1)
 
@@ -71,23 +83,29 @@ class DetectorConfig:
 class TrackerConfig:
     """Stable face ids between detections."""
 
-    iou_threshold: float = setting(0.3, "overlap that keeps a face's id from one detection to the "
-                                   "next", gt=0, lt=1)
-    max_missed: int = setting(5, "detection rounds a face may be missed before its id is dropped",
-                              ge=1, le=10000)
+    iou_threshold: float = setting(
+        0.3, "overlap that keeps a face's id from one detection to the next", gt=0, lt=1
+    )
+    max_missed: int = setting(
+        5, "detection rounds a face may be missed before its id is dropped", ge=1, le=10000
+    )
 
 
 @dataclass
 class ModelConfig:
     """The emotion classifier."""
 
-    path: Path | None = setting(None, "the int8 .pte program (metadata .json beside it); null: "
-                                "the model shipped inside the package")
-    threads: int = setting(1, "XNNPACK threads for the classifier (faces are tiny: 1 is best)",
-                           ge=1, le=MAX_THREADS)
-    runtime: str = setting("auto", "auto | native (torch-free C++ runner) | pybind (executorch's "
-                           "Python extension, imports torch)", choices=("auto", "native", "pybind"))
-
+    path: Path | None = setting(
+        None, "the int8 .pte program (metadata .json beside it); null: the model shipped inside the package"
+    )
+    threads: int = setting(
+        1, "XNNPACK threads for the classifier (faces are tiny: 1 is best)", ge=1, le=MAX_THREADS
+    )
+    runtime: str = setting(
+        "auto",
+        "auto | native (torch-free C++ runner) | pybind (executorch's Python extension, imports torch)",
+        choices=("auto", "native", "pybind"),
+    )
 
     @property
     def file(self) -> Path:
@@ -99,16 +117,18 @@ class ModelConfig:
 class SmoothingConfig:
     """Per-face label smoothing."""
 
-    window: int = setting(7, "rolling majority over the last K predictions of each face",
-                          ge=1, le=1000)
+    window: int = setting(7, "rolling majority over the last K predictions of each face", ge=1, le=1000)
 
 
 @dataclass
 class DisplayConfig:
     """Where the overlay is drawn."""
 
-    mode: str = setting("auto", "auto | drm (picamera2 preview + overlay) | window (SDL) | none",
-                        choices=("auto", "drm", "window", "none"))
+    mode: str = setting(
+        "auto",
+        "auto | drm (picamera2 preview + overlay) | window (SDL) | none",
+        choices=("auto", "drm", "window", "none"),
+    )
     fullscreen: bool = setting(True, "fullscreen on the HDMI console")
     top3: bool = setting(False, "small bars with each face's three most likely emotions")
 
@@ -117,11 +137,9 @@ class DisplayConfig:
 class StatsConfig:
     """Live figures for edge-fer-monitor and systemd's STATUS line."""
 
-    path: Path | None = setting(DEFAULT_STATS, "live stats JSON, rewritten about once a second "
-                                "(null: none)")
+    path: Path | None = setting(DEFAULT_STATS, "live stats JSON, rewritten about once a second (null: none)")
     interval_s: float = setting(1.0, "seconds between stats updates", ge=0.05, le=3600)
-    window_s: float = setting(10.0, "latency percentiles and fps are over this window", ge=0.5,
-                              le=3600)
+    window_s: float = setting(10.0, "latency percentiles and fps are over this window", ge=0.5, le=3600)
 
 
 @dataclass
@@ -144,16 +162,17 @@ class MqttConfig:
 
     url: str | None = setting(None, "broker, mqtt://host:1883 or mqtts://host:8883 (null: off)")
     username: str | None = setting(None, "broker user name")
-    password_file: Path | None = setting(None, "file holding the broker password (never the "
-                                         "password itself in this file)")
+    password_file: Path | None = setting(
+        None, "file holding the broker password (never the password itself in this file)"
+    )
     client_id: str | None = setting(None, "MQTT client id (null: edge-fer-<hostname>)")
-    topic_prefix: str | None = setting(None, "state topics go under this (null: "
-                                       "edge-fer/<hostname>)")
+    topic_prefix: str | None = setting(None, "state topics go under this (null: edge-fer/<hostname>)")
     discovery_prefix: str = setting("homeassistant", "Home Assistant's discovery prefix")
     qos: int = setting(0, "QoS of state messages", ge=0, le=2)
     retain: bool = setting(False, "retain state messages on the broker")
-    queue_size: int = setting(1000, "messages kept while the broker is slow; more are dropped and "
-                              "counted", ge=10, le=1_000_000)
+    queue_size: int = setting(
+        1000, "messages kept while the broker is slow; more are dropped and counted", ge=10, le=1_000_000
+    )
 
 
 @dataclass
@@ -168,10 +187,14 @@ class MetricsConfig:
 class Config:
     """The whole daemon configuration (/etc/edge-fer/config.yaml)."""
 
-    source: str = setting("auto", "auto | picamera2 | webcam | webcam:INDEX | file:PATH; auto "
-                          "tries the Camera Module, then a USB webcam, then fallback_video")
-    fallback_video: Path | None = setting(DEFAULT_DEMO_VIDEO, "a video to play when no camera is "
-                                          "found (null: none)", example=None)
+    source: str = setting(
+        "auto",
+        "auto | picamera2 | webcam | webcam:INDEX | file:PATH; auto "
+        "tries the Camera Module, then a USB webcam, then fallback_video",
+    )
+    fallback_video: Path | None = setting(
+        DEFAULT_DEMO_VIDEO, "a video to play when no camera is found (null: none)", example=None
+    )
     loop_video: bool = setting(True, "restart a file source at its end")
     camera: CameraConfig = setting(factory=CameraConfig)
     detector: DetectorConfig = setting(factory=DetectorConfig)
@@ -184,19 +207,20 @@ class Config:
     report: ReportConfig = setting(factory=ReportConfig)
     mqtt: MqttConfig = setting(factory=MqttConfig)
     metrics: MetricsConfig = setting(factory=MetricsConfig)
-    console: str = setting("auto", "one status line a second on a terminal: auto (when headless "
-                           "on a TTY, not under systemd) | on | off", choices=("auto", "on", "off"))
-    record: Path | None = setting(None, "privacy: frames are never written unless this names a "
-                                  "video file")
-    reconnect_max_backoff_s: float = setting(10.0, "longest wait between camera reconnects",
-                                             ge=0.1, le=3600)
-    log_level: str = setting("INFO", "DEBUG | INFO | WARNING | ERROR",
-                             choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    console: str = setting(
+        "auto",
+        "one status line a second on a terminal: auto (when headless on a TTY, not under systemd) | on | off",
+        choices=("auto", "on", "off"),
+    )
+    record: Path | None = setting(None, "privacy: frames are never written unless this names a video file")
+    reconnect_max_backoff_s: float = setting(10.0, "longest wait between camera reconnects", ge=0.1, le=3600)
+    log_level: str = setting(
+        "INFO", "DEBUG | INFO | WARNING | ERROR", choices=("DEBUG", "INFO", "WARNING", "ERROR")
+    )
 
 
 def _is_section(f: dataclasses.Field) -> bool:
-    return f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(
-        f.default_factory)
+    return f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(f.default_factory)
 
 
 def _field(dotted: str) -> dataclasses.Field:
@@ -245,9 +269,11 @@ def _coerce(key: str, value: Any, annotation: str) -> Any:
             raise bad("a file path")
         return Path(value).expanduser()
     if base == "tuple[int, int]":
-        if (not isinstance(value, list | tuple) or len(value) != 2
-                or not all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 16384
-                           for v in value)):
+        if (
+            not isinstance(value, list | tuple)
+            or len(value) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 16384 for v in value)
+        ):
             raise bad("[width, height] with two positive integers")
         return (int(value[0]), int(value[1]))
     raise bad(base)  # pragma: no cover - every annotation above is handled
@@ -260,8 +286,9 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(str(k) for k in set(data) - set(fields))
     if unknown:
-        raise ConfigError(f"unknown config key '{prefix}{unknown[0]}'; allowed keys here: "
-                          f"{', '.join(fields)}")
+        raise ConfigError(
+            f"unknown config key '{prefix}{unknown[0]}'; allowed keys here: {', '.join(fields)}"
+        )
     kwargs = {}
     for name, value in data.items():
         f = fields[name]
@@ -289,15 +316,19 @@ def _limits_text(meta: dict) -> str:
 
 def _check_limits(key: str, value: Any, meta: dict) -> None:
     if meta["choices"] is not None and value not in meta["choices"]:
-        raise ConfigError(f"config key '{key}': {value!r} is not valid; expected one of "
-                          f"{', '.join(meta['choices'])}")
+        raise ConfigError(
+            f"config key '{key}': {value!r} is not valid; expected one of {', '.join(meta['choices'])}"
+        )
     if value is None or isinstance(value, bool) or not isinstance(value, int | float):
         return
-    ok = ((meta["gt"] is None or value > meta["gt"]) and (meta["ge"] is None or value >= meta["ge"])
-          and (meta["lt"] is None or value < meta["lt"]) and (meta["le"] is None or value <= meta["le"]))
+    ok = (
+        (meta["gt"] is None or value > meta["gt"])
+        and (meta["ge"] is None or value >= meta["ge"])
+        and (meta["lt"] is None or value < meta["lt"])
+        and (meta["le"] is None or value <= meta["le"])
+    )
     if not ok:
-        raise ConfigError(f"config key '{key}': {value!r} is not valid; expected "
-                          f"{_limits_text(meta)}")
+        raise ConfigError(f"config key '{key}': {value!r} is not valid; expected {_limits_text(meta)}")
 
 
 def _walk(obj: Any, prefix: str = "") -> list[tuple[str, Any, dict]]:
@@ -314,15 +345,19 @@ def _walk(obj: Any, prefix: str = "") -> list[tuple[str, Any, dict]]:
 def validate(config: Config) -> Config:
     """Check every field's limits and choices, and rules that span fields."""
     if not SOURCE_PATTERN.match(config.source):
-        raise ConfigError(f"config key 'source': {config.source!r} is not valid; expected auto, "
-                          "picamera2, webcam, webcam:INDEX or file:PATH")
+        raise ConfigError(
+            f"config key 'source': {config.source!r} is not valid; expected auto, "
+            "picamera2, webcam, webcam:INDEX or file:PATH"
+        )
     for key, value, meta in _walk(config):
         _check_limits(key, value, meta)
     if config.mqtt.url is not None:
         parse_mqtt_url(config.mqtt.url)
     if config.detector.kind == "yunet" and config.detector.yunet_model is None:
-        raise ConfigError("config key 'detector.yunet_model' is required when detector.kind is "
-                          "yunet; point it at face_detection_yunet_*.onnx")
+        raise ConfigError(
+            "config key 'detector.yunet_model' is required when detector.kind is "
+            "yunet; point it at face_detection_yunet_*.onnx"
+        )
     return config
 
 
@@ -331,8 +366,9 @@ def parse_mqtt_url(url: str) -> tuple[str, int, bool]:
     from urllib.parse import urlsplit
 
     def bad() -> ConfigError:
-        return ConfigError(f"config key 'mqtt.url': {url!r} is not valid; expected "
-                           "mqtt://host[:port] or mqtts://host[:port]")
+        return ConfigError(
+            f"config key 'mqtt.url': {url!r} is not valid; expected mqtt://host[:port] or mqtts://host[:port]"
+        )
 
     try:
         parts = urlsplit(url)
@@ -342,8 +378,9 @@ def parse_mqtt_url(url: str) -> tuple[str, int, bool]:
     if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname or parts.path not in ("", "/"):
         raise bad()
     if parts.username or parts.password:
-        raise ConfigError("config key 'mqtt.url' must not hold credentials; use mqtt.username and "
-                          "mqtt.password_file")
+        raise ConfigError(
+            "config key 'mqtt.url' must not hold credentials; use mqtt.username and mqtt.password_file"
+        )
     tls = parts.scheme == "mqtts"
     return parts.hostname, port or (8883 if tls else 1883), tls
 
@@ -354,11 +391,14 @@ def _read_text(path: Path) -> str:
     except IsADirectoryError:
         raise ConfigError(f"config file {path} is a directory; pass --config with a YAML file") from None
     except PermissionError:
-        raise ConfigError(f"config file {path} is not readable by this user; make it readable "
-                          "(e.g. chmod 0640 and chgrp edge-fer)") from None
+        raise ConfigError(
+            f"config file {path} is not readable by this user; make it readable "
+            "(e.g. chmod 0640 and chgrp edge-fer)"
+        ) from None
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"config file {path} is not UTF-8 text (bad byte at offset {exc.start}); "
-                          "save it as UTF-8") from None
+        raise ConfigError(
+            f"config file {path} is not UTF-8 text (bad byte at offset {exc.start}); save it as UTF-8"
+        ) from None
     except OSError as exc:
         raise ConfigError(f"config file {path} cannot be read ({exc.strerror}); check the path") from None
 
@@ -371,8 +411,10 @@ def load_config(path: Path | None) -> Config:
     if not path.exists() and not path.is_symlink():
         if path == DEFAULT_CONFIG_PATH:
             return validate(Config())
-        raise ConfigError(f"config file {path} does not exist; pass --config with an existing "
-                          "file (see deploy/config.example.yaml)")
+        raise ConfigError(
+            f"config file {path} does not exist; pass --config with an existing "
+            "file (see deploy/config.example.yaml)"
+        )
     text = _read_text(path)
     try:
         data = yaml.safe_load(text) or {}
@@ -406,10 +448,13 @@ def _yaml_value(value: Any) -> str:
 
 def example_yaml() -> str:
     """The documented example config (deploy/config.example.yaml), generated from the fields."""
-    lines = ["# edge-fer configuration: /etc/edge-fer/config.yaml",
-             "# Every key is optional; a wrong key or value stops the daemon with a one-line error.",
-             "# Reload after editing:  sudo systemctl reload edge-fer   (SIGHUP)",
-             "# Generated from edge_fer/config.py (python -m edge_fer.config > this file).", ""]
+    lines = [
+        "# edge-fer configuration: /etc/edge-fer/config.yaml",
+        "# Every key is optional; a wrong key or value stops the daemon with a one-line error.",
+        "# Reload after editing:  sudo systemctl reload edge-fer   (SIGHUP)",
+        "# Generated from edge_fer/config.py (python -m edge_fer.config > this file).",
+        "",
+    ]
 
     def emit(cls: type, obj: Any, indent: str) -> None:
         for f in dataclasses.fields(cls):
@@ -419,8 +464,9 @@ def example_yaml() -> str:
                 lines.append("") if not indent else None
                 continue
             meta = f.metadata
-            value = meta["example"] if "example" in meta and meta["example"] is not None else \
-                getattr(obj, f.name)
+            value = (
+                meta["example"] if "example" in meta and meta["example"] is not None else getattr(obj, f.name)
+            )
             if f.name == "fallback_video":
                 value = None
             has_limits = any(meta[k] is not None for k in ("gt", "ge", "lt", "le"))

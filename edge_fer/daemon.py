@@ -39,8 +39,9 @@ class Prepared:
     source: ReconnectingSource
 
 
-def prepare(config: Config, signals: SignalState, stats: RunStats,
-            classifier: Classifier | None = None) -> Prepared:
+def prepare(
+    config: Config, signals: SignalState, stats: RunStats, classifier: Classifier | None = None
+) -> Prepared:
     """Load the model (unless `classifier` is reused), the detector and the source."""
     cv2.setNumThreads(config.model.threads)  # detection and resizing share the budget
     own = classifier is None
@@ -49,9 +50,13 @@ def prepare(config: Config, signals: SignalState, stats: RunStats,
     try:
         detector = make_detector(config.detector)
         inner = make_source(config.source, config.camera, config.fallback_video, config.loop_video)
-        source = ReconnectingSource(inner, config.reconnect_max_backoff_s,
-                                    wait=signals.stop.wait, should_stop=signals.stop.is_set,
-                                    on_reconnect=stats.count_reconnect)
+        source = ReconnectingSource(
+            inner,
+            config.reconnect_max_backoff_s,
+            wait=signals.stop.wait,
+            should_stop=signals.stop.is_set,
+            on_reconnect=stats.count_reconnect,
+        )
     except BaseException:
         if own:
             classifier.close()
@@ -59,12 +64,20 @@ def prepare(config: Config, signals: SignalState, stats: RunStats,
     return Prepared(config, classifier, detector, source)
 
 
-def serve(p: Prepared, signals: SignalState, notifier: Notifier, stats: RunStats,
-          max_frames: int | None) -> str:
+def serve(
+    p: Prepared, signals: SignalState, notifier: Notifier, stats: RunStats, max_frames: int | None
+) -> str:
     """Open the outputs and the source, process frames until a stop, reload or the end."""
     with ExitStack() as stack:
-        ctx = OutputContext(p.config, p.classifier.classes, notifier, p.source.preview_host(),
-                            p.source.name, stats, p.classifier.info())
+        ctx = OutputContext(
+            p.config,
+            p.classifier.classes,
+            notifier,
+            p.source.preview_host(),
+            p.source.name,
+            stats,
+            p.classifier.info(),
+        )
         outputs = build_outputs(ctx)  # before the source opens: the DRM preview starts with it
         for output in reversed(outputs):
             stack.callback(output.close)
@@ -75,16 +88,26 @@ def serve(p: Prepared, signals: SignalState, notifier: Notifier, stats: RunStats
         names = [o.name for o in outputs]
         display = next((n for n in names if n in ("drm", "window")), "none")
         model = ctx.model_info
-        log.info("source %s, detector %s, display %s, model %s (%s), %s runtime, %s thread(s), "
-                 "outputs: %s", p.source.name, p.detector.name, display, model["file"],
-                 model["name"], model["runtime"], model["threads"], ", ".join(names))
-        pipeline = Pipeline(p.detector, p.classifier, p.config.detector, p.config.tracker,
-                            p.config.smoothing, stats.run_id)
+        log.info(
+            "source %s, detector %s, display %s, model %s (%s), %s runtime, %s thread(s), outputs: %s",
+            p.source.name,
+            p.detector.name,
+            display,
+            model["file"],
+            model["name"],
+            model["runtime"],
+            model["threads"],
+            ", ".join(names),
+        )
+        pipeline = Pipeline(
+            p.detector, p.classifier, p.config.detector, p.config.tracker, p.config.smoothing, stats.run_id
+        )
         return run(p.source, pipeline, outputs, signals.interrupted, stats, max_frames)
 
 
 def config_changes(old: Config, new: Config) -> list[str]:
     """'key: old -> new' for every setting that differs."""
+
     def flat(obj: object, prefix: str = "") -> dict[str, object]:
         out: dict[str, object] = {}
         for f in dataclasses.fields(obj):  # type: ignore[arg-type]
@@ -99,8 +122,7 @@ def config_changes(old: Config, new: Config) -> list[str]:
     return [f"{k}: {a[k]} -> {b[k]}" for k in a if a[k] != b[k]]
 
 
-def _reload(current: Prepared, load: Callable[[], Config], signals: SignalState,
-            stats: RunStats) -> Prepared:
+def _reload(current: Prepared, load: Callable[[], Config], signals: SignalState, stats: RunStats) -> Prepared:
     """The pipeline of the re-read config, or `current` (logged) if any part of it fails."""
     try:
         config = load()
@@ -116,17 +138,23 @@ def _reload(current: Prepared, load: Callable[[], Config], signals: SignalState,
     except (ModelError, DetectorError, CaptureError) as exc:
         log.error("config reload failed, keeping the running config: %s", exc)
         if not same_model:
-            current.classifier = load_classifier(current.config.model.file,
-                                                 current.config.model.threads,
-                                                 current.config.model.runtime)
+            current.classifier = load_classifier(
+                current.config.model.file, current.config.model.threads, current.config.model.runtime
+            )
         return current
     setup_logging(config.log_level)
     log.info("config reloaded: %s", "; ".join(changes) if changes else "nothing changed")
     return new
 
 
-def run_daemon(config: Config, load_config: Callable[[], Config], signals: SignalState,
-               notifier: Notifier, stats: RunStats, max_frames: int | None) -> str:
+def run_daemon(
+    config: Config,
+    load_config: Callable[[], Config],
+    signals: SignalState,
+    notifier: Notifier,
+    stats: RunStats,
+    max_frames: int | None,
+) -> str:
     """Serve until a stop; SIGHUP re-reads the config with `load_config`. Returns why it stopped.
     Start-up errors propagate (the CLI maps them to exit codes); after a reload, a pipeline
     that fails to start falls back to the previous one."""
@@ -143,8 +171,10 @@ def run_daemon(config: Config, load_config: Callable[[], Config], signals: Signa
                 if current.classifier is not previous.classifier:
                     current.classifier.close()
                     previous.classifier = load_classifier(
-                        previous.config.model.file, previous.config.model.threads,
-                        previous.config.model.runtime)
+                        previous.config.model.file,
+                        previous.config.model.threads,
+                        previous.config.model.runtime,
+                    )
                 current, previous = previous, None
                 continue
             if not signals.reload.is_set() or signals.stop.is_set():

@@ -46,8 +46,9 @@ class FaceSet:
 def _read_face(path: Path, spec: PreprocessSpec) -> np.ndarray:
     image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
     if image is None:
-        raise DatasetError(f"cannot read image {path}: the file is corrupt or not an image; "
-                           "remove or replace it")
+        raise DatasetError(
+            f"cannot read image {path}: the file is corrupt or not an image; remove or replace it"
+        )
     return prepare_face(image, spec)
 
 
@@ -55,13 +56,14 @@ def load_image_folder(folder: Path, spec: PreprocessSpec, prefix: str | None = N
     """Load `folder/<class>/*.jpg`. With `prefix`, keep only files whose name starts with it."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise DatasetError(f"dataset folder {folder} does not exist; pass --data pointing at a "
-                           "folder with train/ and test/ class subfolders or a fer2013.csv")
+        raise DatasetError(
+            f"dataset folder {folder} does not exist; pass --data pointing at a "
+            "folder with train/ and test/ class subfolders or a fer2013.csv"
+        )
     class_dirs = sorted(p for p in folder.iterdir() if p.is_dir())
     unknown = [p.name for p in class_dirs if p.name not in EMOTIONS]
     if unknown:
-        raise DatasetError(f"unknown class folder(s) {unknown} in {folder}; allowed: "
-                           f"{', '.join(EMOTIONS)}")
+        raise DatasetError(f"unknown class folder(s) {unknown} in {folder}; allowed: {', '.join(EMOTIONS)}")
     if not class_dirs:
         raise DatasetError(f"{folder} has no class subfolders; expected {', '.join(EMOTIONS)}")
     images, labels, sources = [], [], []
@@ -91,8 +93,9 @@ def load_csv(path: Path, spec: PreprocessSpec, usage: str | None = None) -> Face
         reader = csv.DictReader(f)
         missing = {"emotion", "pixels"} - set(reader.fieldnames or [])
         if missing:
-            raise DatasetError(f"{path}: header lacks column(s) {sorted(missing)}; expected "
-                               "emotion,pixels,Usage")
+            raise DatasetError(
+                f"{path}: header lacks column(s) {sorted(missing)}; expected emotion,pixels,Usage"
+            )
         for line_no, row in enumerate(reader, start=2):
             if usage is not None and row.get("Usage") != usage:
                 continue
@@ -100,14 +103,18 @@ def load_csv(path: Path, spec: PreprocessSpec, usage: str | None = None) -> Face
                 emotion = int(row["emotion"])
                 pixels = np.array(row["pixels"].split(), dtype=np.float32)
             except (ValueError, AttributeError) as exc:
-                raise DatasetError(f"{path} line {line_no}: malformed row ({exc}); expected an "
-                                   "integer emotion and space-separated pixel values") from None
+                raise DatasetError(
+                    f"{path} line {line_no}: malformed row ({exc}); expected an "
+                    "integer emotion and space-separated pixel values"
+                ) from None
             if emotion not in FER_CSV_TO_INDEX:
                 raise DatasetError(f"{path} line {line_no}: emotion {emotion} is not 0-6")
             side = int(round(len(pixels) ** 0.5))
             if side * side != len(pixels) or side == 0 or pixels.min() < 0 or pixels.max() > 255:
-                raise DatasetError(f"{path} line {line_no}: {len(pixels)} pixels do not form a "
-                                   "square 8-bit image (FER2013 rows have 2304 = 48x48)")
+                raise DatasetError(
+                    f"{path} line {line_no}: {len(pixels)} pixels do not form a "
+                    "square 8-bit image (FER2013 rows have 2304 = 48x48)"
+                )
             face = pixels.reshape(side, side).astype(np.uint8)
             images.append(prepare_face(face, spec))
             labels.append(FER_CSV_TO_INDEX[emotion])
@@ -138,8 +145,10 @@ def load_split(data: Path, split: str, spec: PreprocessSpec) -> FaceSet:
     if csv_path is not None:
         return load_csv(csv_path, spec, SPLIT_USAGE[split])
     if not data.is_dir():
-        raise DatasetError(f"dataset {data} does not exist; pass --data with the FER2013 folder "
-                           "(train/ and test/ class subfolders) or fer2013.csv")
+        raise DatasetError(
+            f"dataset {data} does not exist; pass --data with the FER2013 folder "
+            "(train/ and test/ class subfolders) or fer2013.csv"
+        )
     if split == "train":
         return load_image_folder(data / "train", spec)
     test_dir = data / "test"

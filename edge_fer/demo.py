@@ -32,18 +32,26 @@ def face_patch(face: np.ndarray, size: int) -> np.ndarray:
     yy, xx = np.mgrid[0:full, 0:full]
     centre = full / 2
     oval = ((xx - centre) / (size * 0.62)) ** 2 + ((yy - centre * 1.02) / (size * 0.78)) ** 2 <= 1
-    skin = 0.9 * float(np.median(big[-size // 4:]))  # the chin's tone, a little darker
+    skin = 0.9 * float(np.median(big[-size // 4 :]))  # the chin's tone, a little darker
     head = cv2.GaussianBlur(np.where(oval, skin, 110.0).astype(np.float32), (0, 0), size / 25)
     mask = np.zeros((full, full), np.float32)
-    mask[pad:pad + size, pad:pad + size] = 1.0
+    mask[pad : pad + size, pad : pad + size] = 1.0
     mask = cv2.GaussianBlur(mask, (0, 0), size / 20)
     inner = head.copy()
-    inner[pad:pad + size, pad:pad + size] = big
+    inner[pad : pad + size, pad : pad + size] = big
     return (mask * inner + (1 - mask) * head).clip(0, 255).astype(np.uint8)
 
 
-def build_demo_video(data: Path, out: Path, frames: int, faces: int, hold: int, seed: int,
-                     size: tuple[int, int] = (640, 480), fps: float = 30.0) -> dict:
+def build_demo_video(
+    data: Path,
+    out: Path,
+    frames: int,
+    faces: int,
+    hold: int,
+    seed: int,
+    size: tuple[int, int] = (640, 480),
+    fps: float = 30.0,
+) -> dict:
     """Write the video and its `.json` truth sidecar; returns the sidecar's content."""
     faceset = load_split(data, "public", PreprocessSpec(input_size=48))
     rng = np.random.default_rng(seed)
@@ -69,7 +77,7 @@ def build_demo_video(data: Path, out: Path, frames: int, faces: int, hold: int, 
             cx = slot * slot_w + slot_w // 2 + int((slot_w - pw) * 0.3 * np.sin(phase))
             cy = h // 2 + int((h - ph) * 0.3 * np.cos(phase * 0.7))
             x0, y0 = int(np.clip(cx - pw // 2, 0, w - pw)), int(np.clip(cy - ph // 2, 0, h - ph))
-            frame[y0:y0 + ph, x0:x0 + pw] = patch[:, :, None]
+            frame[y0 : y0 + ph, x0 : x0 + pw] = patch[:, :, None]
             labels.append(EMOTIONS[faceset.labels[idx]])
             pad = (pw - face_px) // 2  # the FER face inside its oval head
             frame_boxes.append([x0 + pad, y0 + pad, face_px, face_px])
@@ -80,8 +88,15 @@ def build_demo_video(data: Path, out: Path, frames: int, faces: int, hold: int, 
         boxes.append(frame_boxes)
         sources.append(frame_sources)
     writer.release()
-    meta = {"frames": frames, "faces": faces, "size": list(size), "fps": fps, "labels": truth,
-            "boxes": boxes, "sources": sources}
+    meta = {
+        "frames": frames,
+        "faces": faces,
+        "size": list(size),
+        "fps": fps,
+        "labels": truth,
+        "boxes": boxes,
+        "sources": sources,
+    }
     out.with_suffix(".json").write_text(json.dumps(meta))
     return meta
 
@@ -96,6 +111,5 @@ def pixelate_faces(image: np.ndarray, boxes: list[list[int]], blocks: int = 6) -
         if x1 - x0 < blocks or y1 - y0 < blocks:
             continue
         small = cv2.resize(out[y0:y1, x0:x1], (blocks, blocks), interpolation=cv2.INTER_AREA)
-        out[y0:y1, x0:x1] = cv2.resize(small, (x1 - x0, y1 - y0),
-                                       interpolation=cv2.INTER_NEAREST)
+        out[y0:y1, x0:x1] = cv2.resize(small, (x1 - x0, y1 - y0), interpolation=cv2.INTER_NEAREST)
     return out

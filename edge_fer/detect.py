@@ -37,8 +37,10 @@ class HaarDetector:
     def __init__(self, min_face: int = 24) -> None:
         data = getattr(cv2, "data", None)
         if data is None:
-            raise DetectorError("this OpenCV has no bundled Haar cascades (OpenCV 5 dropped "
-                                "them); install opencv-python-headless<5 or use detector yunet")
+            raise DetectorError(
+                "this OpenCV has no bundled Haar cascades (OpenCV 5 dropped "
+                "them); install opencv-python-headless<5 or use detector yunet"
+            )
         path = Path(data.haarcascades) / "haarcascade_frontalface_default.xml"
         self.cascade = cv2.CascadeClassifier(str(path))
         if self.cascade.empty():
@@ -46,8 +48,9 @@ class HaarDetector:
         self.min_face = min_face
 
     def detect(self, image: np.ndarray) -> list[Box]:
-        faces = self.cascade.detectMultiScale(to_gray(image), scaleFactor=1.15, minNeighbors=5,
-                                              minSize=(self.min_face, self.min_face))
+        faces = self.cascade.detectMultiScale(
+            to_gray(image), scaleFactor=1.15, minNeighbors=5, minSize=(self.min_face, self.min_face)
+        )
         return [tuple(int(v) for v in f) for f in faces]
 
 
@@ -59,11 +62,12 @@ class YuNetDetector:
     def __init__(self, model: Path, score_threshold: float = 0.7, min_face: int = 24) -> None:
         model = Path(model)
         if not model.is_file():
-            raise DetectorError(f"YuNet model {model} does not exist; set detector.yunet_model "
-                                "to a face_detection_yunet_*.onnx file")
+            raise DetectorError(
+                f"YuNet model {model} does not exist; set detector.yunet_model "
+                "to a face_detection_yunet_*.onnx file"
+            )
         try:
-            self.net = cv2.FaceDetectorYN.create(str(model), "", (320, 240), score_threshold,
-                                                 0.3, 5000)
+            self.net = cv2.FaceDetectorYN.create(str(model), "", (320, 240), score_threshold, 0.3, 5000)
         except cv2.error as exc:
             raise DetectorError(f"OpenCV cannot load YuNet model {model}: {exc}") from None
         self.size: tuple[int, int] | None = None

@@ -28,8 +28,12 @@ def summarize(cm: np.ndarray, classes: tuple[str, ...] = EMOTIONS) -> dict:
         "accuracy": float(tp.sum() / n) if n else 0.0,
         "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
         "per_class": {
-            c: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
-                "support": int(support[i])}
+            c: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+            }
             for i, c in enumerate(classes)
         },
         "confusion_matrix": cm.astype(int).tolist(),
@@ -38,22 +42,25 @@ def summarize(cm: np.ndarray, classes: tuple[str, ...] = EMOTIONS) -> dict:
 
 def format_report(summary: dict, classes: tuple[str, ...] = EMOTIONS) -> str:
     """A human-readable table of a `summarize` result."""
-    lines = [f"accuracy {summary['accuracy'] * 100:.2f}%   macro-F1 {summary['macro_f1']:.4f}   "
-             f"n={summary['n']}", "", f"{'class':<10}{'precision':>10}{'recall':>10}{'f1':>8}"
-             f"{'support':>9}"]
+    lines = [
+        f"accuracy {summary['accuracy'] * 100:.2f}%   macro-F1 {summary['macro_f1']:.4f}   n={summary['n']}",
+        "",
+        f"{'class':<10}{'precision':>10}{'recall':>10}{'f1':>8}{'support':>9}",
+    ]
     for c in classes:
         p = summary["per_class"][c]
-        lines.append(f"{c:<10}{p['precision']:>10.3f}{p['recall']:>10.3f}{p['f1']:>8.3f}"
-                     f"{p['support']:>9d}")
-    lines += ["", "confusion matrix (rows true, columns predicted):",
-              " " * 10 + "".join(f"{c[:7]:>8}" for c in classes)]
+        lines.append(f"{c:<10}{p['precision']:>10.3f}{p['recall']:>10.3f}{p['f1']:>8.3f}{p['support']:>9d}")
+    lines += [
+        "",
+        "confusion matrix (rows true, columns predicted):",
+        " " * 10 + "".join(f"{c[:7]:>8}" for c in classes),
+    ]
     for c, row in zip(classes, summary["confusion_matrix"], strict=True):
         lines.append(f"{c:<10}" + "".join(f"{v:>8d}" for v in row))
     return "\n".join(lines)
 
 
-def plot_confusion(cm: np.ndarray, path: str, title: str,
-                   classes: tuple[str, ...] = EMOTIONS) -> None:
+def plot_confusion(cm: np.ndarray, path: str, title: str, classes: tuple[str, ...] = EMOTIONS) -> None:
     """Save a row-normalized confusion matrix as a PNG."""
     import matplotlib
 
@@ -70,8 +77,15 @@ def plot_confusion(cm: np.ndarray, path: str, title: str,
     ax.set_title(title)
     for i in range(len(classes)):
         for j in range(len(classes)):
-            ax.text(j, i, f"{norm[i, j]:.2f}\n{cm[i, j]}", ha="center", va="center", fontsize=7,
-                    color="white" if norm[i, j] > 0.5 else "black")
+            ax.text(
+                j,
+                i,
+                f"{norm[i, j]:.2f}\n{cm[i, j]}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if norm[i, j] > 0.5 else "black",
+            )
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

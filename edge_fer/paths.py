@@ -12,7 +12,9 @@ PROJECT_ROOT = PACKAGE_DIR.parent
 DEFAULT_CONFIG = Path("/etc/edge-fer/config.yaml")
 DEFAULT_STATS = Path("/run/edge-fer/stats.json")
 # FER2013 as this project's workplace lays it out beside the checkout; EDGE_FER_DATA moves it.
-DEFAULT_DATA = Path(os.environ.get("EDGE_FER_DATA", PROJECT_ROOT.parent / "shared" / "datasets"
-                                   / "fer2013"))
-DEFAULT_YUNET = Path(os.environ.get("EDGE_FER_YUNET", PROJECT_ROOT.parent / "shared" / "models"
-                                    / "face_detection_yunet_2026may.onnx"))
+DEFAULT_DATA = Path(os.environ.get("EDGE_FER_DATA", PROJECT_ROOT.parent / "shared" / "datasets" / "fer2013"))
+DEFAULT_YUNET = Path(
+    os.environ.get(
+        "EDGE_FER_YUNET", PROJECT_ROOT.parent / "shared" / "models" / "face_detection_yunet_2026may.onnx"
+    )
+)

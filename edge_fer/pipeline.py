@@ -37,8 +37,15 @@ def _scale_box(box: Box, scale: float, limit: tuple[int, int]) -> Box:
 class Pipeline:
     """Detect (every N frames, tracking in between), classify all faces in one batch, smooth."""
 
-    def __init__(self, detector: FaceDetector, classifier: Classifier, detection: DetectorConfig,
-                 tracking: TrackerConfig, smoothing: SmoothingConfig, run_id: str = "") -> None:
+    def __init__(
+        self,
+        detector: FaceDetector,
+        classifier: Classifier,
+        detection: DetectorConfig,
+        tracking: TrackerConfig,
+        smoothing: SmoothingConfig,
+        run_id: str = "",
+    ) -> None:
         self.detector = detector
         self.classifier = classifier
         self.every_n_frames = detection.every_n_frames
@@ -54,8 +61,11 @@ class Pipeline:
         if raw.lores_gray is not None:
             return raw.lores_gray, w / raw.lores_gray.shape[1]
         target = min(self.detect_width, w)
-        small = raw.image if target == w else cv2.resize(
-            raw.image, (target, int(round(h * target / w))), interpolation=cv2.INTER_AREA)
+        small = (
+            raw.image
+            if target == w
+            else cv2.resize(raw.image, (target, int(round(h * target / w))), interpolation=cv2.INTER_AREA)
+        )
         return small, w / target
 
     def step(self, raw: RawFrame, capture_ms: float, seq: int) -> FrameResult:
@@ -72,22 +82,43 @@ class Pipeline:
         t1 = time.perf_counter()
         classes = self.classifier.classes
         crops = [prepare_face(raw.image, self.classifier.spec, t.box) for t in tracks]
-        probs = (self.classifier.classify_batch(np.stack(crops)) if crops
-                 else np.zeros((0, len(classes)), np.float32))
+        probs = (
+            self.classifier.classify_batch(np.stack(crops))
+            if crops
+            else np.zeros((0, len(classes)), np.float32)
+        )
         faces = []
         for track, p in zip(tracks, probs, strict=True):
             k = int(np.argmax(p))
-            faces.append(FaceResult(track.id, track.box, classes[k], float(p[k]),
-                                    self.smoother.update(track.id, classes[k]), p))
+            faces.append(
+                FaceResult(
+                    track.id,
+                    track.box,
+                    classes[k],
+                    float(p[k]),
+                    self.smoother.update(track.id, classes[k]),
+                    p,
+                )
+            )
         t2 = time.perf_counter()
-        timing = {"capture": capture_ms, "detect": (t1 - t0) * 1e3,
-                  "classify": (t2 - t1) * 1e3, "total": capture_ms + (t2 - t0) * 1e3}
+        timing = {
+            "capture": capture_ms,
+            "detect": (t1 - t0) * 1e3,
+            "classify": (t2 - t1) * 1e3,
+            "total": capture_ms + (t2 - t0) * 1e3,
+        }
         self.index += 1
         return FrameResult(seq, time.time(), raw.image, faces, timing, self.run_id, classes)
 
 
-def run(source: FrameSource, pipeline: Pipeline, outputs: list[Output],
-        should_stop: Callable[[], bool], stats: RunStats, max_frames: int | None = None) -> str:
+def run(
+    source: FrameSource,
+    pipeline: Pipeline,
+    outputs: list[Output],
+    should_stop: Callable[[], bool],
+    stats: RunStats,
+    max_frames: int | None = None,
+) -> str:
     """Process frames until stopped. Returns why: 'signal', 'max_frames', 'eos' (a video that
     ended with looping off) or 'closed' (the user closed the window).
 
@@ -106,8 +137,7 @@ def run(source: FrameSource, pipeline: Pipeline, outputs: list[Output],
             stats.bad_frames += 1
             continue
         result = pipeline.step(raw, capture_ms, stats.frames)
-        stats.add_frame(result.timing_ms, [f.id for f in result.faces],
-                        [f.smoothed for f in result.faces])
+        stats.add_frame(result.timing_ms, [f.id for f in result.faces], [f.smoothed for f in result.faces])
         for output in list(outputs):
             try:
                 output.on_frame(result, stats)

@@ -44,8 +44,18 @@ class FrameResult:
     def event(self) -> dict:
         """The JSONL record for this frame (labels and numbers, never pixels)."""
         return {
-            "run_id": self.run_id, "frame": self.seq, "t": round(self.t, 6),
-            "faces": [{"id": f.id, "box": list(f.box), "label": f.label,
-                       "score": round(f.score, 4), "smoothed": f.smoothed} for f in self.faces],
+            "run_id": self.run_id,
+            "frame": self.seq,
+            "t": round(self.t, 6),
+            "faces": [
+                {
+                    "id": f.id,
+                    "box": list(f.box),
+                    "label": f.label,
+                    "score": round(f.score, 4),
+                    "smoothed": f.smoothed,
+                }
+                for f in self.faces
+            ],
             "timing_ms": {k: round(v, 3) for k, v in self.timing_ms.items()},
         }

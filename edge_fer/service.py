@@ -103,8 +103,11 @@ def setup_logging(level: str) -> None:
             handler = None
     if handler is None:
         handler = logging.StreamHandler(sys.stderr)
-        fmt = "%(levelname)s %(name)s: %(message)s" if under_systemd() else \
-            "%(asctime)s %(levelname)s %(name)s: %(message)s"
+        fmt = (
+            "%(levelname)s %(name)s: %(message)s"
+            if under_systemd()
+            else "%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
         handler.setFormatter(logging.Formatter(fmt))
     root.addHandler(handler)
 

@@ -47,8 +47,9 @@ class LogHistogram:
             if bound < self.LOW_MS:
                 out.append(0)
                 continue
-            index = min(int(math.log(min(bound, self.HIGH_MS) / self.LOW_MS) / self._log_growth),
-                        len(cum) - 1)
+            index = min(
+                int(math.log(min(bound, self.HIGH_MS) / self.LOW_MS) / self._log_growth), len(cum) - 1
+            )
             out.append(int(cum[index]))
         return out
 
@@ -86,8 +87,10 @@ class LatencyWindow:
         return _percentiles({s: [t[s] for _, t in self.recent] for s in STAGES})
 
     def run_percentiles(self) -> dict[str, dict[str, float]]:
-        return {stage: {"p50": h.percentile(50), "p95": h.percentile(95), "max": h.max}
-                for stage, h in self.histograms.items()}
+        return {
+            stage: {"p50": h.percentile(50), "p95": h.percentile(95), "max": h.max}
+            for stage, h in self.histograms.items()
+        }
 
 
 def _percentiles(values: dict[str, list[float]]) -> dict[str, dict[str, float]]:
@@ -95,8 +98,11 @@ def _percentiles(values: dict[str, list[float]]) -> dict[str, dict[str, float]]:
     for stage, v in values.items():
         if v:
             a = np.asarray(v)
-            out[stage] = {"p50": float(np.percentile(a, 50)), "p95": float(np.percentile(a, 95)),
-                          "max": float(a.max())}
+            out[stage] = {
+                "p50": float(np.percentile(a, 50)),
+                "p95": float(np.percentile(a, 95)),
+                "max": float(a.max()),
+            }
         else:
             out[stage] = {"p50": 0.0, "p95": 0.0, "max": 0.0}
     return out
@@ -181,10 +187,17 @@ class RunStats:
     def live(self) -> dict:
         """The document published for edge-fer-monitor about once a second."""
         return {
-            "pid": os.getpid(), "run_id": self.run_id, "time": time.time(), "source": self.source,
-            "uptime_s": time.monotonic() - self.started_mono, "frames": self.frames,
-            "fps": self.latency.fps(), "latency_ms": self.latency.window_percentiles(),
-            "faces": self.faces_now, "dropped_frames": self.bad_frames, "reconnects": self.reconnects,
+            "pid": os.getpid(),
+            "run_id": self.run_id,
+            "time": time.time(),
+            "source": self.source,
+            "uptime_s": time.monotonic() - self.started_mono,
+            "frames": self.frames,
+            "fps": self.latency.fps(),
+            "latency_ms": self.latency.window_percentiles(),
+            "faces": self.faces_now,
+            "dropped_frames": self.bad_frames,
+            "reconnects": self.reconnects,
         }
 
     def report(self) -> dict:
@@ -194,12 +207,17 @@ class RunStats:
         first = self.first_frame_mono
         frame_span = self.last_frame_mono - first if first is not None else 0.0
         return {
-            "run_id": self.run_id, "source": self.source, "frames": self.frames,
-            "bad_frames": self.bad_frames, "reconnects": self.reconnects,
+            "run_id": self.run_id,
+            "source": self.source,
+            "frames": self.frames,
+            "bad_frames": self.bad_frames,
+            "reconnects": self.reconnects,
             "seconds": elapsed,
             "startup_s": first - self.started_mono if first is not None else None,
             "fps": (self.frames - 1) / frame_span if frame_span > 0 else 0.0,
-            "latency_ms": self.latency.run_percentiles(), "faces_seen": self.faces_seen,
-            "face_detections": self.face_detections, "label_counts": dict(self.labels),
+            "latency_ms": self.latency.run_percentiles(),
+            "faces_seen": self.faces_seen,
+            "face_detections": self.face_detections,
+            "label_counts": dict(self.labels),
             "peak_rss_mb": peak_rss_mb(),
         }

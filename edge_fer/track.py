@@ -37,8 +37,10 @@ class IoUTracker:
 
     def update(self, detections: list[Box]) -> tuple[list[Track], list[int]]:
         """Match detections to tracks. Returns (live tracks, ids of tracks just dropped)."""
-        pairs = sorted(((iou(t.box, d), ti, di) for ti, t in enumerate(self.tracks)
-                        for di, d in enumerate(detections)), reverse=True)
+        pairs = sorted(
+            ((iou(t.box, d), ti, di) for ti, t in enumerate(self.tracks) for di, d in enumerate(detections)),
+            reverse=True,
+        )
         used_t: set[int] = set()
         used_d: set[int] = set()
         for score, ti, di in pairs:

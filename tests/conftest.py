@@ -17,8 +17,9 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def needs_data() -> pytest.MarkDecorator:
-    return pytest.mark.skipif(not (DATA / "train").is_dir(),
-                              reason=f"FER2013 not found at {DATA} (set EDGE_FER_DATA)")
+    return pytest.mark.skipif(
+        not (DATA / "train").is_dir(), reason=f"FER2013 not found at {DATA} (set EDGE_FER_DATA)"
+    )
 
 
 @pytest.fixture(scope="session")

@@ -22,21 +22,34 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def edge_fer(args: list[str], timeout: float = 90) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "edge_fer.cli", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    return subprocess.run(
+        [sys.executable, "-m", "edge_fer.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
 
 
 def monitor(args: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "edge_fer.monitor.cli", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "edge_fer.monitor.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess, code: int, *needles: str) -> None:
     assert proc.returncode == code, (proc.returncode, proc.stderr[-1500:])
     assert "Traceback" not in proc.stderr, proc.stderr[-1500:]
-    errors = [line for line in proc.stderr.splitlines()
-              if " ERROR " in line or line.startswith(("edge-fer", "usage:")) or "error:" in line]
+    errors = [
+        line
+        for line in proc.stderr.splitlines()
+        if " ERROR " in line or line.startswith(("edge-fer", "usage:")) or "error:" in line
+    ]
     assert errors, proc.stderr
     message = errors[-1]
     for needle in needles:
@@ -45,8 +58,18 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, code: int, *needles
 
 @pytest.fixture()
 def base(tmp_path, shipped_model, demo_video) -> list[str]:
-    return ["--source", f"file:{demo_video}", "--display", "none", "--model", str(shipped_model),
-            "--stats-path", str(tmp_path / "stats.json"), "--max-frames", "30"]
+    return [
+        "--source",
+        f"file:{demo_video}",
+        "--display",
+        "none",
+        "--model",
+        str(shipped_model),
+        "--stats-path",
+        str(tmp_path / "stats.json"),
+        "--max-frames",
+        "30",
+    ]
 
 
 def _model_with_metadata(tmp_path: Path, shipped_model: Path, edit) -> Path:
@@ -105,12 +128,13 @@ def test_bad_models_and_metadata(tmp_path, base, shipped_model):
         bad = tmp_path / f"random{seed}.pte"
         bad.write_bytes(head + np.random.default_rng(seed).bytes(5000))
         shutil.copy(shipped_model.with_suffix(".json"), bad.with_suffix(".json"))
-        assert_one_line_error(edge_fer([*base, "--model", str(bad)]), 3, "model error",
-                              "corrupt")
-    for edit, needle in ((lambda m: m.update(preprocess=None), "'preprocess' must be an object"),
-                         (lambda m: m["preprocess"].update(std=0), "preprocess.std 0"),
-                         (lambda m: m["preprocess"].update(input_size="big"), "not a number"),
-                         (lambda m: m.update(classes=["a", "b"]), "predicts")):
+        assert_one_line_error(edge_fer([*base, "--model", str(bad)]), 3, "model error", "corrupt")
+    for edit, needle in (
+        (lambda m: m.update(preprocess=None), "'preprocess' must be an object"),
+        (lambda m: m["preprocess"].update(std=0), "preprocess.std 0"),
+        (lambda m: m["preprocess"].update(input_size="big"), "not a number"),
+        (lambda m: m.update(classes=["a", "b"]), "predicts"),
+    ):
         model = _model_with_metadata(tmp_path, shipped_model, edit)
         assert_one_line_error(edge_fer([*base, "--model", str(model)]), 3, "model error", needle)
 
@@ -120,8 +144,12 @@ def test_sources_that_are_not_videos(tmp_path, base):
     os.mkfifo(fifo)
     empty = tmp_path / "empty.mp4"
     empty.write_bytes(b"")
-    for target, needle in ((tmp_path, "is a directory"), (fifo, "not a regular file"),
-                           ("/dev/zero", "not a regular file"), (empty, "")):
+    for target, needle in (
+        (tmp_path, "is a directory"),
+        (fifo, "not a regular file"),
+        ("/dev/zero", "not a regular file"),
+        (empty, ""),
+    ):
         proc = edge_fer([*base, "--source", f"file:{target}"], timeout=30)
         assert_one_line_error(proc, 4, "camera error", needle)
 
@@ -141,8 +169,14 @@ def test_a_failed_event_write_leaves_only_whole_lines(tmp_path, monkeypatch):
 
     path = tmp_path / "events.jsonl"
     log = EventsLog(str(path))
-    frame = FrameResult(0, 1.0, np.zeros((4, 4, 3), np.uint8), [], {"capture": 1, "detect": 1,
-                        "classify": 1, "total": 3}, "run")
+    frame = FrameResult(
+        0,
+        1.0,
+        np.zeros((4, 4, 3), np.uint8),
+        [],
+        {"capture": 1, "detect": 1, "classify": 1, "total": 3},
+        "run",
+    )
     log.on_frame(frame, None)
     real_write = os.write
 
@@ -164,12 +198,31 @@ def test_a_failed_event_write_leaves_only_whole_lines(tmp_path, monkeypatch):
 def test_sigterm_while_the_camera_is_reconnecting_exits_at_once(tmp_path, shipped_model):
     """The Camera Module is unplugged mid-run: the daemon retries with back-off (one log line),
     and SIGTERM during that back-off stops it within systemd's patience."""
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent / "fakes"),
-           "FAKE_PICAMERA2_UNPLUG_AFTER": "20"}
-    proc = subprocess.Popen([sys.executable, "-m", "edge_fer.cli", "--source", "picamera2",
-                             "--display", "none", "--model", str(shipped_model), "--stats-path",
-                             str(tmp_path / "s.json")], cwd=ROOT, stderr=subprocess.PIPE,
-                            stdout=subprocess.DEVNULL, text=True, env=env)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(Path(__file__).parent / "fakes"),
+        "FAKE_PICAMERA2_UNPLUG_AFTER": "20",
+    }
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "edge_fer.cli",
+            "--source",
+            "picamera2",
+            "--display",
+            "none",
+            "--model",
+            str(shipped_model),
+            "--stats-path",
+            str(tmp_path / "s.json"),
+        ],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
     reader.start()
@@ -195,17 +248,35 @@ def test_a_bad_reload_keeps_the_running_pipeline(tmp_path, shipped_model, demo_v
     good = f"source: file:{demo_video}\n"
     config.write_text(good + "smoothing: {window: 3}\n")
     stats = tmp_path / "stats.json"
-    proc = subprocess.Popen([sys.executable, "-m", "edge_fer.cli", "--config", str(config),
-                             "--display", "none", "--model", str(shipped_model),
-                             "--stats-path", str(stats)],
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "edge_fer.cli",
+            "--config",
+            str(config),
+            "--display",
+            "none",
+            "--model",
+            str(shipped_model),
+            "--stats-path",
+            str(stats),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while not stats.exists() and time.monotonic() < deadline:
             time.sleep(0.1)
-        for broken in ("detector: {kind: yunet, yunet_model: /nonexistent.onnx}\n",
-                       f"source: file:{tmp_path}/missing.mp4\n", good + "model: {runtime: gpu}\n",
-                       good + "smoothing: {window: 5}\n"):
+        for broken in (
+            "detector: {kind: yunet, yunet_model: /nonexistent.onnx}\n",
+            f"source: file:{tmp_path}/missing.mp4\n",
+            good + "model: {runtime: gpu}\n",
+            good + "smoothing: {window: 5}\n",
+        ):
             config.write_text(broken)
             proc.send_signal(signal.SIGHUP)
             time.sleep(2)
@@ -252,8 +323,10 @@ def test_monitor_bad_flags(tmp_path, flags, needle):
     assert_one_line_error(monitor(["--seconds", "1", *flags]), 2, needle)
 
 
-@pytest.mark.parametrize("document", ["[1, 2]", '{"time": "soon", "pid": 1}',
-                                      '{"time": 1e300, "pid": -5, "fps": "fast"}', "\xff\xfe"])
+@pytest.mark.parametrize(
+    "document",
+    ["[1, 2]", '{"time": "soon", "pid": 1}', '{"time": 1e300, "pid": -5, "fps": "fast"}', "\xff\xfe"],
+)
 def test_monitor_survives_bad_stats_files(tmp_path, document):
     stats = tmp_path / "stats.json"
     stats.write_text(document, encoding="latin-1")

@@ -24,8 +24,7 @@ def fake_picamera2(monkeypatch):
     sys.modules.pop("picamera2", None)
     import picamera2
 
-    picamera2.STATE.update(opened=0, overlays=0, fail_after=None, captured=0, preview=None,
-                           unplugged=False)
+    picamera2.STATE.update(opened=0, overlays=0, fail_after=None, captured=0, preview=None, unplugged=False)
     yield picamera2
     sys.modules.pop("picamera2", None)
 
@@ -98,8 +97,13 @@ class FlakySource:
 def test_reconnect_backs_off_exponentially_and_reports_each_reconnect():
     sleeps, reconnected = [], []
     flaky = FlakySource(good=2, bad=3, failed_opens=3)
-    source = ReconnectingSource(flaky, max_backoff_s=1.5, max_failures=3, wait=sleeps.append,
-                                on_reconnect=lambda: reconnected.append(1))
+    source = ReconnectingSource(
+        flaky,
+        max_backoff_s=1.5,
+        max_failures=3,
+        wait=sleeps.append,
+        on_reconnect=lambda: reconnected.append(1),
+    )
     source.open()
     results = [source.read() for _ in range(6)]
     assert [r is None for r in results] == [False, False, True, True, True, False]
@@ -146,8 +150,11 @@ def test_video_sources_that_are_not_videos_say_what_they_are(tmp_path):
     os.mkfifo(fifo)
     empty = tmp_path / "empty.mp4"
     empty.write_bytes(b"")
-    for target, message in ((tmp_path, "is a directory"), (fifo, "not a regular file"),
-                            (Path("/dev/zero"), "not a regular file"),
-                            (empty, "cannot open video file|no readable frames")):
+    for target, message in (
+        (tmp_path, "is a directory"),
+        (fifo, "not a regular file"),
+        (Path("/dev/zero"), "not a regular file"),
+        (empty, "cannot open video file|no readable frames"),
+    ):
         with pytest.raises(CaptureError, match=message):
             OpenCVSource(target).open()

@@ -18,8 +18,9 @@ def test_example_config_documents_every_field_from_its_definition():
     """deploy/config.example.yaml is generated from the fields' descriptions and limits."""
     from edge_fer.config import example_yaml
 
-    assert (ROOT / "deploy" / "config.example.yaml").read_text() == example_yaml(), \
+    assert (ROOT / "deploy" / "config.example.yaml").read_text() == example_yaml(), (
         "regenerate it: python -m edge_fer.config > deploy/config.example.yaml"
+    )
     assert "smoothing:" in example_yaml() and "(a positive number up to 1000)" in example_yaml()
 
 
@@ -34,24 +35,30 @@ def test_cli_choices_come_from_the_config_fields():
     assert parse_args(["--display", "drm"]).display == "drm"
 
 
-@pytest.mark.parametrize("text, message", [
-    ("detector: {kind: dnn}", "'detector.kind': 'dnn' is not valid; expected one of haar, yunet"),
-    ("smoothing: {window: 0}", "'smoothing.window': 0 is not valid; expected a positive number"),
-    ("camera: {main_size: [640]}", "'camera.main_size'"),
-    ("tracker: {iou_threshold: 1.5}", "between 0 and 1"),
-    ("colour: red", "unknown config key 'colour'"),
-    ("camera: 3", "section 'camera' must be a mapping"),
-    ("source: usb", "'source': 'usb' is not valid"),
-    ("detector: {kind: yunet}", "'detector.yunet_model' is required"),
-    ("model: {threads: two}", "'model.threads': 'two' is not valid; expected an integer"),
-    ("a: [1, 2", "not valid YAML at line"),
-    ("stats: {interval_s: .nan}", "'stats.interval_s': nan is not valid; expected a finite number"),
-    ("stats: {window_s: .inf}", "'stats.window_s': inf is not valid; expected a finite number"),
-    ("camera: {index: -1}", "'camera.index': -1 is not valid; expected a number >= 0"),
-    ("model: {threads: 100000}", "'model.threads': 100000 is not valid; expected a positive number up to 16"),
-    ("stats: {interval_s: 0.001}", "'stats.interval_s': 0.001 is not valid"),
-    ("source: ''", "'source': '' is not valid"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("detector: {kind: dnn}", "'detector.kind': 'dnn' is not valid; expected one of haar, yunet"),
+        ("smoothing: {window: 0}", "'smoothing.window': 0 is not valid; expected a positive number"),
+        ("camera: {main_size: [640]}", "'camera.main_size'"),
+        ("tracker: {iou_threshold: 1.5}", "between 0 and 1"),
+        ("colour: red", "unknown config key 'colour'"),
+        ("camera: 3", "section 'camera' must be a mapping"),
+        ("source: usb", "'source': 'usb' is not valid"),
+        ("detector: {kind: yunet}", "'detector.yunet_model' is required"),
+        ("model: {threads: two}", "'model.threads': 'two' is not valid; expected an integer"),
+        ("a: [1, 2", "not valid YAML at line"),
+        ("stats: {interval_s: .nan}", "'stats.interval_s': nan is not valid; expected a finite number"),
+        ("stats: {window_s: .inf}", "'stats.window_s': inf is not valid; expected a finite number"),
+        ("camera: {index: -1}", "'camera.index': -1 is not valid; expected a number >= 0"),
+        (
+            "model: {threads: 100000}",
+            "'model.threads': 100000 is not valid; expected a positive number up to 16",
+        ),
+        ("stats: {interval_s: 0.001}", "'stats.interval_s': 0.001 is not valid"),
+        ("source: ''", "'source': '' is not valid"),
+    ],
+)
 def test_bad_config_names_key_value_and_allowed(tmp_path, text, message):
     path = tmp_path / "config.yaml"
     path.write_text(text)
@@ -105,8 +112,13 @@ def test_tracker_keeps_ids_and_drops_faces_that_leave():
 
 def test_smoother_majority_ties_and_forgetting():
     s = LabelSmoother(window=3)
-    assert [s.update(1, x) for x in ["happy", "sad", "happy", "sad", "sad"]] == \
-        ["happy", "sad", "happy", "sad", "sad"]
+    assert [s.update(1, x) for x in ["happy", "sad", "happy", "sad", "sad"]] == [
+        "happy",
+        "sad",
+        "happy",
+        "sad",
+        "sad",
+    ]
     assert s.update(2, "fear") == "fear" and len(s) == 2
     s.forget([1])
     assert len(s) == 1 and s.update(1, "angry") == "angry"

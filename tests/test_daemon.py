@@ -21,9 +21,15 @@ FAKES = Path(__file__).parent / "fakes"
 
 def daemon(args: list[str], env: dict | None = None, **kw) -> subprocess.Popen:
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    return subprocess.Popen([sys.executable, "-m", "edge_fer.cli", *args], env=full_env,
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "edge_fer.cli", *args],
+        env=full_env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
 
 
 def run_daemon(args: list[str], env: dict | None = None, timeout: float = 120):
@@ -34,15 +40,34 @@ def run_daemon(args: list[str], env: dict | None = None, timeout: float = 120):
 
 @pytest.fixture()
 def base_args(tmp_path, shipped_model, demo_video) -> list[str]:
-    return ["--source", f"file:{demo_video}", "--display", "none", "--model", str(shipped_model),
-            "--stats-path", str(tmp_path / "stats.json")]
+    return [
+        "--source",
+        f"file:{demo_video}",
+        "--display",
+        "none",
+        "--model",
+        str(shipped_model),
+        "--stats-path",
+        str(tmp_path / "stats.json"),
+    ]
 
 
 def test_video_run_emits_schema_and_report(tmp_path, base_args, yunet_model):
     events, report = tmp_path / "events.jsonl", tmp_path / "report.json"
-    code, _, err = run_daemon([*base_args, "--no-loop", "--events-jsonl", str(events),
-                               "--report-json", str(report), "--detector", "yunet",
-                               "--yunet-model", str(yunet_model)])
+    code, _, err = run_daemon(
+        [
+            *base_args,
+            "--no-loop",
+            "--events-jsonl",
+            str(events),
+            "--report-json",
+            str(report),
+            "--detector",
+            "yunet",
+            "--yunet-model",
+            str(yunet_model),
+        ]
+    )
     assert code == 0, err
     lines = [json.loads(line) for line in events.read_text().splitlines()]
     assert len(lines) == 90 and [e["frame"] for e in lines] == list(range(90))
@@ -58,8 +83,7 @@ def test_video_run_emits_schema_and_report(tmp_path, base_args, yunet_model):
     ids = {f["id"] for e in with_faces for f in e["faces"]}
     assert len(ids) <= 12  # a face keeps its id across frames (6 faces shown, some re-found)
     summary = json.loads(report.read_text())
-    assert summary["frames"] == 90 and summary["face_detections"] == sum(
-        len(e["faces"]) for e in lines)
+    assert summary["frames"] == 90 and summary["face_detections"] == sum(len(e["faces"]) for e in lines)
     assert set(summary["latency_ms"]) == {"capture", "detect", "classify", "total"}
     assert sum(summary["label_counts"].values()) == summary["face_detections"]
     # fps counts frames over their own span (start-up is reported apart), as the events show.
@@ -76,13 +100,16 @@ def test_events_to_stdout_and_haar_default(base_args):
     assert [json.loads(line)["frame"] for line in out.splitlines()] == list(range(20))
 
 
-@pytest.mark.parametrize("args, code, message", [
-    (["--config", "{tmp}/bad.yaml"], 2, "config error: config key 'smoothing.window'"),
-    (["--config", "{tmp}/missing.yaml"], 2, "config file {tmp}/missing.yaml does not exist"),
-    (["--model", "{tmp}/none.pte"], 3, "model error: model file {tmp}/none.pte does not exist"),
-    (["--source", "file:{tmp}/none.mp4"], 4, "camera error: video file {tmp}/none.mp4 does not"),
-    (["--detector", "yunet", "--yunet-model", "{tmp}/y.onnx"], 3, "YuNet model {tmp}/y.onnx"),
-])
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["--config", "{tmp}/bad.yaml"], 2, "config error: config key 'smoothing.window'"),
+        (["--config", "{tmp}/missing.yaml"], 2, "config file {tmp}/missing.yaml does not exist"),
+        (["--model", "{tmp}/none.pte"], 3, "model error: model file {tmp}/none.pte does not exist"),
+        (["--source", "file:{tmp}/none.mp4"], 4, "camera error: video file {tmp}/none.mp4 does not"),
+        (["--detector", "yunet", "--yunet-model", "{tmp}/y.onnx"], 3, "YuNet model {tmp}/y.onnx"),
+    ],
+)
 def test_errors_exit_non_zero_with_one_line(tmp_path, base_args, args, code, message):
     (tmp_path / "bad.yaml").write_text("smoothing:\n  window: -2\n")
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
@@ -125,8 +152,9 @@ def test_notify_ready_status_watchdog_and_sigterm(tmp_path, base_args):
     proc = daemon(base_args, {"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "1000000"})
     try:
         messages = notify.drain(6.0)
-        assert any(m.startswith("READY=1") and "STATUS=first frame classified" in m
-                   for m in messages), messages
+        assert any(m.startswith("READY=1") and "STATUS=first frame classified" in m for m in messages), (
+            messages
+        )
         assert sum(m == "WATCHDOG=1" for m in messages) >= 3
         assert any(m.startswith("STATUS=") and "fps" in m for m in messages)
         stats = json.loads((tmp_path / "stats.json").read_text())
@@ -143,10 +171,25 @@ def test_notify_ready_status_watchdog_and_sigterm(tmp_path, base_args):
 
 def test_watchdog_pings_stop_when_the_camera_hangs(tmp_path, shipped_model):
     notify = NotifySocket(tmp_path / "notify.sock")
-    env = {"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "400000",
-           "PYTHONPATH": str(FAKES), "FAKE_PICAMERA2_HANG_AFTER": "25"}
-    proc = daemon(["--source", "picamera2", "--display", "none", "--model", str(shipped_model),
-                   "--stats-path", str(tmp_path / "stats.json")], env)
+    env = {
+        "NOTIFY_SOCKET": str(notify.path),
+        "WATCHDOG_USEC": "400000",
+        "PYTHONPATH": str(FAKES),
+        "FAKE_PICAMERA2_HANG_AFTER": "25",
+    }
+    proc = daemon(
+        [
+            "--source",
+            "picamera2",
+            "--display",
+            "none",
+            "--model",
+            str(shipped_model),
+            "--stats-path",
+            str(tmp_path / "stats.json"),
+        ],
+        env,
+    )
     try:
         notify.drain(5.0)
         pings = [t for t, m in notify.messages if m == "WATCHDOG=1"]
@@ -180,13 +223,29 @@ def test_sighup_reloads_config_and_bad_reload_keeps_running(tmp_path, base_args)
     assert "config reload failed, keeping the running config" in err
 
 
-def test_picamera2_source_with_drm_overlay_end_to_end(tmp_path, shipped_model, demo_video,
-                                                     yunet_model):
+def test_picamera2_source_with_drm_overlay_end_to_end(tmp_path, shipped_model, demo_video, yunet_model):
     env = {"PYTHONPATH": str(FAKES), "FAKE_PICAMERA2_VIDEO": str(demo_video)}
-    code, out, err = run_daemon(["--source", "picamera2", "--display", "drm", "--model",
-                                 str(shipped_model), "--max-frames", "60", "--events-jsonl", "-",
-                                 "--stats-path", str(tmp_path / "s.json"), "--detector", "yunet",
-                                 "--yunet-model", str(yunet_model)], env)
+    code, out, err = run_daemon(
+        [
+            "--source",
+            "picamera2",
+            "--display",
+            "drm",
+            "--model",
+            str(shipped_model),
+            "--max-frames",
+            "60",
+            "--events-jsonl",
+            "-",
+            "--stats-path",
+            str(tmp_path / "s.json"),
+            "--detector",
+            "yunet",
+            "--yunet-model",
+            str(yunet_model),
+        ],
+        env,
+    )
     assert code == 0, err
     events = [json.loads(line) for line in out.splitlines()]
     # Faces are found on the lores stream and boxed in main-stream pixels.

@@ -30,8 +30,7 @@ def test_image_folder_and_prefix_split(small_fer, tmp_path):
 
 def test_csv_layout_matches_folder_layout(small_fer, tmp_path):
     path = tmp_path / "fer2013.csv"
-    csv_index = {"angry": 0, "disgust": 1, "fear": 2, "happy": 3, "sad": 4, "surprise": 5,
-                 "neutral": 6}
+    csv_index = {"angry": 0, "disgust": 1, "fear": 2, "happy": 3, "sad": 4, "surprise": 5, "neutral": 6}
     rows = []
     for usage, split in (("Training", "train"), ("PublicTest", "test")):
         for name in EMOTIONS:
@@ -102,15 +101,14 @@ def test_shipped_model_classifies_real_faces(shipped_model, public_faces):
     assert classifier.classify_batch(public_faces.images[:0]).shape == (0, 7)
     meta = classifier.metadata
     assert meta["classes"] == list(EMOTIONS) and meta["model_bytes"] <= 1_000_000
-    accuracy = (classifier.classify_batch(public_faces.images).argmax(1) == public_faces.labels)
+    accuracy = classifier.classify_batch(public_faces.images).argmax(1) == public_faces.labels
     assert accuracy.mean() > 1.5 / 7  # clearly better than chance on real faces
 
 
 def test_all_faces_of_a_frame_in_one_call_match_one_at_a_time(shipped_model, public_faces):
     classifier = PteClassifier(shipped_model, threads=1)
     assert classifier.dynamic_batch and classifier.batch >= 4  # a frame's faces in one call
-    faces = public_faces.images[:classifier.batch + 5]  # more than one call's worth too
+    faces = public_faces.images[: classifier.batch + 5]  # more than one call's worth too
     one_by_one = np.concatenate([classifier.classify_batch(f[None]) for f in faces])
     for n in (1, 3, len(faces)):
-        np.testing.assert_allclose(classifier.classify_batch(faces[:n]), one_by_one[:n],
-                                   atol=1e-5)
+        np.testing.assert_allclose(classifier.classify_batch(faces[:n]), one_by_one[:n], atol=1e-5)

@@ -23,17 +23,29 @@ def test_units_pass_systemd_analyze_verify(tmp_path):
     for unit in UNITS:
         text = unit.read_text().replace("/opt/edge-fer/venv/bin/", f"{bin_dir}/")
         (tmp_path / unit.name).write_text(text)
-    proc = subprocess.run([exe, "verify", *sorted(str(p) for p in tmp_path.iterdir())],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [exe, "verify", *sorted(str(p) for p in tmp_path.iterdir())], capture_output=True, text=True
+    )
     assert proc.returncode == 0 and proc.stderr.strip() == "", proc.stderr
 
 
 def test_service_unit_has_the_promised_settings():
     text = (ROOT / "systemd" / "edge-fer.service").read_text()
-    for line in ("Type=notify", "WatchdogSec=", "Restart=on-failure", "User=edge-fer",
-                 "NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes",
-                 "PrivateTmp=yes", "DevicePolicy=closed", "MemoryMax=", "RuntimeDirectory=edge-fer",
-                 "ExecReload=/bin/kill -HUP $MAINPID", "--config /etc/edge-fer/config.yaml"):
+    for line in (
+        "Type=notify",
+        "WatchdogSec=",
+        "Restart=on-failure",
+        "User=edge-fer",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ProtectHome=yes",
+        "PrivateTmp=yes",
+        "DevicePolicy=closed",
+        "MemoryMax=",
+        "RuntimeDirectory=edge-fer",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "--config /etc/edge-fer/config.yaml",
+    ):
         assert line in text
 
 
@@ -48,8 +60,11 @@ def test_every_service_scores_at_most_2_in_systemd_analyze_security(tmp_path):
         if unit.suffix != ".service":
             continue
         shutil.copy(unit, tmp_path / unit.name)
-        proc = subprocess.run([exe, "security", "--offline=yes", "--no-pager",
-                               str(tmp_path / unit.name)], capture_output=True, text=True)
+        proc = subprocess.run(
+            [exe, "security", "--offline=yes", "--no-pager", str(tmp_path / unit.name)],
+            capture_output=True,
+            text=True,
+        )
         m = re.search(r"Overall exposure level for \S+: (\d+\.\d)", proc.stdout)
         assert m, proc.stdout[-500:] + proc.stderr
         scores[unit.name] = float(m[1])
@@ -62,26 +77,33 @@ def test_keyboards_are_readable_only_with_the_console_window_drop_in():
     drop_in = (ROOT / "systemd" / "edge-fer.service.d" / "console-window.conf").read_text()
     assert "DeviceAllow=char-input r" in drop_in and "SupplementaryGroups=input tty" in drop_in
     dry = install("--dry-run")
-    assert "usermod -a -G input,tty" not in dry.stdout and "rm -f /etc/systemd/system/edge-fer" \
-        ".service.d/console-window.conf" in dry.stdout
+    assert (
+        "usermod -a -G input,tty" not in dry.stdout
+        and "rm -f /etc/systemd/system/edge-fer.service.d/console-window.conf" in dry.stdout
+    )
     dry = install("--dry-run", "--console-window")
     assert "usermod -a -G input,tty edge-fer" in dry.stdout and "console-window.conf" in dry.stdout
 
 
 def install(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(ROOT / "deploy" / "install.sh"), *args],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        ["bash", str(ROOT / "deploy" / "install.sh"), *args], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_install_dry_run_changes_nothing():
     proc = install("--dry-run")
     assert proc.returncode == 0, proc.stderr
-    for step in ("apt-get install -y python3-venv python3-pip python3-picamera2 python3-systemd",
-                 "useradd --system", "python3 -m venv --system-site-packages /opt/edge-fer/venv",
-                 "/opt/edge-fer/venv/bin/edge-fer-build-runtime",
-                 "--no-same-owner", "chown -R root:root /opt/edge-fer",
-                 "/opt/edge-fer/venv/bin/pip install /opt/edge-fer[display]",
-                 "systemctl enable --now edge-fer.service"):
+    for step in (
+        "apt-get install -y python3-venv python3-pip python3-picamera2 python3-systemd",
+        "useradd --system",
+        "python3 -m venv --system-site-packages /opt/edge-fer/venv",
+        "/opt/edge-fer/venv/bin/edge-fer-build-runtime",
+        "--no-same-owner",
+        "chown -R root:root /opt/edge-fer",
+        "/opt/edge-fer/venv/bin/pip install /opt/edge-fer[display]",
+        "systemctl enable --now edge-fer.service",
+    ):
         assert step in proc.stdout
 
 
@@ -94,8 +116,7 @@ def test_install_into_a_prefix_is_idempotent_and_uninstall_keeps_edits(tmp_path)
     assert (root / "opt/edge-fer/edge_fer/models/edge_fer_student.pte").is_file()
     assert (root / "opt/edge-fer/edge_fer/native/et_runner.cpp").is_file()
     assert not (root / "opt/edge-fer/edge_fer/native/_build").exists()  # built for this venv only
-    assert sorted(p.name for p in (root / "etc/systemd/system").iterdir()) == sorted(
-        p.name for p in UNITS)
+    assert sorted(p.name for p in (root / "etc/systemd/system").iterdir()) == sorted(p.name for p in UNITS)
     config.write_text(config.read_text() + "\nlog_level: DEBUG\n")
     again = install("--prefix", str(root), "--no-venv")
     assert again.returncode == 0 and "keeping existing" in again.stdout

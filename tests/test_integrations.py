@@ -21,8 +21,9 @@ import pytest
 from edge_fer.labels import EMOTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
-MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto")
-                                          .exists() else None)
+MOSQUITTO = shutil.which("mosquitto") or (
+    "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
+)
 
 
 def free_port() -> int:
@@ -43,8 +44,11 @@ class Broker:
         if users:
             passwd = folder / "passwd"
             for i, (user, password) in enumerate(users.items()):
-                subprocess.run(["mosquitto_passwd", "-b", *([] if i else ["-c"]), str(passwd),
-                                user, password], check=True, capture_output=True)
+                subprocess.run(
+                    ["mosquitto_passwd", "-b", *([] if i else ["-c"]), str(passwd), user, password],
+                    check=True,
+                    capture_output=True,
+                )
             passwd.chmod(0o600)
             lines += ["allow_anonymous false", f"password_file {passwd}"]
         else:
@@ -54,8 +58,9 @@ class Broker:
         self.start()
 
     def start(self) -> None:
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
@@ -97,12 +102,12 @@ class Subscriber:
         with self.lock:
             return [m for m in self.messages if m[1].endswith(suffix)]
 
-    def wait_for(self, suffix: str, payload: str | None = None, timeout: float = 20,
-                 after: float = 0.0) -> bool:
+    def wait_for(
+        self, suffix: str, payload: str | None = None, timeout: float = 20, after: float = 0.0
+    ) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if any(t > after and (payload is None or p == payload)
-                   for t, _, p, _ in self.topics(suffix)):
+            if any(t > after and (payload is None or p == payload) for t, _, p, _ in self.topics(suffix)):
                 return True
             time.sleep(0.05)
         return False
@@ -112,21 +117,34 @@ class Subscriber:
         self.client.disconnect()
 
 
-pytestmark = pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto not installed "
-                                "(apt install mosquitto)")
+pytestmark = pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto not installed (apt install mosquitto)")
 
 
 def daemon(args: list[str], **kw) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "edge_fer.cli", *args], cwd=ROOT, env=env,
-                            stdout=kw.pop("stdout", subprocess.PIPE), stderr=subprocess.PIPE,
-                            text=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "edge_fer.cli", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=kw.pop("stdout", subprocess.PIPE),
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
 
 
 @pytest.fixture()
 def base(tmp_path, shipped_model, demo_video) -> list[str]:
-    return ["--source", f"file:{demo_video}", "--display", "none", "--model", str(shipped_model),
-            "--stats-path", str(tmp_path / "stats.json")]
+    return [
+        "--source",
+        f"file:{demo_video}",
+        "--display",
+        "none",
+        "--model",
+        str(shipped_model),
+        "--stats-path",
+        str(tmp_path / "stats.json"),
+    ]
 
 
 def test_home_assistant_discovery_state_and_clean_offline(tmp_path, base):
@@ -154,8 +172,7 @@ def test_home_assistant_discovery_state_and_clean_offline(tmp_path, base):
         assert len(configs) == 7
         assert all(t.startswith("homeassistant/sensor/edge_fer_") for t in configs)
         emotion = next(c for t, c in configs.items() if t.endswith("/emotion/config"))
-        assert emotion["state_topic"].endswith("/state") and "value_json.emotion" in \
-            emotion["value_template"]
+        assert emotion["state_topic"].endswith("/state") and "value_json.emotion" in emotion["value_template"]
         assert emotion["availability_topic"].endswith("/availability")
         assert emotion["device"]["name"].startswith("edge-fer") and emotion["unique_id"]
         assert [p for _, _, p, r in late.topics("/availability") if r] == ["offline"]
@@ -186,8 +203,10 @@ def test_username_and_password_file(tmp_path, base):
     secret = tmp_path / "mqtt.pass"
     secret.write_text("s3cret\n")
     config = tmp_path / "config.yaml"
-    config.write_text(f"mqtt:\n  url: mqtt://127.0.0.1:{broker.port}\n  username: ha\n"
-                      f"  password_file: {secret}\n  topic_prefix: home/pi-door\n")
+    config.write_text(
+        f"mqtt:\n  url: mqtt://127.0.0.1:{broker.port}\n  username: ha\n"
+        f"  password_file: {secret}\n  topic_prefix: home/pi-door\n"
+    )
     try:
         proc = daemon([*base, "--config", str(config), "--max-frames", "60"])
         _, err = proc.communicate(timeout=120)
@@ -246,31 +265,36 @@ def test_prometheus_endpoint_parses_with_the_client_parser(tmp_path, base):
     port = free_port()
     proc = daemon([*base, "--metrics-port", str(port)])
     try:
-        deadline, text = time.monotonic() + 60, ""
+        deadline, text, families = time.monotonic() + 90, "", {}
         while time.monotonic() < deadline:
             try:
-                text = urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
-                if "edge_fer_frames_total" in text and " 0.0\n" not in text.split(
-                        "edge_fer_frames_total", 1)[1][:8]:
-                    break
+                text = urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
             except OSError:
-                pass
+                time.sleep(0.3)
+                continue
+            families = {f.name: f for f in text_string_to_metric_families(text)}
+            frames = families.get("edge_fer_frames")
+            if frames is not None and frames.samples[0].value > 0 and families.get("edge_fer_emotion"):
+                break
             time.sleep(0.3)
-        families = {f.name: f for f in text_string_to_metric_families(text)}
+        assert families, f"no metrics within 90 s: {proc.poll()=}"
         assert families["edge_fer_frames"].type == "counter"
         assert families["edge_fer_frames"].samples[0].value > 0
         assert families["edge_fer_dropped_frames"].type == "counter"
         assert families["edge_fer_reconnects"].type == "counter"
         assert families["edge_fer_faces"].type == "gauge"
-        emotions = {s.labels["label"]: s.value for s in families["edge_fer_emotion"].samples
-                    if s.name == "edge_fer_emotion_total"}
+        emotions = {
+            s.labels["label"]: s.value
+            for s in families["edge_fer_emotion"].samples
+            if s.name == "edge_fer_emotion_total"
+        }
         assert set(emotions) == set(EMOTIONS)
         latency = families["edge_fer_stage_latency_seconds"]
         assert latency.type == "histogram"
-        assert {s.labels["stage"] for s in latency.samples} == {"capture", "detect", "classify",
-                                                                 "total"}
-        counts = [s.value for s in latency.samples
-                  if s.name.endswith("_bucket") and s.labels["stage"] == "total"]
+        assert {s.labels["stage"] for s in latency.samples} == {"capture", "detect", "classify", "total"}
+        counts = [
+            s.value for s in latency.samples if s.name.endswith("_bucket") and s.labels["stage"] == "total"
+        ]
         assert counts == sorted(counts) and counts[-1] > 0  # cumulative buckets
         info = next(f for name, f in families.items() if name.startswith("edge_fer_model")).samples[0]
         assert info.name == "edge_fer_model_info" and info.value == 1
@@ -303,10 +327,25 @@ def test_monitor_metrics_endpoint(tmp_path):
     from prometheus_client.parser import text_string_to_metric_families
 
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "edge_fer.monitor.cli", "--seconds", "4",
-                             "--interval", "0.2", "--metrics-port", str(port), "--stats",
-                             str(tmp_path / "none.json")], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "edge_fer.monitor.cli",
+            "--seconds",
+            "4",
+            "--interval",
+            "0.2",
+            "--metrics-port",
+            str(port),
+            "--stats",
+            str(tmp_path / "none.json"),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         text = ""
         for _ in range(40):
@@ -318,8 +357,7 @@ def test_monitor_metrics_endpoint(tmp_path):
             if "edge_fer_cpu_percent" in text:
                 break
         names = {f.name for f in text_string_to_metric_families(text)}
-        assert {"edge_fer_cpu_percent", "edge_fer_memory_available_bytes",
-                "edge_fer_daemon_up"} <= names
+        assert {"edge_fer_cpu_percent", "edge_fer_memory_available_bytes", "edge_fer_daemon_up"} <= names
     finally:
         proc.communicate(timeout=20)
     assert proc.returncode == 0

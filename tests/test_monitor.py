@@ -24,10 +24,20 @@ def test_pmic_pairs_current_and_voltage_per_rail():
     reading = parse_pmic((FIXTURES / "pmic_read_adc_pi5.txt").read_text())
     assert len(reading.rails_w) == 12  # EXT5V_V and BATT_V have no current: not summed
     assert reading.core_w == pytest.approx(5.03652 * 0.8936988)
-    pairs = [(0.0585558, 3.610692), (0.06148359, 3.299826), (0.1327265, 1.816848),
-             (0.139558, 1.101098), (0.009804, 0.6036624), (0.1981138, 1.102929),
-             (0.3415755, 0.8029296), (5.03652, 0.8936988), (0.00006105, 3.299447),
-             (0.00054945, 3.304026), (0.00531135, 0.7961898), (0.0216117, 4.9245)]
+    pairs = [
+        (0.0585558, 3.610692),
+        (0.06148359, 3.299826),
+        (0.1327265, 1.816848),
+        (0.139558, 1.101098),
+        (0.009804, 0.6036624),
+        (0.1981138, 1.102929),
+        (0.3415755, 0.8029296),
+        (5.03652, 0.8936988),
+        (0.00006105, 3.299447),
+        (0.00054945, 3.304026),
+        (0.00531135, 0.7961898),
+        (0.0216117, 4.9245),
+    ]
     assert reading.total_w == pytest.approx(sum(a * v for a, v in pairs))
     assert reading.total_w == pytest.approx(5.9216, abs=1e-3)
     idle = parse_pmic((FIXTURES / "pmic_read_adc_pi5_idle.txt").read_text())
@@ -38,12 +48,14 @@ def test_pmic_pairs_current_and_voltage_per_rail():
 def test_throttled_flags_and_temperature():
     state = parse_throttled("throttled=0x50005")
     assert state.raw == 0x50005
-    assert state.flags == ["under-voltage", "throttled", "under-voltage-occurred",
-                           "throttling-occurred"]
+    assert state.flags == ["under-voltage", "throttled", "under-voltage-occurred", "throttling-occurred"]
     assert state.now == ["under-voltage", "throttled"]
     assert parse_throttled("throttled=0x0").flags == []
     assert parse_throttled("throttled=0xe0000").flags == [
-        "arm-frequency-capping-occurred", "throttling-occurred", "soft-temp-limit-occurred"]
+        "arm-frequency-capping-occurred",
+        "throttling-occurred",
+        "soft-temp-limit-occurred",
+    ]
     assert parse_throttled("garbage") is None
     assert parse_temp("temp=51.6'C") == 51.6 and parse_temp("") is None
 
@@ -81,9 +93,14 @@ def test_rapl_turns_energy_counters_into_watts_across_a_wrap(tmp_path):
 
 
 def monitor(args: list[str], env: dict | None = None) -> tuple[int, str, str]:
-    proc = subprocess.run([sys.executable, "-m", "edge_fer.monitor.cli", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60,
-                          env={**os.environ, **(env or {})})
+    proc = subprocess.run(
+        [sys.executable, "-m", "edge_fer.monitor.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
     return proc.returncode, proc.stdout, proc.stderr
 
 
@@ -99,16 +116,31 @@ def fake_pi_path(tmp_path) -> dict:
 
 
 def test_monitor_without_daemon_says_na(tmp_path, fake_pi_path):
-    code, out, err = monitor(["--seconds", "2", "--interval", "0.25", "--json", "--stats",
-                              str(tmp_path / "none.json"), "--csv", str(tmp_path / "m.csv")],
-                             fake_pi_path)
+    code, out, err = monitor(
+        [
+            "--seconds",
+            "2",
+            "--interval",
+            "0.25",
+            "--json",
+            "--stats",
+            str(tmp_path / "none.json"),
+            "--csv",
+            str(tmp_path / "m.csv"),
+        ],
+        fake_pi_path,
+    )
     assert code == 0, err
     summary = json.loads(out.splitlines()[-1])
     assert summary["power_source"] == "power from pi5-pmic"
     assert summary["figures"]["power_w"]["mean"] == pytest.approx(5.9216, abs=1e-3)
     assert summary["energy_j"] == pytest.approx(5.9216 * summary["seconds"], rel=0.3)
-    assert summary["throttle_flags_seen"] == ["throttled", "throttling-occurred",
-                                              "under-voltage", "under-voltage-occurred"]
+    assert summary["throttle_flags_seen"] == [
+        "throttled",
+        "throttling-occurred",
+        "under-voltage",
+        "under-voltage-occurred",
+    ]
     assert summary["figures"]["daemon_fps"] is None and not summary["daemon_seen"]
     assert "daemon not running" in summary["daemon"]
     assert "daemon_fps" in out and "n/a" in out
@@ -118,17 +150,30 @@ def test_monitor_without_daemon_says_na(tmp_path, fake_pi_path):
 
 def test_monitor_next_to_a_running_daemon(tmp_path, shipped_model, demo_video):
     stats = tmp_path / "stats.json"
-    daemon = subprocess.Popen([sys.executable, "-m", "edge_fer.cli", "--source",
-                               f"file:{demo_video}", "--display", "none", "--model",
-                               str(shipped_model), "--stats-path", str(stats)], cwd=ROOT,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    daemon = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "edge_fer.cli",
+            "--source",
+            f"file:{demo_video}",
+            "--display",
+            "none",
+            "--model",
+            str(shipped_model),
+            "--stats-path",
+            str(stats),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         for _ in range(100):
             if stats.exists():
                 break
             time.sleep(0.1)
-        code, out, err = monitor(["--seconds", "2", "--interval", "0.5", "--json", "--stats",
-                                  str(stats)])
+        code, out, err = monitor(["--seconds", "2", "--interval", "0.5", "--json", "--stats", str(stats)])
     finally:
         daemon.terminate()
         daemon.wait(5)

@@ -35,8 +35,9 @@ def test_native_and_python_extension_give_the_same_probabilities(shipped_model):
     assert (native.runtime, pybind.runtime) == ("native", "pybind")
     faces = random_faces(native.batch + 3)  # more than one call's worth
     for n in (1, 4, len(faces)):
-        np.testing.assert_allclose(native.classify_batch(faces[:n]),
-                                   pybind.classify_batch(faces[:n]), atol=1e-6)
+        np.testing.assert_allclose(
+            native.classify_batch(faces[:n]), pybind.classify_batch(faces[:n]), atol=1e-6
+        )
     native.close()
 
 
@@ -62,8 +63,7 @@ def test_a_broken_program_is_a_model_error(tmp_path, shipped_model):
         PteClassifier(broken, runtime="native")
 
 
-def test_runtime_choice_native_fails_clearly_and_auto_falls_back(monkeypatch, shipped_model,
-                                                                  caplog):
+def test_runtime_choice_native_fails_clearly_and_auto_falls_back(monkeypatch, shipped_model, caplog):
     def unavailable(*_args, **_kwargs):
         raise NativeBuildError("no C++ compiler found to build the ExecuTorch runner")
 
@@ -82,8 +82,7 @@ def test_build_reports_missing_compiler_and_compile_errors(tmp_path, monkeypatch
     with pytest.raises(NativeBuildError, match="no C\\+\\+ compiler found"):
         build_library(tmp_path / "out")
     failing = tmp_path / "failing-cxx"
-    failing.write_text("#!/bin/sh\necho 'et_runner.cpp:1:1: error: simulated failure' >&2\n"
-                       "exit 1\n")
+    failing.write_text("#!/bin/sh\necho 'et_runner.cpp:1:1: error: simulated failure' >&2\nexit 1\n")
     failing.chmod(0o755)
     monkeypatch.setenv("CXX", str(failing))
     with pytest.raises(NativeBuildError, match="simulated failure .*build.log"):
@@ -94,26 +93,34 @@ def test_build_reports_missing_compiler_and_compile_errors(tmp_path, monkeypatch
 def test_build_command_line_builds_and_prunes_stale_builds(tmp_path):
     stale = tmp_path / "libet_runner-0.0-x86_64-000000000000.so"
     stale.write_bytes(b"old")
-    done = subprocess.run([str(BIN / "edge-fer-build-runtime"), "--build-dir", str(tmp_path)],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [str(BIN / "edge-fer-build-runtime"), "--build-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     built = Path(done.stdout.strip())
     assert built.parent == tmp_path and built.is_file() and not stale.exists()
-    bad = subprocess.run([str(BIN / "edge-fer-build-runtime"), "--force", "--build-dir",
-                          str(tmp_path)], capture_output=True, text=True, timeout=60,
-                         env={**os.environ, "CXX": "/nonexistent/c++"})
+    bad = subprocess.run(
+        [str(BIN / "edge-fer-build-runtime"), "--force", "--build-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "CXX": "/nonexistent/c++"},
+    )
     assert bad.returncode == 1
     assert bad.stderr.strip().count("\n") == 0 and "no C++ compiler found" in bad.stderr
     assert built.is_file()  # a failed rebuild leaves the working one in place
 
 
 def run_python(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                          text=True, timeout=120, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
 
 
-def test_thread_pool_is_shared_so_a_second_thread_count_is_refused_while_one_is_open(
-        library, shipped_model):
+def test_thread_pool_is_shared_so_a_second_thread_count_is_refused_while_one_is_open(library, shipped_model):
     done = run_python(f"""
         import numpy as np
         from edge_fer.native import EtRunner, RunnerError
@@ -145,7 +152,7 @@ def test_daemon_never_imports_torch_with_the_native_runtime(tmp_path, shipped_mo
         from edge_fer import cli
         code = cli.main(["--source", "file:{video}", "--display", "none",
                          "--max-frames", "5", "--runtime", "native", "--stats-path",
-                         "{tmp_path / 'stats.json'}", "--report-json", "{report}"])
+                         "{tmp_path / "stats.json"}", "--report-json", "{report}"])
         print("torch imported:", "torch" in sys.modules)
         sys.exit(code)
     """)
@@ -154,13 +161,12 @@ def test_daemon_never_imports_torch_with_the_native_runtime(tmp_path, shipped_mo
     assert json.loads(report.read_text())["frames"] == 5
 
 
-
 def test_runtime_logs_errors_but_not_its_info_chatter(library, shipped_model):
     done = run_python(f"""
         from edge_fer.native import EtRunner, RunnerError
         EtRunner({str(library)!r}, {str(shipped_model)!r})
         try:
-            EtRunner({str(library)!r}, {str(ROOT / 'README.md')!r})
+            EtRunner({str(library)!r}, {str(ROOT / "README.md")!r})
         except RunnerError as exc:
             print("refused:", exc)
     """)

@@ -48,8 +48,7 @@ def test_a_color_frame_gives_the_same_face_as_its_gray_version():
     gray = to_gray(frame)
     spec = PreprocessSpec()
     for box in ((40, 30, 50, 50), (0, 0, 40, 40), (130, 90, 30, 30), (-5, 100, 30, 30)):
-        np.testing.assert_array_equal(prepare_face(frame, spec, box),
-                                      prepare_face(gray, spec, box))
+        np.testing.assert_array_equal(prepare_face(frame, spec, box), prepare_face(gray, spec, box))
 
 
 def test_training_evaluation_and_the_daemon_feed_the_model_identical_inputs(tmp_path):
@@ -94,8 +93,9 @@ def test_training_evaluation_and_the_daemon_feed_the_model_identical_inputs(tmp_
             return [(0, 0, image.shape[1], image.shape[0])]
 
     frame = cv2.cvtColor(cv2.imread(str(tmp_path / "happy" / "PublicTest_1.png")), cv2.COLOR_BGR2BGRA)
-    pipeline = Pipeline(WholeImage(), Spy(), DetectorConfig(detect_width=48), TrackerConfig(),
-                        SmoothingConfig())
+    pipeline = Pipeline(
+        WholeImage(), Spy(), DetectorConfig(detect_width=48), TrackerConfig(), SmoothingConfig()
+    )
     pipeline.step(RawFrame(frame[:, :, :3]), 0.0, 0)
     daemon = seen[0]
     np.testing.assert_array_equal(training, evaluation)

@@ -69,8 +69,11 @@ def xvfb(monkeypatch):
     if exe is None:
         pytest.skip("Xvfb not installed (apt install xvfb)")
     display = ":97"
-    proc = subprocess.Popen([exe, display, "-screen", "0", "800x600x24", "-nolisten", "tcp"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [exe, display, "-screen", "0", "800x600x24", "-nolisten", "tcp"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     for _ in range(50):
         if Path(f"/tmp/.X11-unix/X{display[1:]}").exists():
             break

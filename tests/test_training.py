@@ -20,24 +20,51 @@ pytestmark = pytest.mark.slow
 def train(*args: str) -> subprocess.CompletedProcess:
     """Run tools/train_mobilenet.py as users do, in its own process, so a native crash in
     training fails these tests with its exit status instead of killing the whole session."""
-    return subprocess.run([sys.executable, str(ROOT / "tools" / "train_mobilenet.py"), *args],
-                          capture_output=True, text=True, timeout=900)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "train_mobilenet.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory, data_dir) -> Path:
     runs = tmp_path_factory.mktemp("runs")
-    proc = train("--quick", "--data", str(data_dir), "--runs", str(runs), "--name", "t",
-                 "--threads", "2", "--device", "cpu")
+    proc = train(
+        "--quick",
+        "--data",
+        str(data_dir),
+        "--runs",
+        str(runs),
+        "--name",
+        "t",
+        "--threads",
+        "2",
+        "--device",
+        "cpu",
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return runs / "t"
 
 
 def test_all_stages_write_their_outputs(quick_run):
-    for name in ("config.json", "teacher.pt", "student.pt", "pruned.pt",
-                 "int8.pt2", "edge_fer_student.pte", "edge_fer_student.json", "report.md",
-                 "training_curves.png", "confusion_int8.png", "quantize.json",
-                 "teacher_state.pt", "distill_state.pt", "prune_state.pt"):
+    for name in (
+        "config.json",
+        "teacher.pt",
+        "student.pt",
+        "pruned.pt",
+        "int8.pt2",
+        "edge_fer_student.pte",
+        "edge_fer_student.json",
+        "report.md",
+        "training_curves.png",
+        "confusion_int8.png",
+        "quantize.json",
+        "teacher_state.pt",
+        "distill_state.pt",
+        "prune_state.pt",
+    ):
         assert (quick_run / name).is_file(), name
     for stage in ("teacher", "distill", "prune", "quantize", "export"):
         assert "seconds" in json.loads((quick_run / f"{stage}.done.json").read_text())
@@ -56,19 +83,44 @@ def test_all_stages_write_their_outputs(quick_run):
 
 
 def test_resume_skips_finished_stages(quick_run, data_dir):
-    proc = train("--quick", "--data", str(data_dir), "--runs", str(quick_run.parent),
-                 "--name", "t", "--device", "cpu")
+    proc = train(
+        "--quick", "--data", str(data_dir), "--runs", str(quick_run.parent), "--name", "t", "--device", "cpu"
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.count("skipping") == 5
 
 
 def test_student_without_kd_needs_no_teacher(data_dir, tmp_path):
-    proc = train("--quick", "--data", str(data_dir), "--runs", str(tmp_path), "--name", "c",
-                 "--stages", "distill", "--alpha", "0", "--device", "cpu")
+    proc = train(
+        "--quick",
+        "--data",
+        str(data_dir),
+        "--runs",
+        str(tmp_path),
+        "--name",
+        "c",
+        "--stages",
+        "distill",
+        "--alpha",
+        "0",
+        "--device",
+        "cpu",
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads((tmp_path / "c" / "distill.done.json").read_text())["alpha"] == 0
-    proc = train("--quick", "--data", str(data_dir), "--runs", str(tmp_path), "--name", "d",
-                 "--stages", "distill", "--device", "cpu")
+    proc = train(
+        "--quick",
+        "--data",
+        str(data_dir),
+        "--runs",
+        str(tmp_path),
+        "--name",
+        "d",
+        "--stages",
+        "distill",
+        "--device",
+        "cpu",
+    )
     assert proc.returncode == 1 and "no teacher for distillation" in proc.stderr
 
 
@@ -82,15 +134,38 @@ def test_a_stage_killed_mid_way_resumes_to_the_same_weights(data_dir, tmp_path):
     import signal
     import time
 
-    args = ["--quick", "--data", str(data_dir), "--stages", "teacher", "--device", "cpu",
-            "--threads", "1", "--teacher-epochs", "3", "--subset", "0.03"]
+    args = [
+        "--quick",
+        "--data",
+        str(data_dir),
+        "--stages",
+        "teacher",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--teacher-epochs",
+        "3",
+        "--subset",
+        "0.03",
+    ]
     straight = train(*args, "--runs", str(tmp_path), "--name", "straight")
     assert straight.returncode == 0, straight.stderr[-2000:]
 
     state = tmp_path / "killed" / "teacher_state.pt"
-    proc = subprocess.Popen([sys.executable, str(ROOT / "tools" / "train_mobilenet.py"), *args,
-                             "--runs", str(tmp_path), "--name", "killed"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "tools" / "train_mobilenet.py"),
+            *args,
+            "--runs",
+            str(tmp_path),
+            "--name",
+            "killed",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 300
     while not state.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -115,21 +190,33 @@ def test_pte_matches_float_and_evaluate_matches_its_matrix(quick_run, public_fac
 
     pte = PteClassifier(quick_run / "edge_fer_student.pte")
     flt = TorchClassifier(quick_run / "pruned.pt")
-    agree = (pte.classify_batch(public_faces.images).argmax(1)
-             == flt.classify_batch(public_faces.images).argmax(1)).mean()
+    agree = (
+        pte.classify_batch(public_faces.images).argmax(1) == flt.classify_batch(public_faces.images).argmax(1)
+    ).mean()
     assert agree >= 0.9
     folder = tmp_path / "faces"
     import cv2
 
-    for i, (img, label) in enumerate(zip(public_faces.images[:70], public_faces.labels[:70],
-                                         strict=True)):
+    for i, (img, label) in enumerate(zip(public_faces.images[:70], public_faces.labels[:70], strict=True)):
         d = folder / ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"][label]
         d.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(d / f"PublicTest_{i}.png"), img)
-    proc = subprocess.run([sys.executable, str(ROOT / "tools/evaluate.py"), "--data", str(folder),
-                           "--model", str(quick_run / "edge_fer_student.pte"), "--json",
-                           "--plot", str(tmp_path / "cm.png")],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "tools/evaluate.py"),
+            "--data",
+            str(folder),
+            "--model",
+            str(quick_run / "edge_fer_student.pte"),
+            "--json",
+            "--plot",
+            str(tmp_path / "cm.png"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout.splitlines()[-1])
     cm = np.array(report["confusion_matrix"])
@@ -152,8 +239,9 @@ def test_pte_matches_float_and_evaluate_matches_its_matrix(quick_run, public_fac
 def test_training_cli_rejects_bad_input(tmp_path):
     proc = train("--stages", "teach")
     assert proc.returncode == 2 and "unknown stage" in proc.stderr
-    proc = train("--data", str(tmp_path / "missing"), "--runs", str(tmp_path),
-                 "--stages", "teacher", "--device", "cpu")
+    proc = train(
+        "--data", str(tmp_path / "missing"), "--runs", str(tmp_path), "--stages", "teacher", "--device", "cpu"
+    )
     assert proc.returncode == 2 and "missing" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1  # one clear line, no traceback
     proc = train("--keep-ratio", "1.5")

@@ -26,8 +26,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, required=True, help="folder of class subfolders")
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help=".pte program or .pt student")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--plot", type=Path, default=None,
-                   help="confusion-matrix PNG (default: confusion_<model>.png in the cwd)")
+    p.add_argument(
+        "--plot",
+        type=Path,
+        default=None,
+        help="confusion-matrix PNG (default: confusion_<model>.png in the cwd)",
+    )
     p.add_argument("--json", action="store_true", help="last stdout line: one JSON object")
     args = p.parse_args(argv)
     try:
@@ -43,8 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     summary["model_bytes"] = args.model.stat().st_size
     summary["data"] = str(args.data)
     plot = args.plot or Path(f"confusion_{args.model.stem}.png")
-    plot_confusion(confusion_matrix(data.labels, preds), str(plot),
-                   f"{args.model.name} ({summary['accuracy'] * 100:.1f}%, n={summary['n']})")
+    plot_confusion(
+        confusion_matrix(data.labels, preds),
+        str(plot),
+        f"{args.model.name} ({summary['accuracy'] * 100:.1f}%, n={summary['n']})",
+    )
     print(f"model {args.model} ({summary['model_bytes']} bytes) on {args.data}")
     print(format_report(summary))
     print(f"confusion matrix plot: {plot}")

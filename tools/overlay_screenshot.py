@@ -35,8 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: FER2013 not found at {args.data}; pass --data", file=sys.stderr)
         return 2
     if args.frames < 10:
-        print("error: --frames must be at least 10 (smoothing and fps need a few)",
-              file=sys.stderr)
+        print("error: --frames must be at least 10 (smoothing and fps need a few)", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory() as tmp:
         tmp_dir = Path(tmp)
@@ -44,16 +43,37 @@ def main(argv: list[str] | None = None) -> int:
         events = tmp_dir / "events.jsonl"
         build_demo_video(args.data, video, frames=args.frames, faces=2, hold=45, seed=11)
         config = tmp_dir / "config.yaml"
-        config.write_text(yaml.safe_dump({
-            "source": f"file:{video}", "loop_video": False, "record": str(recording),
-            "display": {"mode": "none", "top3": True}, "stats": {"path": None}}))
-        done = subprocess.run([sys.executable, "-m", "edge_fer.cli", "--config", str(config),
-                               "--max-frames", str(args.frames), "--events-jsonl", str(events),
-                               "--log-level", "WARNING"], cwd=PROJECT_ROOT, capture_output=True,
-                              text=True)
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "source": f"file:{video}",
+                    "loop_video": False,
+                    "record": str(recording),
+                    "display": {"mode": "none", "top3": True},
+                    "stats": {"path": None},
+                }
+            )
+        )
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "edge_fer.cli",
+                "--config",
+                str(config),
+                "--max-frames",
+                str(args.frames),
+                "--events-jsonl",
+                str(events),
+                "--log-level",
+                "WARNING",
+            ],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+        )
         if done.returncode != 0:
-            print(f"error: the daemon failed: {done.stderr.strip().splitlines()[-1]}",
-                  file=sys.stderr)
+            print(f"error: the daemon failed: {done.stderr.strip().splitlines()[-1]}", file=sys.stderr)
             return 1
         lines = [json.loads(line) for line in events.read_text().splitlines()]
         with_faces = [e for e in lines if e["faces"]]

@@ -33,9 +33,13 @@ def _widths(text: str) -> tuple[int, ...]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA,
-                   help="FER2013 folder (train/, test/) or fer2013.csv (default: $EDGE_FER_DATA "
-                        "or ../shared/datasets/fer2013)")
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=DEFAULT_DATA,
+        help="FER2013 folder (train/, test/) or fer2013.csv (default: $EDGE_FER_DATA "
+        "or ../shared/datasets/fer2013)",
+    )
     p.add_argument("--runs", type=Path, default=PROJECT_ROOT / "runs", help="where run folders go")
     p.add_argument("--name", default=None, help="run folder name (default: main, or quick)")
     p.add_argument("--stages", default=None, help=f"comma list of {','.join(STAGES)} (or all)")
@@ -46,28 +50,43 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--input-size", type=int, default=48)
     p.add_argument("--subset", type=float, default=1.0, help="fraction of train to use")
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--teacher-widths", type=_widths, default=(32, 64, 128, 256),
-                   help="FaceVGG stage widths")
+    p.add_argument("--teacher-widths", type=_widths, default=(32, 64, 128, 256), help="FaceVGG stage widths")
     p.add_argument("--teacher-epochs", type=int, default=24)
     p.add_argument("--teacher-lr", type=float, default=0.1)
     p.add_argument("--width", type=float, default=1.0, help="student width multiplier")
     p.add_argument("--last-channels", type=int, default=512)
     p.add_argument("--distill-epochs", type=int, default=25)
     p.add_argument("--student-lr", type=float, default=0.1)
-    p.add_argument("--alpha", type=float, default=0.5,
-                   help="KD weight a in (1-a)*CE + a*T^2*KL; 0 trains the student without KD")
+    p.add_argument(
+        "--alpha",
+        type=float,
+        default=0.5,
+        help="KD weight a in (1-a)*CE + a*T^2*KL; 0 trains the student without KD",
+    )
     p.add_argument("--temperature", type=float, default=4.0)
     p.add_argument("--keep-ratio", type=float, default=0.75, help="hidden channels kept by prune")
     p.add_argument("--finetune-epochs", type=int, default=6)
     p.add_argument("--calibration", type=int, default=1024, help="faces for int8 calibration")
-    p.add_argument("--ship", type=Path, default=None,
-                   help="also copy the exported model and metadata into this folder (models/)")
+    p.add_argument(
+        "--ship",
+        type=Path,
+        default=None,
+        help="also copy the exported model and metadata into this folder (models/)",
+    )
     args = p.parse_args(argv)
     if args.quick:  # small everything, except what was asked for explicitly
         given = {a.split("=")[0] for a in (argv if argv is not None else sys.argv[1:])}
-        quick = {"subset": min(args.subset, 0.05), "teacher_epochs": 1, "distill_epochs": 1,
-                 "finetune_epochs": 1, "teacher_widths": (16, 16, 32, 32), "width": 0.35,
-                 "last_channels": 64, "calibration": 64, "batch_size": 64}
+        quick = {
+            "subset": min(args.subset, 0.05),
+            "teacher_epochs": 1,
+            "distill_epochs": 1,
+            "finetune_epochs": 1,
+            "teacher_widths": (16, 16, 32, 32),
+            "width": 0.35,
+            "last_channels": 64,
+            "calibration": 64,
+            "batch_size": 64,
+        }
         for name, value in quick.items():
             if "--" + name.replace("_", "-") not in given:
                 setattr(args, name, value)
@@ -102,8 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     from edge_fer.training.stages import TrainSettings, run_stages
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
-        print("error: --device cuda asked for, but torch sees no CUDA GPU; use --device cpu",
-              file=sys.stderr)
+        print("error: --device cuda asked for, but torch sees no CUDA GPU; use --device cpu", file=sys.stderr)
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -115,8 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: run the same command again to resume from the last epoch",
-              file=sys.stderr)
+        print("interrupted: run the same command again to resume from the last epoch", file=sys.stderr)
         return 130
     return 0
 

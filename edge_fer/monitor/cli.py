@@ -30,23 +30,41 @@ from edge_fer.paths import DEFAULT_STATS
 from edge_fer.service import setup_logging
 
 log = logging.getLogger("edge_fer.monitor")
-FIGURES = ("power_w", "core_power_w", "cpu_percent", "mem_available_mb", "temp_c", "cpu_mhz",
-           "daemon_cpu_percent", "daemon_threads", "daemon_rss_mb", "daemon_pss_mb", "daemon_fps",
-           "daemon_total_p50_ms", "daemon_total_p95_ms", "daemon_detect_p50_ms",
-           "daemon_classify_p50_ms")
+FIGURES = (
+    "power_w",
+    "core_power_w",
+    "cpu_percent",
+    "mem_available_mb",
+    "temp_c",
+    "cpu_mhz",
+    "daemon_cpu_percent",
+    "daemon_threads",
+    "daemon_rss_mb",
+    "daemon_pss_mb",
+    "daemon_fps",
+    "daemon_total_p50_ms",
+    "daemon_total_p95_ms",
+    "daemon_detect_p50_ms",
+    "daemon_classify_p50_ms",
+)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="edge-fer-monitor", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="edge-fer-monitor", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--seconds", type=float, help="sample for this long, then print a summary")
     p.add_argument("--interval", type=float, default=0.5, help="seconds between samples")
     p.add_argument("--json", action="store_true", help="last stdout line: one JSON object")
     p.add_argument("--csv", type=Path, help="also write every sample to this CSV file")
     p.add_argument("--pid", type=int, help="watch this process instead of the stats file's pid")
     p.add_argument("--stats", type=Path, default=DEFAULT_STATS, help="the daemon's stats file")
-    p.add_argument("--metrics-port", type=int, metavar="PORT",
-                   help="serve the figures as Prometheus /metrics on this port")
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve the figures as Prometheus /metrics on this port",
+    )
     p.add_argument("--metrics-bind", default="127.0.0.1", help="address for --metrics-port")
     args = p.parse_args(argv)
     if not (math.isfinite(args.interval) and 0.01 <= args.interval <= 3600):
@@ -76,9 +94,12 @@ class Sampler:
 
     def sample(self) -> dict:
         per_core = psutil.cpu_percent(None, percpu=True)
-        row: dict = {"time": time.time(), "cpu_percent": float(np.mean(per_core)),
-                     "cpu_per_core": per_core,
-                     "mem_available_mb": psutil.virtual_memory().available / 2**20}
+        row: dict = {
+            "time": time.time(),
+            "cpu_percent": float(np.mean(per_core)),
+            "cpu_per_core": per_core,
+            "mem_available_mb": psutil.virtual_memory().available / 2**20,
+        }
         power = self.power.read() if self.power is not None else None
         row["power_w"], row["core_power_w"] = power if power else (None, None)
         thermals = read_thermals()
@@ -88,16 +109,23 @@ class Sampler:
         d = self.daemon.sample()
         self.daemon_note = d.reason
         lat = d.latency_ms or {}
-        row.update({
-            "daemon_running": d.running, "daemon_pid": d.pid,
-            "daemon_cpu_percent": d.cpu_percent, "daemon_threads": d.threads,
-            "daemon_rss_mb": d.rss_mb, "daemon_pss_mb": d.pss_mb, "daemon_fps": d.fps,
-            "daemon_faces": d.faces, "daemon_dropped_frames": d.dropped_frames,
-            "daemon_total_p50_ms": lat.get("total", {}).get("p50"),
-            "daemon_total_p95_ms": lat.get("total", {}).get("p95"),
-            "daemon_detect_p50_ms": lat.get("detect", {}).get("p50"),
-            "daemon_classify_p50_ms": lat.get("classify", {}).get("p50"),
-        })
+        row.update(
+            {
+                "daemon_running": d.running,
+                "daemon_pid": d.pid,
+                "daemon_cpu_percent": d.cpu_percent,
+                "daemon_threads": d.threads,
+                "daemon_rss_mb": d.rss_mb,
+                "daemon_pss_mb": d.pss_mb,
+                "daemon_fps": d.fps,
+                "daemon_faces": d.faces,
+                "daemon_dropped_frames": d.dropped_frames,
+                "daemon_total_p50_ms": lat.get("total", {}).get("p50"),
+                "daemon_total_p95_ms": lat.get("total", {}).get("p95"),
+                "daemon_detect_p50_ms": lat.get("detect", {}).get("p50"),
+                "daemon_classify_p50_ms": lat.get("classify", {}).get("p50"),
+            }
+        )
         return row
 
 
@@ -106,9 +134,16 @@ def summarize(rows: list[dict], duration_s: float, power_note: str, daemon_note:
     figures = {}
     for name in FIGURES:
         values = np.array([r[name] for r in rows if r.get(name) is not None], dtype=float)
-        figures[name] = None if values.size == 0 else {
-            "min": float(values.min()), "mean": float(values.mean()),
-            "p95": float(np.percentile(values, 95)), "max": float(values.max())}
+        figures[name] = (
+            None
+            if values.size == 0
+            else {
+                "min": float(values.min()),
+                "mean": float(values.mean()),
+                "p95": float(np.percentile(values, 95)),
+                "max": float(values.max()),
+            }
+        )
     energy = None
     times = [r["time"] for r in rows if r["power_w"] is not None]
     watts = [r["power_w"] for r in rows if r["power_w"] is not None]
@@ -116,10 +151,17 @@ def summarize(rows: list[dict], duration_s: float, power_note: str, daemon_note:
         energy = float(np.trapezoid(watts, times))
     flags = sorted({f for r in rows for f in r["throttle_flags"]})
     per_core = np.array([r["cpu_per_core"] for r in rows]) if rows else np.zeros((0, 0))
-    return {"samples": len(rows), "seconds": duration_s, "figures": figures,
-            "energy_j": energy, "power_source": power_note, "throttle_flags_seen": flags,
-            "cpu_per_core_mean": per_core.mean(axis=0).round(1).tolist() if len(rows) else [],
-            "daemon": daemon_note, "daemon_seen": any(r["daemon_running"] for r in rows)}
+    return {
+        "samples": len(rows),
+        "seconds": duration_s,
+        "figures": figures,
+        "energy_j": energy,
+        "power_source": power_note,
+        "throttle_flags_seen": flags,
+        "cpu_per_core_mean": per_core.mean(axis=0).round(1).tolist() if len(rows) else [],
+        "daemon": daemon_note,
+        "daemon_seen": any(r["daemon_running"] for r in rows),
+    }
 
 
 def format_table(summary: dict) -> str:
@@ -128,15 +170,17 @@ def format_table(summary: dict) -> str:
         if stats is None:
             lines.append(f"{name:<24}{'n/a':>10}{'n/a':>10}{'n/a':>10}{'n/a':>10}")
         else:
-            lines.append(f"{name:<24}" + "".join(f"{stats[k]:>10.2f}"
-                                                 for k in ("min", "mean", "p95", "max")))
+            lines.append(f"{name:<24}" + "".join(f"{stats[k]:>10.2f}" for k in ("min", "mean", "p95", "max")))
     energy = summary["energy_j"]
-    lines += ["", f"samples {summary['samples']} over {summary['seconds']:.1f} s; "
-              f"energy {'n/a' if energy is None else f'{energy:.2f} J'}",
-              f"{summary['power_source']}",
-              f"per-core CPU % (mean): {summary['cpu_per_core_mean']}",
-              f"throttling flags seen: {', '.join(summary['throttle_flags_seen']) or 'none'}",
-              f"daemon: {summary['daemon']}"]
+    lines += [
+        "",
+        f"samples {summary['samples']} over {summary['seconds']:.1f} s; "
+        f"energy {'n/a' if energy is None else f'{energy:.2f} J'}",
+        f"{summary['power_source']}",
+        f"per-core CPU % (mean): {summary['cpu_per_core_mean']}",
+        f"throttling flags seen: {', '.join(summary['throttle_flags_seen']) or 'none'}",
+        f"daemon: {summary['daemon']}",
+    ]
     return "\n".join(lines)
 
 
@@ -144,12 +188,17 @@ def _log_line(row: dict) -> str:
     def f(v: float | None, unit: str, fmt: str = ".1f") -> str:
         return "n/a" if v is None else f"{v:{fmt}}{unit}"
 
-    daemon = (f"fps {f(row['daemon_fps'], '')} p50 {f(row['daemon_total_p50_ms'], 'ms')} "
-              f"rss {f(row['daemon_rss_mb'], 'MB', '.0f')}" if row["daemon_running"]
-              else "daemon n/a")
-    return (f"power {f(row['power_w'], 'W', '.2f')} cpu {f(row['cpu_percent'], '%')} "
-            f"temp {f(row['temp_c'], 'C')} clock {f(row['cpu_mhz'], 'MHz', '.0f')} "
-            f"throttled {row['throttled'] or 'n/a'} | {daemon}")
+    daemon = (
+        f"fps {f(row['daemon_fps'], '')} p50 {f(row['daemon_total_p50_ms'], 'ms')} "
+        f"rss {f(row['daemon_rss_mb'], 'MB', '.0f')}"
+        if row["daemon_running"]
+        else "daemon n/a"
+    )
+    return (
+        f"power {f(row['power_w'], 'W', '.2f')} cpu {f(row['cpu_percent'], '%')} "
+        f"temp {f(row['temp_c'], 'C')} clock {f(row['cpu_mhz'], 'MHz', '.0f')} "
+        f"throttled {row['throttled'] or 'n/a'} | {daemon}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -167,8 +216,11 @@ def main(argv: list[str] | None = None) -> int:
         try:
             csv_file = args.csv.open("w", newline="")
         except OSError as exc:
-            print(f"edge-fer-monitor: error: --csv: cannot write {args.csv} ({exc.strerror}); "
-                  "choose a writable path", file=sys.stderr)
+            print(
+                f"edge-fer-monitor: error: --csv: cannot write {args.csv} ({exc.strerror}); "
+                "choose a writable path",
+                file=sys.stderr,
+            )
             return 2
         writer = csv.writer(csv_file)
         writer.writerow(["time", *FIGURES, "throttled"])
@@ -195,8 +247,7 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     writer.writerow([row["time"], *(row[k] for k in FIGURES), row["throttled"]])
                 except OSError as exc:
-                    log.error("--csv: writing %s failed (%s); CSV logging stopped", args.csv,
-                              exc.strerror)
+                    log.error("--csv: writing %s failed (%s); CSV logging stopped", args.csv, exc.strerror)
                     writer = None
             if args.seconds is None:
                 log.info(_log_line(row))

@@ -84,10 +84,15 @@ class DaemonWatcher:
         if stats is not None:
             sample.fps = _number(stats.get("fps"))
             latency = stats.get("latency_ms")
-            sample.latency_ms = {
-                stage: {k: _number(v) for k, v in values.items()}
-                for stage, values in latency.items() if isinstance(values, dict)
-            } if isinstance(latency, dict) else None
+            sample.latency_ms = (
+                {
+                    stage: {k: _number(v) for k, v in values.items()}
+                    for stage, values in latency.items()
+                    if isinstance(values, dict)
+                }
+                if isinstance(latency, dict)
+                else None
+            )
             faces, dropped = _number(stats.get("faces")), _number(stats.get("dropped_frames"))
             sample.faces = None if faces is None else int(faces)
             sample.dropped_frames = None if dropped is None else int(dropped)

@@ -21,8 +21,7 @@ GAUGES: tuple[tuple[str, str, str, float], ...] = (
     ("edge_fer_memory_available_bytes", "Memory available", "mem_available_mb", 2**20),
     ("edge_fer_soc_temperature_celsius", "SoC temperature", "temp_c", 1),
     ("edge_fer_cpu_frequency_hertz", "ARM clock", "cpu_mhz", 1e6),
-    ("edge_fer_daemon_cpu_percent", "The daemon's CPU use, percent of one core",
-     "daemon_cpu_percent", 1),
+    ("edge_fer_daemon_cpu_percent", "The daemon's CPU use, percent of one core", "daemon_cpu_percent", 1),
     ("edge_fer_daemon_resident_bytes", "The daemon's RSS", "daemon_rss_mb", 2**20),
     ("edge_fer_daemon_threads", "The daemon's threads", "daemon_threads", 1),
 )
@@ -49,15 +48,19 @@ class MonitorCollector:
         for name, help_text, key, scale in GAUGES:
             if row.get(key) is not None:
                 yield GaugeMetricFamily(name, help_text, value=float(row[key]) * scale)
-        flags = GaugeMetricFamily("edge_fer_throttle_flag", "vcgencmd get_throttled bits (1: set)",
-                                  labels=["flag"])
+        flags = GaugeMetricFamily(
+            "edge_fer_throttle_flag", "vcgencmd get_throttled bits (1: set)", labels=["flag"]
+        )
         seen = set(row.get("throttle_flags") or [])
         if row.get("throttled") is not None:
             for name in THROTTLE_BITS.values():
                 flags.add_metric([name], 1.0 if name in seen else 0.0)
             yield flags
-        yield GaugeMetricFamily("edge_fer_daemon_up", "1 when the daemon is running",
-                                value=1.0 if row.get("daemon_running") else 0.0)
+        yield GaugeMetricFamily(
+            "edge_fer_daemon_up",
+            "1 when the daemon is running",
+            value=1.0 if row.get("daemon_running") else 0.0,
+        )
 
 
 class MonitorExporter:

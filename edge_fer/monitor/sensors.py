@@ -14,13 +14,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 VCGENCMD_TIMEOUT_S = 2.0
-_PMIC_LINE = re.compile(r"^\s*(?P<rail>\S+)_(?P<kind>[AV])\s+(?:current|volt)\(\d+\)="
-                        r"(?P<value>[-+]?\d*\.?\d+)[AV]\s*$")
+_PMIC_LINE = re.compile(
+    r"^\s*(?P<rail>\S+)_(?P<kind>[AV])\s+(?:current|volt)\(\d+\)="
+    r"(?P<value>[-+]?\d*\.?\d+)[AV]\s*$"
+)
 # vcgencmd get_throttled bits (Raspberry Pi documentation, "get_throttled").
 THROTTLE_BITS = {
-    0: "under-voltage", 1: "arm-frequency-capped", 2: "throttled", 3: "soft-temp-limit",
-    16: "under-voltage-occurred", 17: "arm-frequency-capping-occurred",
-    18: "throttling-occurred", 19: "soft-temp-limit-occurred",
+    0: "under-voltage",
+    1: "arm-frequency-capped",
+    2: "throttled",
+    3: "soft-temp-limit",
+    16: "under-voltage-occurred",
+    17: "arm-frequency-capping-occurred",
+    18: "throttling-occurred",
+    19: "soft-temp-limit-occurred",
 }
 
 
@@ -30,8 +37,7 @@ def vcgencmd(*args: str) -> str | None:
     if exe is None:
         return None
     try:
-        proc = subprocess.run([exe, *args], capture_output=True, text=True,
-                              timeout=VCGENCMD_TIMEOUT_S)
+        proc = subprocess.run([exe, *args], capture_output=True, text=True, timeout=VCGENCMD_TIMEOUT_S)
     except (OSError, subprocess.TimeoutExpired):
         return None
     if proc.returncode != 0 or proc.stdout.startswith("error="):
@@ -113,8 +119,9 @@ class HwmonPower:
     name = "hwmon"
 
     def __init__(self, root: Path = Path("/sys/class/hwmon")) -> None:
-        self.files = sorted(p for pattern in ("power*_input", "power*_average")
-                            for p in Path(root).glob(f"*/{pattern}"))
+        self.files = sorted(
+            p for pattern in ("power*_input", "power*_average") for p in Path(root).glob(f"*/{pattern}")
+        )
         # Prefer the average where a chip offers both, one file per sensor.
         chosen: dict[tuple[Path, str], Path] = {}
         for p in self.files:
@@ -136,11 +143,11 @@ class RaplPower:
 
     name = "rapl"
 
-    def __init__(self, root: Path = Path("/sys/class/powercap"),
-                 clock: callable = time.monotonic) -> None:
+    def __init__(self, root: Path = Path("/sys/class/powercap"), clock: callable = time.monotonic) -> None:
         # Top-level zones (intel-rapl:0, intel-rapl:1) are packages; sub-zones are parts of them.
-        self.zones = sorted(p for p in Path(root).glob("*rapl:*")
-                            if p.name.count(":") == 1 and (p / "energy_uj").exists())
+        self.zones = sorted(
+            p for p in Path(root).glob("*rapl:*") if p.name.count(":") == 1 and (p / "energy_uj").exists()
+        )
         self.clock = clock
         self._last: tuple[float, list[float]] | None = None
 
@@ -164,15 +171,17 @@ class RaplPower:
         return total / 1e6 / (now - last[0]), None
 
 
-def choose_power_source(hwmon_root: Path = Path("/sys/class/hwmon"),
-                        powercap_root: Path = Path("/sys/class/powercap")
-                        ) -> tuple[object | None, str]:
+def choose_power_source(
+    hwmon_root: Path = Path("/sys/class/hwmon"), powercap_root: Path = Path("/sys/class/powercap")
+) -> tuple[object | None, str]:
     """The first power source that works here, and a line saying which (or why none)."""
     for source in (PmicPower(), HwmonPower(hwmon_root), RaplPower(powercap_root)):
         if source.available():
             return source, f"power from {source.name}"
-    return None, ("power n/a: no vcgencmd pmic_read_adc (not a Pi 5), no hwmon power sensor "
-                  f"under {hwmon_root}, no readable RAPL counters under {powercap_root}")
+    return None, (
+        "power n/a: no vcgencmd pmic_read_adc (not a Pi 5), no hwmon power sensor "
+        f"under {hwmon_root}, no readable RAPL counters under {powercap_root}"
+    )
 
 
 @dataclass
@@ -183,14 +192,19 @@ class Thermals:
     notes: list[str] = field(default_factory=list)
 
 
-def read_thermals(thermal_root: Path = Path("/sys/class/thermal"),
-                  cpufreq: Path = Path("/sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq")
-                  ) -> Thermals:
+def read_thermals(
+    thermal_root: Path = Path("/sys/class/thermal"),
+    cpufreq: Path = Path("/sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq"),
+) -> Thermals:
     """SoC temperature (sysfs, else vcgencmd), throttling flags and the CPU clock."""
     temp = None
     zones = sorted(Path(thermal_root).glob("thermal_zone*"))
-    preferred = [z for z in zones if (z / "type").exists()
-                 and (z / "type").read_text().strip() in ("cpu-thermal", "x86_pkg_temp", "soc")]
+    preferred = [
+        z
+        for z in zones
+        if (z / "type").exists()
+        and (z / "type").read_text().strip() in ("cpu-thermal", "x86_pkg_temp", "soc")
+    ]
     for zone in preferred + zones:
         milli = _read_number(zone / "temp")
         if milli is not None:

@@ -8,5 +8,4 @@ of start-up for `import torch`; the daemon needs neither to run a `.pte`.
 from edge_fer.native.build import NativeBuildError, build_library, ensure_library, library_path
 from edge_fer.native.runner import EtRunner, RunnerError
 
-__all__ = ["EtRunner", "NativeBuildError", "RunnerError", "build_library", "ensure_library",
-           "library_path"]
+__all__ = ["EtRunner", "NativeBuildError", "RunnerError", "build_library", "ensure_library", "library_path"]

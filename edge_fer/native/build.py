@@ -25,8 +25,12 @@ DEFAULT_BUILD_DIR = Path(__file__).with_name("_build")
 # The runtime, the CPU kernels for any op left outside the delegate, the XNNPACK delegate and
 # its thread pool. Kernels and delegate register themselves from static initializers, so they
 # are linked with --no-as-needed.
-LINKED_LIBRARIES = ("executorch", "executorch_kernels_optimized", "executorch_backend_xnnpack",
-                    "executorch_threadpool")
+LINKED_LIBRARIES = (
+    "executorch",
+    "executorch_kernels_optimized",
+    "executorch_backend_xnnpack",
+    "executorch_threadpool",
+)
 COMPILE_TIMEOUT_S = 600
 
 
@@ -42,8 +46,10 @@ def executorch_root() -> Path:
     root = Path(next(iter(spec.submodule_search_locations)))
     for needed in ("include/executorch/extension/module/module.h", "lib/libexecutorch.so"):
         if not (root / needed).is_file():
-            raise NativeBuildError(f"the executorch wheel at {root} has no {needed}; install the "
-                                   "pinned executorch==1.5.1, which ships its C++ runtime")
+            raise NativeBuildError(
+                f"the executorch wheel at {root} has no {needed}; install the "
+                "pinned executorch==1.5.1, which ships its C++ runtime"
+            )
     return root
 
 
@@ -59,8 +65,10 @@ def library_path(build_dir: Path | None = None) -> Path:
 def find_compiler() -> str:
     compiler = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
     if not compiler or not shutil.which(compiler):
-        raise NativeBuildError("no C++ compiler found to build the ExecuTorch runner; install "
-                               "one (sudo apt install g++) or set CXX")
+        raise NativeBuildError(
+            "no C++ compiler found to build the ExecuTorch runner; install "
+            "one (sudo apt install g++) or set CXX"
+        )
     return compiler
 
 
@@ -68,13 +76,25 @@ def compile_command(compiler: str, root: Path, output: Path) -> list[str]:
     lib = root / "lib"
     include = root / "include"
     return [
-        compiler, "-std=c++17", "-O2", "-shared", "-fPIC", "-Wno-deprecated-declarations",
+        compiler,
+        "-std=c++17",
+        "-O2",
+        "-shared",
+        "-fPIC",
+        "-Wno-deprecated-declarations",
         # What the wheel's executorch-config.cmake asks consumers to compile with.
-        "-DC10_USING_CUSTOM_GENERATED_MACROS", "-DET_EVENT_TRACER_ENABLED",
-        f"-I{include}", f"-I{include / 'executorch/runtime/core/portable_type/c10'}",
-        str(SOURCE), f"-L{lib}", "-Wl,--no-as-needed",
+        "-DC10_USING_CUSTOM_GENERATED_MACROS",
+        "-DET_EVENT_TRACER_ENABLED",
+        f"-I{include}",
+        f"-I{include / 'executorch/runtime/core/portable_type/c10'}",
+        str(SOURCE),
+        f"-L{lib}",
+        "-Wl,--no-as-needed",
         *(f"-l{name}" for name in LINKED_LIBRARIES),
-        "-Wl,--as-needed", f"-Wl,-rpath,{lib}", "-o", str(output),
+        "-Wl,--as-needed",
+        f"-Wl,-rpath,{lib}",
+        "-o",
+        str(output),
     ]
 
 
@@ -87,8 +107,10 @@ def build_library(build_dir: Path | None = None) -> Path:
         if not os.access(target.parent, os.W_OK):
             raise PermissionError(13, "Permission denied (read-only or not ours)")
     except OSError as exc:
-        raise NativeBuildError(f"cannot create {target.parent} ({exc.strerror}); run the build "
-                               "as the user who installed edge-fer") from None
+        raise NativeBuildError(
+            f"cannot create {target.parent} ({exc.strerror}); run the build "
+            "as the user who installed edge-fer"
+        ) from None
     partial = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     log_path = target.parent / "build.log"
     command = compile_command(compiler, executorch_root(), partial)
@@ -123,8 +145,7 @@ def ensure_library(build_dir: Path | None = None, build: bool = True) -> Path:
     if target.is_file():
         return target
     if not build:
-        raise NativeBuildError(f"the ExecuTorch runner is not built ({target}); run "
-                               "edge-fer-build-runtime")
+        raise NativeBuildError(f"the ExecuTorch runner is not built ({target}); run edge-fer-build-runtime")
     log.info("building the torch-free ExecuTorch runner (once, a few seconds)")
     return build_library(build_dir)
 
@@ -132,10 +153,15 @@ def ensure_library(build_dir: Path | None = None, build: bool = True) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="edge-fer-build-runtime",
-        description="Build the torch-free ExecuTorch runner the daemon uses to run the .pte.")
+        description="Build the torch-free ExecuTorch runner the daemon uses to run the .pte.",
+    )
     parser.add_argument("--force", action="store_true", help="rebuild even if it is up to date")
-    parser.add_argument("--build-dir", type=Path, default=None,
-                        help=f"where to put the library (default: {DEFAULT_BUILD_DIR})")
+    parser.add_argument(
+        "--build-dir",
+        type=Path,
+        default=None,
+        help=f"where to put the library (default: {DEFAULT_BUILD_DIR})",
+    )
     args = parser.parse_args(argv)
     try:
         path = build_library(args.build_dir) if args.force else ensure_library(args.build_dir)

@@ -23,8 +23,15 @@ def _declare(lib: ctypes.CDLL) -> None:
         getattr(lib, name).restype = ctypes.c_int
         getattr(lib, name).argtypes = [handle, sizes, ctypes.c_int]
     lib.etr_run.restype = ctypes.c_int64
-    lib.etr_run.argtypes = [handle, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p,
-                            ctypes.c_int64, ctypes.c_char_p, ctypes.c_size_t]
+    lib.etr_run.argtypes = [
+        handle,
+        ctypes.c_void_p,
+        ctypes.c_int64,
+        ctypes.c_void_p,
+        ctypes.c_int64,
+        ctypes.c_char_p,
+        ctypes.c_size_t,
+    ]
     lib.etr_close.restype = None
     lib.etr_close.argtypes = [handle]
 
@@ -40,12 +47,13 @@ class EtRunner:
         try:
             self._lib = ctypes.CDLL(str(library))
         except OSError as exc:
-            raise RunnerError(f"cannot load the ExecuTorch runner {library}: {exc}; rebuild it "
-                              "with edge-fer-build-runtime --force") from None
+            raise RunnerError(
+                f"cannot load the ExecuTorch runner {library}: {exc}; rebuild it "
+                "with edge-fer-build-runtime --force"
+            ) from None
         _declare(self._lib)
         self._error = ctypes.create_string_buffer(_ERROR_BYTES)
-        self._handle = self._lib.etr_open(str(program).encode(), int(threads), self._error,
-                                          _ERROR_BYTES)
+        self._handle = self._lib.etr_open(str(program).encode(), int(threads), self._error, _ERROR_BYTES)
         if not self._handle:
             raise RunnerError(f"ExecuTorch could not load {program}: {self._message()}")
         self.input_sizes = self._sizes(self._lib.etr_input_sizes)
@@ -65,16 +73,20 @@ class EtRunner:
             raise RunnerError("the program was closed")
         x = np.ascontiguousarray(x, dtype=np.float32)
         if x.shape[1:] != self.input_sizes[1:]:
-            raise RunnerError(f"input shape {x.shape} does not match the program's "
-                              f"(N, {', '.join(map(str, self.input_sizes[1:]))})")
+            raise RunnerError(
+                f"input shape {x.shape} does not match the program's "
+                f"(N, {', '.join(map(str, self.input_sizes[1:]))})"
+            )
         out = np.empty((len(x), *self.output_sizes[1:]), np.float32)
-        count = self._lib.etr_run(self._handle, x.ctypes.data, len(x), out.ctypes.data, out.size,
-                                  self._error, _ERROR_BYTES)
+        count = self._lib.etr_run(
+            self._handle, x.ctypes.data, len(x), out.ctypes.data, out.size, self._error, _ERROR_BYTES
+        )
         if count < 0:
             raise RunnerError(self._message())
         if count != out.size:
-            raise RunnerError(f"the program returned {count} values for a batch of {len(x)}, "
-                              f"expected {out.size}")
+            raise RunnerError(
+                f"the program returned {count} values for a batch of {len(x)}, expected {out.size}"
+            )
         return out
 
     def close(self) -> None:

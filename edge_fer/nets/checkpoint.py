@@ -49,8 +49,17 @@ def save_model(path: Path, model: nn.Module, spec: PreprocessSpec, metrics: dict
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save({"kind": model_kind(model), "arch": arch, "state_dict": state, "metrics": metrics,
-                "preprocess": spec.to_dict(), "classes": list(EMOTIONS)}, tmp)
+    torch.save(
+        {
+            "kind": model_kind(model),
+            "arch": arch,
+            "state_dict": state,
+            "metrics": metrics,
+            "preprocess": spec.to_dict(),
+            "classes": list(EMOTIONS),
+        },
+        tmp,
+    )
     tmp.replace(path)
 
 
@@ -64,8 +73,9 @@ def load_checkpoint(path: Path) -> dict:
     except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, ValueError) as exc:
         raise CheckpointError(f"{path} is not a readable checkpoint ({exc})") from None
     if not isinstance(ckpt, dict) or not {"kind", "arch", "state_dict"} <= set(ckpt):
-        raise CheckpointError(f"{path} is not an edge-fer model checkpoint; train one with "
-                              "tools/train_mobilenet.py")
+        raise CheckpointError(
+            f"{path} is not an edge-fer model checkpoint; train one with tools/train_mobilenet.py"
+        )
     return ckpt
 
 

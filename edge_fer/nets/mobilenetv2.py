@@ -86,15 +86,23 @@ def student_arch(
             blocks.append(BlockSpec(in_ch, in_ch * t, out_ch, s if i == 0 else 1, t != 1))
             in_ch = out_ch
     last = _make_divisible(last_channels * max(1.0, width_mult))
-    return StudentArch(in_channels, stem, stem_stride, blocks, last, num_classes, dropout,
-                       input_size, width_mult)
+    return StudentArch(
+        in_channels, stem, stem_stride, blocks, last, num_classes, dropout, input_size, width_mult
+    )
 
 
 class ConvBNReLU(nn.Sequential):
     """Conv2d + BatchNorm2d + ReLU6 (ReLU6 keeps int8 activation ranges tight)."""
 
-    def __init__(self, in_ch: int, out_ch: int, kernel: int = 3, stride: int = 1,
-                 groups: int = 1, activation: bool = True) -> None:
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int,
+        kernel: int = 3,
+        stride: int = 1,
+        groups: int = 1,
+        activation: bool = True,
+    ) -> None:
         layers: list[nn.Module] = [
             nn.Conv2d(in_ch, out_ch, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False),
             nn.BatchNorm2d(out_ch),
@@ -130,15 +138,14 @@ class MobileNetV2(nn.Module):
     def __init__(self, arch: StudentArch) -> None:
         super().__init__()
         self.arch = arch
-        layers: list[nn.Module] = [
-            ConvBNReLU(arch.in_channels, arch.stem_channels, stride=arch.stem_stride)
-        ]
+        layers: list[nn.Module] = [ConvBNReLU(arch.in_channels, arch.stem_channels, stride=arch.stem_stride)]
         layers += [InvertedResidual(b) for b in arch.blocks]
         layers.append(ConvBNReLU(arch.blocks[-1].out_ch, arch.last_channels, kernel=1))
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Sequential(nn.Dropout(arch.dropout),
-                                        nn.Linear(arch.last_channels, arch.num_classes))
+        self.classifier = nn.Sequential(
+            nn.Dropout(arch.dropout), nn.Linear(arch.last_channels, arch.num_classes)
+        )
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out")

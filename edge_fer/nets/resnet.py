@@ -19,8 +19,9 @@ class BasicBlock(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_ch != out_ch:
-            self.shortcut = nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride, bias=False),
-                                          nn.BatchNorm2d(out_ch))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_ch, out_ch, 1, stride, bias=False), nn.BatchNorm2d(out_ch)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
@@ -31,14 +32,20 @@ class BasicBlock(nn.Module):
 class ResNet18(nn.Module):
     """ResNet-18 (2-2-2-2 basic blocks) for small grayscale inputs."""
 
-    def __init__(self, num_classes: int = 7, in_channels: int = 1, width: int = 64,
-                 dropout: float = 0.3) -> None:
+    def __init__(
+        self, num_classes: int = 7, in_channels: int = 1, width: int = 64, dropout: float = 0.3
+    ) -> None:
         super().__init__()
-        self.config = {"num_classes": num_classes, "in_channels": in_channels, "width": width,
-                       "dropout": dropout}
+        self.config = {
+            "num_classes": num_classes,
+            "in_channels": in_channels,
+            "width": width,
+            "dropout": dropout,
+        }
         widths = [width, width * 2, width * 4, width * 8]
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, 1, 1, bias=False),
-                                  nn.BatchNorm2d(width), nn.ReLU(inplace=True))
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)
+        )
         layers: list[nn.Module] = []
         in_ch = width
         for i, w in enumerate(widths):
@@ -46,8 +53,9 @@ class ResNet18(nn.Module):
             layers += [BasicBlock(in_ch, w, stride), BasicBlock(w, w, 1)]
             in_ch = w
         self.layers = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout),
-                                  nn.Linear(in_ch, num_classes))
+        self.head = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(in_ch, num_classes)
+        )
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")

@@ -14,26 +14,44 @@ from torch import nn
 class FaceVGG(nn.Module):
     """Four stages of two 3x3 conv-bn-relu layers and a 2x2 max-pool, then a 2-layer head."""
 
-    def __init__(self, widths: tuple[int, ...] = (32, 64, 128, 256), num_classes: int = 7,
-                 in_channels: int = 1, input_size: int = 48, hidden: int = 256,
-                 dropout: float = 0.4) -> None:
+    def __init__(
+        self,
+        widths: tuple[int, ...] = (32, 64, 128, 256),
+        num_classes: int = 7,
+        in_channels: int = 1,
+        input_size: int = 48,
+        hidden: int = 256,
+        dropout: float = 0.4,
+    ) -> None:
         super().__init__()
-        self.config = {"widths": list(widths), "num_classes": num_classes,
-                       "in_channels": in_channels, "input_size": input_size, "hidden": hidden,
-                       "dropout": dropout}
+        self.config = {
+            "widths": list(widths),
+            "num_classes": num_classes,
+            "in_channels": in_channels,
+            "input_size": input_size,
+            "hidden": hidden,
+            "dropout": dropout,
+        }
         layers: list[nn.Module] = []
         in_ch = in_channels
         for width in widths:
             for _ in range(2):
-                layers += [nn.Conv2d(in_ch, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width),
-                           nn.ReLU(inplace=True)]
+                layers += [
+                    nn.Conv2d(in_ch, width, 3, 1, 1, bias=False),
+                    nn.BatchNorm2d(width),
+                    nn.ReLU(inplace=True),
+                ]
                 in_ch = width
             layers.append(nn.MaxPool2d(2))
         self.features = nn.Sequential(*layers)
         side = input_size // 2 ** len(widths)
         self.head = nn.Sequential(
-            nn.Flatten(), nn.Dropout(dropout), nn.Linear(in_ch * side * side, hidden),
-            nn.BatchNorm1d(hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
+            nn.Flatten(),
+            nn.Dropout(dropout),
+            nn.Linear(in_ch * side * side, hidden),
+            nn.BatchNorm1d(hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
             nn.Linear(hidden, num_classes),
         )
         for m in self.modules():

@@ -77,7 +77,14 @@ def _console(ctx: OutputContext, headless: bool) -> Output | None:
 
 # In the order they see each frame: the screen first, then files, then the network.
 FACTORIES: list[Callable[[OutputContext], Output | None]] = [
-    _display, _recorder, _events, _stats, _systemd, _report, _mqtt, _metrics,
+    _display,
+    _recorder,
+    _events,
+    _stats,
+    _systemd,
+    _report,
+    _mqtt,
+    _metrics,
 ]
 
 
@@ -100,5 +107,12 @@ def build_outputs(ctx: OutputContext) -> list[Output]:
     return outputs
 
 
-__all__ = ["DisplayError", "Output", "OutputClosed", "OutputContext", "OutputError",
-           "PreviewHost", "build_outputs"]
+__all__ = [
+    "DisplayError",
+    "Output",
+    "OutputClosed",
+    "OutputContext",
+    "OutputError",
+    "PreviewHost",
+    "build_outputs",
+]

@@ -42,21 +42,25 @@ class WindowDisplay:
 
     name = "window"
 
-    def __init__(self, classes: tuple[str, ...], fullscreen: bool, top3: bool = False,
-                 title: str = "edge-fer") -> None:
+    def __init__(
+        self, classes: tuple[str, ...], fullscreen: bool, top3: bool = False, title: str = "edge-fer"
+    ) -> None:
         os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
         try:
             import pygame
         except ImportError:
-            raise DisplayError("display window needs pygame; pip install 'edge-fer[display]' "
-                               "or set display.mode: none") from None
+            raise DisplayError(
+                "display window needs pygame; pip install 'edge-fer[display]' or set display.mode: none"
+            ) from None
         if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
             os.environ.setdefault("SDL_VIDEODRIVER", "kmsdrm")  # console without a desktop
         try:
             pygame.display.init()
         except pygame.error as exc:
-            raise DisplayError(f"cannot open an SDL display ({exc}); run on the Pi's console or "
-                               "a desktop session, or set display.mode: none") from None
+            raise DisplayError(
+                f"cannot open an SDL display ({exc}); run on the Pi's console or "
+                "a desktop session, or set display.mode: none"
+            ) from None
         self.pygame, self.classes, self.fullscreen, self.top3 = pygame, classes, fullscreen, top3
         self.title = title
         self.surface: Any = None
@@ -81,8 +85,7 @@ class WindowDisplay:
         self.surface.blit(image, ((sw - rgb.shape[1]) // 2, (sh - rgb.shape[0]) // 2))
         pg.display.flip()
         for event in pg.event.get():
-            if event.type == pg.QUIT or (event.type == pg.KEYDOWN and event.key in (pg.K_ESCAPE,
-                                                                                     pg.K_q)):
+            if event.type == pg.QUIT or (event.type == pg.KEYDOWN and event.key in (pg.K_ESCAPE, pg.K_q)):
                 return False
         return True
 
@@ -108,8 +111,7 @@ class DrmPreviewDisplay:
 
     def on_frame(self, result: FrameResult, stats: RunStats) -> None:
         h, w = result.image.shape[:2]
-        layer = render_overlay_rgba((w, h), result.faces, hud_for(result, stats), self.classes,
-                                    self.top3)
+        layer = render_overlay_rgba((w, h), result.faces, hud_for(result, stats), self.classes, self.top3)
         self.preview.set_overlay(layer)
 
     def close(self) -> None:
@@ -119,8 +121,9 @@ class DrmPreviewDisplay:
 Display = WindowDisplay | DrmPreviewDisplay
 
 
-def make_display(config: DisplayConfig, preview: PreviewHost | None,
-                 classes: tuple[str, ...]) -> Display | None:
+def make_display(
+    config: DisplayConfig, preview: PreviewHost | None, classes: tuple[str, ...]
+) -> Display | None:
     """Pick the display (None: headless). `auto` prefers the DRM preview when the source has
     one and no desktop runs, then a window where one can open, else none."""
     has_desktop = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))

@@ -23,13 +23,15 @@ def _open_append(path: Path) -> int:
     if path.is_dir():
         raise OutputError(f"events: {path} is a directory; give a file path for --events-jsonl")
     if not path.parent.is_dir():
-        raise OutputError(f"events: folder {path.parent} does not exist; create it or choose "
-                          "another --events-jsonl path")
+        raise OutputError(
+            f"events: folder {path.parent} does not exist; create it or choose another --events-jsonl path"
+        )
     try:
         return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
     except OSError as exc:
-        raise OutputError(f"events: cannot write {path} ({exc.strerror}); choose a writable "
-                          "--events-jsonl path") from None
+        raise OutputError(
+            f"events: cannot write {path} ({exc.strerror}); choose a writable --events-jsonl path"
+        ) from None
 
 
 class EventsLog:
@@ -57,8 +59,9 @@ class EventsLog:
                     os.ftruncate(self.fd, start)  # never leave a partial line behind
                 except OSError:
                     pass
-            raise OutputError(f"events: writing {self.target} failed ({exc.strerror}); "
-                              "events stopped, classifying goes on") from None
+            raise OutputError(
+                f"events: writing {self.target} failed ({exc.strerror}); events stopped, classifying goes on"
+            ) from None
 
     def close(self) -> None:
         if self.path is not None and self.fd >= 0:

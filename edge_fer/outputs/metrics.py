@@ -20,8 +20,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # Bucket bounds in seconds: the stages take 0.05 ms (classify) to ~100 ms (a slow capture).
-LATENCY_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-                     0.25, 0.5, 1.0)
+LATENCY_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 
 class RunStatsCollector:
@@ -40,21 +39,24 @@ class RunStatsCollector:
 
         s = self.stats
         yield CounterMetricFamily("edge_fer_frames", "Frames classified", value=s.frames)
-        yield CounterMetricFamily("edge_fer_dropped_frames", "Frames the source failed to give",
-                                  value=s.bad_frames)
-        yield CounterMetricFamily("edge_fer_reconnects", "Times the source was reopened",
-                                  value=s.reconnects)
+        yield CounterMetricFamily(
+            "edge_fer_dropped_frames", "Frames the source failed to give", value=s.bad_frames
+        )
+        yield CounterMetricFamily("edge_fer_reconnects", "Times the source was reopened", value=s.reconnects)
         yield GaugeMetricFamily("edge_fer_faces", "Faces in the last frame", value=s.faces_now)
-        yield GaugeMetricFamily("edge_fer_fps", "Frames per second over the stats window",
-                                value=s.latency.fps())
-        emotions = CounterMetricFamily("edge_fer_emotion", "Smoothed labels, per frame and face",
-                                       labels=["label"])
+        yield GaugeMetricFamily(
+            "edge_fer_fps", "Frames per second over the stats window", value=s.latency.fps()
+        )
+        emotions = CounterMetricFamily(
+            "edge_fer_emotion", "Smoothed labels, per frame and face", labels=["label"]
+        )
         counts = dict(s.labels)
         for label in self.classes:
             emotions.add_metric([label], counts.get(label, 0))
         yield emotions
-        latency = HistogramMetricFamily("edge_fer_stage_latency_seconds",
-                                        "Per-frame time of each pipeline stage", labels=["stage"])
+        latency = HistogramMetricFamily(
+            "edge_fer_stage_latency_seconds", "Per-frame time of each pipeline stage", labels=["stage"]
+        )
         for stage, hist in s.latency.histograms.items():
             cumulative = hist.cumulative([b * 1e3 for b in LATENCY_BUCKETS_S])
             buckets = [(f"{b:g}", c) for b, c in zip(LATENCY_BUCKETS_S, cumulative, strict=True)]
@@ -73,8 +75,10 @@ def serve_registry(registry: object, port: int, bind: str, what: str) -> object:
     try:
         server, _thread = start_http_server(port, addr=bind, registry=registry)
     except (OSError, socket.gaierror) as exc:
-        raise OutputError(f"{what}: cannot listen on {bind}:{port} ({exc.strerror or exc}); "
-                          "choose another port or bind address") from None
+        raise OutputError(
+            f"{what}: cannot listen on {bind}:{port} ({exc.strerror or exc}); "
+            "choose another port or bind address"
+        ) from None
     return server
 
 
@@ -83,8 +87,9 @@ class MetricsEndpoint:
 
     name = "metrics"
 
-    def __init__(self, stats: RunStats, model_info: dict[str, str], classes: tuple[str, ...],
-                 port: int, bind: str) -> None:
+    def __init__(
+        self, stats: RunStats, model_info: dict[str, str], classes: tuple[str, ...], port: int, bind: str
+    ) -> None:
         from prometheus_client import CollectorRegistry
 
         self.registry = CollectorRegistry(auto_describe=True)

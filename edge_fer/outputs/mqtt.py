@@ -58,17 +58,41 @@ def dominant(result: FrameResult) -> tuple[str | None, float]:
 
 # (object id, name, state topic suffix, value template, unit, icon)
 SENSORS: tuple[tuple[str, str, str, str, str | None, str], ...] = (
-    ("emotion", "Emotion", "state", "{{ value_json.emotion if value_json.emotion else 'none' }}",
-     None, "mdi:emoticon-outline"),
+    (
+        "emotion",
+        "Emotion",
+        "state",
+        "{{ value_json.emotion if value_json.emotion else 'none' }}",
+        None,
+        "mdi:emoticon-outline",
+    ),
     ("emotion_score", "Emotion score", "state", "{{ value_json.score }}", None, "mdi:percent"),
     ("faces", "Faces", "state", "{{ value_json.faces }}", None, "mdi:face-recognition"),
     ("fps", "Frames per second", "stats", "{{ value_json.fps }}", "fps", "mdi:speedometer"),
-    ("classify_ms", "Classify time p50", "stats", "{{ value_json.latency_ms.classify.p50 }}", "ms",
-     "mdi:timer-outline"),
-    ("frame_ms", "Frame time p95", "stats", "{{ value_json.latency_ms.total.p95 }}", "ms",
-     "mdi:timer-outline"),
-    ("dropped_frames", "Dropped frames", "stats", "{{ value_json.dropped_frames }}", None,
-     "mdi:alert-circle-outline"),
+    (
+        "classify_ms",
+        "Classify time p50",
+        "stats",
+        "{{ value_json.latency_ms.classify.p50 }}",
+        "ms",
+        "mdi:timer-outline",
+    ),
+    (
+        "frame_ms",
+        "Frame time p95",
+        "stats",
+        "{{ value_json.latency_ms.total.p95 }}",
+        "ms",
+        "mdi:timer-outline",
+    ),
+    (
+        "dropped_frames",
+        "Dropped frames",
+        "stats",
+        "{{ value_json.dropped_frames }}",
+        None,
+        "mdi:alert-circle-outline",
+    ),
 )
 
 
@@ -88,8 +112,9 @@ class MqttPublisher:
         self.qos, self.retain = config.qos, config.retain
         self.where = f"{host}:{port}"
         self._mqtt = mqtt
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
-                                  client_id=config.client_id or f"edge-fer-{node}")
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=config.client_id or f"edge-fer-{node}"
+        )
         if config.username is not None:
             self.client.username_pw_set(config.username, self._password(config.password_file))
         if tls:
@@ -123,12 +148,15 @@ class MqttPublisher:
             return Path(path).read_text(encoding="utf-8").strip()
         except (OSError, UnicodeDecodeError) as exc:
             reason = getattr(exc, "strerror", None) or str(exc)
-            raise OutputError(f"mqtt: cannot read mqtt.password_file {path} ({reason}); make it a "
-                              "readable file holding the password") from None
+            raise OutputError(
+                f"mqtt: cannot read mqtt.password_file {path} ({reason}); make it a "
+                "readable file holding the password"
+            ) from None
 
     # paho's network thread calls these
-    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any,
-                    properties: Any = None) -> None:
+    def _on_connect(
+        self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any = None
+    ) -> None:
         if reason.is_failure:
             if not self._outage_logged:
                 log.warning("mqtt: broker %s refused the connection: %s", self.where, reason)
@@ -142,48 +170,70 @@ class MqttPublisher:
 
     def _on_connect_fail(self, client: Any, userdata: Any) -> None:
         if not self._outage_logged:
-            log.warning("mqtt: cannot reach broker %s; retrying in the background, results are "
-                        "dropped and counted meanwhile", self.where)
+            log.warning(
+                "mqtt: cannot reach broker %s; retrying in the background, results are "
+                "dropped and counted meanwhile",
+                self.where,
+            )
             self._outage_logged = True
 
-    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any,
-                       properties: Any = None) -> None:
+    def _on_disconnect(
+        self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any = None
+    ) -> None:
         was_connected = self._connected.is_set()
         self._connected.clear()
         if was_connected and not self._outage_logged and not self._closing:
-            log.warning("mqtt: lost broker %s (%s); reconnecting in the background, results "
-                        "are dropped and counted meanwhile", self.where, reason)
+            log.warning(
+                "mqtt: lost broker %s (%s); reconnecting in the background, results "
+                "are dropped and counted meanwhile",
+                self.where,
+                reason,
+            )
             self._outage_logged = True
 
-    def _send(self, topic: str, payload: str, qos: int | None = None,
-              retain: bool | None = None) -> None:
+    def _send(self, topic: str, payload: str, qos: int | None = None, retain: bool | None = None) -> None:
         if not self._connected.is_set():
             self.dropped += 1
             return
-        info = self.client.publish(topic, payload, qos=self.qos if qos is None else qos,
-                                   retain=self.retain if retain is None else retain)
+        info = self.client.publish(
+            topic,
+            payload,
+            qos=self.qos if qos is None else qos,
+            retain=self.retain if retain is None else retain,
+        )
         if info.rc == self._mqtt.MQTT_ERR_SUCCESS:
             self.sent += 1
         else:
             self.dropped += 1
 
     def _publish_discovery(self) -> None:
-        device = {"identifiers": [f"edge_fer_{self.node}"], "name": f"edge-fer {self.node}",
-                  "manufacturer": "edge-fer", "model": self.model_info.get("name", "edge-fer"),
-                  "sw_version": __version__}
+        device = {
+            "identifiers": [f"edge_fer_{self.node}"],
+            "name": f"edge-fer {self.node}",
+            "manufacturer": "edge-fer",
+            "model": self.model_info.get("name", "edge-fer"),
+            "sw_version": __version__,
+        }
         for object_id, name, topic, template, unit, icon in SENSORS:
             payload: dict[str, Any] = {
-                "name": name, "unique_id": f"edge_fer_{self.node}_{object_id}",
+                "name": name,
+                "unique_id": f"edge_fer_{self.node}_{object_id}",
                 "object_id": f"edge_fer_{self.node}_{object_id}",
-                "state_topic": f"{self.prefix}/{topic}", "value_template": template,
-                "availability_topic": f"{self.prefix}/availability", "icon": icon,
+                "state_topic": f"{self.prefix}/{topic}",
+                "value_template": template,
+                "availability_topic": f"{self.prefix}/availability",
+                "icon": icon,
                 "device": device,
             }
             if unit is not None:
                 payload["unit_of_measurement"] = unit
                 payload["state_class"] = "measurement"
-            self._send(f"{self.discovery_prefix}/sensor/edge_fer_{self.node}/{object_id}/config",
-                       json.dumps(payload), qos=1, retain=True)
+            self._send(
+                f"{self.discovery_prefix}/sensor/edge_fer_{self.node}/{object_id}/config",
+                json.dumps(payload),
+                qos=1,
+                retain=True,
+            )
 
     def on_frame(self, result: FrameResult, stats: RunStats) -> None:
         label, score = dominant(result)
@@ -191,26 +241,46 @@ class MqttPublisher:
         periodic = self.every.due()
         if state != self._last_state or periodic:
             self._last_state = state
-            self._send(f"{self.prefix}/state", json.dumps(
-                {"emotion": label, "score": round(score, 4), "faces": len(result.faces)}))
+            self._send(
+                f"{self.prefix}/state",
+                json.dumps({"emotion": label, "score": round(score, 4), "faces": len(result.faces)}),
+            )
         seen = set()
         for face in result.faces:
             seen.add(face.id)
             if self._face_labels.get(face.id) != face.smoothed:
                 self._face_labels[face.id] = face.smoothed
-                self._send(f"{self.prefix}/face", json.dumps(
-                    {"id": face.id, "label": face.smoothed, "score": round(face.smoothed_score, 4),
-                     "box": list(face.box)}))
+                self._send(
+                    f"{self.prefix}/face",
+                    json.dumps(
+                        {
+                            "id": face.id,
+                            "label": face.smoothed,
+                            "score": round(face.smoothed_score, 4),
+                            "box": list(face.box),
+                        }
+                    ),
+                )
         for gone in set(self._face_labels) - seen:
             del self._face_labels[gone]
         if periodic:
             live = stats.live()
-            self._send(f"{self.prefix}/stats", json.dumps({
-                "fps": round(live["fps"], 2), "frames": live["frames"],
-                "dropped_frames": live["dropped_frames"], "reconnects": live["reconnects"],
-                "mqtt_dropped": self.dropped,
-                "latency_ms": {k: {"p50": round(v["p50"], 3), "p95": round(v["p95"], 3)}
-                               for k, v in live["latency_ms"].items()}}))
+            self._send(
+                f"{self.prefix}/stats",
+                json.dumps(
+                    {
+                        "fps": round(live["fps"], 2),
+                        "frames": live["frames"],
+                        "dropped_frames": live["dropped_frames"],
+                        "reconnects": live["reconnects"],
+                        "mqtt_dropped": self.dropped,
+                        "latency_ms": {
+                            k: {"p50": round(v["p50"], 3), "p95": round(v["p95"], 3)}
+                            for k, v in live["latency_ms"].items()
+                        },
+                    }
+                ),
+            )
 
     def close(self) -> None:
         self._closing = True
@@ -223,5 +293,4 @@ class MqttPublisher:
         self.client.disconnect()
         self.client.loop_stop()
         if self.dropped:
-            log.info("mqtt: %d message(s) were dropped while the broker was away or slow",
-                     self.dropped)
+            log.info("mqtt: %d message(s) were dropped while the broker was away or slow", self.dropped)

@@ -26,8 +26,10 @@ class Recorder:
 
     def __init__(self, path: Path, fps: float, classes: tuple[str, ...], top3: bool) -> None:
         if not Path(path).parent.is_dir():
-            raise OutputError(f"record: folder {Path(path).parent} does not exist; create it or "
-                              "set record to a path in an existing folder")
+            raise OutputError(
+                f"record: folder {Path(path).parent} does not exist; create it or "
+                "set record to a path in an existing folder"
+            )
         self.path, self.fps, self.classes, self.top3 = Path(path), fps, classes, top3
         self.writer: cv2.VideoWriter | None = None
         log.warning("recording the overlay video to %s (record is set)", path)
@@ -36,8 +38,7 @@ class Recorder:
         image = render(result.image, result.faces, hud_for(result, stats), self.classes, self.top3)
         if self.writer is None:
             h, w = image.shape[:2]
-            self.writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"),
-                                          self.fps, (w, h))
+            self.writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
             if not self.writer.isOpened():
                 raise OutputError(f"record: cannot write a video to {self.path}")
         self.writer.write(image)

@@ -25,11 +25,12 @@ class RunReport:
     def __init__(self, path: Path, stats: RunStats) -> None:
         self.path = Path(path).expanduser()
         if self.path.is_dir():
-            raise OutputError(f"report: {self.path} is a directory; give a file path for "
-                              "--report-json")
+            raise OutputError(f"report: {self.path} is a directory; give a file path for --report-json")
         if not self.path.parent.is_dir():
-            raise OutputError(f"report: folder {self.path.parent} does not exist; create it or "
-                              "choose another --report-json path")
+            raise OutputError(
+                f"report: folder {self.path.parent} does not exist; create it or "
+                "choose another --report-json path"
+            )
         self.stats = stats
 
     def on_frame(self, result: FrameResult, stats: RunStats) -> None:

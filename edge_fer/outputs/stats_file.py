@@ -32,8 +32,10 @@ class StatsFile:
         try:
             write_json_atomic(self.path, stats.live())
         except OSError as exc:
-            raise OutputError(f"stats: cannot write {self.path} ({exc.strerror}); set stats.path "
-                              "to a writable place; not publishing stats") from None
+            raise OutputError(
+                f"stats: cannot write {self.path} ({exc.strerror}); set stats.path "
+                "to a writable place; not publishing stats"
+            ) from None
 
     def close(self) -> None:
         try:

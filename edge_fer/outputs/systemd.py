@@ -35,8 +35,9 @@ class SystemdStatus:
             self.ready = True
         self.notifier.frame_done(now)
         if self.every.due(now):
-            self.notifier.status(f"{stats.latency.fps():.1f} fps, {stats.faces_now} face(s), "
-                                 f"{stats.frames} frames")
+            self.notifier.status(
+                f"{stats.latency.fps():.1f} fps, {stats.faces_now} face(s), {stats.frames} frames"
+            )
 
     def close(self) -> None:
         pass

@@ -38,10 +38,13 @@ def augment_batch(
     room = (1.0 - zoom) + max_shift
     tx, ty = u(-1, 1) * room, u(-1, 1) * room
     cos, sin = torch.cos(angle) * zoom, torch.sin(angle) * zoom
-    theta = torch.stack([
-        torch.stack([cos * flip, -sin, tx], dim=1),
-        torch.stack([sin * flip, cos, ty], dim=1),
-    ], dim=1)
+    theta = torch.stack(
+        [
+            torch.stack([cos * flip, -sin, tx], dim=1),
+            torch.stack([sin * flip, cos, ty], dim=1),
+        ],
+        dim=1,
+    )
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
@@ -55,8 +58,12 @@ def augment_batch(
     return random_erase(x, erase_prob)
 
 
-def random_erase(x: torch.Tensor, prob: float, area: tuple[float, float] = (0.02, 0.15),
-                 ratio: tuple[float, float] = (0.3, 3.3)) -> torch.Tensor:
+def random_erase(
+    x: torch.Tensor,
+    prob: float,
+    area: tuple[float, float] = (0.02, 0.15),
+    ratio: tuple[float, float] = (0.3, 3.3),
+) -> torch.Tensor:
     """Fill one random rectangle per chosen image with uniform noise (mask arithmetic)."""
     b, _, h, w = x.shape
     dev = x.device
@@ -68,8 +75,12 @@ def random_erase(x: torch.Tensor, prob: float, area: tuple[float, float] = (0.02
     x0 = torch.rand(b, device=dev) * (w - ew)
     ys = torch.arange(h, device=dev).view(1, h, 1)
     xs = torch.arange(w, device=dev).view(1, 1, w)
-    inside = ((ys >= y0.view(b, 1, 1)) & (ys < (y0 + eh).view(b, 1, 1))
-              & (xs >= x0.view(b, 1, 1)) & (xs < (x0 + ew).view(b, 1, 1)))
+    inside = (
+        (ys >= y0.view(b, 1, 1))
+        & (ys < (y0 + eh).view(b, 1, 1))
+        & (xs >= x0.view(b, 1, 1))
+        & (xs < (x0 + ew).view(b, 1, 1))
+    )
     chosen = (torch.rand(b, device=dev) < prob).view(b, 1, 1)
     mask = (inside & chosen).unsqueeze(1)
     return torch.where(mask, torch.rand_like(x), x)

@@ -75,15 +75,21 @@ def uses_bf16(model: nn.Module) -> bool:
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, faces: torch.Tensor, spec: PreprocessSpec,
-                   tta: bool = False, batch_size: int = 512, bf16: bool | None = None) -> torch.Tensor:
+def predict_logits(
+    model: nn.Module,
+    faces: torch.Tensor,
+    spec: PreprocessSpec,
+    tta: bool = False,
+    batch_size: int = 512,
+    bf16: bool | None = None,
+) -> torch.Tensor:
     """Logits for uint8 faces (N, S, S); with `tta`, averaged with the mirrored face."""
     model.eval()
     device = next(model.parameters()).device
     bf16 = uses_bf16(model) if bf16 is None else bf16
     out = []
     for start in range(0, len(faces), batch_size):
-        x = to_input(faces[start:start + batch_size].to(device), spec)
+        x = to_input(faces[start : start + batch_size].to(device), spec)
         with autocast(device, bf16):
             logits = model(x).float()
             if tta:
@@ -109,8 +115,16 @@ def memory_format_for(model: nn.Module, device: torch.device) -> torch.memory_fo
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temp: float) -> torch.Tensor:
     """T^2 * KL(softmax(teacher/T) || softmax(student/T)), batch mean."""
-    return F.kl_div(F.log_softmax(student_logits / temp, 1), F.log_softmax(teacher_logits / temp, 1),
-                    reduction="batchmean", log_target=True) * temp * temp
+    return (
+        F.kl_div(
+            F.log_softmax(student_logits / temp, 1),
+            F.log_softmax(teacher_logits / temp, 1),
+            reduction="batchmean",
+            log_target=True,
+        )
+        * temp
+        * temp
+    )
 
 
 def _save_atomic(obj: dict, path: Path) -> None:
@@ -152,16 +166,21 @@ def fit(
     weights = class_weights(train.class_counts(), cfg.class_weight_power).to(device)
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     if cfg.optimizer == "adamw":
         optimizer: torch.optim.Optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
     else:
         optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True)
     steps_per_epoch = max(1, len(train) // cfg.batch_size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=cfg.lr, epochs=cfg.epochs, steps_per_epoch=steps_per_epoch,
-        pct_start=cfg.pct_start, div_factor=25.0, final_div_factor=1e3)
+        optimizer,
+        max_lr=cfg.lr,
+        epochs=cfg.epochs,
+        steps_per_epoch=steps_per_epoch,
+        pct_start=cfg.pct_start,
+        div_factor=25.0,
+        final_div_factor=1e3,
+    )
 
     torch.manual_seed(seed)
     start_epoch, best, history = 0, {"val_accuracy": -1.0}, []
@@ -170,27 +189,42 @@ def fit(
         if state.get("config") != asdict(cfg) or state.get("train_n") != len(train):
             raise SystemExit(
                 f"error: {state_path} was saved by a run with other settings; resume with the "
-                f"same flags, or delete it (and {metrics_path.name}) to start the stage over")
+                f"same flags, or delete it (and {metrics_path.name}) to start the stage over"
+            )
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"]["torch"])
         start_epoch, best, history = state["epoch"], state["best"], state["history"]
-        print(f"[{stage}] resuming after epoch {start_epoch}/{cfg.epochs} "
-              f"(best so far {best['val_accuracy']:.4f})")
+        print(
+            f"[{stage}] resuming after epoch {start_epoch}/{cfg.epochs} "
+            f"(best so far {best['val_accuracy']:.4f})"
+        )
     metrics_path.write_text("".join(json.dumps(r) + "\n" for r in history))
 
-    bar = tqdm(range(start_epoch, cfg.epochs), desc=stage, unit="epoch", dynamic_ncols=True,
-               initial=start_epoch, total=cfg.epochs)
+    bar = tqdm(
+        range(start_epoch, cfg.epochs),
+        desc=stage,
+        unit="epoch",
+        dynamic_ncols=True,
+        initial=start_epoch,
+        total=cfg.epochs,
+    )
     for epoch in bar:
         model.train()
         t0 = time.perf_counter()
         perm = torch.randperm(len(train), device=device)
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device)
-        for i in tqdm(range(steps_per_epoch), desc=f"{stage} epoch {epoch + 1}", unit="step",
-                      leave=False, dynamic_ncols=True, mininterval=5.0):
-            idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+        for i in tqdm(
+            range(steps_per_epoch),
+            desc=f"{stage} epoch {epoch + 1}",
+            unit="step",
+            leave=False,
+            dynamic_ncols=True,
+            mininterval=5.0,
+        ):
+            idx = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
             x = augment_batch(faces[idx].float().unsqueeze(1) * (1.0 / 255.0))
             x = ((x - spec.mean) / spec.std).contiguous(memory_format=layout)
             y = labels[idx]
@@ -205,8 +239,9 @@ def fit(
                 logits = model(x).float()
             loss = F.cross_entropy(logits, y, weight=weights, label_smoothing=cfg.label_smoothing)
             if t_logits is not None:
-                loss = (1 - cfg.kd_alpha) * loss + cfg.kd_alpha * kd_loss(logits, t_logits,
-                                                                          cfg.kd_temperature)
+                loss = (1 - cfg.kd_alpha) * loss + cfg.kd_alpha * kd_loss(
+                    logits, t_logits, cfg.kd_temperature
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -215,10 +250,13 @@ def fit(
             correct += (logits.argmax(1) == y).sum()
         result = evaluate_model(model, val, spec, tta=cfg.eval_tta)
         record = {
-            "stage": stage, "epoch": epoch + 1, "lr": scheduler.get_last_lr()[0],
+            "stage": stage,
+            "epoch": epoch + 1,
+            "lr": scheduler.get_last_lr()[0],
             "train_loss": float(loss_sum) / steps_per_epoch,
             "train_accuracy": float(correct) / (steps_per_epoch * cfg.batch_size),
-            "val_accuracy": result["accuracy"], "val_macro_f1": result["macro_f1"],
+            "val_accuracy": result["accuracy"],
+            "val_macro_f1": result["macro_f1"],
             "seconds": time.perf_counter() - t0,
         }
         history.append(record)
@@ -227,10 +265,23 @@ def fit(
         if record["val_accuracy"] > best["val_accuracy"]:
             best = record
             save_best(model, record)
-        _save_atomic({"epoch": epoch + 1, "model": model.state_dict(),
-                      "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                      "rng": {"torch": torch.get_rng_state()}, "best": best, "history": history,
-                      "config": asdict(cfg), "train_n": len(train)}, state_path)
-        bar.set_postfix(loss=f"{record['train_loss']:.3f}", val=f"{record['val_accuracy']:.4f}",
-                        best=f"{best['val_accuracy']:.4f}")
+        _save_atomic(
+            {
+                "epoch": epoch + 1,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "rng": {"torch": torch.get_rng_state()},
+                "best": best,
+                "history": history,
+                "config": asdict(cfg),
+                "train_n": len(train),
+            },
+            state_path,
+        )
+        bar.set_postfix(
+            loss=f"{record['train_loss']:.3f}",
+            val=f"{record['val_accuracy']:.4f}",
+            best=f"{best['val_accuracy']:.4f}",
+        )
     return best

@@ -27,8 +27,9 @@ def _keep_index(bn: nn.BatchNorm2d, keep: int) -> torch.Tensor:
     return torch.sort(torch.topk(score, keep).indices).values
 
 
-def _take_conv_bn(src: nn.Sequential, dst: nn.Sequential, out_idx: torch.Tensor | None,
-                  in_idx: torch.Tensor | None) -> None:
+def _take_conv_bn(
+    src: nn.Sequential, dst: nn.Sequential, out_idx: torch.Tensor | None, in_idx: torch.Tensor | None
+) -> None:
     """Copy a ConvBNReLU's weights into a smaller one, keeping the given channels."""
     w = src[0].weight.detach()
     if src[0].groups > 1:  # depthwise: channel i only reads input i
@@ -44,8 +45,7 @@ def _take_conv_bn(src: nn.Sequential, dst: nn.Sequential, out_idx: torch.Tensor 
         getattr(dst[1], name).data.copy_(t[out_idx] if out_idx is not None else t)
 
 
-def prune_student(model: MobileNetV2, keep_ratio: float, last_keep_ratio: float | None = None
-                  ) -> MobileNetV2:
+def prune_student(model: MobileNetV2, keep_ratio: float, last_keep_ratio: float | None = None) -> MobileNetV2:
     """Return a new, smaller MobileNetV2 keeping `keep_ratio` of each block's hidden channels
     (and `last_keep_ratio` of the final conv's channels) ranked by BN |gamma|."""
     if not 0 < keep_ratio <= 1:
@@ -67,8 +67,7 @@ def prune_student(model: MobileNetV2, keep_ratio: float, last_keep_ratio: float 
     last_keep = min(arch.last_channels, _round_channels(arch.last_channels * last_keep_ratio))
     last_idx = _keep_index(last[1], last_keep)
     arch.last_channels = last_keep
-    arch.notes = {**arch.notes, "pruned_keep_ratio": keep_ratio,
-                  "pruned_last_keep_ratio": last_keep_ratio}
+    arch.notes = {**arch.notes, "pruned_keep_ratio": keep_ratio, "pruned_last_keep_ratio": last_keep_ratio}
 
     pruned = MobileNetV2(arch).eval()
     pruned.features[0].load_state_dict(model.features[0].state_dict())

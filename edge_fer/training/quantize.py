@@ -12,8 +12,9 @@ import torch
 from torch import nn
 
 
-def export_graph(model: nn.Module, example: torch.Tensor,
-                 max_batch: int | None = None) -> torch.export.ExportedProgram:
+def export_graph(
+    model: nn.Module, example: torch.Tensor, max_batch: int | None = None
+) -> torch.export.ExportedProgram:
     """torch.export `model`; with `max_batch`, the batch dimension is dynamic up to it."""
     dynamic = None
     if max_batch:
@@ -38,12 +39,11 @@ def quantize_int8(model: nn.Module, calibration: torch.Tensor, batch_size: int =
     prepared = prepare_pt2e(graph, quantizer)
     with torch.no_grad():
         for start in range(0, len(calibration), batch_size):
-            prepared(calibration[start:start + batch_size])
+            prepared(calibration[start : start + batch_size])
     return convert_pt2e(prepared)
 
 
-def export_pte(model: nn.Module, example: torch.Tensor, path: Path,
-               max_batch: int | None = None) -> int:
+def export_pte(model: nn.Module, example: torch.Tensor, path: Path, max_batch: int | None = None) -> int:
     """Lower `model` (float or pt2e-quantized) to an ExecuTorch XNNPACK program at `path`.
 
     The program takes any batch up to `max_batch`, or a fixed batch of example.shape[0]

@@ -48,21 +48,39 @@ def plot_curves(run_dir: Path, path: Path) -> None:
 def write_report(run_dir: Path, metadata: dict, summary: dict) -> Path:
     """Write runs/<name>/report.md: what was trained, per-stage bests, int8 evaluation."""
     run_dir = Path(run_dir)
-    lines = ["# edge-fer training report", "", "## Stages (best PublicTest accuracy)", "",
-             "| stage | epochs | best epoch | accuracy | macro-F1 |", "|---|---:|---:|---:|---:|"]
+    lines = [
+        "# edge-fer training report",
+        "",
+        "## Stages (best PublicTest accuracy)",
+        "",
+        "| stage | epochs | best epoch | accuracy | macro-F1 |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for stage, rows in read_metrics(run_dir).items():
         best = max(rows, key=lambda r: r["val_accuracy"])
-        lines.append(f"| {stage} | {len(rows)} | {best['epoch']} | "
-                     f"{best['val_accuracy'] * 100:.2f}% | {best['val_macro_f1']:.3f} |")
+        lines.append(
+            f"| {stage} | {len(rows)} | {best['epoch']} | "
+            f"{best['val_accuracy'] * 100:.2f}% | {best['val_macro_f1']:.3f} |"
+        )
     acc = metadata["accuracy"]
-    lines += ["", "## Shipped int8 program", "",
-              f"- size: {metadata['model_bytes']} bytes; parameters {metadata['params']}; "
-              f"{metadata['macs'] / 1e6:.2f} MMACs per face",
-              f"- int8 PublicTest accuracy {acc['publictest_int8'] * 100:.2f}% "
-              f"(float {acc['float_accuracy'] * 100:.2f}%), agreement int8 vs float "
-              f"{acc['int8_float_agreement'] * 100:.2f}%",
-              "", "```", format_report(summary), "```", "",
-              "![curves](training_curves.png)", "![confusion](confusion_int8.png)", ""]
+    lines += [
+        "",
+        "## Shipped int8 program",
+        "",
+        f"- size: {metadata['model_bytes']} bytes; parameters {metadata['params']}; "
+        f"{metadata['macs'] / 1e6:.2f} MMACs per face",
+        f"- int8 PublicTest accuracy {acc['publictest_int8'] * 100:.2f}% "
+        f"(float {acc['float_accuracy'] * 100:.2f}%), agreement int8 vs float "
+        f"{acc['int8_float_agreement'] * 100:.2f}%",
+        "",
+        "```",
+        format_report(summary),
+        "```",
+        "",
+        "![curves](training_curves.png)",
+        "![confusion](confusion_int8.png)",
+        "",
+    ]
     path = run_dir / "report.md"
     path.write_text("\n".join(lines))
     return path

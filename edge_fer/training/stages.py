@@ -99,14 +99,17 @@ class Run:
                 train = train.subset(stratified_subset(train.labels, s.subset, 0))
                 val = val.subset(stratified_subset(val.labels, max(s.subset * 4, 0.05), 0))
             self._data = train, val
-            print(f"data: {len(train)} train / {len(val)} validation (PublicTest) faces "
-                  f"loaded in {time.perf_counter() - t0:.1f}s")
+            print(
+                f"data: {len(train)} train / {len(val)} validation (PublicTest) faces "
+                f"loaded in {time.perf_counter() - t0:.1f}s"
+            )
         return self._data
 
 
 def _saver(run: Run, name: str, extra: dict | None = None) -> Callable[[torch.nn.Module, dict], None]:
     def save(model: torch.nn.Module, record: dict) -> None:
         save_model(run.path(name), model, run.spec, {**record, **(extra or {})})
+
     return save
 
 
@@ -117,40 +120,83 @@ def stage_teacher(run: Run) -> dict:
     s = run.settings
     train, val = run.data()
     model = FaceVGG(widths=s.teacher_widths, input_size=s.input_size)
-    cfg = FitConfig(epochs=s.teacher_epochs, lr=s.teacher_lr, batch_size=s.batch_size,
-                    eval_tta=True, bf16=True)
-    best = fit(model, train, val, run.spec, cfg, run.device, run.dir, "teacher",
-               _saver(run, "teacher.pt"), seed=s.seed)
+    cfg = FitConfig(
+        epochs=s.teacher_epochs, lr=s.teacher_lr, batch_size=s.batch_size, eval_tta=True, bf16=True
+    )
+    best = fit(
+        model,
+        train,
+        val,
+        run.spec,
+        cfg,
+        run.device,
+        run.dir,
+        "teacher",
+        _saver(run, "teacher.pt"),
+        seed=s.seed,
+    )
     teacher, _ = load_model(run.path("teacher.pt"))
     result = evaluate_model(teacher.to(run.device), val, run.spec, tta=True)
-    print(f"teacher: best epoch {best['epoch']}, PublicTest accuracy {result['accuracy']:.4f} "
-          f"(hflip TTA), macro-F1 {result['macro_f1']:.4f}")
-    return {"best_epoch": best["epoch"], "accuracy_tta": result["accuracy"],
-            "macro_f1_tta": result["macro_f1"]}
+    print(
+        f"teacher: best epoch {best['epoch']}, PublicTest accuracy {result['accuracy']:.4f} "
+        f"(hflip TTA), macro-F1 {result['macro_f1']:.4f}"
+    )
+    return {
+        "best_epoch": best["epoch"],
+        "accuracy_tta": result["accuracy"],
+        "macro_f1_tta": result["macro_f1"],
+    }
 
 
 def _teacher(run: Run) -> torch.nn.Module:
     if not run.path("teacher.pt").is_file():
-        raise SystemExit(f"error: no teacher for distillation at {run.path('teacher.pt')}; run the "
-                         "teacher stage first, or pass --alpha 0 to train without one")
+        raise SystemExit(
+            f"error: no teacher for distillation at {run.path('teacher.pt')}; run the "
+            "teacher stage first, or pass --alpha 0 to train without one"
+        )
     teacher, _ = load_model(run.path("teacher.pt"))
     return teacher.to(run.device)
 
 
-def distill_into(run: Run, model: torch.nn.Module, stage: str, out_name: str, epochs: int,
-                 lr: float, extra: dict | None = None) -> dict:
+def distill_into(
+    run: Run,
+    model: torch.nn.Module,
+    stage: str,
+    out_name: str,
+    epochs: int,
+    lr: float,
+    extra: dict | None = None,
+) -> dict:
     """Train `model` with KD from the live teacher (plain CE when alpha is 0)."""
     from edge_fer.training.loop import FitConfig, fit
 
     s = run.settings
     train, val = run.data()
     # Depthwise nets want little L2; bf16 slows depthwise convs on this CPU, so fp32.
-    cfg = FitConfig(epochs=epochs, lr=lr, batch_size=s.batch_size, kd_alpha=s.alpha,
-                    kd_temperature=s.temperature, weight_decay=5e-5, bf16=False,
-                    pct_start=0.2 if stage == "distill" else 0.1)
+    cfg = FitConfig(
+        epochs=epochs,
+        lr=lr,
+        batch_size=s.batch_size,
+        kd_alpha=s.alpha,
+        kd_temperature=s.temperature,
+        weight_decay=5e-5,
+        bf16=False,
+        pct_start=0.2 if stage == "distill" else 0.1,
+    )
     teacher = _teacher(run) if s.alpha > 0 else None
-    return fit(model, train, val, run.spec, cfg, run.device, run.dir, stage,
-               _saver(run, out_name, extra), teacher=teacher, seed=s.seed)
+    return fit(
+        model,
+        train,
+        val,
+        run.spec,
+        cfg,
+        run.device,
+        run.dir,
+        stage,
+        _saver(run, out_name, extra),
+        teacher=teacher,
+        seed=s.seed,
+    )
 
 
 def stage_distill(run: Run) -> dict:
@@ -158,11 +204,15 @@ def stage_distill(run: Run) -> dict:
 
     s = run.settings
     arch = student_arch(width_mult=s.width, input_size=s.input_size, last_channels=s.last_channels)
-    best = distill_into(run, MobileNetV2(arch), "distill", "student.pt", s.distill_epochs,
-                        s.student_lr)
+    best = distill_into(run, MobileNetV2(arch), "distill", "student.pt", s.distill_epochs, s.student_lr)
     print(f"student: best epoch {best['epoch']}, PublicTest accuracy {best['val_accuracy']:.4f}")
-    return {"best_epoch": best["epoch"], "accuracy": best["val_accuracy"],
-            "macro_f1": best["val_macro_f1"], "alpha": s.alpha, "temperature": s.temperature}
+    return {
+        "best_epoch": best["epoch"],
+        "accuracy": best["val_accuracy"],
+        "macro_f1": best["val_macro_f1"],
+        "alpha": s.alpha,
+        "temperature": s.temperature,
+    }
 
 
 def stage_prune(run: Run) -> dict:
@@ -176,16 +226,29 @@ def stage_prune(run: Run) -> dict:
     pruned = prune_student(student, s.keep_ratio)
     before = evaluate_model(pruned.to(run.device), val, run.spec)["accuracy"]
     macs = (count_macs(student.cpu(), s.input_size), count_macs(pruned.cpu(), s.input_size))
-    params = (sum(p.numel() for p in student.parameters()),
-              sum(p.numel() for p in pruned.parameters()))
-    print(f"pruned: params {params[0]} -> {params[1]}, MMACs {macs[0] / 1e6:.2f} -> "
-          f"{macs[1] / 1e6:.2f}, hidden widths {describe(pruned.arch)}; accuracy before "
-          f"fine-tune {before:.4f}")
-    best = distill_into(run, pruned, "prune", "pruned.pt", s.finetune_epochs, s.student_lr * 0.2,
-                        extra={"accuracy_before_finetune": before})
+    params = (sum(p.numel() for p in student.parameters()), sum(p.numel() for p in pruned.parameters()))
+    print(
+        f"pruned: params {params[0]} -> {params[1]}, MMACs {macs[0] / 1e6:.2f} -> "
+        f"{macs[1] / 1e6:.2f}, hidden widths {describe(pruned.arch)}; accuracy before "
+        f"fine-tune {before:.4f}"
+    )
+    best = distill_into(
+        run,
+        pruned,
+        "prune",
+        "pruned.pt",
+        s.finetune_epochs,
+        s.student_lr * 0.2,
+        extra={"accuracy_before_finetune": before},
+    )
     print(f"pruned student: best epoch {best['epoch']}, accuracy {best['val_accuracy']:.4f}")
-    return {"params": list(params), "macs": list(macs), "accuracy_before_finetune": before,
-            "accuracy": best["val_accuracy"], "best_epoch": best["epoch"]}
+    return {
+        "params": list(params),
+        "macs": list(macs),
+        "accuracy_before_finetune": before,
+        "accuracy": best["val_accuracy"],
+        "best_epoch": best["epoch"],
+    }
 
 
 def stage_quantize(run: Run) -> dict:
@@ -202,18 +265,24 @@ def stage_quantize(run: Run) -> dict:
     quantized = quantize_int8(model, calibration)
     x = torch.from_numpy(normalize(val.images, run.spec))
     with torch.no_grad():
-        q_pred = torch.cat([quantized(x[i:i + 256]) for i in range(0, len(x), 256)]).argmax(1)
-        f_pred = torch.cat([model(x[i:i + 256]) for i in range(0, len(x), 256)]).argmax(1)
+        q_pred = torch.cat([quantized(x[i : i + 256]) for i in range(0, len(x), 256)]).argmax(1)
+        f_pred = torch.cat([model(x[i : i + 256]) for i in range(0, len(x), 256)]).argmax(1)
     q = summarize(confusion_matrix(val.labels, q_pred.numpy()))
     f = summarize(confusion_matrix(val.labels, f_pred.numpy()))
     agreement = float((q_pred == f_pred).float().mean())
     torch.export.save(export_graph(quantized, calibration[:2], MAX_FACES), run.path("int8.pt2"))
-    stats = {"float_accuracy": f["accuracy"], "int8_accuracy": q["accuracy"],
-             "int8_float_agreement": agreement, "calibration_faces": len(calib_idx),
-             "seconds": time.perf_counter() - t0}
+    stats = {
+        "float_accuracy": f["accuracy"],
+        "int8_accuracy": q["accuracy"],
+        "int8_float_agreement": agreement,
+        "calibration_faces": len(calib_idx),
+        "seconds": time.perf_counter() - t0,
+    }
     run.path("quantize.json").write_text(json.dumps(stats, indent=2))
-    print(f"int8: accuracy {q['accuracy']:.4f} (float {f['accuracy']:.4f}), agreement with "
-          f"float {agreement:.4f}")
+    print(
+        f"int8: accuracy {q['accuracy']:.4f} (float {f['accuracy']:.4f}), agreement with "
+        f"float {agreement:.4f}"
+    )
     if f["accuracy"] - q["accuracy"] > 0.005 or agreement < 0.98:
         print("warning: PTQ costs more than 0.5 point or int8/float agreement is below 98%")
     return stats
@@ -235,54 +304,76 @@ def stage_export(run: Run) -> dict:
     example = torch.zeros(1, 1, s.input_size, s.input_size)
     size = export_pte(quantized, example, pte, max_batch=MAX_FACES)
     q_stats = json.loads(run.path("quantize.json").read_text())
-    best_of = {stage: load_checkpoint(run.path(f))["metrics"]
-               for stage, f in (("teacher", "teacher.pt"), ("student", "student.pt"),
-                                ("pruned", "pruned.pt")) if run.path(f).exists()}
+    best_of = {
+        stage: load_checkpoint(run.path(f))["metrics"]
+        for stage, f in (("teacher", "teacher.pt"), ("student", "student.pt"), ("pruned", "pruned.pt"))
+        if run.path(f).exists()
+    }
     classifier = PteClassifier(pte, threads=1, spec=run.spec)
     probs = classifier.classify_batch(val.images)
     summary = summarize(confusion_matrix(val.labels, probs.argmax(1)))
-    plot_confusion(np.array(summary["confusion_matrix"]), str(run.path("confusion_int8.png")),
-                   f"int8 student, PublicTest ({summary['accuracy'] * 100:.1f}%)")
+    plot_confusion(
+        np.array(summary["confusion_matrix"]),
+        str(run.path("confusion_int8.png")),
+        f"int8 student, PublicTest ({summary['accuracy'] * 100:.1f}%)",
+    )
     plot_curves(run.dir, run.path("training_curves.png"))
     stage_seconds = {}
     for stage in ("teacher", "distill", "prune"):
         rows = run.path(f"{stage}_metrics.jsonl")
         if rows.exists():
-            stage_seconds[stage] = round(sum(json.loads(r)["seconds"] for r in
-                                             rows.read_text().splitlines() if r.strip()))
+            stage_seconds[stage] = round(
+                sum(json.loads(r)["seconds"] for r in rows.read_text().splitlines() if r.strip())
+            )
     metadata = {
         "name": "edge-fer emotion student (MobileNetV2, pruned, int8)",
         "classes": list(EMOTIONS),
-        "input": {"shape": [classifier.batch, 1, s.input_size, s.input_size], "dtype": "float32",
-                  "layout": "NCHW grayscale", "dynamic_batch": True},
+        "input": {
+            "shape": [classifier.batch, 1, s.input_size, s.input_size],
+            "dtype": "float32",
+            "layout": "NCHW grayscale",
+            "dynamic_batch": True,
+        },
         "preprocess": run.spec.to_dict(),
         "arch": pruned.arch.to_dict(),
         "params": sum(p.numel() for p in pruned.parameters()),
         "macs": count_macs(pruned, s.input_size),
         "model_bytes": size,
-        "accuracy": {"publictest_int8": summary["accuracy"], "publictest_macro_f1":
-                     summary["macro_f1"], "publictest_n": summary["n"], **q_stats,
-                     **{f"{k}_val_accuracy": v["val_accuracy"] for k, v in best_of.items()}},
+        "accuracy": {
+            "publictest_int8": summary["accuracy"],
+            "publictest_macro_f1": summary["macro_f1"],
+            "publictest_n": summary["n"],
+            **q_stats,
+            **{f"{k}_val_accuracy": v["val_accuracy"] for k, v in best_of.items()},
+        },
         "training_seconds": stage_seconds,
         "training": json.loads(run.path("config.json").read_text()),
     }
     write_metadata(pte, metadata)
     write_report(run.dir, metadata, summary)
-    print(f"exported {pte} ({size} bytes): int8 PublicTest accuracy {summary['accuracy']:.4f}, "
-          f"macro-F1 {summary['macro_f1']:.4f}")
+    print(
+        f"exported {pte} ({size} bytes): int8 PublicTest accuracy {summary['accuracy']:.4f}, "
+        f"macro-F1 {summary['macro_f1']:.4f}"
+    )
     if s.ship:
         s.ship.mkdir(parents=True, exist_ok=True)
-        for src, name in ((pte, pte.name), (pte.with_suffix(".json"), f"{pte.stem}.json"),
-                          (run.path("training_curves.png"), f"{pte.stem}_curves.png"),
-                          (run.path("confusion_int8.png"), f"{pte.stem}_confusion.png")):
+        for src, name in (
+            (pte, pte.name),
+            (pte.with_suffix(".json"), f"{pte.stem}.json"),
+            (run.path("training_curves.png"), f"{pte.stem}_curves.png"),
+            (run.path("confusion_int8.png"), f"{pte.stem}_confusion.png"),
+        ):
             shutil.copy2(src, s.ship / name)
         print(f"shipped to {s.ship}")
     return {"accuracy": summary["accuracy"], "macro_f1": summary["macro_f1"], "bytes": size}
 
 
 STAGE_FUNCS: dict[str, Callable[[Run], dict]] = {
-    "teacher": stage_teacher, "distill": stage_distill, "prune": stage_prune,
-    "quantize": stage_quantize, "export": stage_export,
+    "teacher": stage_teacher,
+    "distill": stage_distill,
+    "prune": stage_prune,
+    "quantize": stage_quantize,
+    "export": stage_export,
 }
 
 

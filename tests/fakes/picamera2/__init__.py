@@ -21,8 +21,7 @@ import numpy as np
 
 __all__ = ["Picamera2", "Preview"]
 
-STATE = {"opened": 0, "overlays": 0, "fail_after": None, "captured": 0, "preview": None,
-         "unplugged": False}
+STATE = {"opened": 0, "overlays": 0, "fail_after": None, "captured": 0, "preview": None, "unplugged": False}
 
 
 def _unplugged_by_file() -> bool:
@@ -58,8 +57,16 @@ class Picamera2:
         count = int(os.environ.get("FAKE_PICAMERA2_CAMERAS", "1"))
         if STATE["unplugged"] or _unplugged_by_file():
             count = 0
-        return [{"Model": "imx708", "Location": 2, "Rotation": 180, "Id":
-                 "/base/axi/pcie@120000/rp1/i2c@88000/imx708@1a", "Num": i} for i in range(count)]
+        return [
+            {
+                "Model": "imx708",
+                "Location": 2,
+                "Rotation": 180,
+                "Id": "/base/axi/pcie@120000/rp1/i2c@88000/imx708@1a",
+                "Num": i,
+            }
+            for i in range(count)
+        ]
 
     def __init__(self, camera_num: int = 0) -> None:
         if camera_num >= len(self.global_camera_info()):
@@ -73,16 +80,28 @@ class Picamera2:
         self._t = 0
         STATE["opened"] += 1
 
-    def create_preview_configuration(self, main: dict | None = None, lores: dict | None = None,
-                                     raw: dict | None = None, controls: dict | None = None,
-                                     buffer_count: int = 4, **_: object) -> dict:
+    def create_preview_configuration(
+        self,
+        main: dict | None = None,
+        lores: dict | None = None,
+        raw: dict | None = None,
+        controls: dict | None = None,
+        buffer_count: int = 4,
+        **_: object,
+    ) -> dict:
         main = {"format": "XBGR8888", "size": (640, 480), **(main or {})}
         if lores is not None:
             lores = {"format": "YUV420", **lores}
             if lores["size"][0] > main["size"][0] or lores["size"][1] > main["size"][1]:
                 raise RuntimeError("lores stream dimensions may not exceed main stream")
-        return {"use_case": "preview", "main": main, "lores": lores, "raw": raw,
-                "controls": controls or {}, "buffer_count": buffer_count}
+        return {
+            "use_case": "preview",
+            "main": main,
+            "lores": lores,
+            "raw": raw,
+            "controls": controls or {},
+            "buffer_count": buffer_count,
+        }
 
     def configure(self, config: dict) -> None:
         if self.started:
@@ -129,8 +148,11 @@ class Picamera2:
         self._t += 1
         main_cfg = self.config["main"]
         bgr = self._frame(tuple(main_cfg["size"]))
-        arrays = {"main": bgr if main_cfg["format"] in ("RGB888", "BGR888")
-                  else np.dstack([bgr, np.full(bgr.shape[:2], 255, np.uint8)])}
+        arrays = {
+            "main": bgr
+            if main_cfg["format"] in ("RGB888", "BGR888")
+            else np.dstack([bgr, np.full(bgr.shape[:2], 255, np.uint8)])
+        }
         if self.config["lores"] is not None:
             w, h = self.config["lores"]["size"]
             y = cv2.cvtColor(cv2.resize(bgr, (w, h)), cv2.COLOR_BGR2GRAY)
