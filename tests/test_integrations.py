@@ -389,3 +389,29 @@ def test_console_line_on_a_terminal(tmp_path, base):
     piped = daemon([*base, "--max-frames", "60"])
     out2, _ = piped.communicate(timeout=60)
     assert " fps | " not in out2
+
+
+def test_grafana_dashboard_uses_only_exported_metrics():
+    import re
+
+    from edge_fer.monitor.metrics import GAUGES
+
+    exported = {
+        "edge_fer_fps",
+        "edge_fer_faces",
+        "edge_fer_stage_latency_seconds_bucket",
+        "edge_fer_emotion_total",
+        "edge_fer_dropped_frames_total",
+        "edge_fer_reconnects_total",
+        "edge_fer_throttle_flag",
+        "edge_fer_daemon_up",
+        *(g[0] for g in GAUGES),
+    }
+    dashboard = json.loads((ROOT / "deploy" / "grafana-dashboard.json").read_text())
+    used = {
+        m
+        for p in dashboard["panels"]
+        for t in p["targets"]
+        for m in re.findall(r"edge_fer_[a-z_]+", t["expr"])
+    }
+    assert used and used <= exported, used - exported
