@@ -26,7 +26,9 @@ from edge_fer.paths import PROJECT_ROOT as ROOT
 YUNET = DEFAULT_YUNET
 
 
-def run_daemon(video: Path, runtime: str, detector: str, threads: int, model: Path, workdir: Path) -> dict:
+def run_daemon(
+    video: Path, runtime: str, detector: str, threads: int, model: Path, workdir: Path, extra: list[str] = ()
+) -> dict:
     report = workdir / f"report_{runtime}_{detector}_{threads}.json"
     cmd = [
         sys.executable,
@@ -54,6 +56,7 @@ def run_daemon(video: Path, runtime: str, detector: str, threads: int, model: Pa
     ]
     if detector == "yunet":
         cmd += ["--yunet-model", str(YUNET)]
+    cmd += list(extra)
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     _, stderr = proc.communicate()
     if proc.returncode != 0:
@@ -61,6 +64,63 @@ def run_daemon(video: Path, runtime: str, detector: str, threads: int, model: Pa
     result = json.loads(report.read_text())  # peak_rss_mb: the daemon's own VmHWM
     result["runtime"], result["detector"], result["threads"] = runtime, detector, threads
     return result
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def integrations_cost(video: Path, model: Path, workdir: Path, repeats: int) -> dict:
+    """fps with MQTT (a real local Mosquitto) and Prometheus (scraped every second) on, against
+    the same daemon with both off, runs interleaved so drift hits both alike."""
+    import shutil
+    import statistics
+    import threading
+    import time
+    from urllib.request import urlopen
+
+    mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    port, metrics_port = free_port(), free_port()
+    conf = workdir / "mosquitto.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+    broker = subprocess.Popen(
+        [mosquitto, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    stop = threading.Event()
+
+    def scrape() -> None:
+        while not stop.wait(1.0):
+            try:
+                urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=2).read()
+            except OSError:
+                pass
+
+    scraper = threading.Thread(target=scrape, daemon=True)
+    scraper.start()
+    on_args = ["--mqtt", f"mqtt://127.0.0.1:{port}", "--metrics-port", str(metrics_port)]
+    fps: dict[str, list[float]] = {"off": [], "on": []}
+    try:
+        time.sleep(0.5)
+        for _ in range(repeats):
+            for mode in ("off", "on"):
+                row = run_daemon(video, "native", "yunet", 1, model, workdir, on_args if mode == "on" else [])
+                fps[mode].append(row["fps"])
+    finally:
+        stop.set()
+        broker.terminate()
+        broker.wait(timeout=5)
+    off, on = statistics.median(fps["off"]), statistics.median(fps["on"])
+    return {
+        "fps_off": fps["off"],
+        "fps_on": fps["on"],
+        "median_off": off,
+        "median_on": on,
+        "cost_percent": 100 * (off - on) / off,
+    }
 
 
 def format_table(rows: list[dict]) -> str:
@@ -95,6 +155,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frames", type=int, default=300)
     p.add_argument("--threads", default="1,4")
     p.add_argument("--runtimes", default="native,pybind")
+    p.add_argument(
+        "--integrations",
+        type=int,
+        default=3,
+        metavar="N",
+        help="interleaved runs with MQTT + metrics on and off (0: skip)",
+    )
     p.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "pipeline.json")
     args = p.parse_args(argv)
     if not YUNET.is_file():
@@ -113,9 +180,19 @@ def main(argv: list[str] | None = None) -> int:
                         flush=True,
                     )
                     rows.append(run_daemon(video, runtime, detector, threads, args.model, Path(tmp)))
+        cost = None
+        if args.integrations > 0:
+            print("running with MQTT + Prometheus on and off ...", file=sys.stderr, flush=True)
+            cost = integrations_cost(video, args.model, Path(tmp), args.integrations)
     print(format_table(rows))
+    if cost is not None:
+        print(
+            f"\nMQTT + Prometheus (native, yunet, 1 thread, median of {args.integrations}): "
+            f"{cost['median_off']:.1f} fps off, {cost['median_on']:.1f} fps on: "
+            f"cost {cost['cost_percent']:.1f}% (target < 3%)"
+        )
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"cores": os.cpu_count(), "rows": rows}, indent=2))
+    args.json.write_text(json.dumps({"cores": os.cpu_count(), "rows": rows, "integrations": cost}, indent=2))
     print(f"wrote {args.json}")
     return 0
 

@@ -90,6 +90,19 @@ def test_build_reports_missing_compiler_and_compile_errors(tmp_path, monkeypatch
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["build.log"]  # nothing half-built
 
 
+def test_a_read_only_build_folder_is_a_build_error_not_a_crash(monkeypatch, shipped_model, caplog):
+    """Under ProtectSystem=strict the package folder is read-only: `runtime: auto` must fall
+    back with a warning, never die of an OSError."""
+    read_only = Path("/proc/edge-fer-build")  # not writable, even for root
+    with pytest.raises(NativeBuildError, match="cannot create /proc/edge-fer-build"):
+        build_library(read_only)
+    import edge_fer.native.build as build_module
+
+    monkeypatch.setattr(build_module, "DEFAULT_BUILD_DIR", read_only)
+    fallback = PteClassifier(shipped_model, runtime="auto")
+    assert fallback.runtime == "pybind" and "falling back" in caplog.text
+
+
 def test_build_command_line_builds_and_prunes_stale_builds(tmp_path):
     stale = tmp_path / "libet_runner-0.0-x86_64-000000000000.so"
     stale.write_bytes(b"old")

@@ -10,8 +10,10 @@ import re
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 VCGENCMD_TIMEOUT_S = 2.0
 _PMIC_LINE = re.compile(
@@ -143,7 +145,9 @@ class RaplPower:
 
     name = "rapl"
 
-    def __init__(self, root: Path = Path("/sys/class/powercap"), clock: callable = time.monotonic) -> None:
+    def __init__(
+        self, root: Path = Path("/sys/class/powercap"), clock: Callable[[], float] = time.monotonic
+    ) -> None:
         # Top-level zones (intel-rapl:0, intel-rapl:1) are packages; sub-zones are parts of them.
         self.zones = sorted(
             p for p in Path(root).glob("*rapl:*") if p.name.count(":") == 1 and (p / "energy_uj").exists()
@@ -171,9 +175,19 @@ class RaplPower:
         return total / 1e6 / (now - last[0]), None
 
 
+class PowerSource(Protocol):
+    """A way to read SoC power: (total W, VDD_CORE W or None), or None when a read fails."""
+
+    name: str
+
+    def available(self) -> bool: ...
+
+    def read(self) -> tuple[float, float | None] | None: ...
+
+
 def choose_power_source(
     hwmon_root: Path = Path("/sys/class/hwmon"), powercap_root: Path = Path("/sys/class/powercap")
-) -> tuple[object | None, str]:
+) -> tuple[PowerSource | None, str]:
     """The first power source that works here, and a line saying which (or why none)."""
     for source in (PmicPower(), HwmonPower(hwmon_root), RaplPower(powercap_root)):
         if source.available():

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+from edge_fer.labels import EMOTIONS
+
 
 def _make_divisible(value: float, divisor: int = 8) -> int:
     new = max(divisor, int(value + divisor / 2) // divisor * divisor)
@@ -70,7 +72,7 @@ def student_arch(
     width_mult: float = 1.0,
     input_size: int = 48,
     in_channels: int = 1,
-    num_classes: int = 7,
+    num_classes: int = len(EMOTIONS),
     stem_stride: int = 2,
     last_channels: int = 512,
     setting: tuple[tuple[int, int, int, int], ...] = FACE_SETTING,

@@ -8,6 +8,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from edge_fer.labels import EMOTIONS
+
 
 class BasicBlock(nn.Module):
     def __init__(self, in_ch: int, out_ch: int, stride: int) -> None:
@@ -33,7 +35,7 @@ class ResNet18(nn.Module):
     """ResNet-18 (2-2-2-2 basic blocks) for small grayscale inputs."""
 
     def __init__(
-        self, num_classes: int = 7, in_channels: int = 1, width: int = 64, dropout: float = 0.3
+        self, num_classes: int = len(EMOTIONS), in_channels: int = 1, width: int = 64, dropout: float = 0.3
     ) -> None:
         super().__init__()
         self.config = {

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from edge_fer.labels import EMOTIONS
+
 
 class FaceVGG(nn.Module):
     """Four stages of two 3x3 conv-bn-relu layers and a 2x2 max-pool, then a 2-layer head."""
@@ -17,7 +19,7 @@ class FaceVGG(nn.Module):
     def __init__(
         self,
         widths: tuple[int, ...] = (32, 64, 128, 256),
-        num_classes: int = 7,
+        num_classes: int = len(EMOTIONS),
         in_channels: int = 1,
         input_size: int = 48,
         hidden: int = 256,

@@ -6,6 +6,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+import numpy as np
+
 from edge_fer.results import FrameResult
 
 if TYPE_CHECKING:
@@ -42,7 +44,7 @@ class PreviewHost(Protocol):
 
     def enable_drm_preview(self) -> None: ...
 
-    def set_overlay(self, rgba: object) -> None: ...
+    def set_overlay(self, rgba: np.ndarray) -> None: ...
 
 
 @dataclass

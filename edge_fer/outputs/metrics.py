@@ -13,6 +13,9 @@ from edge_fer.outputs.base import OutputError
 from edge_fer.results import FrameResult
 
 if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
+
+    from prometheus_client import CollectorRegistry
     from prometheus_client.metrics_core import Metric
 
     from edge_fer.stats import RunStats
@@ -68,7 +71,7 @@ class RunStatsCollector:
         yield info
 
 
-def serve_registry(registry: object, port: int, bind: str, what: str) -> object:
+def serve_registry(registry: CollectorRegistry, port: int, bind: str, what: str) -> WSGIServer:
     """Start prometheus_client's HTTP server for `registry`; one-line OutputError on failure."""
     from prometheus_client import start_http_server
 
