@@ -25,6 +25,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from common import daemon_command
 
 from edge_fer.config import DEFAULT_MODEL
 from edge_fer.labels import EMOTIONS
@@ -34,32 +35,10 @@ from edge_fer.paths import PROJECT_ROOT as ROOT
 
 def run_daemon(video: Path, model: Path, detector: str, workdir: Path) -> tuple[list[dict], dict]:
     events, report = workdir / f"{detector}.jsonl", workdir / f"{detector}.json"
-    cmd = [
-        sys.executable,
-        "-m",
-        "edge_fer.cli",
-        "--source",
-        f"file:{video}",
-        "--no-loop",
-        "--display",
-        "none",
-        "--model",
-        str(model),
-        "--threads",
-        "1",
-        "--detector",
-        detector,
-        "--events-jsonl",
-        str(events),
-        "--report-json",
-        str(report),
-        "--stats-path",
-        str(workdir / "stats.json"),
-        "--log-level",
-        "WARNING",
-        "--console",
-        "off",
-    ]
+    cmd = daemon_command(
+        video, workdir / "stats.json", "--no-loop", "--model", str(model), "--threads", "1",
+        "--detector", detector, "--events-jsonl", str(events), "--report-json", str(report),
+    )  # fmt: skip
     if detector == "yunet":
         cmd += ["--yunet-model", str(DEFAULT_YUNET)]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)

@@ -19,6 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from common import daemon_command
+
 from edge_fer.config import DEFAULT_MODEL
 from edge_fer.paths import DEFAULT_DATA, DEFAULT_YUNET
 from edge_fer.paths import PROJECT_ROOT as ROOT
@@ -30,30 +32,10 @@ def run_daemon(
     video: Path, runtime: str, detector: str, threads: int, model: Path, workdir: Path, extra: list[str] = ()
 ) -> dict:
     report = workdir / f"report_{runtime}_{detector}_{threads}.json"
-    cmd = [
-        sys.executable,
-        "-m",
-        "edge_fer.cli",
-        "--source",
-        f"file:{video}",
-        "--no-loop",
-        "--display",
-        "none",
-        "--model",
-        str(model),
-        "--threads",
-        str(threads),
-        "--runtime",
-        runtime,
-        "--detector",
-        detector,
-        "--report-json",
-        str(report),
-        "--stats-path",
-        str(workdir / "stats.json"),
-        "--log-level",
-        "WARNING",
-    ]
+    cmd = daemon_command(
+        video, workdir / "stats.json", "--no-loop", "--model", str(model), "--threads", str(threads),
+        "--runtime", runtime, "--detector", detector, "--report-json", str(report),
+    )  # fmt: skip
     if detector == "yunet":
         cmd += ["--yunet-model", str(YUNET)]
     cmd += list(extra)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import psutil
+from common import daemon_command
 
 from edge_fer.paths import DEFAULT_DATA
 from edge_fer.paths import PROJECT_ROOT as ROOT
@@ -30,23 +31,9 @@ from edge_fer.paths import PROJECT_ROOT as ROOT
 
 def soak(video: Path, seconds: float, warmup_s: float, runtime: str, workdir: Path) -> dict:
     stats_path = workdir / "stats.json"
-    cmd = [
-        sys.executable,
-        "-m",
-        "edge_fer.cli",
-        "--source",
-        f"file:{video}",
-        "--display",
-        "none",
-        "--runtime",
-        runtime,
-        "--stats-path",
-        str(stats_path),
-        "--report-json",
-        str(workdir / "report.json"),
-        "--log-level",
-        "WARNING",
-    ]
+    cmd = daemon_command(
+        video, stats_path, "--runtime", runtime, "--report-json", str(workdir / "report.json")
+    )
     daemon = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     process = psutil.Process(daemon.pid)
     times, rss, fps = [], [], []

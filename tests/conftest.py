@@ -77,5 +77,13 @@ def demo_video(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path
 
 
 @pytest.fixture()
+def video_args(tmp_path: Path, shipped_model: Path, demo_video: Path) -> list[str]:
+    """edge-fer flags for a headless run on the demo video with the shipped model."""
+    stats = str(tmp_path / "stats.json")
+    return ["--source", f"file:{demo_video}", "--display", "none", "--model", str(shipped_model),
+            "--stats-path", stats]  # fmt: skip
+
+
+@pytest.fixture()
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)

@@ -57,19 +57,8 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, code: int, *needles
 
 
 @pytest.fixture()
-def base(tmp_path, shipped_model, demo_video) -> list[str]:
-    return [
-        "--source",
-        f"file:{demo_video}",
-        "--display",
-        "none",
-        "--model",
-        str(shipped_model),
-        "--stats-path",
-        str(tmp_path / "stats.json"),
-        "--max-frames",
-        "30",
-    ]
+def base(video_args) -> list[str]:
+    return [*video_args, "--max-frames", "30"]
 
 
 def _model_with_metadata(tmp_path: Path, shipped_model: Path, edit) -> Path:
@@ -203,20 +192,9 @@ def test_sigterm_while_the_camera_is_reconnecting_exits_at_once(tmp_path, shippe
         "PYTHONPATH": str(Path(__file__).parent / "fakes"),
         "FAKE_PICAMERA2_UNPLUG_AFTER": "20",
     }
+    flags = ["--model", str(shipped_model), "--stats-path", str(tmp_path / "s.json")]
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "edge_fer.cli",
-            "--source",
-            "picamera2",
-            "--display",
-            "none",
-            "--model",
-            str(shipped_model),
-            "--stats-path",
-            str(tmp_path / "s.json"),
-        ],
+        [sys.executable, "-m", "edge_fer.cli", *"--source picamera2 --display none".split(), *flags],
         cwd=ROOT,
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,

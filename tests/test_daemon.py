@@ -39,17 +39,8 @@ def run_daemon(args: list[str], env: dict | None = None, timeout: float = 120):
 
 
 @pytest.fixture()
-def base_args(tmp_path, shipped_model, demo_video) -> list[str]:
-    return [
-        "--source",
-        f"file:{demo_video}",
-        "--display",
-        "none",
-        "--model",
-        str(shipped_model),
-        "--stats-path",
-        str(tmp_path / "stats.json"),
-    ]
+def base_args(video_args) -> list[str]:
+    return video_args
 
 
 def test_video_run_emits_schema_and_report(tmp_path, base_args, yunet_model):

@@ -134,17 +134,8 @@ def daemon(args: list[str], **kw) -> subprocess.Popen:
 
 
 @pytest.fixture()
-def base(tmp_path, shipped_model, demo_video) -> list[str]:
-    return [
-        "--source",
-        f"file:{demo_video}",
-        "--display",
-        "none",
-        "--model",
-        str(shipped_model),
-        "--stats-path",
-        str(tmp_path / "stats.json"),
-    ]
+def base(video_args) -> list[str]:
+    return video_args
 
 
 def test_home_assistant_discovery_state_and_clean_offline(tmp_path, base):

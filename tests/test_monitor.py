@@ -148,22 +148,10 @@ def test_monitor_without_daemon_says_na(tmp_path, fake_pi_path):
     assert rows[0].startswith("time,power_w,core_power_w") and len(rows) >= 5
 
 
-def test_monitor_next_to_a_running_daemon(tmp_path, shipped_model, demo_video):
+def test_monitor_next_to_a_running_daemon(tmp_path, video_args):
     stats = tmp_path / "stats.json"
     daemon = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "edge_fer.cli",
-            "--source",
-            f"file:{demo_video}",
-            "--display",
-            "none",
-            "--model",
-            str(shipped_model),
-            "--stats-path",
-            str(stats),
-        ],
+        [sys.executable, "-m", "edge_fer.cli", *video_args],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -188,4 +176,4 @@ def test_monitor_next_to_a_running_daemon(tmp_path, shipped_model, demo_video):
 
 def test_monitor_bad_flags():
     code, _, err = monitor(["--interval", "0"])
-    assert code == 2 and "--interval must be positive" in err
+    assert code == 2 and "--interval must be a number of seconds" in err

@@ -91,36 +91,14 @@ def test_resume_skips_finished_stages(quick_run, data_dir):
 
 
 def test_student_without_kd_needs_no_teacher(data_dir, tmp_path):
-    proc = train(
-        "--quick",
-        "--data",
-        str(data_dir),
-        "--runs",
-        str(tmp_path),
-        "--name",
-        "c",
-        "--stages",
-        "distill",
-        "--alpha",
-        "0",
-        "--device",
-        "cpu",
-    )
+    def distill(name: str, *flags: str) -> subprocess.CompletedProcess:
+        return train("--quick", "--data", str(data_dir), "--runs", str(tmp_path), "--name", name,
+                     "--stages", "distill", "--device", "cpu", *flags)  # fmt: skip
+
+    proc = distill("c", "--alpha", "0")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads((tmp_path / "c" / "distill.done.json").read_text())["alpha"] == 0
-    proc = train(
-        "--quick",
-        "--data",
-        str(data_dir),
-        "--runs",
-        str(tmp_path),
-        "--name",
-        "d",
-        "--stages",
-        "distill",
-        "--device",
-        "cpu",
-    )
+    proc = distill("d")
     assert proc.returncode == 1 and "no teacher for distillation" in proc.stderr
 
 

@@ -123,18 +123,8 @@ def stage_teacher(run: Run) -> dict:
     cfg = FitConfig(
         epochs=s.teacher_epochs, lr=s.teacher_lr, batch_size=s.batch_size, eval_tta=True, bf16=True
     )
-    best = fit(
-        model,
-        train,
-        val,
-        run.spec,
-        cfg,
-        run.device,
-        run.dir,
-        "teacher",
-        _saver(run, "teacher.pt"),
-        seed=s.seed,
-    )
+    save = _saver(run, "teacher.pt")
+    best = fit(model, train, val, run.spec, cfg, run.device, run.dir, "teacher", save, seed=s.seed)
     teacher, _ = load_model(run.path("teacher.pt"))
     result = evaluate_model(teacher.to(run.device), val, run.spec, tta=True)
     print(
@@ -184,19 +174,8 @@ def distill_into(
         pct_start=0.2 if stage == "distill" else 0.1,
     )
     teacher = _teacher(run) if s.alpha > 0 else None
-    return fit(
-        model,
-        train,
-        val,
-        run.spec,
-        cfg,
-        run.device,
-        run.dir,
-        stage,
-        _saver(run, out_name, extra),
-        teacher=teacher,
-        seed=s.seed,
-    )
+    save = _saver(run, out_name, extra)
+    return fit(model, train, val, run.spec, cfg, run.device, run.dir, stage, save, teacher, seed=s.seed)
 
 
 def stage_distill(run: Run) -> dict:
