@@ -43,6 +43,9 @@ def quick_run(tmp_path_factory, data_dir) -> Path:
         "2",
         "--device",
         "cpu",
+        "--qat-always",
+        "--qat-epochs",
+        "1",
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return runs / "t"
@@ -64,8 +67,11 @@ def test_all_stages_write_their_outputs(quick_run):
         "teacher_state.pt",
         "distill_state.pt",
         "prune_state.pt",
+        "qat_state.pt",
     ):
         assert (quick_run / name).is_file(), name
+    quantized = json.loads((quick_run / "quantize.json").read_text())
+    assert quantized["qat"]["qat_epochs"] == 1 and 0 <= quantized["ptq"]["int8_float_agreement"] <= 1
     for stage in ("teacher", "distill", "prune", "quantize", "export"):
         assert "seconds" in json.loads((quick_run / f"{stage}.done.json").read_text())
     for stage in ("teacher", "distill", "prune"):

@@ -68,6 +68,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--finetune-epochs", type=int, default=6)
     p.add_argument("--calibration", type=int, default=1024, help="faces for int8 calibration")
     p.add_argument(
+        "--qat-epochs",
+        type=int,
+        default=2,
+        help="quantization-aware epochs when PTQ costs > 0.5 point or agrees < 98%% with float (0: never)",
+    )
+    p.add_argument("--qat-always", action="store_true", help="run QAT even when PTQ is good")
+    p.add_argument("--qat-lr", type=float, default=0.002)
+    p.add_argument(
         "--ship",
         type=Path,
         default=None,

@@ -61,3 +61,31 @@ def export_pte(model: nn.Module, example: torch.Tensor, path: Path, max_batch: i
     tmp.write_bytes(program.buffer)
     tmp.replace(path)  # atomic: a crash never leaves a half-written model behind
     return path.stat().st_size
+
+
+def prepare_qat(model: nn.Module, example: torch.Tensor) -> nn.Module:
+    """The float student as a pt2e graph with fake-quantized int8 weights and activations,
+    ready for quantization-aware fine-tuning (any batch size)."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+    from torchao.quantization.pt2e import move_exported_model_to_train
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_qat_pt2e
+
+    graph = export_graph(model.train(), example[:2], max_batch=4096).module()
+    quantizer = XNNPACKQuantizer().set_global(
+        get_symmetric_quantization_config(is_per_channel=True, is_qat=True)
+    )
+    prepared = prepare_qat_pt2e(graph, quantizer)
+    move_exported_model_to_train(prepared)
+    return prepared
+
+
+def convert_qat(prepared: nn.Module) -> nn.Module:
+    """The fine-tuned fake-quant graph -> a real int8 graph (like `quantize_int8`'s result)."""
+    from torchao.quantization.pt2e import move_exported_model_to_eval
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
+
+    move_exported_model_to_eval(prepared)
+    return convert_pt2e(prepared)
