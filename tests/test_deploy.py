@@ -126,3 +126,19 @@ def test_install_into_a_prefix_is_idempotent_and_uninstall_keeps_edits(tmp_path)
     assert not list((root / "etc/systemd/system").iterdir())
     assert config.exists() and "keeping your edited" in gone.stdout
     assert install("--bogus").returncode == 2
+
+
+def test_a_regular_install_carries_the_model_and_the_runner_source(tmp_path):
+    """install.sh does a non-editable install: the wheel must hold the package data."""
+    import zipfile
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    names = set(zipfile.ZipFile(next(tmp_path.glob("edge_fer-*.whl"))).namelist())
+    for needed in ("edge_fer/models/edge_fer_student.pte", "edge_fer/models/edge_fer_student.json",
+                   "edge_fer/native/et_runner.cpp", "edge_fer/outputs/mqtt.py"):  # fmt: skip
+        assert needed in names, needed
