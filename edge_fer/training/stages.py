@@ -77,7 +77,12 @@ class Run:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.device = torch.device(settings.device)
         self.spec = PreprocessSpec(input_size=settings.input_size)
-        (self.dir / "config.json").write_text(json.dumps(settings.to_json(), indent=2))
+        # Every invocation's settings, in order: a later `--stages export` must not rewrite how
+        # the earlier stages were trained (each done marker records its own settings too).
+        with (self.dir / "invocations.jsonl").open("a") as f:
+            f.write(json.dumps(settings.to_json()) + "\n")
+        if not (self.dir / "config.json").exists():
+            (self.dir / "config.json").write_text(json.dumps(settings.to_json(), indent=2))
         self._data: tuple[FaceSet, FaceSet] | None = None
 
     def path(self, name: str) -> Path:
@@ -409,7 +414,11 @@ def stage_export(run: Run) -> dict:
             **{f"{k}_val_accuracy": v["val_accuracy"] for k, v in best_of.items()},
         },
         "training_seconds": stage_seconds,
-        "training": json.loads(run.path("config.json").read_text()),
+        "training": {
+            stage: json.loads(run.path(f"{stage}.done.json").read_text()).get("settings")
+            for stage in STAGES[:-1]
+            if run.is_done(stage)
+        },
     }
     write_metadata(pte, metadata)
     write_report(run.dir, metadata, summary)
@@ -456,4 +465,5 @@ def run_stages(settings: TrainSettings, stages: list[str] | None) -> None:
         t0 = time.perf_counter()
         torch.manual_seed(settings.seed)  # torch seeds itself randomly per process: init too
         summary = STAGE_FUNCS[stage](run)
-        run.mark_done(stage, {**summary, "seconds": round(time.perf_counter() - t0, 1)})
+        run.mark_done(stage, {**summary, "seconds": round(time.perf_counter() - t0, 1),
+                              "settings": settings.to_json()})  # fmt: skip
