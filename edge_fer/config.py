@@ -342,6 +342,11 @@ def _walk(obj: Any, prefix: str = "") -> list[tuple[str, Any, dict]]:
     return out
 
 
+def flatten(config: Config) -> dict[str, Any]:
+    """Every setting by its dotted key, e.g. {'smoothing.window': 7, ...}."""
+    return {key: value for key, value, _ in _walk(config)}
+
+
 def validate(config: Config) -> Config:
     """Check every field's limits and choices, and rules that span fields."""
     if not SOURCE_PATTERN.match(config.source):

@@ -7,7 +7,6 @@ and carries on with the config it had.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -17,7 +16,7 @@ import cv2
 
 from edge_fer.capture import CaptureError, ReconnectingSource, make_source
 from edge_fer.classify import Classifier, ModelError, load_classifier
-from edge_fer.config import Config, ConfigError
+from edge_fer.config import Config, ConfigError, ModelConfig, flatten
 from edge_fer.detect import DetectorError, FaceDetector, make_detector
 from edge_fer.outputs import DisplayError, OutputContext, OutputError, build_outputs
 from edge_fer.pipeline import Pipeline, run
@@ -25,8 +24,6 @@ from edge_fer.service import Notifier, SignalState, setup_logging
 from edge_fer.stats import RunStats
 
 log = logging.getLogger("edge_fer")
-
-STARTUP_ERRORS = (ConfigError, ModelError, DetectorError, CaptureError, DisplayError, OutputError)
 
 
 @dataclass
@@ -39,6 +36,11 @@ class Prepared:
     source: ReconnectingSource
 
 
+def open_classifier(model: ModelConfig) -> Classifier:
+    """The classifier a `model:` section names."""
+    return load_classifier(model.file, model.threads, model.runtime)
+
+
 def prepare(
     config: Config, signals: SignalState, stats: RunStats, classifier: Classifier | None = None
 ) -> Prepared:
@@ -46,7 +48,7 @@ def prepare(
     cv2.setNumThreads(config.model.threads)  # detection and resizing share the budget
     own = classifier is None
     if classifier is None:
-        classifier = load_classifier(config.model.file, config.model.threads, config.model.runtime)
+        classifier = open_classifier(config.model)
     try:
         detector = make_detector(config.detector)
         inner = make_source(config.source, config.camera, config.fallback_video, config.loop_video)
@@ -107,18 +109,7 @@ def serve(
 
 def config_changes(old: Config, new: Config) -> list[str]:
     """'key: old -> new' for every setting that differs."""
-
-    def flat(obj: object, prefix: str = "") -> dict[str, object]:
-        out: dict[str, object] = {}
-        for f in dataclasses.fields(obj):  # type: ignore[arg-type]
-            value = getattr(obj, f.name)
-            if dataclasses.is_dataclass(value):
-                out.update(flat(value, f"{prefix}{f.name}."))
-            else:
-                out[prefix + f.name] = value
-        return out
-
-    a, b = flat(old), flat(new)
+    a, b = flatten(old), flatten(new)
     return [f"{k}: {a[k]} -> {b[k]}" for k in a if a[k] != b[k]]
 
 
@@ -138,9 +129,7 @@ def _reload(current: Prepared, load: Callable[[], Config], signals: SignalState,
     except (ModelError, DetectorError, CaptureError) as exc:
         log.error("config reload failed, keeping the running config: %s", exc)
         if not same_model:
-            current.classifier = load_classifier(
-                current.config.model.file, current.config.model.threads, current.config.model.runtime
-            )
+            current.classifier = open_classifier(current.config.model)
         return current
     setup_logging(config.log_level)
     log.info("config reloaded: %s", "; ".join(changes) if changes else "nothing changed")
@@ -170,11 +159,7 @@ def run_daemon(
                 log.error("config reload failed, keeping the running config: %s", exc)
                 if current.classifier is not previous.classifier:
                     current.classifier.close()
-                    previous.classifier = load_classifier(
-                        previous.config.model.file,
-                        previous.config.model.threads,
-                        previous.config.model.runtime,
-                    )
+                    previous.classifier = open_classifier(previous.config.model)
                 current, previous = previous, None
                 continue
             if not signals.reload.is_set() or signals.stop.is_set():
