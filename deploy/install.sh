@@ -8,6 +8,10 @@
 #   sudo deploy/install.sh --console-window also allow the SDL window on the HDMI console
 #                                          (input/tty groups; needed only for display.mode: window
 #                                          without a desktop)
+#   sudo deploy/install.sh --image         install into the running root as an image build would
+#                                          (chroot, pi-gen, emulation): no python3-picamera2 (it is
+#                                          in the Raspberry Pi archive only) and the units are
+#                                          enabled, not started (systemd is not running)
 #
 # Idempotent: running it again updates the code and units and keeps /etc/edge-fer/config.yaml.
 set -euo pipefail
@@ -17,9 +21,10 @@ DRY_RUN=0
 UNINSTALL=0
 WITH_VENV=1
 CONSOLE_WINDOW=0
+IMAGE=0
 SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
-usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --prefix) PREFIX="${2:?--prefix needs a folder}"; shift 2 ;;
@@ -28,6 +33,7 @@ while [ $# -gt 0 ]; do
     --uninstall) UNINSTALL=1; shift ;;
     --no-venv) WITH_VENV=0; shift ;;
     --console-window) CONSOLE_WINDOW=1; shift ;;
+    --image) IMAGE=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "install.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
@@ -79,9 +85,9 @@ do_uninstall() {
 do_install() {
   if [ "$SYSTEM" = 1 ]; then
     say "installing apt packages (picamera2, systemd bindings, venv, C++ compiler)"
+    PICAMERA2=$([ "$IMAGE" = 1 ] && echo "" || echo python3-picamera2)
     run apt-get update
-    run apt-get install -y python3-venv python3-pip python3-picamera2 python3-systemd \
-      libcap-dev g++
+    run apt-get install -y python3-venv python3-pip $PICAMERA2 python3-systemd libcap-dev g++
     if ! id edge-fer >/dev/null 2>&1; then
       say "creating system user edge-fer"
       run useradd --system --home-dir /var/lib/edge-fer --shell /usr/sbin/nologin edge-fer
@@ -115,7 +121,12 @@ do_install() {
     run "$APP/venv/bin/pip" install --upgrade pip
     # A regular (non-editable) install: the package, its model and runner source live in the
     # venv's site-packages, owned by root.
-    run "$APP/venv/bin/pip" install "$APP[display]"
+    # The constraints keep apt's numpy 1.24 (picamera2's simplejpeg is built against it; a
+    # numpy 2 in the venv breaks `import picamera2`).
+    run "$APP/venv/bin/pip" install -c "$APP/deploy/constraints-pi.txt" "$APP[display]"
+    # The runner needs only the executorch wheel's C++ libraries and headers: none of its
+    # Python dependencies, and no torch (whose aarch64 wheel on PyPI pulls CUDA).
+    run "$APP/venv/bin/pip" install --no-deps -r "$APP/deploy/requirements-runtime.txt"
     # The torch-free ExecuTorch runner: built now, because the service's /opt is read-only.
     say "building the ExecuTorch runner"
     run "$APP/venv/bin/edge-fer-build-runtime"
@@ -140,7 +151,10 @@ do_install() {
   else
     run rm -f "$UNITS/edge-fer.service.d/console-window.conf"
   fi
-  if [ "$SYSTEM" = 1 ]; then
+  if [ "$SYSTEM" = 1 ] && [ "$IMAGE" = 1 ]; then
+    run systemctl enable edge-fer.service edge-fer-monitor-snapshot.timer
+    say "done (image: units enabled, they start on the next boot)"
+  elif [ "$SYSTEM" = 1 ]; then
     run systemctl daemon-reload
     run systemctl enable --now edge-fer.service edge-fer-monitor-snapshot.timer
     say "done: journalctl -u edge-fer -f   shows the daemon; edge-fer-monitor --seconds 10"

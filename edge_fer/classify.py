@@ -9,6 +9,7 @@ goes through executorch's own Python extension, which needs `import torch` (~190
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import math
@@ -62,10 +63,21 @@ class Program(Protocol):
 RUNTIMES = choices("model.runtime")
 
 
+def _missing_for_pybind() -> list[str]:
+    return [m for m in ("torch", "executorch") if importlib.util.find_spec(m) is None]
+
+
 class PybindProgram:
     """The `.pte` through executorch's Python extension (imports torch, which it links)."""
 
     def __init__(self, path: Path, threads: int) -> None:
+        missing = _missing_for_pybind()
+        if missing:
+            raise ModelError(
+                f"the pybind runtime needs {' and '.join(missing)}, which this install does not "
+                "have (the Pi install is torch-free); use model.runtime native, or pip install "
+                "'edge-fer[train]'"
+            )
         _preflight_pybind(path)
         import torch
         from executorch.extension.pybindings import _C as et
@@ -128,6 +140,8 @@ def open_program(path: Path, threads: int, runtime: str = "auto") -> tuple[Progr
         except NativeBuildError as exc:
             if runtime == "native":
                 raise ModelError(f"model.runtime is native, but {exc}") from None
+            if _missing_for_pybind():
+                raise ModelError(f"{exc} (no fallback: this install has no torch)") from None
             log.warning(
                 "falling back to executorch's Python extension, which imports torch "
                 "(~190 MB more memory): %s",

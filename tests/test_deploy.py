@@ -101,10 +101,93 @@ def test_install_dry_run_changes_nothing():
         "/opt/edge-fer/venv/bin/edge-fer-build-runtime",
         "--no-same-owner",
         "chown -R root:root /opt/edge-fer",
-        "/opt/edge-fer/venv/bin/pip install /opt/edge-fer[display]",
+        "pip install -c /opt/edge-fer/deploy/constraints-pi.txt /opt/edge-fer[display]",
+        "/opt/edge-fer/venv/bin/pip install --no-deps -r /opt/edge-fer/deploy/requirements-runtime.txt",
         "systemctl enable --now edge-fer.service",
     ):
         assert step in proc.stdout
+
+
+def test_install_for_an_image_skips_what_only_a_running_pi_has():
+    proc = install("--dry-run", "--image")
+    assert proc.returncode == 0, proc.stderr
+    assert "python3-picamera2" not in proc.stdout
+    assert "apt-get install -y python3-venv python3-pip python3-systemd" in proc.stdout
+    assert "+ systemctl enable edge-fer.service edge-fer-monitor-snapshot.timer" in proc.stdout
+    assert "--now" not in proc.stdout and "daemon-reload" not in proc.stdout
+
+
+def _requirement_lines(text: str) -> list[str]:
+    return [line.split("#")[0].strip() for line in text.splitlines() if line.split("#")[0].strip()]
+
+
+def test_the_pi_runtime_is_torch_free_and_pins_the_trained_executorch():
+    """The base install (what the Pi gets) has no torch; the runtime's executorch --no-deps pin
+    is the one training exports with; numpy stays on apt's 1.x for picamera2's extensions."""
+    import configparser
+
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    base = _requirement_lines(cfg["options"]["install_requires"])
+    train = _requirement_lines(cfg["options.extras_require"]["train"])
+    assert not [r for r in base if r.startswith(("torch", "executorch", "torchao"))], base
+    runtime = _requirement_lines((ROOT / "deploy/requirements-runtime.txt").read_text())
+    assert runtime == [r for r in train if r.startswith("executorch")] == ["executorch==1.5.1"]
+    constraints = _requirement_lines((ROOT / "deploy/constraints-pi.txt").read_text())
+    assert "numpy<2" in constraints and "opencv-python-headless<4.12" in constraints
+    assert "numpy>=1.24" in base  # Bookworm's apt numpy is 1.24.2
+
+
+def test_compare_events_pairs_faces_by_box_and_counts_label_flips(tmp_path):
+    sys.path.insert(0, str(ROOT / "deploy"))
+    try:
+        import compare_events
+    finally:
+        sys.path.pop(0)
+
+    def face(box, label, smoothed=None):
+        return {"id": 1, "box": box, "label": label, "score": 0.5, "smoothed": smoothed or label}
+
+    ref = {0: [face([10, 10, 50, 50], "happy"), face([200, 10, 50, 50], "sad")], 1: [], 2: []}
+    other = {0: [face([202, 11, 50, 50], "sad"), face([11, 10, 50, 50], "fear", "happy")], 1: []}
+    result = compare_events.compare(ref, other)
+    assert (result["frames"], result["faces_paired"], result["faces_unpaired"]) == (2, 2, 0)
+    assert result["label_agreement"] == 0.5 and result["smoothed_agreement"] == 1.0
+    assert result["label_flips"][0]["other"][0] == "fear"
+    far = {0: [face([400, 400, 50, 50], "happy")], 1: []}
+    assert compare_events.compare(ref, far)["faces_unpaired"] == 3
+    (tmp_path / "bad.jsonl").write_text("not json\n")
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "deploy/compare_events.py"), str(tmp_path / "bad.jsonl"),
+         str(tmp_path / "bad.jsonl")], capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode != 0 and "is not a daemon event" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.arm64
+def test_the_pi_install_works_in_an_emulated_arm64_root():
+    """deploy/check_arm64.sh end to end (~15-30 min: debootstrap once, then install.sh, the
+    runner build, the daemon and the monitor under qemu-user), and the arm64 daemon's labels
+    against this machine's on the same video."""
+    import json
+    import os
+
+    if not os.environ.get("EDGE_FER_ARM64"):
+        pytest.skip("set EDGE_FER_ARM64=1 to install into an emulated arm64 root (slow; root and network)")
+    missing = [t for t in ("mmdebstrap", "qemu-aarch64-static", "chroot") if not shutil.which(t)]
+    if missing:
+        fix = "apt-get install mmdebstrap qemu-user-static binfmt-support"
+        pytest.skip(f"missing {', '.join(missing)}: {fix}")
+    if os.geteuid() != 0:
+        pytest.skip("check_arm64.sh needs root (chroot and bind mounts)")
+    proc = subprocess.run(["bash", str(ROOT / "deploy/check_arm64.sh")], capture_output=True, text=True,
+                          timeout=3 * 3600)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    out = ROOT / "build/arm64/out"
+    agreement = json.loads((out / "agreement.json").read_text())
+    assert agreement["faces_paired"] > 0 and agreement["label_agreement"] >= 0.97, agreement
+    report = json.loads((out / "report-arm64.json").read_text())
+    assert report["frames"] > 0 and report["face_detections"] > 0
 
 
 def test_install_into_a_prefix_is_idempotent_and_uninstall_keeps_edits(tmp_path):

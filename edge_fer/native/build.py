@@ -42,7 +42,10 @@ def executorch_root() -> Path:
     """The installed executorch package folder, found without importing it (it imports torch)."""
     spec = importlib.util.find_spec("executorch")
     if spec is None or not spec.submodule_search_locations:
-        raise NativeBuildError("executorch is not installed; run pip install -e . in the project")
+        raise NativeBuildError(
+            "executorch's runtime is not installed; in the edge-fer checkout run "
+            "pip install --no-deps -r deploy/requirements-runtime.txt"
+        )
     root = Path(next(iter(spec.submodule_search_locations)))
     for needed in ("include/executorch/extension/module/module.h", "lib/libexecutorch.so"):
         if not (root / needed).is_file():
