@@ -122,7 +122,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    import torch
+    try:
+        import torch
+    except ImportError:
+        print("error: training needs torch, which is not installed: pip install -e '.[train]'", file=sys.stderr)
+        return 2
 
     from edge_fer.dataset import DatasetError
     from edge_fer.nets.checkpoint import CheckpointError
