@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import torch
     except ImportError:
-        print("error: training needs torch, which is not installed: pip install -e '.[train]'", file=sys.stderr)
+        print("error: training needs torch, not installed here: pip install -e '.[train]'", file=sys.stderr)
         return 2
 
     from edge_fer.dataset import DatasetError
