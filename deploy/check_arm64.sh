@@ -25,11 +25,11 @@ BASE="$WORK/bookworm-arm64.tar"
 ROOT="$WORK/root"
 OUT="$WORK/out"
 REBUILD=0
-# What Raspberry Pi OS Lite has that a minbase root lacks, and what install.sh's steps use.
+# What Raspberry Pi OS Lite has (it ships picamera2 and so numpy) that a minbase root lacks;
+# install.sh installs the rest (venv, pip, g++, ...), so its time includes that.
 # python3-pywt stands in for picamera2's numpy-built extensions (simplejpeg is in the Raspberry
 # Pi archive only): it must still import from the venv.
-PACKAGES=python3,python3-venv,python3-pip,python3-numpy,python3-pywt,python3-yaml,g++,\
-systemd,ca-certificates,procps,file
+PACKAGES=python3,python3-numpy,python3-pywt,systemd,ca-certificates,procps
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -77,7 +77,18 @@ bind() {  # bind SRC DEST [ro]
   if [ "${3:-}" = ro ]; then mount -o remount,bind,ro "$2"; fi
 }
 
-in_root() { chroot "$ROOT" /usr/bin/env -i HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 "$@"; }
+# This host's CA bundle goes in beside the root's own: where TLS is re-signed by a proxy, pip
+# inside would otherwise fail every download (a Pi on an open network does not need it).
+HOST_CA=/etc/ssl/certs/host-ca-certificates.crt
+# The Pi 5's CPU. qemu's default (`max`: SVE, SME, i8mm, ...) sends XNNPACK down int8 kernels
+# that come out wrong under qemu 7.2 (every face the same label); a Cortex-A76 has none of them.
+QEMU_CPU="${EDGE_FER_QEMU_CPU:-cortex-a76}"
+in_root() {
+  chroot "$ROOT" /usr/bin/env -i HOME=/root LANG=C.UTF-8 \
+    PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    PIP_CERT="$HOST_CA" SSL_CERT_FILE="$HOST_CA" REQUESTS_CA_BUNDLE="$HOST_CA" \
+    QEMU_CPU="$QEMU_CPU" "$@"
+}
 
 # step NAME COMMAND...: run it with its output in $OUT/NAME.log; record result and seconds.
 # A failed step ends the check (later steps need it) after printing the table so far.
@@ -116,13 +127,14 @@ table() {
 }
 
 bootstrap() {
-  if [ "$REBUILD" = 0 ] && [ -s "$BASE" ]; then
+  if [ "$REBUILD" = 0 ] && [ -f "$BASE" ] && [ -s "$BASE" ]; then
     echo "cached $(du -h "$BASE" | cut -f1) root from $(date -r "$BASE" +%F)"
     return
   fi
   local mirror=()
   [ -n "${EDGE_FER_ARM64_MIRROR:-}" ] && mirror=("$EDGE_FER_ARM64_MIRROR")
-  mmdebstrap --arch=arm64 --variant=minbase --include="$PACKAGES" bookworm "$BASE.partial" "${mirror[@]}"
+  mmdebstrap --arch=arm64 --variant=minbase --format=tar --include="$PACKAGES" bookworm "$BASE.partial" \
+    "${mirror[@]}"
   mv "$BASE.partial" "$BASE"
   echo "built $(du -h "$BASE" | cut -f1) bookworm arm64 root"
 }
@@ -130,13 +142,15 @@ bootstrap() {
 unpack() {
   unmount_root
   rm -rf --one-file-system "$ROOT" && mkdir -p "$ROOT"
-  tar -C "$ROOT" -xf "$BASE"
+  tar -C "$ROOT" --numeric-owner -xf "$BASE"
   bind /proc "$ROOT/proc"
   bind /sys "$ROOT/sys"
   bind /dev "$ROOT/dev"
   bind /dev/pts "$ROOT/dev/pts"
   mkdir -p "$ROOT/run/edge-fer"
   cp -L /etc/resolv.conf "$ROOT/etc/resolv.conf"
+  mkdir -p "$ROOT/etc/ssl/certs"
+  cp -L "${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}" "$ROOT$HOST_CA"
   bind "$WORK/pip-cache" "$ROOT/root/.cache/pip"
   bind "$DATA" "$ROOT/data/fer2013" ro
   bind "$OUT" "$ROOT/out"
@@ -179,6 +193,7 @@ DAEMON_ARGS=(--source file:/out/demo.mp4 --display none --no-loop --max-frames "
 
 run_daemon() {
   chmod 0777 "$OUT"
+  in_root install -d -o edge-fer -g edge-fer -m 0750 /run/edge-fer  # systemd's RuntimeDirectory=
   # As the service user, like systemd would run it.
   in_root setpriv --reuid=edge-fer --regid=edge-fer --init-groups \
     /opt/edge-fer/venv/bin/edge-fer "${DAEMON_ARGS[@]}" --events-jsonl /out/events-arm64.jsonl \
@@ -198,9 +213,10 @@ run_monitor() {
   in_root /opt/edge-fer/venv/bin/edge-fer-monitor --seconds 2 --json >"$OUT/monitor.jsonl"
   python3 - "$OUT/monitor.jsonl" <<'EOF'
 import json, sys
-rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
-assert rows, "edge-fer-monitor printed nothing"
-print(f"{len(rows)} JSON samples, keys: {', '.join(sorted(rows[-1]))[:80]}")
+lines = [line for line in open(sys.argv[1]) if line.strip()]
+assert lines, "edge-fer-monitor printed nothing"
+summary = json.loads(lines[-1])  # --json: the last line is one JSON object
+print(f"summary with {len(summary)} keys: {', '.join(sorted(summary))[:90]}")
 EOF
 }
 

@@ -92,10 +92,13 @@ do_install() {
       say "creating system user edge-fer"
       run useradd --system --home-dir /var/lib/edge-fer --shell /usr/sbin/nologin edge-fer
     fi
-    run usermod -a -G video,render edge-fer
-    if [ "$CONSOLE_WINDOW" = 1 ]; then
-      run usermod -a -G input,tty edge-fer
-    fi
+    GROUPS_WANTED="video,render"
+    [ "$CONSOLE_WINDOW" = 1 ] && GROUPS_WANTED="$GROUPS_WANTED,input,tty"
+    # Raspberry Pi OS has them all; a bare Debian root gets `render` from udev only later.
+    for g in ${GROUPS_WANTED//,/ }; do
+      getent group "$g" >/dev/null || run groupadd --system "$g"
+    done
+    run usermod -a -G "$GROUPS_WANTED" edge-fer
   fi
   say "copying $SRC to $APP"
   run mkdir -p "$APP"

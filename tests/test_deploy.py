@@ -78,11 +78,11 @@ def test_keyboards_are_readable_only_with_the_console_window_drop_in():
     assert "DeviceAllow=char-input r" in drop_in and "SupplementaryGroups=input tty" in drop_in
     dry = install("--dry-run")
     assert (
-        "usermod -a -G input,tty" not in dry.stdout
+        "usermod -a -G video,render edge-fer" in dry.stdout
         and "rm -f /etc/systemd/system/edge-fer.service.d/console-window.conf" in dry.stdout
     )
     dry = install("--dry-run", "--console-window")
-    assert "usermod -a -G input,tty edge-fer" in dry.stdout and "console-window.conf" in dry.stdout
+    assert "usermod -a -G video,render,input,tty edge-fer" in dry.stdout and "console-window.conf" in dry.stdout
 
 
 def install(*args: str) -> subprocess.CompletedProcess:
