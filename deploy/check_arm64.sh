@@ -216,7 +216,7 @@ import json, sys
 lines = [line for line in open(sys.argv[1]) if line.strip()]
 assert lines, "edge-fer-monitor printed nothing"
 summary = json.loads(lines[-1])  # --json: the last line is one JSON object
-print(f"summary with {len(summary)} keys: {', '.join(sorted(summary))[:90]}")
+print(f"{summary['samples']} samples in {summary['seconds']:.1f} s: {', '.join(summary['figures'])[:80]}")
 EOF
 }
 
@@ -237,6 +237,16 @@ x86_agreement() {
     --report-json "$OUT/report-x86.json" --stats-path "$OUT/stats-x86.json"
   python3 "$SRC/deploy/compare_events.py" "$OUT/events-x86.jsonl" "$OUT/events-arm64.jsonl" \
     --json "$OUT/agreement.json"
+}
+
+model_agreement() {
+  [ -x "$HOST_PYTHON" ] || { echo "no host venv at $HOST_PYTHON (set EDGE_FER_HOST_PYTHON)"; return 1; }
+  in_root /opt/edge-fer/venv/bin/python /opt/edge-fer/deploy/arm64_probe.py probe --data /data/fer2013 \
+    --video /out/demo.mp4 --out /out/probe-arm64.json
+  "$HOST_PYTHON" "$SRC/deploy/arm64_probe.py" probe --data "$DATA" --video "$OUT/demo.mp4" \
+    --out "$OUT/probe-x86.json"
+  "$HOST_PYTHON" "$SRC/deploy/arm64_probe.py" compare "$OUT/probe-x86.json" "$OUT/probe-arm64.json" \
+    --json "$OUT/model-agreement.json"
 }
 
 sizes() {
@@ -264,6 +274,7 @@ step demo-video demo_video
 step daemon-arm64 run_daemon
 step monitor run_monitor
 step units verify_units
-step x86-agreement x86_agreement
+step x86-daemon-agreement x86_agreement
+step x86-model-agreement model_agreement
 step sizes sizes
 table

@@ -184,8 +184,10 @@ def test_the_pi_install_works_in_an_emulated_arm64_root():
                           timeout=3 * 3600)  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     out = ROOT / "build/arm64/out"
-    agreement = json.loads((out / "agreement.json").read_text())
-    assert agreement["faces_paired"] > 0 and agreement["label_agreement"] >= 0.97, agreement
+    model = json.loads((out / "model-agreement.json").read_text())  # identical inputs
+    assert model["faces"] > 3000 and model["model_agreement"] >= 0.98, model
+    daemon = json.loads((out / "agreement.json").read_text())  # each side's own decode + Haar
+    assert daemon["faces_paired"] > 0 and daemon["label_agreement"] >= 0.8, daemon
     report = json.loads((out / "report-arm64.json").read_text())
     assert report["frames"] > 0 and report["face_detections"] > 0
 
