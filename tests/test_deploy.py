@@ -82,7 +82,8 @@ def test_keyboards_are_readable_only_with_the_console_window_drop_in():
         and "rm -f /etc/systemd/system/edge-fer.service.d/console-window.conf" in dry.stdout
     )
     dry = install("--dry-run", "--console-window")
-    assert "usermod -a -G video,render,input,tty edge-fer" in dry.stdout and "console-window.conf" in dry.stdout
+    assert "usermod -a -G video,render,input,tty edge-fer" in dry.stdout
+    assert "console-window.conf" in dry.stdout
 
 
 def install(*args: str) -> subprocess.CompletedProcess:
