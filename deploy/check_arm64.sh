@@ -185,10 +185,10 @@ print(f"numpy {numpy.__version__} (apt), opencv {cv2.__version__}, pywt imports,
 
 demo_video() {
   in_root /opt/edge-fer/venv/bin/python /opt/edge-fer/tools/make_demo_video.py \
-    --data /data/fer2013 --frames "$FRAMES" --out /out/demo.mp4
+    --data /data/fer2013 --frames "$FRAMES" --out /out/demo.mkv
 }
 
-DAEMON_ARGS=(--source file:/out/demo.mp4 --display none --no-loop --max-frames "$FRAMES"
+DAEMON_ARGS=(--source file:/out/demo.mkv --display none --no-loop --max-frames "$FRAMES"
   --runtime native --threads 2 --console off --config /etc/edge-fer/config.yaml)
 
 run_daemon() {
@@ -231,7 +231,7 @@ verify_units() {
 x86_agreement() {
   [ -x "$HOST_PYTHON" ] || { echo "no host venv at $HOST_PYTHON (set EDGE_FER_HOST_PYTHON)"; return 1; }
   local args=("${DAEMON_ARGS[@]}")
-  args[1]="file:$OUT/demo.mp4"
+  args[1]="file:$OUT/demo.mkv"
   args[${#args[@]} - 1]="$SRC/deploy/config.example.yaml"
   "$HOST_PYTHON" -m edge_fer.cli "${args[@]}" --events-jsonl "$OUT/events-x86.jsonl" \
     --report-json "$OUT/report-x86.json" --stats-path "$OUT/stats-x86.json"
@@ -242,8 +242,8 @@ x86_agreement() {
 model_agreement() {
   [ -x "$HOST_PYTHON" ] || { echo "no host venv at $HOST_PYTHON (set EDGE_FER_HOST_PYTHON)"; return 1; }
   in_root /opt/edge-fer/venv/bin/python /opt/edge-fer/deploy/arm64_probe.py probe --data /data/fer2013 \
-    --video /out/demo.mp4 --out /out/probe-arm64.json
-  "$HOST_PYTHON" "$SRC/deploy/arm64_probe.py" probe --data "$DATA" --video "$OUT/demo.mp4" \
+    --video /out/demo.mkv --out /out/probe-arm64.json
+  "$HOST_PYTHON" "$SRC/deploy/arm64_probe.py" probe --data "$DATA" --video "$OUT/demo.mkv" \
     --out "$OUT/probe-x86.json"
   "$HOST_PYTHON" "$SRC/deploy/arm64_probe.py" compare "$OUT/probe-x86.json" "$OUT/probe-arm64.json" \
     --json "$OUT/model-agreement.json"

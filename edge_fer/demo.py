@@ -58,7 +58,9 @@ def build_demo_video(
     w, h = size
     face_px = int(min(w / faces, h) * 0.42)
     out.parent.mkdir(parents=True, exist_ok=True)
-    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    # .mkv/.avi: lossless FFV1, so every machine decodes the very same frames; else MPEG-4.
+    codec = "FFV1" if out.suffix.lower() in (".mkv", ".avi") else "mp4v"
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*codec), fps, (w, h))
     if not writer.isOpened():
         raise OSError(f"cannot write video {out}")
     yy, xx = np.mgrid[0:h, 0:w]

@@ -7,7 +7,8 @@
 Each face slot shows one FER2013 face (upscaled, feathered into an oval head so detectors
 see a head, not a tile) drifting across the frame, swapped every --hold frames.
 The video is built locally from the dataset and never committed. A JSON sidecar lists the
-true label of every face per frame.
+true label of every face per frame. An .mkv or .avi name gets lossless FFV1 (the same frames
+on every machine, e.g. to compare two daemons); otherwise MPEG-4.
 """
 
 from __future__ import annotations
