@@ -187,8 +187,8 @@ def test_the_pi_install_works_in_an_emulated_arm64_root():
     out = ROOT / "build/arm64/out"
     model = json.loads((out / "model-agreement.json").read_text())  # identical inputs
     assert model["faces"] > 3000 and model["model_agreement"] >= 0.98, model
-    daemon = json.loads((out / "agreement.json").read_text())  # each side's own decode + Haar
-    assert daemon["faces_paired"] > 0 and daemon["label_agreement"] >= 0.8, daemon
+    daemon = json.loads((out / "agreement.json").read_text())  # same lossless frames, own Haar
+    assert daemon["faces_paired"] > 0 and daemon["label_agreement"] >= 0.97, daemon
     report = json.loads((out / "report-arm64.json").read_text())
     assert report["frames"] > 0 and report["face_detections"] > 0
 
