@@ -89,12 +89,27 @@ def main(argv: list[str] | None = None) -> int:
     cmp.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     if args.command == "probe":
-        return probe(args.data, args.video, args.out, args.threads)
+        from edge_fer.classify import ModelError
+        from edge_fer.dataset import DatasetError
+
+        if not args.video.is_file():
+            print(f"arm64_probe: video {args.video} does not exist", file=sys.stderr)
+            return 2
+        try:
+            return probe(args.data, args.video, args.out, args.threads)
+        except (ModelError, DatasetError, OSError) as exc:
+            print(f"arm64_probe: {exc}", file=sys.stderr)
+            return 2
     for path in (args.reference, args.other):
         if not path.is_file():
             print(f"arm64_probe: {path} does not exist", file=sys.stderr)
             return 2
-    r = compare(args.reference, args.other)
+    try:
+        r = compare(args.reference, args.other)
+    except (ValueError, KeyError, TypeError) as exc:
+        print(f"arm64_probe: {args.reference} and {args.other} are not two probes of the same data ({exc})",
+              file=sys.stderr)  # fmt: skip
+        return 2
     if args.json:
         args.json.write_text(json.dumps(r, indent=2) + "\n")
     print(
