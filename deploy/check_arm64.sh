@@ -13,7 +13,7 @@
 # The bare root is built once and cached in build/arm64/ (git-ignored); every run unpacks it
 # afresh, so each install starts from a clean bookworm. Pip downloads are cached there too.
 # Emulated speed says nothing about a Pi's: no timing here is reported as Pi speed.
-# Results: build/arm64/out/ (report.json, the table, both daemons' events, logs).
+# Results: build/arm64/out/ (table.md, steps.json, every step's log, both daemons' events and reports).
 set -euo pipefail
 
 SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -252,16 +252,20 @@ model_agreement() {
 sizes() {
   in_root /opt/edge-fer/venv/bin/python - <<'EOF' | tee /dev/stderr | tail -n 1
 import importlib.metadata as md, os, subprocess, sys
+
+def megabytes(path):
+    return subprocess.run(["du", "-sm", path], capture_output=True, text=True).stdout.split()[0]
+
 venv = sys.prefix
 sizes = {}
 for dist in md.distributions(path=[p for p in sys.path if p.startswith(venv)]):
-    total = sum(os.path.getsize(dist.locate_file(f)) for f in dist.files or [] if os.path.isfile(dist.locate_file(f)))
-    sizes[dist.metadata["Name"]] = total
-for name, size in sorted(sizes.items(), key=lambda kv: -kv[1])[:8]:
+    files = [dist.locate_file(f) for f in dist.files or []]
+    sizes[dist.metadata["Name"]] = sum(os.path.getsize(f) for f in files if os.path.isfile(f))
+ranked = sorted(sizes.items(), key=lambda kv: -kv[1])
+for name, size in ranked[:8]:
     print(f"  {name}: {size / 1e6:.1f} MB")
-du = subprocess.run(["du", "-sm", venv], capture_output=True, text=True).stdout.split()[0]
-top = ", ".join(f"{n} {s / 1e6:.0f} MB" for n, s in sorted(sizes.items(), key=lambda kv: -kv[1])[:3])
-print(f"venv {du} MB ({top}); /opt/edge-fer total {subprocess.run(['du', '-sm', '/opt/edge-fer'], capture_output=True, text=True).stdout.split()[0]} MB")
+top = ", ".join(f"{n} {s / 1e6:.0f} MB" for n, s in ranked[:3])
+print(f"venv {megabytes(venv)} MB ({top}); /opt/edge-fer total {megabytes('/opt/edge-fer')} MB")
 EOF
 }
 
