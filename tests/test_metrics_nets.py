@@ -49,3 +49,25 @@ def test_pruning_removes_channels_and_keeps_the_kept_function():
     assert pruned(x).shape == (2, 7)
     with pytest.raises(ValueError, match="keep_ratio"):
         prune_student(model, 0.0)
+
+
+def test_teacher_ensemble_averages_member_logits_and_checks_preprocessing(tmp_path):
+    from edge_fer.nets import FaceVGG
+    from edge_fer.nets.checkpoint import CheckpointError, save_model
+    from edge_fer.nets.ensemble import load_ensemble
+    from edge_fer.preprocess import PreprocessSpec
+
+    spec = PreprocessSpec(input_size=48)
+    paths = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        paths.append(tmp_path / f"t{seed}.pt")
+        save_model(paths[-1], FaceVGG(widths=(8, 8, 16, 16), input_size=48), spec, {})
+    ensemble, ckpts = load_ensemble(paths, spec)
+    x = torch.randn(3, 1, 48, 48)
+    with torch.no_grad():
+        expected = (ensemble.members[0](x) + ensemble.members[1](x)) / 2
+        assert torch.allclose(ensemble(x), expected, atol=1e-6)
+    assert [c["kind"] for c in ckpts] == ["facevgg", "facevgg"]
+    with pytest.raises(CheckpointError, match="same --input-size"):
+        load_ensemble(paths, PreprocessSpec(input_size=64))

@@ -100,3 +100,24 @@ def test_training_evaluation_and_the_daemon_feed_the_model_identical_inputs(tmp_
     daemon = seen[0]
     np.testing.assert_array_equal(training, evaluation)
     np.testing.assert_array_equal(training, daemon)
+
+
+def test_yunet_boxes_are_cut_like_fer2013_crops(data_dir, yunet_model):
+    """The daemon crops YuNet's faces where FER2013 cropped them (the classifier's training
+    convention), measured on train faces by the tool that set the mapping."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tool = Path(__file__).resolve().parents[1] / "tools" / "measure_face_boxes.py"
+    rows = {}
+    for raw in (False, True):
+        out = subprocess.run(
+            [sys.executable, str(tool), "--faces", "80", "--data", str(data_dir),
+             "--yunet-model", str(yunet_model), *(["--raw"] if raw else [])],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        cells = [c.strip() for c in next(r for r in out.splitlines() if r.startswith("| yunet")).split("|")]
+        rows[raw] = {"dy": float(cells[4]), "side": float(cells[5])}
+    assert rows[True]["side"] > 1.05 and rows[True]["dy"] > 0.015  # YuNet's own box: larger, lower
+    assert abs(rows[False]["side"] - 1) < 0.03 and abs(rows[False]["dy"]) < 0.012

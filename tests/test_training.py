@@ -108,6 +108,27 @@ def test_student_without_kd_needs_no_teacher(data_dir, tmp_path):
     assert proc.returncode == 1 and "no teacher for distillation" in proc.stderr
 
 
+def test_an_ensemble_teaches_a_warm_started_student(quick_run, data_dir, tmp_path):
+    teacher, student = quick_run / "teacher.pt", quick_run / "student.pt"
+    proc = train("--quick", "--data", str(data_dir), "--runs", str(tmp_path), "--name", "e",
+                 "--stages", "teacher,distill", "--device", "cpu", "--width", "1.0",
+                 "--teachers", f"{teacher},{teacher}", "--init-student", str(student))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "continuing from" in proc.stdout
+    done = json.loads((tmp_path / "e" / "teacher.done.json").read_text())
+    assert not (tmp_path / "e" / "teacher.pt").exists()  # evaluated, not trained
+    assert [m["path"] for m in done["ensemble"]] == [str(teacher)] * 2
+    # Two copies of one net vote like that net.
+    assert done["accuracy_tta"] == done["ensemble"][0]["accuracy_tta"]
+    assert done["ensemble"][0]["epochs"] == 1 and done["training_seconds"] > 0
+    # The warm start keeps the checkpoint's architecture, not --width.
+    before = torch.load(student, weights_only=False)["arch"]
+    after = torch.load(tmp_path / "e" / "student.pt", weights_only=False)["arch"]
+    assert after == before
+    distilled = json.loads((tmp_path / "e" / "distill.done.json").read_text())
+    assert distilled["init_student"] == str(student)
+
+
 def _weights(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
 
@@ -230,3 +251,5 @@ def test_training_cli_rejects_bad_input(tmp_path):
     assert len(proc.stderr.strip().splitlines()) == 1  # one clear line, no traceback
     proc = train("--keep-ratio", "1.5")
     assert proc.returncode == 2 and "--keep-ratio" in proc.stderr
+    proc = train("--teachers", f"{tmp_path / 'a.pt'},{tmp_path / 'b.pt'}")
+    assert proc.returncode == 2 and "a.pt does not exist" in proc.stderr

@@ -50,13 +50,17 @@ class TrainSettings:
     teacher_widths: tuple[int, ...] = (32, 64, 128, 256)
     teacher_epochs: int = 24
     teacher_lr: float = 0.1
-    width: float = 1.0
+    # Teacher checkpoints trained elsewhere (e.g. differently seeded runs, in parallel): when
+    # given, the teacher stage evaluates their ensemble instead of training one.
+    teachers: tuple[Path, ...] = ()
+    width: float = 1.25
     last_channels: int = 512
-    distill_epochs: int = 25
+    init_student: Path | None = None  # warm start: a student.pt to continue distilling
+    distill_epochs: int = 36
     student_lr: float = 0.1
     alpha: float = 0.5
     temperature: float = 4.0
-    keep_ratio: float = 0.75
+    keep_ratio: float = 0.85
     finetune_epochs: int = 6
     calibration: int = 1024
     qat_epochs: int = 2  # 0: never; QAT runs when PTQ misses its targets (or with qat_always)
@@ -65,7 +69,14 @@ class TrainSettings:
     ship: Path | None = None
 
     def to_json(self) -> dict:
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(self).items()}
+        def plain(v: object) -> object:
+            if isinstance(v, Path):
+                return str(v)
+            if isinstance(v, tuple):
+                return [plain(x) for x in v]
+            return v
+
+        return {k: plain(v) for k, v in vars(self).items()}
 
 
 class Run:
@@ -122,10 +133,13 @@ def _saver(run: Run, name: str, extra: dict | None = None) -> Callable[[torch.nn
 
 
 def stage_teacher(run: Run) -> dict:
+    """Train the FaceVGG teacher, or, with --teachers, evaluate the given ensemble."""
     from edge_fer.nets import FaceVGG
     from edge_fer.training.loop import FitConfig, evaluate_model, fit
 
     s = run.settings
+    if s.teachers:
+        return _evaluate_ensemble(run)
     train, val = run.data()
     model = FaceVGG(widths=s.teacher_widths, input_size=s.input_size)
     cfg = FitConfig(
@@ -146,7 +160,50 @@ def stage_teacher(run: Run) -> dict:
     }
 
 
+def _member_training(path: Path) -> dict:
+    """Epochs and seconds a teacher checkpoint took, from the metrics file beside it."""
+    rows_path = path.with_name(f"{path.stem}_metrics.jsonl")
+    if not rows_path.is_file():
+        return {}
+    rows = [json.loads(r) for r in rows_path.read_text().splitlines() if r.strip()]
+    return {"epochs": len(rows), "seconds": round(sum(r["seconds"] for r in rows))}
+
+
+def _evaluate_ensemble(run: Run) -> dict:
+    from edge_fer.metrics import confusion_matrix, summarize
+    from edge_fer.nets.ensemble import load_ensemble
+    from edge_fer.training.loop import predict_logits
+
+    _, val = run.data()
+    ensemble, ckpts = load_ensemble(run.settings.teachers, run.spec)
+    faces = torch.from_numpy(val.images)
+    members, logits = [], []
+    for path, member, ckpt in zip(run.settings.teachers, ensemble.members, ckpts, strict=True):
+        member_logits = predict_logits(member.to(run.device), faces, run.spec, tta=True)
+        result = summarize(confusion_matrix(val.labels, member_logits.argmax(1).numpy()))
+        logits.append(member_logits)
+        members.append({"path": str(path), "kind": ckpt["kind"], "accuracy_tta": result["accuracy"],
+                        "macro_f1_tta": result["macro_f1"], **_member_training(Path(path))})  # fmt: skip
+        print(f"teacher {path}: PublicTest accuracy {result['accuracy']:.4f} (hflip TTA)")
+    mean = torch.stack(logits).mean(0)
+    result = summarize(confusion_matrix(val.labels, mean.argmax(1).numpy()))
+    print(
+        f"teacher ensemble of {len(members)}: PublicTest accuracy {result['accuracy']:.4f} "
+        f"(hflip TTA), macro-F1 {result['macro_f1']:.4f}"
+    )
+    return {
+        "ensemble": members,
+        "accuracy_tta": result["accuracy"],
+        "macro_f1_tta": result["macro_f1"],
+        "training_seconds": sum(m.get("seconds", 0) for m in members),
+    }
+
+
 def _teacher(run: Run) -> torch.nn.Module:
+    if run.settings.teachers:
+        from edge_fer.nets.ensemble import load_ensemble
+
+        return load_ensemble(run.settings.teachers, run.spec)[0].to(run.device)
     if not run.path("teacher.pt").is_file():
         raise SystemExit(
             f"error: no teacher for distillation at {run.path('teacher.pt')}; run the "
@@ -190,8 +247,18 @@ def stage_distill(run: Run) -> dict:
     from edge_fer.nets import MobileNetV2, student_arch
 
     s = run.settings
-    arch = student_arch(width_mult=s.width, input_size=s.input_size, last_channels=s.last_channels)
-    best = distill_into(run, MobileNetV2(arch), "distill", "student.pt", s.distill_epochs, s.student_lr)
+    if s.init_student is not None:
+        model, ckpt = load_model(s.init_student)
+        if not isinstance(model, MobileNetV2) or ckpt.get("preprocess") != run.spec.to_dict():
+            raise SystemExit(
+                f"error: --init-student {s.init_student} is not a MobileNetV2 student trained at "
+                f"--input-size {s.input_size}; pass a student.pt from an earlier run"
+            )
+        print(f"student: continuing from {s.init_student} ({ckpt['metrics'].get('val_accuracy', 0):.4f})")
+    else:
+        arch = student_arch(width_mult=s.width, input_size=s.input_size, last_channels=s.last_channels)
+        model = MobileNetV2(arch)
+    best = distill_into(run, model, "distill", "student.pt", s.distill_epochs, s.student_lr)
     print(f"student: best epoch {best['epoch']}, PublicTest accuracy {best['val_accuracy']:.4f}")
     return {
         "best_epoch": best["epoch"],
@@ -199,6 +266,7 @@ def stage_distill(run: Run) -> dict:
         "macro_f1": best["val_macro_f1"],
         "alpha": s.alpha,
         "temperature": s.temperature,
+        "init_student": str(s.init_student) if s.init_student else None,
     }
 
 
@@ -376,6 +444,9 @@ def stage_export(run: Run) -> dict:
         for stage, f in (("teacher", "teacher.pt"), ("student", "student.pt"), ("pruned", "pruned.pt"))
         if run.path(f).exists()
     }
+    teacher_done = json.loads(run.path("teacher.done.json").read_text()) if run.is_done("teacher") else {}
+    if "accuracy_tta" in teacher_done:  # the teacher actually used, ensemble or not (hflip TTA)
+        best_of["teacher"] = {"val_accuracy": teacher_done["accuracy_tta"]}
     classifier = PteClassifier(pte, threads=1, spec=run.spec)
     probs = classifier.classify_batch(val.images)
     summary = summarize(confusion_matrix(val.labels, probs.argmax(1)))
@@ -392,6 +463,8 @@ def stage_export(run: Run) -> dict:
             stage_seconds[stage] = round(
                 sum(json.loads(r)["seconds"] for r in rows.read_text().splitlines() if r.strip())
             )
+    if "training_seconds" in teacher_done:  # ensemble members trained in their own runs
+        stage_seconds["teacher"] = teacher_done["training_seconds"]
     metadata = {
         "name": "edge-fer emotion student (MobileNetV2, pruned, int8)",
         "classes": list(EMOTIONS),
