@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from edge_fer.paths import DEFAULT_CONFIG, DEFAULT_STATS, PACKAGE_DIR, PROJECT_ROOT
+from edge_fer.paths import DEFAULT_CONFIG, DEFAULT_STATS, PACKAGE_DIR, PROJECT_ROOT, SHIPPED_YUNET
 
 DEFAULT_CONFIG_PATH = DEFAULT_CONFIG
 DEFAULT_MODEL = PACKAGE_DIR / "models" / "edge_fer_student.pte"
@@ -64,10 +64,12 @@ class DetectorConfig:
     """Face detection."""
 
     kind: str = setting(
-        "haar", "haar (OpenCV's cascade) | yunet (needs yunet_model)", choices=("haar", "yunet")
+        "yunet",
+        "yunet (CNN, finds more faces, faster) | haar (OpenCV's cascade)",
+        choices=("haar", "yunet"),
     )
     yunet_model: Path | None = setting(
-        None, "YuNet .onnx file, e.g. /opt/edge-fer/models/face_detection_yunet_2023mar.onnx"
+        None, "YuNet .onnx file; null: the one shipped inside the package (OpenCV Zoo, MIT)"
     )
     every_n_frames: int = setting(
         1, "detect every N frames; the IoU tracker carries faces between", ge=1, le=1000
@@ -77,6 +79,11 @@ class DetectorConfig:
     )
     min_face: int = setting(24, "smallest face, in detection-image pixels", ge=1, le=4096)
     score_threshold: float = setting(0.6, "YuNet confidence threshold", gt=0, lt=1)
+
+    @property
+    def yunet_file(self) -> Path:
+        """The YuNet model to load: `yunet_model`, or the shipped one."""
+        return self.yunet_model if self.yunet_model is not None else SHIPPED_YUNET
 
 
 @dataclass
@@ -358,11 +365,6 @@ def validate(config: Config) -> Config:
         _check_limits(key, value, meta)
     if config.mqtt.url is not None:
         parse_mqtt_url(config.mqtt.url)
-    if config.detector.kind == "yunet" and config.detector.yunet_model is None:
-        raise ConfigError(
-            "config key 'detector.yunet_model' is required when detector.kind is "
-            "yunet; point it at face_detection_yunet_*.onnx"
-        )
     return config
 
 

@@ -105,6 +105,5 @@ class YuNetDetector:
 def make_detector(config: DetectorConfig) -> FaceDetector:
     """The detector `detector.kind` names."""
     if config.kind == "yunet":
-        assert config.yunet_model is not None  # guaranteed by config validation
-        return YuNetDetector(config.yunet_model, config.score_threshold, config.min_face)
+        return YuNetDetector(config.yunet_file, config.score_threshold, config.min_face)
     return HaarDetector(config.min_face)

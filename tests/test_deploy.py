@@ -226,5 +226,6 @@ def test_a_regular_install_carries_the_model_and_the_runner_source(tmp_path):
     assert proc.returncode == 0, proc.stderr[-1500:]
     names = set(zipfile.ZipFile(next(tmp_path.glob("edge_fer-*.whl"))).namelist())
     for needed in ("edge_fer/models/edge_fer_student.pte", "edge_fer/models/edge_fer_student.json",
+                   "edge_fer/models/face_detection_yunet_2026may.onnx", "edge_fer/models/LICENSE-YUNET",
                    "edge_fer/native/et_runner.cpp", "edge_fer/outputs/mqtt.py"):  # fmt: skip
         assert needed in names, needed
