@@ -63,6 +63,14 @@ def save_model(path: Path, model: nn.Module, spec: PreprocessSpec, metrics: dict
     tmp.replace(path)
 
 
+def takes_input_of(ckpt: dict, spec: PreprocessSpec) -> bool:
+    """Whether a checkpoint's net was trained on the pixels `spec` makes from a FER2013 face
+    (size and normalisation; the crop margin applies only to detector boxes)."""
+    ours = {k: v for k, v in spec.to_dict().items() if k != "margin"}
+    theirs = {k: v for k, v in (ckpt.get("preprocess") or {}).items() if k != "margin"}
+    return ours == theirs
+
+
 def load_checkpoint(path: Path) -> dict:
     """The raw checkpoint dict, with a one-line error for missing or foreign files."""
     path = Path(path)

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from edge_fer.nets.checkpoint import CheckpointError, load_model
+from edge_fer.nets.checkpoint import CheckpointError, load_model, takes_input_of
 from edge_fer.preprocess import PreprocessSpec
 
 
@@ -33,12 +33,13 @@ def load_ensemble(paths: Sequence[Path], spec: PreprocessSpec) -> tuple[TeacherE
     """(ensemble in eval mode, each member's checkpoint dict) from teacher checkpoints.
 
     Every member must take the faces `spec` makes: a teacher trained at another input size or
-    normalisation would see different pixels than the student it teaches.
+    normalisation would see different pixels than the student it teaches. (The crop margin is
+    not compared: it applies to detector boxes, and training faces come cropped.)
     """
     members, ckpts = [], []
     for path in paths:
         model, ckpt = load_model(Path(path))
-        if ckpt.get("preprocess") != spec.to_dict():
+        if not takes_input_of(ckpt, spec):
             raise CheckpointError(
                 f"teacher {path} was trained with preprocessing {ckpt.get('preprocess')}, not this "
                 f"run's {spec.to_dict()}; pass teachers trained at the same --input-size"

@@ -25,7 +25,7 @@ import torch
 
 from edge_fer.dataset import FaceSet, load_split, stratified_subset
 from edge_fer.labels import EMOTIONS
-from edge_fer.nets.checkpoint import load_model, save_model
+from edge_fer.nets.checkpoint import load_model, save_model, takes_input_of
 from edge_fer.preprocess import PreprocessSpec
 
 STAGES = ("teacher", "distill", "prune", "quantize", "export")
@@ -249,7 +249,7 @@ def stage_distill(run: Run) -> dict:
     s = run.settings
     if s.init_student is not None:
         model, ckpt = load_model(s.init_student)
-        if not isinstance(model, MobileNetV2) or ckpt.get("preprocess") != run.spec.to_dict():
+        if not isinstance(model, MobileNetV2) or not takes_input_of(ckpt, run.spec):
             raise SystemExit(
                 f"error: --init-student {s.init_student} is not a MobileNetV2 student trained at "
                 f"--input-size {s.input_size}; pass a student.pt from an earlier run"
