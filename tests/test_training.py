@@ -127,6 +127,10 @@ def test_an_ensemble_teaches_a_warm_started_student(quick_run, data_dir, tmp_pat
     assert after == before
     distilled = json.loads((tmp_path / "e" / "distill.done.json").read_text())
     assert distilled["init_student"] == str(student)
+    from edge_fer.training.report import read_metrics
+
+    curves = read_metrics(tmp_path / "e")  # the members' curves sit in their own runs
+    assert set(curves) == {"teacher t", "distill"} and len(curves["teacher t"]) == 1
 
 
 def _weights(path: Path) -> dict:

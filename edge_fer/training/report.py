@@ -10,14 +10,28 @@ from edge_fer.metrics import format_report
 STAGE_ORDER = ("teacher", "distill", "prune")
 
 
+def _rows(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 def read_metrics(run_dir: Path) -> dict[str, list[dict]]:
+    """Per-epoch records of each stage; an ensemble teacher's members (trained in their own
+    runs) appear as `teacher <run>`."""
+    run_dir = Path(run_dir)
     out = {}
     for stage in STAGE_ORDER:
-        path = Path(run_dir) / f"{stage}_metrics.jsonl"
-        if path.exists():
-            rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-            if rows:
-                out[stage] = rows
+        if stage == "teacher" and (run_dir / "teacher.done.json").is_file():
+            members = json.loads((run_dir / "teacher.done.json").read_text()).get("ensemble", [])
+            for member in members:
+                path = Path(member["path"])
+                rows = _rows(path.with_name(f"{path.stem}_metrics.jsonl"))
+                if rows:
+                    out[f"teacher {path.parent.name}"] = rows
+        rows = _rows(run_dir / f"{stage}_metrics.jsonl")
+        if rows:
+            out[stage] = rows
     return out
 
 
