@@ -2,7 +2,7 @@
 """End-to-end accuracy: the daemon's labels on a video of real faces against the same faces'
 crop accuracy, per detector, and the crop margin that closes the gap.
 
-    python benchmarks/bench_e2e.py [--frames 3000] [--faces 2] [--margins 0,0.1,0.2,0.3]
+    python benchmarks/bench_e2e.py [--frames 9000] [--faces 2] [--margins 0,0.1,0.2,0.3]
 
 The demo video composites FER2013 PublicTest faces (known labels, known boxes) into moving
 frames. For each detector the real `edge-fer` daemon runs over it once (1 thread, detection
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL)
-    p.add_argument("--frames", type=int, default=3000)
+    p.add_argument("--frames", type=int, default=9000)
     p.add_argument("--faces", type=int, default=2)
     p.add_argument("--margins", default="0,0.1,0.2,0.3")
     p.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "e2e.json")
