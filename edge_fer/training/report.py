@@ -10,7 +10,8 @@ from edge_fer.metrics import format_report
 STAGE_ORDER = ("teacher", "distill", "prune")
 
 
-def _rows(path: Path) -> list[dict]:
+def read_rows(path: Path) -> list[dict]:
+    """The records of a `<stage>_metrics.jsonl` file ([] when it is missing)."""
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -26,10 +27,10 @@ def read_metrics(run_dir: Path) -> dict[str, list[dict]]:
             members = json.loads((run_dir / "teacher.done.json").read_text()).get("ensemble", [])
             for member in members:
                 path = Path(member["path"])
-                rows = _rows(path.with_name(f"{path.stem}_metrics.jsonl"))
+                rows = read_rows(path.with_name(f"{path.stem}_metrics.jsonl"))
                 if rows:
                     out[f"teacher {path.parent.name}"] = rows
-        rows = _rows(run_dir / f"{stage}_metrics.jsonl")
+        rows = read_rows(run_dir / f"{stage}_metrics.jsonl")
         if rows:
             out[stage] = rows
     return out

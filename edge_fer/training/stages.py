@@ -162,11 +162,10 @@ def stage_teacher(run: Run) -> dict:
 
 def _member_training(path: Path) -> dict:
     """Epochs and seconds a teacher checkpoint took, from the metrics file beside it."""
-    rows_path = path.with_name(f"{path.stem}_metrics.jsonl")
-    if not rows_path.is_file():
-        return {}
-    rows = [json.loads(r) for r in rows_path.read_text().splitlines() if r.strip()]
-    return {"epochs": len(rows), "seconds": round(sum(r["seconds"] for r in rows))}
+    from edge_fer.training.report import read_rows
+
+    rows = read_rows(path.with_name(f"{path.stem}_metrics.jsonl"))
+    return {"epochs": len(rows), "seconds": round(sum(r["seconds"] for r in rows))} if rows else {}
 
 
 def _evaluate_ensemble(run: Run) -> dict:
