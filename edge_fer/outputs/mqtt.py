@@ -134,6 +134,8 @@ class MqttPublisher:
         self.model_info = model_info
         self._last_state: tuple[str | None, int] | None = None
         self._face_labels: dict[int, str] = {}
+        self._stats: RunStats | None = None
+        self._stats_frames = -1
         try:
             self.client.connect_async(host, port, keepalive=30)
         except (OSError, ValueError) as exc:
@@ -263,27 +265,35 @@ class MqttPublisher:
                 )
         for gone in set(self._face_labels) - seen:
             del self._face_labels[gone]
+        self._stats = stats
         if periodic:
-            live = stats.live()
-            self._send(
-                f"{self.prefix}/stats",
-                json.dumps(
-                    {
-                        "fps": round(live["fps"], 2),
-                        "frames": live["frames"],
-                        "dropped_frames": live["dropped_frames"],
-                        "reconnects": live["reconnects"],
-                        "mqtt_dropped": self.dropped,
-                        "latency_ms": {
-                            k: {"p50": round(v["p50"], 3), "p95": round(v["p95"], 3)}
-                            for k, v in live["latency_ms"].items()
-                        },
-                    }
-                ),
-            )
+            self._publish_stats(stats)
+
+    def _publish_stats(self, stats: RunStats) -> None:
+        live = stats.live()
+        self._stats_frames = live["frames"]
+        self._send(
+            f"{self.prefix}/stats",
+            json.dumps(
+                {
+                    "fps": round(live["fps"], 2),
+                    "frames": live["frames"],
+                    "dropped_frames": live["dropped_frames"],
+                    "reconnects": live["reconnects"],
+                    "mqtt_dropped": self.dropped,
+                    "latency_ms": {
+                        k: {"p50": round(v["p50"], 3), "p95": round(v["p95"], 3)}
+                        for k, v in live["latency_ms"].items()
+                    },
+                }
+            ),
+        )
 
     def close(self) -> None:
         self._closing = True
+        # A run shorter than one stats interval still ends with its real numbers.
+        if self._stats is not None and self._stats.frames != self._stats_frames:
+            self._publish_stats(self._stats)
         if self._connected.is_set():
             info = self.client.publish(f"{self.prefix}/availability", "offline", qos=1, retain=True)
             try:
