@@ -3,6 +3,7 @@
 crop accuracy, per detector, and the crop margin that closes the gap.
 
     python benchmarks/bench_e2e.py [--frames 9000] [--faces 2] [--margins 0,0.1,0.2,0.3]
+                                    [--detectors haar,yunet]
 
 The demo video composites FER2013 PublicTest faces (known labels, known boxes) into moving
 frames. For each detector the real `edge-fer` daemon runs over it once (1 thread, detection
@@ -136,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frames", type=int, default=9000)
     p.add_argument("--faces", type=int, default=2)
     p.add_argument("--margins", default="0,0.1,0.2,0.3")
+    p.add_argument("--detectors", default="haar,yunet", help="comma list of haar, yunet")
     p.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "e2e.json")
     args = p.parse_args(argv)
     if not (args.data / "test").is_dir():
@@ -146,7 +148,13 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         print(f"error: --margins takes comma-separated numbers, got {args.margins!r}", file=sys.stderr)
         return 2
-    detectors = ["haar"] + (["yunet"] if DEFAULT_YUNET.is_file() else [])
+    detectors = [d for d in args.detectors.split(",") if d]
+    if not detectors or set(detectors) - {"haar", "yunet"}:
+        print(f"error: --detectors takes haar and/or yunet, got {args.detectors!r}", file=sys.stderr)
+        return 2
+    if "yunet" in detectors and not DEFAULT_YUNET.is_file():
+        print(f"error: the YuNet model is missing at {DEFAULT_YUNET}; reinstall edge-fer", file=sys.stderr)
+        return 2
     classifier = PteClassifier(args.model, threads=1)
     public = load_split(args.data, "public", classifier.spec)
     faces_by_source = dict(zip(public.sources, public.images, strict=True))

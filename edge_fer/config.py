@@ -125,6 +125,13 @@ class SmoothingConfig:
     """Per-face label smoothing."""
 
     window: int = setting(7, "rolling majority over the last K predictions of each face", ge=1, le=1000)
+    restart_below: float = setting(
+        0.6,
+        "restart a face's history when its look correlates below this with the last detection's"
+        " (someone else in the same place); 0 never restarts",
+        ge=0,
+        lt=1,
+    )
 
 
 @dataclass

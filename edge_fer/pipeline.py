@@ -21,7 +21,7 @@ from edge_fer.detect import FaceDetector
 from edge_fer.outputs import Output, OutputClosed, OutputError
 from edge_fer.preprocess import prepare_face
 from edge_fer.results import Box, FaceResult, FrameResult
-from edge_fer.smooth import LabelSmoother
+from edge_fer.smooth import AppearanceCheck, LabelSmoother
 from edge_fer.stats import RunStats
 from edge_fer.track import IoUTracker
 
@@ -52,6 +52,7 @@ class Pipeline:
         self.detect_width = detection.detect_width
         self.tracker = IoUTracker(tracking.iou_threshold, tracking.max_missed)
         self.smoother = LabelSmoother(smoothing.window)
+        self.appearance = AppearanceCheck(smoothing.restart_below)
         self.run_id = run_id
         self.index = 0
 
@@ -72,16 +73,23 @@ class Pipeline:
         """One raw frame -> its result; `seq` is the daemon-wide frame number."""
         t0 = time.perf_counter()
         h, w = raw.image.shape[:2]
-        if self.index % self.every_n_frames == 0:
+        detected = self.index % self.every_n_frames == 0
+        if detected:
             small, scale = self._detection_image(raw)
             boxes = [_scale_box(b, scale, (w, h)) for b in self.detector.detect(small)]
             tracks, dropped = self.tracker.update([b for b in boxes if b[2] > 0 and b[3] > 0])
             self.smoother.forget(dropped)
+            self.appearance.forget(dropped)
         else:
             tracks = self.tracker.visible()
         t1 = time.perf_counter()
         classes = self.classifier.classes
         crops = [prepare_face(raw.image, self.classifier.spec, t.box) for t in tracks]
+        if detected:
+            # Only fresh boxes are compared: between detections a still box drifts off a moving face.
+            self.smoother.forget(
+                [t.id for t, c in zip(tracks, crops, strict=True) if self.appearance.changed(t.id, c)]
+            )
         probs = (
             self.classifier.classify_batch(np.stack(crops))
             if crops

@@ -125,3 +125,78 @@ def test_smoother_majority_ties_and_forgetting():
     assert s.update(2, "fear") == "fear" and len(s) == 2
     s.forget([1])
     assert len(s) == 1 and s.update(1, "angry") == "angry"
+
+
+def test_appearance_check_tells_a_new_face_from_the_same_one_moving(public_faces):
+    """Real faces: the same face a pixel or two off with camera noise keeps its history;
+    another face in its place restarts it."""
+    import cv2
+    import numpy as np
+
+    from edge_fer.smooth import AppearanceCheck
+
+    rng = np.random.default_rng(0)
+    images = public_faces.images[:200]
+    same = other = 0
+    for i, face in enumerate(images):
+        check = AppearanceCheck(0.6)
+        assert not check.changed(1, face)  # nothing to compare with yet
+        dx, dy = rng.integers(0, 3, 2)
+        moved = cv2.resize(face[dy : dy + 46, dx : dx + 46], (48, 48))
+        noisy = np.clip(moved + rng.normal(0, 3, moved.shape), 0, 255).astype(np.uint8)
+        same += check.changed(1, noisy)
+        other += check.changed(1, images[(i + 1) % len(images)])
+    assert same <= 2, f"{same} of 200 moved faces looked new"
+    assert other >= 150, f"only {other} of 200 swapped faces looked new"
+    assert (
+        not AppearanceCheck(0).changed(1, images[0])
+        and not AppearanceCheck.look(np.zeros((48, 48), np.uint8)).any()
+    )
+
+
+def test_a_new_face_in_the_same_place_restarts_its_smoothing(public_faces):
+    """One box, face A for 5 frames then face B: with the check on, B's label shows at once;
+    with it off, the rolling majority keeps A's label for several frames."""
+    import numpy as np
+
+    from edge_fer.capture import RawFrame
+    from edge_fer.config import DetectorConfig, SmoothingConfig, TrackerConfig
+    from edge_fer.labels import EMOTIONS
+    from edge_fer.pipeline import Pipeline
+    from edge_fer.preprocess import PreprocessSpec
+
+    a, b = public_faces.images[0], public_faces.images[1]
+    spec = PreprocessSpec()
+
+    class ByFace:
+        classes = EMOTIONS
+
+        def __init__(self) -> None:
+            self.spec = spec
+
+        def classify_batch(self, faces: np.ndarray) -> np.ndarray:
+            out = np.zeros((len(faces), 7), np.float32)
+            for row, face in zip(out, faces, strict=True):
+                row[EMOTIONS.index("happy" if np.abs(face.astype(int) - a).mean() < 1 else "sad")] = 1
+            return out
+
+    class OneBox:
+        name = "stub"
+
+        def detect(self, image: np.ndarray) -> list:
+            return [(0, 0, 48, 48)]
+
+    def smoothed(restart_below: float) -> list[str]:
+        pipeline = Pipeline(
+            OneBox(), ByFace(), DetectorConfig(detect_width=48), TrackerConfig(),
+            SmoothingConfig(window=7, restart_below=restart_below),
+        )  # fmt: skip
+        frames = [a] * 5 + [b] * 5
+        results = [
+            pipeline.step(RawFrame(np.repeat(f[:, :, None], 3, 2)), 0.0, i) for i, f in enumerate(frames)
+        ]
+        assert len({r.faces[0].id for r in results}) == 1  # the tracker keeps one id throughout
+        return [r.faces[0].smoothed for r in results]
+
+    assert smoothed(0.6) == ["happy"] * 5 + ["sad"] * 5
+    assert smoothed(0.0)[5:8] == ["happy"] * 3
