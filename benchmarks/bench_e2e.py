@@ -34,12 +34,16 @@ from edge_fer.paths import DEFAULT_DATA, DEFAULT_YUNET
 from edge_fer.paths import PROJECT_ROOT as ROOT
 
 
-def run_daemon(video: Path, model: Path, detector: str, workdir: Path) -> tuple[list[dict], dict]:
+def run_daemon(
+    video: Path, model: Path, detector: str, workdir: Path, config: Path | None = None
+) -> tuple[list[dict], dict]:
     events, report = workdir / f"{detector}.jsonl", workdir / f"{detector}.json"
     cmd = daemon_command(
         video, workdir / "stats.json", "--no-loop", "--model", str(model), "--threads", "1",
         "--detector", detector, "--events-jsonl", str(events), "--report-json", str(report),
     )  # fmt: skip
+    if config is not None:
+        cmd += ["--config", str(config)]
     if detector == "yunet":
         cmd += ["--yunet-model", str(DEFAULT_YUNET)]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
@@ -138,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--faces", type=int, default=2)
     p.add_argument("--margins", default="0,0.1,0.2,0.3")
     p.add_argument("--detectors", default="haar,yunet", help="comma list of haar, yunet")
+    p.add_argument("--config", type=Path, help="the daemon's config file (default: its defaults)")
     p.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "e2e.json")
     args = p.parse_args(argv)
     if not (args.data / "test").is_dir():
@@ -151,6 +156,11 @@ def main(argv: list[str] | None = None) -> int:
     detectors = [d for d in args.detectors.split(",") if d]
     if not detectors or set(detectors) - {"haar", "yunet"}:
         print(f"error: --detectors takes haar and/or yunet, got {args.detectors!r}", file=sys.stderr)
+        return 2
+    if args.config is not None and not args.config.is_file():
+        print(
+            f"error: config file {args.config} does not exist; pass an edge-fer YAML config", file=sys.stderr
+        )
         return 2
     if "yunet" in detectors and not DEFAULT_YUNET.is_file():
         print(f"error: the YuNet model is missing at {DEFAULT_YUNET}; reinstall edge-fer", file=sys.stderr)
@@ -166,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         crop_all = crop_accuracy(classifier, truth, faces_by_source)
         for detector in detectors:
             print(f"running the daemon with {detector} ...", file=sys.stderr, flush=True)
-            events, report = run_daemon(video, args.model, detector, workdir)
+            events, report = run_daemon(video, args.model, detector, workdir, args.config)
             r = evaluate(events, truth)
             found_frames = sorted({i for i, _, _ in r["pairs"]})
             r["crop_accuracy_same_frames"] = crop_accuracy(classifier, truth, faces_by_source, found_frames)

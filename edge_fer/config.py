@@ -55,7 +55,7 @@ class CameraConfig:
 
     index: int = setting(0, "libcamera camera / webcam number (0: the CAM/DISP 0 port)", ge=0)
     main_size: tuple[int, int] = setting((640, 480), "stream used for classification and the overlay")
-    lores_size: tuple[int, int] = setting((320, 240), "stream used for face detection (picamera2 only)")
+    lores_size: tuple[int, int] = setting((480, 360), "stream used for face detection (picamera2 only)")
     fps: float = setting(30.0, "frames per second asked of the camera", gt=0, le=240)
 
 
@@ -72,10 +72,10 @@ class DetectorConfig:
         None, "YuNet .onnx file; null: the one shipped inside the package (OpenCV Zoo, MIT)"
     )
     every_n_frames: int = setting(
-        1, "detect every N frames; the IoU tracker carries faces between", ge=1, le=1000
+        2, "detect every N frames; the IoU tracker carries faces between", ge=1, le=1000
     )
     detect_width: int = setting(
-        320, "webcam/file frames are scaled to this width for detection", ge=32, le=8192
+        480, "webcam/file frames are scaled to this width for detection", ge=32, le=8192
     )
     min_face: int = setting(24, "smallest face, in detection-image pixels", ge=1, le=4096)
     score_threshold: float = setting(0.6, "YuNet confidence threshold", gt=0, lt=1)

@@ -188,7 +188,7 @@ def test_a_new_face_in_the_same_place_restarts_its_smoothing(public_faces):
 
     def smoothed(restart_below: float) -> list[str]:
         pipeline = Pipeline(
-            OneBox(), ByFace(), DetectorConfig(detect_width=48), TrackerConfig(),
+            OneBox(), ByFace(), DetectorConfig(detect_width=48, every_n_frames=1), TrackerConfig(),
             SmoothingConfig(window=7, restart_below=restart_below),
         )  # fmt: skip
         frames = [a] * 5 + [b] * 5
