@@ -6,8 +6,8 @@ crop accuracy, per detector, and the crop margin that closes the gap.
                                     [--detectors haar,yunet]
 
 The demo video composites FER2013 PublicTest faces (known labels, known boxes) into moving
-frames. For each detector the real `edge-fer` daemon runs over it once (1 thread, detection
-every frame) with its events on; each true face is matched to the daemon's face whose box
+frames. For each detector the real `edge-fer` daemon runs over it once (1 thread, the default
+detection settings or --config's) with its events on; each true face is matched to the daemon's face whose box
 holds its centre. Reported per detector: recall, fps, accuracy of the raw and the smoothed
 label on found faces, and the crop accuracy of the same faces (the model on the 48x48
 originals). Then, for the detector's own boxes, the accuracy each crop margin would give:

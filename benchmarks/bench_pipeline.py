@@ -4,7 +4,7 @@
     python benchmarks/bench_pipeline.py [--frames 300] [--runtimes native,pybind] [--json out.json]
 
 Builds the video from FER2013 PublicTest faces (one face per frame, never committed), then
-runs the daemon with detection every frame for each classifier runtime (native: the torch-free
+runs the daemon (default detection settings) for each classifier runtime (native: the torch-free
 runner; pybind: executorch's Python extension), detector (haar, yunet) and 1 and 4 threads,
 headless. Reports end-to-end fps, per-stage p50/p95 and the daemon's peak RSS.
 """

@@ -3,7 +3,7 @@
 
     python benchmarks/bench_soak.py [--seconds 600] [--runtime native]
 
-Runs the real `edge-fer` daemon (Haar detector, every frame) headless on a looping video of
+Runs the real `edge-fer` daemon (Haar detector, default detection settings) headless on a looping video of
 two real faces per frame and samples
 its RSS once a second (after a warm-up), plus fps and latency from its live stats file. A
 leak shows as a positive RSS slope; the table reports it in MB per hour from a least-squares
