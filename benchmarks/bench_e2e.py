@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 from common import daemon_command
 
-from edge_fer.config import DEFAULT_MODEL
+from edge_fer.config import DEFAULT_MODEL, ConfigError, load_config
 from edge_fer.labels import EMOTIONS
 from edge_fer.paths import DEFAULT_DATA, DEFAULT_YUNET
 from edge_fer.paths import PROJECT_ROOT as ROOT
@@ -165,6 +165,12 @@ def main(argv: list[str] | None = None) -> int:
     if "yunet" in detectors and not DEFAULT_YUNET.is_file():
         print(f"error: the YuNet model is missing at {DEFAULT_YUNET}; reinstall edge-fer", file=sys.stderr)
         return 2
+    try:
+        daemon_config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    detection, smoothing = daemon_config.detector, daemon_config.smoothing
     classifier = PteClassifier(args.model, threads=1)
     public = load_split(args.data, "public", classifier.spec)
     faces_by_source = dict(zip(public.sources, public.images, strict=True))
@@ -207,6 +213,12 @@ def main(argv: list[str] | None = None) -> int:
                 "margin": classifier.spec.margin,
                 "frames": args.frames,
                 "faces_per_frame": args.faces,
+                "daemon_config": str(args.config) if args.config else None,
+                "detection": {
+                    "detect_width": detection.detect_width,
+                    "every_n_frames": detection.every_n_frames,
+                },
+                "smoothing": {"window": smoothing.window, "restart_below": smoothing.restart_below},
                 "crop_accuracy_all": crop_all,
                 "detectors": results,
             },
