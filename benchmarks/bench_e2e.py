@@ -157,11 +157,6 @@ def main(argv: list[str] | None = None) -> int:
     if not detectors or set(detectors) - {"haar", "yunet"}:
         print(f"error: --detectors takes haar and/or yunet, got {args.detectors!r}", file=sys.stderr)
         return 2
-    if args.config is not None and not args.config.is_file():
-        print(
-            f"error: config file {args.config} does not exist; pass an edge-fer YAML config", file=sys.stderr
-        )
-        return 2
     if "yunet" in detectors and not DEFAULT_YUNET.is_file():
         print(f"error: the YuNet model is missing at {DEFAULT_YUNET}; reinstall edge-fer", file=sys.stderr)
         return 2

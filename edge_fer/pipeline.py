@@ -87,9 +87,9 @@ class Pipeline:
         crops = [prepare_face(raw.image, self.classifier.spec, t.box) for t in tracks]
         if detected:
             # Only fresh boxes are compared: between detections a still box drifts off a moving face.
-            self.smoother.forget(
-                [t.id for t, c in zip(tracks, crops, strict=True) if self.appearance.changed(t.id, c)]
-            )
+            for track, crop in zip(tracks, crops, strict=True):
+                if self.appearance.changed(track.id, crop):
+                    self.smoother.forget([track.id])
         probs = (
             self.classifier.classify_batch(np.stack(crops))
             if crops
