@@ -218,8 +218,8 @@ def _checked_spec(path: Path, data: object) -> dict:
             f"model metadata {path}: preprocess.input_size {size:g} must be a whole "
             "number of pixels between 8 and 512"
         )
-    if not 0 <= margin <= 1:
-        raise ModelError(f"model metadata {path}: preprocess.margin {margin:g} must be in [0, 1]")
+    if not -0.25 <= margin <= 1:
+        raise ModelError(f"model metadata {path}: preprocess.margin {margin:g} must be in [-0.25, 1]")
     if not 1e-3 <= std <= 1e3:
         raise ModelError(
             f"model metadata {path}: preprocess.std {std:g} must be positive (every "

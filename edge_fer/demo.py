@@ -24,7 +24,10 @@ def face_patch(face: np.ndarray, size: int) -> np.ndarray:
 
     FER2013 faces are tight crops with no head outline; detectors look for one. Measured on
     100 PublicTest faces at 201 px: YuNet finds 12% of them pasted as bare tiles with
-    replicated borders, 40% inside this oval head; Haar 36% -> 47%.
+    replicated borders, 40% inside an oval head; Haar 36% -> 47%. The face's tones are
+    mirrored past its crop and the feathering happens there, so every pixel of the FER2013
+    crop reaches the video unblended: blending inside it cost the classifier 1.5 points on
+    true boxes, a loss of the demo's making that no daemon setting should be tuned to.
     """
     big = cv2.resize(face, (size, size), interpolation=cv2.INTER_CUBIC).astype(np.float32)
     pad = size // 3
@@ -34,12 +37,18 @@ def face_patch(face: np.ndarray, size: int) -> np.ndarray:
     oval = ((xx - centre) / (size * 0.62)) ** 2 + ((yy - centre * 1.02) / (size * 0.78)) ** 2 <= 1
     skin = 0.9 * float(np.median(big[-size // 4 :]))  # the chin's tone, a little darker
     head = cv2.GaussianBlur(np.where(oval, skin, 110.0).astype(np.float32), (0, 0), size / 25)
+    sigma = size / 20
+    reach = int(round(2.5 * sigma))  # the mask is ~1 (> 0.99) up to the crop's edge
     mask = np.zeros((full, full), np.float32)
+    mask[pad - reach : pad + size + reach, pad - reach : pad + size + reach] = 1.0
+    mask = cv2.GaussianBlur(mask, (0, 0), sigma)
     mask[pad : pad + size, pad : pad + size] = 1.0
-    mask = cv2.GaussianBlur(mask, (0, 0), size / 20)
-    inner = head.copy()
-    inner[pad : pad + size, pad : pad + size] = big
-    return (mask * inner + (1 - mask) * head).clip(0, 255).astype(np.uint8)
+    # Outside the crop, the face's mirrored tones, blurred so no mirrored eye makes a face.
+    around = cv2.GaussianBlur(
+        cv2.copyMakeBorder(big, pad, pad, pad, pad, cv2.BORDER_REFLECT_101), (0, 0), sigma
+    )
+    around[pad : pad + size, pad : pad + size] = big
+    return (mask * around + (1 - mask) * head).clip(0, 255).astype(np.uint8)
 
 
 def build_demo_video(

@@ -17,9 +17,9 @@ class PreprocessSpec:
     """How a face becomes a model input; stored in the model's metadata."""
 
     input_size: int = 48
-    # Box growth on each side, as a fraction of its size. FER2013 faces are tight crops about
-    # the size of a Haar or YuNet box (benchmarks/bench_e2e.py: the true face is 0.92x a Haar
-    # box and 0.99x the height of a YuNet box), so the daemon crops the box itself.
+    # Box growth on each side, as a fraction of its size (negative: shrink). The detectors'
+    # boxes are mapped onto FER2013's crop square (tools/measure_face_boxes.py); training
+    # writes the margin that frames them like its average augmented view (about -0.026).
     margin: float = 0.0
     mean: float = 0.5
     std: float = 0.5

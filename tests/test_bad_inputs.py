@@ -121,6 +121,7 @@ def test_bad_models_and_metadata(tmp_path, base, shipped_model):
     for edit, needle in (
         (lambda m: m.update(preprocess=None), "'preprocess' must be an object"),
         (lambda m: m["preprocess"].update(std=0), "preprocess.std 0"),
+        (lambda m: m["preprocess"].update(margin=-0.4), "preprocess.margin -0.4 must be in [-0.25, 1]"),
         (lambda m: m["preprocess"].update(input_size="big"), "not a number"),
         (lambda m: m.update(classes=["a", "b"]), "predicts"),
     ):

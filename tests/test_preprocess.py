@@ -16,6 +16,12 @@ def test_crop_face_pads_at_the_border_and_is_square():
     assert crop_face(gray, (10, 10, 20, 20), 0.0).tolist() == gray[10:30, 10:30].tolist()
 
 
+def test_a_negative_margin_cuts_inside_the_box():
+    gray = np.arange(100 * 100, dtype=np.uint16).astype(np.uint8).reshape(100, 100)
+    # a 40 px box shrunk by 5% of its size on each side: the centred 36 px square
+    assert crop_face(gray, (30, 30, 40, 40), -0.05).tolist() == gray[32:68, 32:68].tolist()
+
+
 def test_prepare_face_gives_model_sized_gray_faces(rng):
     bgr = rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)
     face = prepare_face(bgr, PreprocessSpec(input_size=48), box=(100, 100, 150, 150))

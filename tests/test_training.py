@@ -84,6 +84,7 @@ def test_all_stages_write_their_outputs(quick_run):
     meta = json.loads((quick_run / "edge_fer_student.json").read_text())
     assert meta["model_bytes"] == (quick_run / "edge_fer_student.pte").stat().st_size
     assert meta["preprocess"]["input_size"] == 48 and meta["classes"][3] == "happy"
+    assert meta["preprocess"]["margin"] == -0.05  # the --crop-margin default reaches the daemon
     assert "max_sharpness" not in meta["preprocess"]  # the blur bridge is gone
     assert set(meta["training_seconds"]) == {"teacher", "distill", "prune"}
 
@@ -94,6 +95,24 @@ def test_resume_skips_finished_stages(quick_run, data_dir):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.count("skipping") == 5
+
+
+def test_export_runs_on_its_own_and_ships(quick_run, data_dir, tmp_path):
+    """Re-exporting a finished run in a fresh process (as when shipping it later) reads its
+    saved int8 graph; a run without one gets a one-line error, not a traceback."""
+    ship = tmp_path / "models"
+    common = ("--quick", "--data", str(data_dir), "--device", "cpu", "--stages", "export")
+    proc = train(*common, "--runs", str(quick_run.parent), "--name", "t", "--ship", str(ship))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert sorted(p.name for p in ship.iterdir()) == [
+        "edge_fer_student.json", "edge_fer_student.pte",
+        "edge_fer_student_confusion.png", "edge_fer_student_curves.png",
+    ]  # fmt: skip
+    assert (ship / "edge_fer_student.pte").read_bytes() == (quick_run / "edge_fer_student.pte").read_bytes()
+
+    proc = train(*common, "--runs", str(tmp_path), "--name", "empty")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "run the quantize stage first" in proc.stderr.strip().splitlines()[-1]
 
 
 def test_student_without_kd_needs_no_teacher(data_dir, tmp_path):
@@ -255,5 +274,7 @@ def test_training_cli_rejects_bad_input(tmp_path):
     assert len(proc.stderr.strip().splitlines()) == 1  # one clear line, no traceback
     proc = train("--keep-ratio", "1.5")
     assert proc.returncode == 2 and "--keep-ratio" in proc.stderr
+    proc = train("--crop-margin", "-0.5")
+    assert proc.returncode == 2 and "--crop-margin must be in [-0.25, 1]" in proc.stderr
     proc = train("--teachers", f"{tmp_path / 'a.pt'},{tmp_path / 'b.pt'}")
     assert proc.returncode == 2 and "a.pt does not exist" in proc.stderr

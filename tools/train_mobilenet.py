@@ -93,6 +93,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--temperature", type=float, default=4.0)
     p.add_argument("--keep-ratio", type=float, default=0.85, help="hidden channels kept by prune")
+    p.add_argument(
+        "--crop-margin",
+        type=float,
+        default=-0.05,
+        help="box margin the daemon crops faces with, in the model's metadata (negative: inside the box)",
+    )
     p.add_argument("--finetune-epochs", type=int, default=6)
     p.add_argument("--calibration", type=int, default=1024, help="faces for int8 calibration")
     p.add_argument(
@@ -138,6 +144,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         v = getattr(args, name)
         if not 0 < v <= 1:
             p.error(f"--{name.replace('_', '-')} must be in (0, 1], got {v}")
+    if not -0.25 <= args.crop_margin <= 1:
+        p.error(f"--crop-margin must be in [-0.25, 1], got {args.crop_margin}")
     if not 0 <= args.alpha <= 1:
         p.error(f"--alpha must be in [0, 1], got {args.alpha}")
     for name in ("teacher_epochs", "distill_epochs", "finetune_epochs", "batch_size", "calibration"):

@@ -43,6 +43,30 @@ def quantize_int8(model: nn.Module, calibration: torch.Tensor, batch_size: int =
     return convert_pt2e(prepared)
 
 
+def load_int8_graph(path: Path) -> nn.Module:
+    """The int8 graph the quantize stage saved, ready for `export_pte`.
+
+    Raises CheckpointError when it is missing or unreadable.
+    """
+    # Importing torchao's pt2e package registers the quantized_decomposed ops the saved graph
+    # calls; a process that did not quantize (export run on its own) lacks them otherwise.
+    import torchao.quantization.pt2e  # noqa: F401
+
+    from edge_fer.nets.checkpoint import CheckpointError
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(
+            f"{path} does not exist; run the quantize stage first (--stages quantize,export)"
+        )
+    try:
+        return torch.export.load(path).module()
+    except Exception as exc:  # torch raises RuntimeError, SerializeError, zipfile errors...
+        raise CheckpointError(
+            f"{path} is not a readable int8 graph ({type(exc).__name__}); run --stages quantize,export again"
+        ) from None
+
+
 def export_pte(model: nn.Module, example: torch.Tensor, path: Path, max_batch: int | None = None) -> int:
     """Lower `model` (float or pt2e-quantized) to an ExecuTorch XNNPACK program at `path`.
 

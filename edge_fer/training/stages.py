@@ -66,6 +66,10 @@ class TrainSettings:
     qat_epochs: int = 2  # 0: never; QAT runs when PTQ misses its targets (or with qat_always)
     qat_always: bool = False
     qat_lr: float = 0.002
+    # How the daemon cuts detector boxes for this model (negative: inside the box). Training
+    # only zooms faces in (augment_batch), so the net tolerates a tight crop far better than a
+    # loose one; against detector jitter -0.05 measured best (benchmarks/README.md).
+    crop_margin: float = -0.05
     ship: Path | None = None
 
     def to_json(self) -> dict:
@@ -87,7 +91,8 @@ class Run:
         self.dir = settings.runs / settings.name
         self.dir.mkdir(parents=True, exist_ok=True)
         self.device = torch.device(settings.device)
-        self.spec = PreprocessSpec(input_size=settings.input_size)
+        # Faces come cropped in training; the margin is for the daemon's detector boxes.
+        self.spec = PreprocessSpec(input_size=settings.input_size, margin=settings.crop_margin)
         # Every invocation's settings, in order: a later `--stages export` must not rewrite how
         # the earlier stages were trained (each done marker records its own settings too).
         with (self.dir / "invocations.jsonl").open("a") as f:
@@ -427,12 +432,12 @@ def stage_export(run: Run) -> dict:
     from edge_fer.metrics import confusion_matrix, plot_confusion, summarize
     from edge_fer.nets.checkpoint import load_checkpoint
     from edge_fer.nets.mobilenetv2 import count_macs
-    from edge_fer.training.quantize import export_pte
+    from edge_fer.training.quantize import export_pte, load_int8_graph
     from edge_fer.training.report import plot_curves, write_report
 
     s = run.settings
     _, val = run.data()
-    quantized = torch.export.load(run.path("int8.pt2")).module()
+    quantized = load_int8_graph(run.path("int8.pt2"))
     pruned, _ = load_model(run.path("pruned.pt"))
     pte = run.path("edge_fer_student.pte")
     example = torch.zeros(1, 1, s.input_size, s.input_size)
