@@ -127,3 +127,19 @@ def test_yunet_boxes_are_cut_like_fer2013_crops(data_dir, yunet_model):
         rows[raw] = {"dy": float(cells[4]), "side": float(cells[5])}
     assert rows[True]["side"] > 1.05 and rows[True]["dy"] > 0.015  # YuNet's own box: larger, lower
     assert abs(rows[False]["side"] - 1) < 0.03 and abs(rows[False]["dy"]) < 0.012
+
+
+def test_demo_faces_reach_the_video_unblended(rng):
+    """The demo feathers each face into its head outside FER2013's crop, never inside it, so
+    bench_e2e's gap measures the daemon and not the compositing."""
+    import cv2
+
+    from edge_fer.demo import face_patch
+
+    face = rng.integers(0, 255, (48, 48), dtype=np.uint8)
+    for size in (64, 120, 201):
+        patch, pad = face_patch(face, size), size // 3
+        inner = cv2.resize(face, (size, size), interpolation=cv2.INTER_CUBIC)
+        assert patch.shape == (size + 2 * pad,) * 2
+        np.testing.assert_array_equal(patch[pad : pad + size, pad : pad + size], inner)
+        assert abs(int(patch[0, 0]) - 110) <= 2  # the plain surround at the corners
