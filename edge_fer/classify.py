@@ -20,7 +20,7 @@ import numpy as np
 
 from edge_fer.config import choices
 from edge_fer.labels import EMOTIONS
-from edge_fer.preprocess import PreprocessSpec, normalize
+from edge_fer.preprocess import MARGIN_RANGE, PreprocessSpec, normalize
 
 log = logging.getLogger(__name__)
 
@@ -218,8 +218,9 @@ def _checked_spec(path: Path, data: object) -> dict:
             f"model metadata {path}: preprocess.input_size {size:g} must be a whole "
             "number of pixels between 8 and 512"
         )
-    if not -0.25 <= margin <= 1:
-        raise ModelError(f"model metadata {path}: preprocess.margin {margin:g} must be in [-0.25, 1]")
+    lo, hi = MARGIN_RANGE
+    if not lo <= margin <= hi:
+        raise ModelError(f"model metadata {path}: preprocess.margin {margin:g} must be in [{lo:g}, {hi:g}]")
     if not 1e-3 <= std <= 1e3:
         raise ModelError(
             f"model metadata {path}: preprocess.std {std:g} must be positive (every "

@@ -11,15 +11,17 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
+MARGIN_RANGE = (-0.25, 1.0)  # a crop between half and three times the detector's box
+
 
 @dataclass(frozen=True)
 class PreprocessSpec:
     """How a face becomes a model input; stored in the model's metadata."""
 
     input_size: int = 48
-    # Box growth on each side, as a fraction of its size (negative: shrink). The detectors'
-    # boxes are mapped onto FER2013's crop square (tools/measure_face_boxes.py); training
-    # writes the margin that frames them like its average augmented view (about -0.026).
+    # Box growth on each side, as a fraction of its size (negative: shrink), within
+    # MARGIN_RANGE. The detectors' boxes are mapped onto FER2013's crop square
+    # (tools/measure_face_boxes.py); training stores its --crop-margin here (default -0.05).
     margin: float = 0.0
     mean: float = 0.5
     std: float = 0.5

@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 
 from edge_fer.paths import DEFAULT_DATA, PROJECT_ROOT
+from edge_fer.preprocess import MARGIN_RANGE
 
 STAGES = ("teacher", "distill", "prune", "quantize", "export")
 
@@ -144,8 +145,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         v = getattr(args, name)
         if not 0 < v <= 1:
             p.error(f"--{name.replace('_', '-')} must be in (0, 1], got {v}")
-    if not -0.25 <= args.crop_margin <= 1:
-        p.error(f"--crop-margin must be in [-0.25, 1], got {args.crop_margin}")
+    lo, hi = MARGIN_RANGE
+    if not lo <= args.crop_margin <= hi:
+        p.error(f"--crop-margin must be in [{lo:g}, {hi:g}], got {args.crop_margin}")
     if not 0 <= args.alpha <= 1:
         p.error(f"--alpha must be in [0, 1], got {args.alpha}")
     for name in ("teacher_epochs", "distill_epochs", "finetune_epochs", "batch_size", "calibration"):
