@@ -276,5 +276,9 @@ def test_training_cli_rejects_bad_input(tmp_path):
     assert proc.returncode == 2 and "--keep-ratio" in proc.stderr
     proc = train("--crop-margin", "-0.5")
     assert proc.returncode == 2 and "--crop-margin must be in [-0.25, 1]" in proc.stderr
+    proc = train("--qat-lr", "0")
+    assert proc.returncode == 2 and "--qat-lr must be positive" in proc.stderr
+    proc = train("--qat-epochs", "-1")
+    assert proc.returncode == 2 and "--qat-epochs must be 0" in proc.stderr
     proc = train("--teachers", f"{tmp_path / 'a.pt'},{tmp_path / 'b.pt'}")
     assert proc.returncode == 2 and "a.pt does not exist" in proc.stderr

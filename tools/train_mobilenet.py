@@ -153,6 +153,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("teacher_epochs", "distill_epochs", "finetune_epochs", "batch_size", "calibration"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    for name in ("teacher_lr", "student_lr", "qat_lr"):
+        if not getattr(args, name) > 0:
+            p.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    if args.qat_epochs < 0:
+        p.error(f"--qat-epochs must be 0 (no QAT) or more, got {args.qat_epochs}")
     for path in (*args.teachers, *([args.init_student] if args.init_student else [])):
         if not path.is_file():
             p.error(f"checkpoint {path} does not exist; pass a .pt file written by a finished run")
