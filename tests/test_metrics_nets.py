@@ -71,3 +71,27 @@ def test_teacher_ensemble_averages_member_logits_and_checks_preprocessing(tmp_pa
     assert [c["kind"] for c in ckpts] == ["facevgg", "facevgg"]
     with pytest.raises(CheckpointError, match="same --input-size"):
         load_ensemble(paths, PreprocessSpec(input_size=64))
+
+
+def test_float_blocks_stay_float_and_the_rest_is_int8():
+    """--float-blocks: the named first layers keep float weights in the quantized graph;
+    every other conv and linear gets int8 per-channel weights."""
+    from edge_fer.training.quantize import float_prefix, quantize_int8
+
+    torch.manual_seed(0)
+    model = MobileNetV2(student_arch(0.35, stem_stride=2, last_channels=64)).eval()
+    calibration = torch.randn(16, 1, 48, 48)
+    layers = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.Linear)]
+    in_first_two = [m for m in model.features[:2].modules() if isinstance(m, torch.nn.Conv2d)]
+
+    def int8_weights(graph: torch.nn.Module) -> int:
+        target = torch.ops.quantized_decomposed.dequantize_per_channel.default
+        return sum(1 for n in graph.graph.nodes if n.target == target)
+
+    assert float_prefix(model, 0) == () and float_prefix(model, 2) == ("features.0", "features.1")
+    assert int8_weights(quantize_int8(model, calibration)) == len(layers)
+    mixed = quantize_int8(model, calibration, float_modules=float_prefix(model, 2))
+    assert int8_weights(mixed) == len(layers) - len(in_first_two) > 0
+    assert torch.allclose(mixed(calibration[:2]), model(calibration[:2]), atol=0.5)
+    with pytest.raises(ValueError, match=f"the model has {len(model.features)}"):
+        float_prefix(model, len(model.features) + 1)

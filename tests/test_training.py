@@ -72,6 +72,7 @@ def test_all_stages_write_their_outputs(quick_run):
         assert (quick_run / name).is_file(), name
     quantized = json.loads((quick_run / "quantize.json").read_text())
     assert quantized["qat"]["qat_epochs"] == 1 and 0 <= quantized["ptq"]["int8_float_agreement"] <= 1
+    assert quantized["float_modules"] == ["features.0", "features.1"]  # the --float-blocks default
     for stage in ("teacher", "distill", "prune", "quantize", "export"):
         assert "seconds" in json.loads((quick_run / f"{stage}.done.json").read_text())
     for stage in ("teacher", "distill", "prune"):
@@ -87,6 +88,7 @@ def test_all_stages_write_their_outputs(quick_run):
     assert meta["preprocess"]["margin"] == -0.05  # the --crop-margin default reaches the daemon
     assert "max_sharpness" not in meta["preprocess"]  # the blur bridge is gone
     assert set(meta["training_seconds"]) == {"teacher", "distill", "prune"}
+    assert 0 <= meta["accuracy"]["pte_float_agreement"] <= 1
 
 
 def test_resume_skips_finished_stages(quick_run, data_dir):
@@ -113,6 +115,18 @@ def test_export_runs_on_its_own_and_ships(quick_run, data_dir, tmp_path):
     proc = train(*common, "--runs", str(tmp_path), "--name", "empty")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "run the quantize stage first" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_too_many_float_blocks_is_a_one_line_error(quick_run, data_dir, tmp_path):
+    import shutil
+
+    (tmp_path / "fb").mkdir()
+    shutil.copy2(quick_run / "pruned.pt", tmp_path / "fb" / "pruned.pt")
+    proc = train("--quick", "--data", str(data_dir), "--device", "cpu", "--runs", str(tmp_path),
+                 "--name", "fb", "--stages", "quantize", "--float-blocks", "99")  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "--float-blocks 99: cannot keep 99 feature blocks float" in proc.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "fb" / "int8.pt2").exists()
 
 
 def test_student_without_kd_needs_no_teacher(data_dir, tmp_path):
@@ -279,6 +293,8 @@ def test_training_cli_rejects_bad_input(tmp_path):
     proc = train("--qat-lr", "0")
     assert proc.returncode == 2 and "--qat-lr must be positive" in proc.stderr
     proc = train("--qat-epochs", "-1")
-    assert proc.returncode == 2 and "--qat-epochs must be 0" in proc.stderr
+    assert proc.returncode == 2 and "--qat-epochs must be 0 or more" in proc.stderr
+    proc = train("--float-blocks", "-2")
+    assert proc.returncode == 2 and "--float-blocks must be 0 or more" in proc.stderr
     proc = train("--teachers", f"{tmp_path / 'a.pt'},{tmp_path / 'b.pt'}")
     assert proc.returncode == 2 and "a.pt does not exist" in proc.stderr

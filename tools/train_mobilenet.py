@@ -108,6 +108,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=2,
         help="quantization-aware epochs when PTQ costs > 0.5 point or agrees < 98%% with float (0: never)",
     )
+    p.add_argument(
+        "--float-blocks",
+        type=int,
+        default=2,
+        help="first layers of the student (stem = 1) left float in the int8 program (0: all int8)",
+    )
     p.add_argument("--qat-always", action="store_true", help="run QAT even when PTQ is good")
     p.add_argument("--qat-lr", type=float, default=0.002)
     p.add_argument(
@@ -156,8 +162,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("teacher_lr", "student_lr", "qat_lr"):
         if not getattr(args, name) > 0:
             p.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    if args.qat_epochs < 0:
-        p.error(f"--qat-epochs must be 0 (no QAT) or more, got {args.qat_epochs}")
+    for name in ("qat_epochs", "float_blocks"):
+        if getattr(args, name) < 0:
+            p.error(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(args, name)}")
     for path in (*args.teachers, *([args.init_student] if args.init_student else [])):
         if not path.is_file():
             p.error(f"checkpoint {path} does not exist; pass a .pt file written by a finished run")

@@ -1,15 +1,56 @@
 """int8 post-training quantization (torchao pt2e + XNNPACK quantizer) and ExecuTorch export.
 
 Per-channel symmetric int8 weights, int8 activations calibrated on real faces, lowered to
-an ExecuTorch program whose convolutions and linears all run in XNNPACK.
+an ExecuTorch program whose convolutions and linears all run in XNNPACK. Named submodules
+(the student's first layers, see `float_prefix`) can stay float: XNNPACK runs them in fp32.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer
+
+
+def float_prefix(model: nn.Module, blocks: int) -> tuple[str, ...]:
+    """Names of the first `blocks` layers of `model.features` (stem = 0), to keep float."""
+    features = getattr(model, "features", None)
+    if blocks <= 0:
+        return ()
+    if not isinstance(features, nn.Sequential) or blocks > len(features):
+        have = len(features) if isinstance(features, nn.Sequential) else 0
+        raise ValueError(f"cannot keep {blocks} feature blocks float: the model has {have}")
+    return tuple(f"features.{i}" for i in range(blocks))
+
+
+def _outside(module_names: Sequence[str]) -> Callable[[torch.fx.Node], bool]:
+    """A quantizer node filter: True for nodes that belong to none of `module_names`."""
+
+    def keep(node: torch.fx.Node) -> bool:
+        owners = [path for path, _ in node.meta.get("nn_module_stack", {}).values()]
+        return not any(o == name or o.startswith(name + ".") for o in owners for name in module_names)
+
+    return keep
+
+
+def _quantizer(is_qat: bool, float_modules: Sequence[str]) -> XNNPACKQuantizer:
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+
+    quantizer = XNNPACKQuantizer().set_global(
+        get_symmetric_quantization_config(is_per_channel=True, is_qat=is_qat)
+    )
+    if float_modules:
+        quantizer.set_filter_function(_outside(float_modules))
+    return quantizer
 
 
 def export_graph(
@@ -26,17 +67,18 @@ def export_graph(
     return torch.export.export(model, (example,), dynamic_shapes=dynamic, strict=True)
 
 
-def quantize_int8(model: nn.Module, calibration: torch.Tensor, batch_size: int = 64) -> nn.Module:
-    """Static int8 quantization of `model`, calibrated on `calibration` (N, C, H, W) inputs."""
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
-        XNNPACKQuantizer,
-        get_symmetric_quantization_config,
-    )
+def quantize_int8(
+    model: nn.Module,
+    calibration: torch.Tensor,
+    batch_size: int = 64,
+    float_modules: Sequence[str] = (),
+) -> nn.Module:
+    """Static int8 quantization of `model`, calibrated on `calibration` (N, C, H, W) inputs;
+    submodules named in `float_modules` (and everything inside them) stay float."""
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     graph = export_graph(model, calibration[:2], max_batch=4096).module()
-    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
-    prepared = prepare_pt2e(graph, quantizer)
+    prepared = prepare_pt2e(graph, _quantizer(False, float_modules))
     with torch.no_grad():
         for start in range(0, len(calibration), batch_size):
             prepared(calibration[start : start + batch_size])
@@ -87,21 +129,14 @@ def export_pte(model: nn.Module, example: torch.Tensor, path: Path, max_batch: i
     return path.stat().st_size
 
 
-def prepare_qat(model: nn.Module, example: torch.Tensor) -> nn.Module:
-    """The float student as a pt2e graph with fake-quantized int8 weights and activations,
-    ready for quantization-aware fine-tuning (any batch size)."""
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
-        XNNPACKQuantizer,
-        get_symmetric_quantization_config,
-    )
+def prepare_qat(model: nn.Module, example: torch.Tensor, float_modules: Sequence[str] = ()) -> nn.Module:
+    """The float student as a pt2e graph with fake-quantized int8 weights and activations
+    (except in `float_modules`), ready for quantization-aware fine-tuning (any batch size)."""
     from torchao.quantization.pt2e import move_exported_model_to_train
     from torchao.quantization.pt2e.quantize_pt2e import prepare_qat_pt2e
 
     graph = export_graph(model.train(), example[:2], max_batch=4096).module()
-    quantizer = XNNPACKQuantizer().set_global(
-        get_symmetric_quantization_config(is_per_channel=True, is_qat=True)
-    )
-    prepared = prepare_qat_pt2e(graph, quantizer)
+    prepared = prepare_qat_pt2e(graph, _quantizer(True, float_modules))
     move_exported_model_to_train(prepared)
     return prepared
 
