@@ -267,6 +267,13 @@ def main(argv: list[str] | None = None) -> int:
                 f"error: {need} not found; train with tools/train_mobilenet.py or pass --run", file=sys.stderr
             )
             return 2
+    from edge_fer.classify import ModelError, read_metadata
+
+    try:  # a model the daemon would refuse fails here in one line, not in a row's traceback
+        read_metadata(args.model)
+    except ModelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     rows = []
     for row in ROWS:
         print(f"measuring {row} ...", file=sys.stderr, flush=True)

@@ -313,3 +313,22 @@ def test_monitor_survives_bad_stats_files(tmp_path, document):
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
     summary = json.loads(proc.stdout.splitlines()[-1])
     assert summary["daemon_seen"] is False
+
+
+def test_model_benchmark_refuses_a_model_without_metadata(tmp_path, shipped_model):
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("student.pt", "pruned.pt"):
+        (run / name).write_bytes(b"")
+    model = tmp_path / "bare.pte"
+    shutil.copy(shipped_model, model)  # no .json beside it
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_models.py"), "--run", str(run),
+         "--model", str(model), "--json", str(tmp_path / "out.json")],  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "bare.json is missing" in proc.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "out.json").exists()
