@@ -322,9 +322,9 @@ def test_model_benchmark_refuses_a_model_without_metadata(tmp_path, shipped_mode
         (run / name).write_bytes(b"")
     model = tmp_path / "bare.pte"
     shutil.copy(shipped_model, model)  # no .json beside it
+    args = ["--run", str(run), "--model", str(model), "--json", str(tmp_path / "out.json")]
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "bench_models.py"), "--run", str(run),
-         "--model", str(model), "--json", str(tmp_path / "out.json")],  # fmt: skip
+        [sys.executable, str(ROOT / "benchmarks" / "bench_models.py"), *args],
         capture_output=True,
         text=True,
         timeout=120,
