@@ -112,7 +112,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--float-blocks",
         type=int,
         default=2,
-        help="first layers of the student (stem = 1) left float in the int8 program (0: all int8)",
+        help="first layers kept float in the int8 program (1: stem, 2: stem + first block, 0: none)",
     )
     p.add_argument("--qat-always", action="store_true", help="run QAT even when PTQ is good")
     p.add_argument("--qat-lr", type=float, default=0.002)

@@ -19,10 +19,10 @@ if TYPE_CHECKING:
 
 
 def float_prefix(model: nn.Module, blocks: int) -> tuple[str, ...]:
-    """Names of the first `blocks` layers of `model.features` (stem = 0), to keep float."""
-    features = getattr(model, "features", None)
+    """Names of the first `blocks` entries of `model.features` (the stem is features.0)."""
     if blocks <= 0:
         return ()
+    features = getattr(model, "features", None)
     if not isinstance(features, nn.Sequential) or blocks > len(features):
         have = len(features) if isinstance(features, nn.Sequential) else 0
         raise ValueError(f"cannot keep {blocks} feature blocks float: the model has {have}")
