@@ -1,7 +1,8 @@
 """One resumable training loop for every stage: teacher, distillation and post-pruning fine-tune.
 
 Faces live in memory as uint8; each step augments a batch with tensor ops. With a teacher (a
-live module, run on the same augmented batch, or cached logits) the loss is
+live module run on the same augmented batch, or cached logits on a fixed set of augmented views,
+see kd_views.py) the loss is
 (1-a)*CE + a*T^2*KL(student/T || teacher/T).
 
 Every epoch ends with an atomic training-state checkpoint (model, optimizer, scheduler, RNG,
@@ -28,6 +29,7 @@ from edge_fer.labels import EMOTIONS
 from edge_fer.metrics import confusion_matrix, summarize
 from edge_fer.preprocess import PreprocessSpec
 from edge_fer.training.augment import augment_batch
+from edge_fer.training.kd_views import TeacherViews
 
 
 @dataclass
@@ -47,6 +49,7 @@ class FitConfig:
     optimizer: str = "sgd"  # sgd (momentum, nesterov) | adamw
     bf16: bool = False  # bf16 autocast for the trained model (fast for dense convs on AVX-512 BF16)
     teacher_bf16: bool = True  # bf16 autocast for a live teacher's forward
+    kd_views: int = 0  # > 0: train on this many cached augmented views with cached teacher logits
 
 
 def class_weights(counts: np.ndarray, power: float) -> torch.Tensor:
@@ -87,9 +90,13 @@ def predict_logits(
     model.eval()
     device = next(model.parameters()).device
     bf16 = uses_bf16(model) if bf16 is None else bf16
+    # Feed a channels_last model channels_last input: a per-batch conversion costs ~20%.
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d) and m.in_channels > 1]
+    last = convs and convs[-1].weight.is_contiguous(memory_format=torch.channels_last)
+    layout = torch.channels_last if last and not convs[-1].weight.is_contiguous() else torch.contiguous_format
     out = []
     for start in range(0, len(faces), batch_size):
-        x = to_input(faces[start : start + batch_size].to(device), spec)
+        x = to_input(faces[start : start + batch_size].to(device), spec).contiguous(memory_format=layout)
         with autocast(device, bf16):
             logits = model(x).float()
             if tta:
@@ -146,9 +153,12 @@ def fit(
     teacher: nn.Module | None = None,
     teacher_logits: torch.Tensor | None = None,
     seed: int = 0,
+    views: TeacherViews | None = None,
 ) -> dict:
     """Train `model` for `cfg.epochs`, resuming from `out_dir/<stage>_state.pt` if it exists.
 
+    With `views`, each sample of a batch is one of the cached augmented views (picked at random)
+    and the KD target is the teacher's cached logits on it; no augmentation or teacher runs.
     `save_best(model, record)` is called whenever validation accuracy improves. Per-epoch
     records go to `out_dir/<stage>_metrics.jsonl`. Returns the best epoch's record.
     """
@@ -163,6 +173,10 @@ def fit(
     labels = torch.from_numpy(train.labels).to(device)
     if teacher_logits is not None:
         teacher_logits = teacher_logits.to(device)
+    if (views is not None) != (cfg.kd_views > 0) or (views is not None and len(views) != cfg.kd_views):
+        raise ValueError(f"fit: cfg.kd_views={cfg.kd_views} but {len(views or [])} views were given")
+    if views is not None:
+        views = TeacherViews(views.images.to(device), views.logits.to(device))
     weights = class_weights(train.class_counts(), cfg.class_weight_power).to(device)
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
@@ -186,7 +200,9 @@ def fit(
     start_epoch, best, history = 0, {"val_accuracy": -1.0}, []
     if state_path.exists():
         state = torch.load(state_path, map_location="cpu", weights_only=False)
-        if state.get("config") != asdict(cfg) or state.get("train_n") != len(train):
+        # Fields added since the state was saved take their defaults (runs stay resumable).
+        saved = {**asdict(FitConfig(epochs=cfg.epochs, lr=cfg.lr)), **state.get("config", {})}
+        if saved != asdict(cfg) or state.get("train_n") != len(train):
             raise SystemExit(
                 f"error: {state_path} was saved by a run with other settings; resume with the "
                 f"same flags, or delete it (and {metrics_path.name}) to start the stage over"
@@ -225,11 +241,16 @@ def fit(
             mininterval=5.0,
         ):
             idx = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
-            x = augment_batch(faces[idx].float().unsqueeze(1) * (1.0 / 255.0))
-            x = ((x - spec.mean) / spec.std).contiguous(memory_format=layout)
             y = labels[idx]
             t_logits = None
-            if cfg.kd_alpha > 0:
+            if views is not None:
+                which = torch.randint(len(views), (len(idx),), device=device)
+                x = to_input(views.images[which, idx], spec).contiguous(memory_format=layout)
+                t_logits = views.logits[which, idx]
+            else:
+                x = augment_batch(faces[idx].float().unsqueeze(1) * (1.0 / 255.0))
+                x = ((x - spec.mean) / spec.std).contiguous(memory_format=layout)
+            if cfg.kd_alpha > 0 and t_logits is None:
                 if teacher is not None:
                     with torch.no_grad(), autocast(device, cfg.teacher_bf16):
                         t_logits = teacher(x).float()

@@ -60,6 +60,9 @@ class TrainSettings:
     student_lr: float = 0.1
     alpha: float = 0.5
     temperature: float = 4.0
+    # > 0: distil from the teacher's cached logits on this many augmented views per face
+    # (runs/<name>/teacher_views/) instead of a live teacher forward on every batch.
+    kd_views: int = 0
     keep_ratio: float = 0.85
     finetune_epochs: int = 6
     calibration: int = 1024
@@ -230,7 +233,7 @@ def distill_into(
     lr: float,
     extra: dict | None = None,
 ) -> dict:
-    """Train `model` with KD from the live teacher (plain CE when alpha is 0)."""
+    """Train `model` with KD from the teacher, live or on cached views (plain CE when alpha is 0)."""
     from edge_fer.training.loop import FitConfig, fit
 
     s = run.settings
@@ -245,10 +248,20 @@ def distill_into(
         weight_decay=5e-5,
         bf16=False,
         pct_start=0.2 if stage == "distill" else 0.1,
+        kd_views=s.kd_views if s.alpha > 0 else 0,
     )
     teacher = _teacher(run) if s.alpha > 0 else None
+    views = None
+    if teacher is not None and cfg.kd_views > 0:
+        from edge_fer.training.kd_views import build_teacher_views
+
+        faces = torch.from_numpy(train.images)
+        views = build_teacher_views(teacher, faces, run.spec, cfg.kd_views, run.path("teacher_views"), s.seed)
+        teacher = None
     save = _saver(run, out_name, extra)
-    return fit(model, train, val, run.spec, cfg, run.device, run.dir, stage, save, teacher, seed=s.seed)
+    return fit(
+        model, train, val, run.spec, cfg, run.device, run.dir, stage, save, teacher, seed=s.seed, views=views
+    )
 
 
 def stage_distill(run: Run) -> dict:
