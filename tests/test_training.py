@@ -199,6 +199,17 @@ def test_cached_teacher_views_teach_like_the_teacher_and_reload_identically(quic
     proc = train(*args[:-4], "--kd-views", "2", "--alpha", "0", "--name", "x")
     assert proc.returncode == 2 and "--kd-views" in proc.stderr and "Traceback" not in proc.stderr
 
+    # A cache from another teacher is refused, not silently reused; so is a damaged view file.
+    shutil.copytree(tmp_path / "built" / "teacher_views", tmp_path / "other" / "teacher_views")
+    two = f"{quick_run / 'teacher.pt'},{quick_run / 'teacher.pt'}"
+    proc = train(*args[:-5], two, "--kd-views", "2", "--distill-epochs", "2", "--name", "other")
+    assert proc.returncode == 1 and "another teacher" in proc.stderr and "Traceback" not in proc.stderr
+    (tmp_path / "reused" / "teacher_views" / "view_001.pt").write_bytes(b"not a view")
+    (tmp_path / "reused" / "distill.done.json").unlink()
+    proc = train(*args, "--name", "reused")
+    assert proc.returncode == 1 and "view_001.pt is unreadable" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
 
 def _weights(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]

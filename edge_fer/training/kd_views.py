@@ -12,6 +12,7 @@ Each view is its own file, written atomically, so a stopped cache build resumes 
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,14 @@ class TeacherViews:
 
     def __len__(self) -> int:
         return self.images.shape[0]
+
+
+def fingerprint(*tensors: torch.Tensor) -> str:
+    """sha1 of the tensors' values (layout-independent): ties a cache to its faces and teacher."""
+    digest = hashlib.sha1()
+    for t in tensors:
+        digest.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _augmented_uint8(faces: torch.Tensor, batch_size: int) -> torch.Tensor:
@@ -58,16 +67,26 @@ def build_teacher_views(
 
     device = next(teacher.parameters()).device
     teacher.to(memory_format=memory_format_for(teacher, device))
+    made_from = {
+        "seed": seed,
+        "faces": fingerprint(faces),
+        "teacher": fingerprint(*teacher.state_dict().values()),
+    }
     folder.mkdir(parents=True, exist_ok=True)
     images, logits = [], []
     for k in tqdm(range(count), desc="teacher views", unit="view", dynamic_ncols=True):
         path = folder / f"view_{k:03d}.pt"
         if path.is_file():
-            view = torch.load(path, map_location="cpu", weights_only=True)
-            if view["images"].shape != faces.shape or view["seed"] != seed:
+            try:
+                view = torch.load(path, map_location="cpu", weights_only=True)
+            except Exception as exc:  # truncated or not a torch file: say which, never a traceback
                 raise SystemExit(
-                    f"error: {path} holds views of other faces or another seed; delete "
-                    f"{folder} to rebuild the teacher views for this run"
+                    f"error: {path} is unreadable ({type(exc).__name__}); delete it to rebuild that view"
+                ) from None
+            if {key: view.get(key) for key in made_from} != made_from:
+                raise SystemExit(
+                    f"error: {path} was built from other faces, another teacher or another "
+                    f"--seed; delete {folder} to rebuild the teacher views for this run"
                 )
         else:
             gen_state = torch.get_rng_state()
@@ -77,7 +96,7 @@ def build_teacher_views(
             view = {
                 "images": view_images,
                 "logits": predict_logits(teacher, view_images, spec, batch_size=batch_size),
-                "seed": seed,
+                **made_from,
             }
             tmp = path.with_name(path.name + ".tmp")
             torch.save(view, tmp)
