@@ -168,8 +168,8 @@ def test_an_ensemble_teaches_a_warm_started_student(quick_run, data_dir, tmp_pat
 
 def test_cached_teacher_views_teach_like_the_teacher_and_reload_identically(quick_run, data_dir, tmp_path):
     """--kd-views caches the teacher's logits on K augmented views; the cache holds exactly the
-    teacher's logits on those stored pixels, and a run that reuses a cache ends with the same
-    weights as the run that built it."""
+    teacher's flip-TTA logits on those stored pixels, and a run that reuses a cache ends with
+    the same weights as the run that built it."""
     from edge_fer.nets.checkpoint import load_model
     from edge_fer.preprocess import PreprocessSpec
     from edge_fer.training.loop import memory_format_for, predict_logits
@@ -186,7 +186,8 @@ def test_cached_teacher_views_teach_like_the_teacher_and_reload_identically(quic
     teacher, ckpt = load_model(quick_run / "teacher.pt")
     spec = PreprocessSpec.from_dict(ckpt["preprocess"])
     teacher.to(memory_format=memory_format_for(teacher, torch.device("cpu")))  # as the cache does
-    assert torch.allclose(predict_logits(teacher, v1["images"], spec), v1["logits"], atol=1e-4)
+    assert torch.allclose(predict_logits(teacher, v1["images"], spec, tta=True), v1["logits"], atol=1e-4)
+    assert not torch.allclose(predict_logits(teacher, v1["images"], spec), v1["logits"], atol=1e-4)
 
     import shutil
 
