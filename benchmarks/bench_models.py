@@ -23,8 +23,9 @@ import platform
 import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from common import latency_ms
 
 from edge_fer.config import DEFAULT_MODEL
 from edge_fer.paths import DEFAULT_DATA
@@ -49,24 +50,6 @@ STANDARD_SETTING = (
 )
 
 
-def _percentiles(times: list[float]) -> dict:
-    import numpy as np
-
-    a = np.asarray(times) * 1e3
-    return {"p50": float(np.percentile(a, 50)), "p95": float(np.percentile(a, 95))}
-
-
-def _time(fn, x, iters: int) -> dict:
-    for _ in range(max(10, iters // 10)):
-        fn(x)
-    times = []
-    for _ in range(iters):
-        t = time.perf_counter()
-        fn(x)
-        times.append(time.perf_counter() - t)
-    return _percentiles(times)
-
-
 def measure_int8(row: str, run: Path, model: Path, data: Path, iters: int) -> dict:
     """The shipped program with one runtime; RSS is taken before torch is imported (for the
     architecture figures), as in the daemon."""
@@ -81,7 +64,7 @@ def measure_int8(row: str, run: Path, model: Path, data: Path, iters: int) -> di
         classifier = PteClassifier(model, threads=threads, runtime=runtime)
         size = classifier.spec.input_size
         x = np.zeros((1, 1, size, size), np.float32)
-        result[f"latency_{threads}t_ms"] = _time(classifier.logits, x, iters)
+        result[f"latency_{threads}t_ms"] = latency_ms(classifier.logits, x, iters)
         if threads == 1:
             result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             if data.is_dir():
@@ -146,7 +129,7 @@ def measure_fer(data: Path, iters: int) -> dict:
             interp.invoke()
             return interp.get_tensor(out["index"])
 
-        result[f"latency_{threads}t_ms"] = _time(forward, np.zeros(inp["shape"], np.float32), iters)
+        result[f"latency_{threads}t_ms"] = latency_ms(forward, np.zeros(inp["shape"], np.float32), iters)
         if threads == 1:
             result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             params = sum(
@@ -214,7 +197,7 @@ def measure_one(row: str, run: Path, model: Path, data: Path, iters: int) -> dic
     with torch.no_grad():
         for threads in (1, 4):
             torch.set_num_threads(threads)
-            result[f"latency_{threads}t_ms"] = _time(net, x, iters)
+            result[f"latency_{threads}t_ms"] = latency_ms(net, x, iters)
             if threads == 1:  # peak RSS of loading and running one face, before evaluation
                 result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if data.is_dir() and row != "reference_mnv2_224_fp32":

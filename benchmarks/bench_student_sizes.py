@@ -18,11 +18,11 @@ import argparse
 import json
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from common import latency_ms
 
 from edge_fer.config import DEFAULT_MODEL
 from edge_fer.paths import PROJECT_ROOT as ROOT
@@ -63,17 +63,6 @@ def parse_candidates(text: str) -> list[Candidate]:
     return out
 
 
-def _p50_ms(fn, x, iters: int) -> float:
-    for _ in range(max(20, iters // 10)):
-        fn(x)
-    times = []
-    for _ in range(iters):
-        t = time.perf_counter()
-        fn(x)
-        times.append(time.perf_counter() - t)
-    return float(np.percentile(times, 50) * 1e3)
-
-
 def build_candidate(cand: Candidate, folder: Path) -> tuple[Path, dict]:
     """An untrained, pruned, int8 `.pte` of `cand` (with the shipped metadata's runtime fields)."""
     import torch
@@ -110,7 +99,7 @@ def pte_latency(path: Path, iters: int) -> float:
 
     classifier = PteClassifier(path, threads=1)
     try:
-        return _p50_ms(classifier.logits, np.zeros((1, 1, 48, 48), np.float32), iters)
+        return latency_ms(classifier.logits, np.zeros((1, 1, 48, 48), np.float32), iters)["p50"]
     finally:
         classifier.close()
 
@@ -133,7 +122,7 @@ def fer_row(iters: int) -> dict | None:
         interp.invoke()
         return interp.get_tensor(out["index"])
 
-    latency = _p50_ms(forward, np.zeros(inp["shape"], np.float32), iters)
+    latency = latency_ms(forward, np.zeros(inp["shape"], np.float32), iters)["p50"]
     return {"model": "fer int8 tflite (peer)", "params": None, "mmacs": None,
             "bytes": path.stat().st_size, "latency_1t_ms": latency}  # fmt: skip
 
