@@ -83,8 +83,7 @@ def build_candidate(cand: Candidate, folder: Path) -> tuple[Path, dict]:
     stem = cand.name.replace(" ", "_")
     path = folder / f"{stem}.pte"
     size = export_pte(int8, torch.zeros(1, 1, 48, 48), path, max_batch=15)
-    meta = json.loads(json.dumps(read_metadata(DEFAULT_MODEL)))
-    meta["arch"] = pruned.arch.to_dict()
+    meta = {**read_metadata(DEFAULT_MODEL), "arch": pruned.arch.to_dict()}
     path.with_suffix(".json").write_text(json.dumps(meta))
     info = {
         "params": sum(p.numel() for p in pruned.parameters()),
