@@ -104,6 +104,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="cache the teacher's logits on this many augmented views per face and distil from\n"
         "them (~2x faster KD epochs here); 0: run the teacher live on every batch",
     )
+    p.add_argument(
+        "--kd-mixup",
+        type=float,
+        default=0.0,
+        help="mixup Beta(a, a) parameter for distill and fine-tune; the live teacher labels the\n"
+        "mixed faces (0: off; needs --kd-views 0)",
+    )
     p.add_argument("--keep-ratio", type=float, default=0.85, help="hidden channels kept by prune")
     p.add_argument(
         "--crop-margin",
@@ -175,6 +182,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             p.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     if args.kd_views and args.alpha == 0:
         p.error("--kd-views caches teacher logits for KD; it needs --alpha > 0")
+    if args.kd_mixup and args.kd_views:
+        p.error("--kd-mixup needs the live teacher (cached views hold unmixed faces); pass --kd-views 0")
+    if not 0 <= args.kd_mixup <= 10:
+        p.error(f"--kd-mixup must be in [0, 10], got {args.kd_mixup}")
     for name in ("qat_epochs", "float_blocks", "kd_views"):
         if getattr(args, name) < 0:
             p.error(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(args, name)}")

@@ -84,3 +84,19 @@ def random_erase(
     chosen = (torch.rand(b, device=dev) < prob).view(b, 1, 1)
     mask = (inside & chosen).unsqueeze(1)
     return torch.where(mask, torch.rand_like(x), x)
+
+
+def mix_batch(
+    x: torch.Tensor, y: torch.Tensor, alpha: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+    """Mixup of a batch with a shuffled copy of itself: (lam*x + (1-lam)*x[perm], y, y[perm], lam).
+
+    lam ~ Beta(alpha, alpha), folded into [0.5, 1] so `y` stays the dominant label; alpha 0
+    returns the batch unchanged (lam 1). For KD the teacher must see the mixed batch too.
+    """
+    if alpha <= 0:
+        return x, y, y, 1.0
+    lam = float(torch.distributions.Beta(alpha, alpha).sample())
+    lam = max(lam, 1.0 - lam)
+    perm = torch.randperm(x.shape[0], device=x.device)
+    return lam * x + (1.0 - lam) * x[perm], y, y[perm], lam

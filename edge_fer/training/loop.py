@@ -28,7 +28,7 @@ from edge_fer.dataset import FaceSet
 from edge_fer.labels import EMOTIONS
 from edge_fer.metrics import confusion_matrix, summarize
 from edge_fer.preprocess import PreprocessSpec
-from edge_fer.training.augment import augment_batch
+from edge_fer.training.augment import augment_batch, mix_batch
 from edge_fer.training.kd_views import TeacherViews
 
 
@@ -50,6 +50,7 @@ class FitConfig:
     bf16: bool = False  # bf16 autocast for the trained model (fast for dense convs on AVX-512 BF16)
     teacher_bf16: bool = True  # bf16 autocast for a live teacher's forward
     kd_views: int = 0  # > 0: train on this many cached augmented views with cached teacher logits
+    mixup: float = 0.0  # > 0: mixup with lam ~ Beta(mixup, mixup); the live teacher sees the mix
 
 
 def class_weights(counts: np.ndarray, power: float) -> torch.Tensor:
@@ -175,6 +176,8 @@ def fit(
         teacher_logits = teacher_logits.to(device)
     if (views is not None) != (cfg.kd_views > 0) or (views is not None and len(views) != cfg.kd_views):
         raise ValueError(f"fit: cfg.kd_views={cfg.kd_views} but {len(views or [])} views were given")
+    if cfg.mixup > 0 and (views is not None or teacher_logits is not None):
+        raise ValueError("fit: mixup needs a live teacher; cached logits are of unmixed faces")
     if views is not None:
         views = TeacherViews(views.images.to(device), views.logits.to(device))
     weights = class_weights(train.class_counts(), cfg.class_weight_power).to(device)
@@ -242,7 +245,7 @@ def fit(
         ):
             idx = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
             y = labels[idx]
-            t_logits = None
+            t_logits, y_mix, lam = None, y, 1.0
             if views is not None:
                 which = torch.randint(len(views), (len(idx),), device=device)
                 x = to_input(views.images[which, idx], spec).contiguous(memory_format=layout)
@@ -250,6 +253,7 @@ def fit(
             else:
                 x = augment_batch(faces[idx].float().unsqueeze(1) * (1.0 / 255.0))
                 x = ((x - spec.mean) / spec.std).contiguous(memory_format=layout)
+            x, y, y_mix, lam = mix_batch(x, y, cfg.mixup)
             if cfg.kd_alpha > 0 and t_logits is None:
                 if teacher is not None:
                     with torch.no_grad(), autocast(device, cfg.teacher_bf16):
@@ -259,6 +263,10 @@ def fit(
             with autocast(device, cfg.bf16):
                 logits = model(x).float()
             loss = F.cross_entropy(logits, y, weight=weights, label_smoothing=cfg.label_smoothing)
+            if lam < 1.0:
+                loss = lam * loss + (1 - lam) * F.cross_entropy(
+                    logits, y_mix, weight=weights, label_smoothing=cfg.label_smoothing
+                )
             if t_logits is not None:
                 loss = (1 - cfg.kd_alpha) * loss + cfg.kd_alpha * kd_loss(
                     logits, t_logits, cfg.kd_temperature

@@ -63,6 +63,9 @@ class TrainSettings:
     # > 0: distil from the teacher's cached logits on this many augmented views per face
     # (runs/<name>/teacher_views/) instead of a live teacher forward on every batch.
     kd_views: int = 0
+    # > 0: mixup (lam ~ Beta(kd_mixup, kd_mixup)) in distill and fine-tune, the live teacher
+    # labelling the mixed faces ("function matching"); needs kd_views 0.
+    kd_mixup: float = 0.0
     keep_ratio: float = 0.85
     finetune_epochs: int = 6
     calibration: int = 1024
@@ -249,6 +252,7 @@ def distill_into(
         bf16=False,
         pct_start=0.2 if stage == "distill" else 0.1,
         kd_views=s.kd_views if s.alpha > 0 else 0,
+        mixup=s.kd_mixup,
     )
     teacher = _teacher(run) if s.alpha > 0 else None
     views = None
