@@ -342,5 +342,9 @@ def test_training_cli_rejects_bad_input(tmp_path):
     assert proc.returncode == 2 and "--qat-epochs must be 0 or more" in proc.stderr
     proc = train("--float-blocks", "-2")
     assert proc.returncode == 2 and "--float-blocks must be 0 or more" in proc.stderr
+    proc = train("--kd-mixup", "0.4", "--kd-views", "12")
+    assert proc.returncode == 2 and "--kd-mixup needs the live teacher" in proc.stderr
+    proc = train("--kd-mixup", "-1")
+    assert proc.returncode == 2 and "--kd-mixup must be in [0, 10]" in proc.stderr
     proc = train("--teachers", f"{tmp_path / 'a.pt'},{tmp_path / 'b.pt'}")
     assert proc.returncode == 2 and "a.pt does not exist" in proc.stderr
