@@ -62,6 +62,14 @@ def _faces(n: int, seed: int) -> FaceSet:
     )
 
 
+def _fit_one_epoch(model: nn.Module, n: int, cfg: FitConfig, out_dir, **kwargs) -> dict:
+    """`fit` on n random training faces and 16 validation faces, saving nothing but state."""
+    return fit(
+        model, _faces(n, 1), _faces(16, 2), PreprocessSpec(), cfg, torch.device("cpu"), out_dir,
+        "distill", lambda m, r: None, **kwargs,
+    )  # fmt: skip
+
+
 def test_the_live_teacher_labels_the_same_mixed_faces_the_student_trains_on(tmp_path, monkeypatch):
     import edge_fer.training.loop as loop
 
@@ -74,19 +82,7 @@ def test_the_live_teacher_labels_the_same_mixed_faces_the_student_trains_on(tmp_
     monkeypatch.setattr(loop, "mix_batch", counting_mix)
     student, teacher = _Recorder(), _Recorder()
     cfg = FitConfig(epochs=1, lr=0.01, batch_size=32, kd_alpha=0.5, mixup=1.0, teacher_bf16=False)
-    fit(
-        student,
-        _faces(96, 1),
-        _faces(16, 2),
-        PreprocessSpec(),
-        cfg,
-        torch.device("cpu"),
-        tmp_path,
-        "distill",
-        lambda m, r: None,
-        teacher=teacher,
-        seed=3,
-    )
+    _fit_one_epoch(student, 96, cfg, tmp_path, teacher=teacher, seed=3)
     assert alphas == [1.0, 1.0, 1.0]  # every batch of the epoch (96 faces, 32 per batch) mixed
     train_inputs = student.seen[:3]  # the student's evaluation inputs come after these
     assert len(teacher.seen) == 3
@@ -97,15 +93,4 @@ def test_the_live_teacher_labels_the_same_mixed_faces_the_student_trains_on(tmp_
 def test_mixup_refuses_cached_teacher_logits(tmp_path):
     cfg = FitConfig(epochs=1, lr=0.01, batch_size=32, kd_alpha=0.5, mixup=0.4)
     with pytest.raises(ValueError, match="mixup needs a live teacher"):
-        fit(
-            _Recorder(),
-            _faces(64, 1),
-            _faces(16, 2),
-            PreprocessSpec(),
-            cfg,
-            torch.device("cpu"),
-            tmp_path,
-            "distill",
-            lambda m, r: None,
-            teacher_logits=torch.zeros(64, 7),
-        )
+        _fit_one_epoch(_Recorder(), 64, cfg, tmp_path, teacher_logits=torch.zeros(64, 7))
