@@ -3,7 +3,8 @@
 Faces live in memory as uint8; each step augments a batch with tensor ops. With a teacher (a
 live module run on the same augmented batch, or cached logits on a fixed set of augmented views,
 see kd_views.py) the loss is
-(1-a)*CE + a*T^2*KL(student/T || teacher/T).
+(1-a)*CE + a*T^2*KL(student/T || teacher/T); with mixup, the CE term takes both faces' labels
+weighted by the mix and the live teacher labels the mixed faces.
 
 Every epoch ends with an atomic training-state checkpoint (model, optimizer, scheduler, RNG,
 metrics so far, best record), so a stopped run continues from the last finished epoch and ends
@@ -16,6 +17,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -181,6 +183,7 @@ def fit(
     if views is not None:
         views = TeacherViews(views.images.to(device), views.logits.to(device))
     weights = class_weights(train.class_counts(), cfg.class_weight_power).to(device)
+    ce = partial(F.cross_entropy, weight=weights, label_smoothing=cfg.label_smoothing)
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
@@ -245,7 +248,7 @@ def fit(
         ):
             idx = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
             y = labels[idx]
-            t_logits, y_mix, lam = None, y, 1.0
+            t_logits = None
             if views is not None:
                 which = torch.randint(len(views), (len(idx),), device=device)
                 x = to_input(views.images[which, idx], spec).contiguous(memory_format=layout)
@@ -262,11 +265,9 @@ def fit(
                     t_logits = teacher_logits[idx].float()
             with autocast(device, cfg.bf16):
                 logits = model(x).float()
-            loss = F.cross_entropy(logits, y, weight=weights, label_smoothing=cfg.label_smoothing)
+            loss = ce(logits, y)
             if lam < 1.0:
-                loss = lam * loss + (1 - lam) * F.cross_entropy(
-                    logits, y_mix, weight=weights, label_smoothing=cfg.label_smoothing
-                )
+                loss = lam * loss + (1 - lam) * ce(logits, y_mix)
             if t_logits is not None:
                 loss = (1 - cfg.kd_alpha) * loss + cfg.kd_alpha * kd_loss(
                     logits, t_logits, cfg.kd_temperature
