@@ -346,5 +346,7 @@ def test_training_cli_rejects_bad_input(tmp_path):
     assert proc.returncode == 2 and "--kd-mixup needs the live teacher" in proc.stderr
     proc = train("--kd-mixup", "-1")
     assert proc.returncode == 2 and "--kd-mixup must be in [0, 10]" in proc.stderr
+    proc = train("--average-last", "40", "--distill-epochs", "30")
+    assert proc.returncode == 2 and "--average-last must be between 0 and --distill-epochs" in proc.stderr
     proc = train("--teachers", f"{tmp_path / 'a.pt'},{tmp_path / 'b.pt'}")
     assert proc.returncode == 2 and "a.pt does not exist" in proc.stderr

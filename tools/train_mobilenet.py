@@ -111,6 +111,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="mixup Beta(a, a) parameter for distill and fine-tune; the live teacher labels the\n"
         "mixed faces (0: off; needs --kd-views 0)",
     )
+    p.add_argument(
+        "--average-last",
+        type=int,
+        default=0,
+        help="average the student's weights over the last K distill epochs (SWA-style, batch-norm\n"
+        "statistics recomputed on the training faces); kept if it beats every single epoch (0: off)",
+    )
     p.add_argument("--keep-ratio", type=float, default=0.85, help="hidden channels kept by prune")
     p.add_argument(
         "--crop-margin",
@@ -186,6 +193,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--kd-mixup needs the live teacher (cached views hold unmixed faces); pass --kd-views 0")
     if not 0 <= args.kd_mixup <= 10:
         p.error(f"--kd-mixup must be in [0, 10], got {args.kd_mixup}")
+    if not 0 <= args.average_last <= args.distill_epochs:
+        p.error(
+            f"--average-last must be between 0 and --distill-epochs ({args.distill_epochs}), "
+            f"got {args.average_last}"
+        )
     for name in ("qat_epochs", "float_blocks", "kd_views"):
         if getattr(args, name) < 0:
             p.error(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(args, name)}")

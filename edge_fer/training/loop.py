@@ -13,6 +13,7 @@ with the same weights as one that was never stopped.
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from collections.abc import Callable
@@ -157,8 +158,14 @@ def fit(
     teacher_logits: torch.Tensor | None = None,
     seed: int = 0,
     views: TeacherViews | None = None,
+    average_last: int = 0,
 ) -> dict:
     """Train `model` for `cfg.epochs`, resuming from `out_dir/<stage>_state.pt` if it exists.
+
+    With `average_last` K > 0, the weights at the end of each of the last K epochs are averaged
+    (uniformly, SWA-style; the running mean is part of the resumable state). After the last
+    epoch the average gets batch-norm statistics recomputed on the training faces and is
+    evaluated; it is saved as the best model if it beats every single epoch.
 
     With `views`, each sample of a batch is one of the cached augmented views (picked at random)
     and the KD target is the teacher's cached logits on it; no augmentation or teacher runs.
@@ -204,6 +211,7 @@ def fit(
 
     torch.manual_seed(seed)
     start_epoch, best, history = 0, {"val_accuracy": -1.0}, []
+    average: dict | None = None  # {"first_epoch", "n", "weights"}: running mean of epoch ends
     if state_path.exists():
         state = torch.load(state_path, map_location="cpu", weights_only=False)
         # Fields added since the state was saved take their defaults (runs stay resumable).
@@ -218,6 +226,12 @@ def fit(
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"]["torch"])
         start_epoch, best, history = state["epoch"], state["best"], state["history"]
+        average = state.get("average")
+        if average is not None and average["first_epoch"] != cfg.epochs - average_last + 1:
+            raise SystemExit(
+                f"error: {state_path} averages the weights from epoch {average['first_epoch']}, "
+                f"not over the last {average_last}; resume with the same --average-last"
+            )
         print(
             f"[{stage}] resuming after epoch {start_epoch}/{cfg.epochs} "
             f"(best so far {best['val_accuracy']:.4f})"
@@ -295,6 +309,8 @@ def fit(
         if record["val_accuracy"] > best["val_accuracy"]:
             best = record
             save_best(model, record)
+        if average_last > 0 and epoch + 1 > cfg.epochs - average_last:
+            average = _add_to_average(average, model, epoch + 1)
         _save_atomic(
             {
                 "epoch": epoch + 1,
@@ -306,6 +322,7 @@ def fit(
                 "history": history,
                 "config": asdict(cfg),
                 "train_n": len(train),
+                "average": average,
             },
             state_path,
         )
@@ -314,4 +331,65 @@ def fit(
             val=f"{record['val_accuracy']:.4f}",
             best=f"{best['val_accuracy']:.4f}",
         )
+    if average is not None:
+        averaged = averaged_model(model, average["weights"], faces, spec, cfg.bf16)
+        result = evaluate_model(averaged, val, spec, tta=cfg.eval_tta)
+        record = {
+            "stage": stage,
+            "epoch": cfg.epochs,
+            "averaged_epochs": [average["first_epoch"], average["first_epoch"] + average["n"] - 1],
+            "val_accuracy": result["accuracy"],
+            "val_macro_f1": result["macro_f1"],
+        }
+        kept = record["val_accuracy"] > best["val_accuracy"]
+        print(
+            f"[{stage}] weights averaged over epochs {record['averaged_epochs'][0]}-"
+            f"{record['averaged_epochs'][1]}: {record['val_accuracy']:.4f} "
+            f"({'kept' if kept else 'not kept'}; best single epoch {best['val_accuracy']:.4f})"
+        )
+        (out_dir / f"{stage}_average.json").write_text(json.dumps({**record, "kept": kept}) + "\n")
+        if kept:
+            best = record
+            save_best(averaged, record)
     return best
+
+
+def _add_to_average(average: dict | None, model: nn.Module, epoch: int) -> dict:
+    """Fold the model's floating-point weights into the running mean (a copy, on the CPU)."""
+    weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if v.is_floating_point()}
+    if average is None:
+        return {"first_epoch": epoch, "n": 1, "weights": weights}
+    n = average["n"] + 1
+    for key, value in weights.items():
+        average["weights"][key] += (value - average["weights"][key]) / n
+    average["n"] = n
+    return average
+
+
+@torch.no_grad()
+def averaged_model(
+    model: nn.Module,
+    weights: dict[str, torch.Tensor],
+    faces_u8: torch.Tensor,
+    spec: PreprocessSpec,
+    bf16: bool,
+) -> nn.Module:
+    """A copy of `model` with the averaged weights and batch-norm statistics recomputed on
+    the (unaugmented) training faces: averaged weights don't match any epoch's running stats."""
+    averaged = copy.deepcopy(model)
+    averaged.load_state_dict(weights, strict=False)
+    norms = [m for m in averaged.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [norm.momentum for norm in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # a cumulative mean over every batch
+    averaged.train()
+    device = next(averaged.parameters()).device
+    layout = memory_format_for(averaged, device)
+    for start in range(0, len(faces_u8) if norms else 0, 512):
+        x = to_input(faces_u8[start : start + 512].to(device), spec).contiguous(memory_format=layout)
+        with autocast(device, bf16):
+            averaged(x)
+    for norm, momentum in zip(norms, momenta, strict=True):
+        norm.momentum = momentum
+    return averaged.eval()

@@ -66,6 +66,9 @@ class TrainSettings:
     # > 0: mixup (lam ~ Beta(kd_mixup, kd_mixup)) in distill and fine-tune, the live teacher
     # labelling the mixed faces ("function matching"); needs kd_views 0.
     kd_mixup: float = 0.0
+    # > 0: the student's weights averaged over the last this-many distill epochs (batch-norm
+    # statistics recomputed), kept as student.pt if it beats the best single epoch.
+    average_last: int = 0
     keep_ratio: float = 0.85
     finetune_epochs: int = 6
     calibration: int = 1024
@@ -264,8 +267,9 @@ def distill_into(
         teacher = None
     save = _saver(run, out_name, extra)
     return fit(
-        model, train, val, run.spec, cfg, run.device, run.dir, stage, save, teacher, seed=s.seed, views=views
-    )
+        model, train, val, run.spec, cfg, run.device, run.dir, stage, save, teacher, seed=s.seed, views=views,
+        average_last=s.average_last if stage == "distill" else 0,
+    )  # fmt: skip
 
 
 def stage_distill(run: Run) -> dict:
