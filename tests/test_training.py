@@ -46,6 +46,8 @@ def quick_run(tmp_path_factory, data_dir) -> Path:
         "--qat-always",
         "--qat-epochs",
         "1",
+        "--average-last",
+        "1",
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return runs / "t"
@@ -89,6 +91,8 @@ def test_all_stages_write_their_outputs(quick_run):
     assert "max_sharpness" not in meta["preprocess"]  # the blur bridge is gone
     assert set(meta["training_seconds"]) == {"teacher", "distill", "prune"}
     assert 0 <= meta["accuracy"]["pte_float_agreement"] <= 1
+    average = json.loads((quick_run / "distill_average.json").read_text())
+    assert average["averaged_epochs"] == [1, 1] and 0 <= average["val_accuracy"] <= 1
 
 
 def test_resume_skips_finished_stages(quick_run, data_dir):
