@@ -48,6 +48,9 @@ def quick_run(tmp_path_factory, data_dir) -> Path:
         "1",
         "--average-last",
         "1",
+        "--finetune-average-last",
+        "1",
+        "--teacher-tta",
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return runs / "t"
@@ -93,6 +96,10 @@ def test_all_stages_write_their_outputs(quick_run):
     assert 0 <= meta["accuracy"]["pte_float_agreement"] <= 1
     average = json.loads((quick_run / "distill_average.json").read_text())
     assert average["averaged_epochs"] == [1, 1] and 0 <= average["val_accuracy"] <= 1
+    average = json.loads((quick_run / "prune_average.json").read_text())  # --finetune-average-last
+    assert average["averaged_epochs"] == [1, 1] and 0 <= average["val_accuracy"] <= 1
+    prune_settings = json.loads((quick_run / "prune.done.json").read_text())["settings"]
+    assert prune_settings["teacher_tta"] and prune_settings["finetune_average_last"] == 1
 
 
 def test_resume_skips_finished_stages(quick_run, data_dir):
@@ -352,5 +359,9 @@ def test_training_cli_rejects_bad_input(tmp_path):
     assert proc.returncode == 2 and "--kd-mixup must be in [0, 10]" in proc.stderr
     proc = train("--average-last", "40", "--distill-epochs", "30")
     assert proc.returncode == 2 and "--average-last must be between 0 and --distill-epochs" in proc.stderr
+    proc = train("--finetune-average-last", "7", "--finetune-epochs", "5")
+    assert proc.returncode == 2 and "--finetune-average-last must be between 0 and" in proc.stderr
+    proc = train("--teacher-tta", "--kd-views", "4")
+    assert proc.returncode == 2 and "--teacher-tta is for the live teacher" in proc.stderr
     proc = train("--teachers", f"{tmp_path / 'a.pt'},{tmp_path / 'b.pt'}")
     assert proc.returncode == 2 and "a.pt does not exist" in proc.stderr

@@ -1,6 +1,8 @@
 """Options of the training loop (`fit`):
 - mixup for distillation: the batch is a convex mix of faces, and the live teacher labels
   exactly the mixed faces the student sees;
+- the teacher's flip-TTA targets (--teacher-tta): the mean of its logits on the batch and on
+  the batch's mirror image;
 - weight averaging over the last epochs (--average-last): the running mean is exactly the mean
   of those epochs' weights, it survives an interruption, and its batch norm is recomputed."""
 
@@ -92,6 +94,30 @@ def test_the_live_teacher_labels_the_same_mixed_faces_the_student_trains_on(tmp_
     assert len(teacher.seen) == 3
     for s, t in zip(train_inputs, teacher.seen, strict=True):
         assert torch.equal(s, t)
+
+
+def test_teacher_tta_targets_are_the_mean_over_the_batch_and_its_mirror(tmp_path, monkeypatch):
+    targets: list[torch.Tensor] = []
+    kd_loss = loop.kd_loss
+
+    def recording_kd_loss(student_logits, teacher_logits, temp):
+        targets.append(teacher_logits.detach().clone())
+        return kd_loss(student_logits, teacher_logits, temp)
+
+    monkeypatch.setattr(loop, "kd_loss", recording_kd_loss)
+    student, teacher = _Recorder(), _Recorder()
+    cfg = FitConfig(epochs=1, lr=0.01, batch_size=32, kd_alpha=0.5, teacher_tta=True, teacher_bf16=False)
+    _fit_one_epoch(student, 64, cfg, tmp_path, teacher=teacher, seed=3)
+    assert len(targets) == 2 and len(teacher.seen) == 4  # two batches, two teacher calls each
+    teacher.eval()
+    for i, target in enumerate(targets):
+        faces, mirrored = teacher.seen[2 * i], teacher.seen[2 * i + 1]
+        assert torch.equal(faces, student.seen[i])  # the student's own batch
+        assert torch.equal(mirrored, torch.flip(faces, dims=[3]))
+        with torch.no_grad():
+            expected = (teacher(faces) + teacher(mirrored)) / 2
+        assert torch.allclose(target, expected, atol=1e-5)
+        assert not torch.allclose(target, teacher(faces).detach(), atol=1e-5)  # TTA changed it
 
 
 def test_mixup_refuses_cached_teacher_logits(tmp_path):

@@ -118,6 +118,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="average the student's weights over the last K distill epochs (SWA-style, batch-norm\n"
         "statistics recomputed on the training faces); kept if it beats every single epoch (0: off)",
     )
+    p.add_argument(
+        "--teacher-tta",
+        action="store_true",
+        help="the live teacher labels each batch with the mean of its logits on the faces and\n"
+        "their mirror images (its flip-TTA prediction, ~2x the teacher's cost)",
+    )
     p.add_argument("--keep-ratio", type=float, default=0.85, help="hidden channels kept by prune")
     p.add_argument(
         "--crop-margin",
@@ -126,6 +132,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="box margin the daemon crops faces with, in the model's metadata (negative: inside the box)",
     )
     p.add_argument("--finetune-epochs", type=int, default=6)
+    p.add_argument(
+        "--finetune-average-last",
+        type=int,
+        default=0,
+        help="like --average-last, over the last K fine-tune epochs after pruning (0: off)",
+    )
     p.add_argument("--calibration", type=int, default=1024, help="faces for int8 calibration")
     p.add_argument(
         "--qat-epochs",
@@ -193,6 +205,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--kd-mixup needs the live teacher (cached views hold unmixed faces); pass --kd-views 0")
     if not 0 <= args.kd_mixup <= 10:
         p.error(f"--kd-mixup must be in [0, 10], got {args.kd_mixup}")
+    if args.teacher_tta and args.kd_views:
+        p.error("--teacher-tta is for the live teacher (cached views hold flip-TTA logits already)")
+    if not 0 <= args.finetune_average_last <= args.finetune_epochs:
+        p.error(
+            f"--finetune-average-last must be between 0 and --finetune-epochs ({args.finetune_epochs}), "
+            f"got {args.finetune_average_last}"
+        )
     if not 0 <= args.average_last <= args.distill_epochs:
         p.error(
             f"--average-last must be between 0 and --distill-epochs ({args.distill_epochs}), "

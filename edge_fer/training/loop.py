@@ -52,6 +52,7 @@ class FitConfig:
     optimizer: str = "sgd"  # sgd (momentum, nesterov) | adamw
     bf16: bool = False  # bf16 autocast for the trained model (fast for dense convs on AVX-512 BF16)
     teacher_bf16: bool = True  # bf16 autocast for a live teacher's forward
+    teacher_tta: bool = False  # a live teacher's targets: mean logits of the faces and their mirror
     kd_views: int = 0  # > 0: train on this many cached augmented views with cached teacher logits
     mixup: float = 0.0  # > 0: mixup with lam ~ Beta(mixup, mixup); the live teacher sees the mix
 
@@ -275,6 +276,8 @@ def fit(
                 if teacher is not None:
                     with torch.no_grad(), autocast(device, cfg.teacher_bf16):
                         t_logits = teacher(x).float()
+                        if cfg.teacher_tta:
+                            t_logits = (t_logits + teacher(torch.flip(x, dims=[3])).float()) / 2
                 else:
                     t_logits = teacher_logits[idx].float()
             with autocast(device, cfg.bf16):

@@ -69,8 +69,12 @@ class TrainSettings:
     # > 0: the student's weights averaged over the last this-many distill epochs (batch-norm
     # statistics recomputed), kept as student.pt if it beats the best single epoch.
     average_last: int = 0
+    # The live teacher's targets are its flip-TTA logits (mean over the face and its mirror).
+    teacher_tta: bool = False
     keep_ratio: float = 0.85
     finetune_epochs: int = 6
+    # > 0: average_last for the fine-tune after pruning.
+    finetune_average_last: int = 0
     calibration: int = 1024
     qat_epochs: int = 2  # 0: never; QAT runs when PTQ misses its targets (or with qat_always)
     qat_always: bool = False
@@ -256,6 +260,7 @@ def distill_into(
         pct_start=0.2 if stage == "distill" else 0.1,
         kd_views=s.kd_views if s.alpha > 0 else 0,
         mixup=s.kd_mixup,
+        teacher_tta=s.teacher_tta and s.kd_views == 0,
     )
     teacher = _teacher(run) if s.alpha > 0 else None
     views = None
@@ -268,7 +273,7 @@ def distill_into(
     save = _saver(run, out_name, extra)
     return fit(
         model, train, val, run.spec, cfg, run.device, run.dir, stage, save, teacher, seed=s.seed, views=views,
-        average_last=s.average_last if stage == "distill" else 0,
+        average_last=s.average_last if stage == "distill" else s.finetune_average_last,
     )  # fmt: skip
 
 
