@@ -332,3 +332,11 @@ def test_model_benchmark_refuses_a_model_without_metadata(tmp_path, shipped_mode
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "bare.json is missing" in proc.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "out.json").exists()
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_models.py"), *args, "--rounds", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and "--iters and --rounds must be at least 1" in proc.stderr
+    assert not (tmp_path / "out.json").exists()
