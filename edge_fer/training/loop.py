@@ -82,6 +82,15 @@ def uses_bf16(model: nn.Module) -> bool:
     return not any(isinstance(m, nn.Conv2d) and m.groups > 1 for m in model.modules())
 
 
+def forward_logits(model: nn.Module, x: torch.Tensor, tta: bool) -> torch.Tensor:
+    """float32 logits of `model` on a normalized batch; with `tta`, the mean over the batch
+    and its mirror image (the flip-TTA prediction teachers are quoted and distilled at)."""
+    logits = model(x).float()
+    if tta:
+        logits = (logits + model(torch.flip(x, dims=[3])).float()) / 2
+    return logits
+
+
 @torch.no_grad()
 def predict_logits(
     model: nn.Module,
@@ -103,9 +112,7 @@ def predict_logits(
     for start in range(0, len(faces), batch_size):
         x = to_input(faces[start : start + batch_size].to(device), spec).contiguous(memory_format=layout)
         with autocast(device, bf16):
-            logits = model(x).float()
-            if tta:
-                logits = (logits + model(torch.flip(x, dims=[3])).float()) / 2
+            logits = forward_logits(model, x, tta)
         out.append(logits.cpu())
     return torch.cat(out) if out else torch.zeros(0, len(EMOTIONS))
 
@@ -275,9 +282,7 @@ def fit(
             if cfg.kd_alpha > 0 and t_logits is None:
                 if teacher is not None:
                     with torch.no_grad(), autocast(device, cfg.teacher_bf16):
-                        t_logits = teacher(x).float()
-                        if cfg.teacher_tta:
-                            t_logits = (t_logits + teacher(torch.flip(x, dims=[3])).float()) / 2
+                        t_logits = forward_logits(teacher, x, cfg.teacher_tta)
                 else:
                     t_logits = teacher_logits[idx].float()
             with autocast(device, cfg.bf16):
