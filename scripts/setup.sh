@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Set up this checkout on Raspberry Pi OS, Debian or Ubuntu, as a user with sudo or as root:
+#
+#   scripts/setup.sh daemon   # apt packages, .venv with the runtime (no torch), the native
+#                             # runner built, the demo video (when FER2013 is there)
+#   scripts/setup.sh test     # apt packages, .venv with the dev extras (torch, pytest, ruff)
+#
+# Safe to run again. The README's two commands and .ci/run call this script; the apt packages
+# are listed here and nowhere else (tests/test_setup_commands.py runs it with apt stubbed).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# apt packages per mode: python3-venv for the venv, g++ for the native runner;
+# for the tests also Xvfb (the window display), systemd + libsystemd-dev + pkg-config +
+# python3-dev (systemd-python is built from source), mosquitto (the MQTT tests' broker).
+APT_DAEMON=(python3-venv g++)
+APT_TEST=(python3-venv python3-dev g++ pkg-config libsystemd-dev systemd xvfb mosquitto)
+
+die() {
+    echo "setup.sh: error: $*" >&2
+    exit 2
+}
+
+mode=${1:-}
+case "$mode" in
+    daemon) packages=("${APT_DAEMON[@]}") ;;
+    test) packages=("${APT_TEST[@]}") ;;
+    *) die "give a mode: 'scripts/setup.sh daemon' (run edge-fer) or 'scripts/setup.sh test' (run the tests)" ;;
+esac
+[ $# -eq 1 ] || die "one mode only, got '$*'; use 'scripts/setup.sh daemon' or 'scripts/setup.sh test'"
+
+if [ "$(id -u)" = 0 ]; then
+    as_root=()
+elif command -v sudo >/dev/null 2>&1; then
+    as_root=(sudo)
+else
+    die "installing apt packages needs root: run this as root, or install sudo and add yourself to it"
+fi
+command -v apt-get >/dev/null 2>&1 ||
+    die "apt-get not found; this script is for Raspberry Pi OS, Debian or Ubuntu (install ${packages[*]} by hand)"
+
+echo "setup.sh: apt-get install ${packages[*]}"
+"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null
+
+python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' ||
+    die "$(python3 -V 2>&1) is too old; edge-fer needs Python 3.11+ (Pi OS Bookworm, Debian 12, Ubuntu 24.04)"
+
+echo "setup.sh: .venv"
+python3 -m venv .venv
+if [ "$mode" = daemon ]; then
+    .venv/bin/pip install -q -e '.[display]'
+    # The executorch wheel's C++ runtime only: the daemon never imports torch.
+    .venv/bin/pip install -q --no-deps -r deploy/requirements-runtime.txt
+    .venv/bin/edge-fer-build-runtime
+    if [ -f runs/demo/faces_640x480.mp4 ]; then
+        echo "setup.sh: demo video runs/demo/faces_640x480.mp4 is there"
+    elif ! .venv/bin/python tools/make_demo_video.py; then
+        echo "setup.sh: no demo video (see above); edge-fer needs a camera or --source file:PATH" >&2
+    fi
+    echo "setup.sh: ready; start the daemon with: .venv/bin/edge-fer"
+else
+    .venv/bin/pip install -q -e '.[dev,systemd]'
+    echo "setup.sh: ready; run the tests with: .venv/bin/python -m pytest -q -rs"
+fi
