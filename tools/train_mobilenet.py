@@ -25,8 +25,11 @@ from the last finished epoch. A stage named in --stages that is already done run
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 from pathlib import Path
+
+import yaml
 
 from edge_fer.paths import DEFAULT_DATA, PROJECT_ROOT
 from edge_fer.preprocess import MARGIN_RANGE
@@ -49,6 +52,41 @@ def _paths(text: str) -> tuple[Path, ...]:
     if not paths:
         raise argparse.ArgumentTypeError("expected a comma list of teacher checkpoint files")
     return paths
+
+
+def read_recipe(parser: argparse.ArgumentParser, path: Path) -> dict:
+    """A recipe's settings as parser defaults, each value checked by its flag's own type."""
+    try:
+        if not path.is_file():
+            raise OSError("not a regular file")
+        if path.stat().st_size > 1 << 20:
+            raise OSError("larger than 1 MiB")
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        parser.error(f"--recipe {path}: cannot read it ({str(exc).splitlines()[0]}); pass a YAML recipe file")
+    if not isinstance(data, dict):
+        parser.error(f"--recipe {path}: expected a mapping of setting: value, got {type(data).__name__}")
+    actions = {a.dest: a for a in parser._actions if a.dest not in ("help", "recipe")}
+    values = {}
+    for key, value in data.items():
+        action = actions.get(str(key))
+        if action is None:
+            parser.error(f"--recipe {path}: unknown setting {key!r}; use the flags' names (distill_epochs)")
+        if isinstance(action, argparse._StoreTrueAction):
+            if not isinstance(value, bool):
+                parser.error(f"--recipe {path}: {key} must be true or false, got {value!r}")
+            values[key] = value
+            continue
+        if value is None or isinstance(value, (dict, bool)):
+            parser.error(f"--recipe {path}: {key}: {value!r} is not a valid value")
+        text = ",".join(str(v) for v in value) if isinstance(value, list) else str(value)
+        try:
+            values[key] = action.type(text) if action.type else text
+        except (argparse.ArgumentTypeError, ValueError) as exc:
+            parser.error(f"--recipe {path}: {key}: {exc}")
+        if action.choices and values[key] not in action.choices:
+            parser.error(f"--recipe {path}: {key} must be one of {', '.join(map(str, action.choices))}")
+    return values
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -124,7 +162,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="the live teacher labels each batch with the mean of its logits on the faces and\n"
         "their mirror images (its flip-TTA prediction, ~2x the teacher's cost)",
     )
-    p.add_argument("--keep-ratio", type=float, default=0.85, help="hidden channels kept by prune")
+    p.add_argument(
+        "--degrade",
+        type=float,
+        default=0.0,
+        help="probability of each camera degradation (noise, blur, exposure, JPEG, far face, roll,\n"
+        "box jitter, occlusion) per training face in distill and fine-tune (0: off)",
+    )
+    p.add_argument(
+        "--teacher-sees",
+        choices=("clean", "degraded"),
+        default="clean",
+        help="with --degrade: the teacher labels the clean face (robust distillation) or the\n"
+        "degraded one the student sees (plain augmentation)",
+    )
+    p.add_argument(
+        "--keep-ratio", type=float, default=0.85, help="hidden channels kept by prune (1: no pruning)"
+    )
     p.add_argument(
         "--crop-margin",
         type=float,
@@ -159,9 +213,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="also copy the exported model and metadata into this folder (models/)",
     )
+    p.add_argument(
+        "--recipe",
+        type=Path,
+        default=None,
+        help="YAML file of settings (recipes/*.yaml: keys are these flags' names with _ for -);\n"
+        "flags given on the command line override it",
+    )
+    argv = list(sys.argv[1:] if argv is None else argv)
+    early, _ = p.parse_known_args(argv)
+    if early.recipe is not None:
+        p.set_defaults(**read_recipe(p, early.recipe))
     args = p.parse_args(argv)
+    if args.recipe is not None:
+        args.recipe_sha256 = hashlib.sha256(args.recipe.read_bytes()).hexdigest()
     if args.quick:  # small everything, except what was asked for explicitly
-        given = {a.split("=")[0] for a in (argv if argv is not None else sys.argv[1:])}
+        given = {a.split("=")[0] for a in argv}
         quick = {
             "subset": min(args.subset, 0.05),
             "teacher_epochs": 1,
@@ -203,6 +270,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--kd-views caches teacher logits for KD; it needs --alpha > 0")
     if args.kd_mixup and args.kd_views:
         p.error("--kd-mixup needs the live teacher (cached views hold unmixed faces); pass --kd-views 0")
+    if not 0 <= args.degrade <= 1:
+        p.error(f"--degrade must be in [0, 1], got {args.degrade}")
+    if args.degrade and args.kd_views:
+        p.error("--degrade needs the live teacher (cached views hold undegraded faces); pass --kd-views 0")
     if not 0 <= args.kd_mixup <= 10:
         p.error(f"--kd-mixup must be in [0, 10], got {args.kd_mixup}")
     if args.teacher_tta and args.kd_views:

@@ -71,6 +71,11 @@ class TrainSettings:
     average_last: int = 0
     # The live teacher's targets are its flip-TTA logits (mean over the face and its mirror).
     teacher_tta: bool = False
+    # > 0: camera degradations (training/degrade.py) on training faces, each with this
+    # probability per face, in distill and fine-tune; the teacher labels the clean face
+    # (teacher_sees "clean", robust distillation) or the degraded one ("degraded").
+    degrade: float = 0.0
+    teacher_sees: str = "clean"
     keep_ratio: float = 0.85
     finetune_epochs: int = 6
     # > 0: average_last for the fine-tune after pruning.
@@ -88,6 +93,9 @@ class TrainSettings:
     # loose one; against detector jitter -0.05 measured best (benchmarks/README.md).
     crop_margin: float = -0.05
     ship: Path | None = None
+    # The recipe file the run's settings came from (recipes/*.yaml) and its SHA-256.
+    recipe: Path | None = None
+    recipe_sha256: str | None = None
 
     def to_json(self) -> dict:
         def plain(v: object) -> object:
@@ -261,6 +269,8 @@ def distill_into(
         kd_views=s.kd_views if s.alpha > 0 else 0,
         mixup=s.kd_mixup,
         teacher_tta=s.teacher_tta and s.kd_views == 0,
+        degrade=s.degrade,
+        teacher_sees=s.teacher_sees,
     )
     teacher = _teacher(run) if s.alpha > 0 else None
     views = None
@@ -311,6 +321,12 @@ def stage_prune(run: Run) -> dict:
 
     s = run.settings
     _, val = run.data()
+    if s.keep_ratio >= 1.0:  # nothing to cut: the student goes on as it is, no fine-tune
+        shutil.copy2(run.path("student.pt"), run.path("pruned.pt"))
+        student, ckpt = load_model(run.path("pruned.pt"))
+        print("prune: --keep-ratio 1, student.pt kept as pruned.pt unchanged")
+        return {"params": [sum(p.numel() for p in student.parameters())] * 2, "kept_unpruned": True,
+                "accuracy": ckpt["metrics"].get("val_accuracy")}  # fmt: skip
     student, _ = load_model(run.path("student.pt"))
     pruned = prune_student(student, s.keep_ratio)
     before = evaluate_model(pruned.to(run.device), val, run.spec)["accuracy"]
