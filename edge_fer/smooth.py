@@ -1,4 +1,12 @@
-"""Per-face label smoothing: a rolling majority over the last K predictions.
+"""Per-face label smoothing: a rolling majority over the calibrated probabilities of the last
+K frames, with hysteresis and an honest `uncertain`.
+
+Each face keeps its last `window` probability vectors (the 7 calibrated emotion probabilities,
+or their sums per label group). The majority is taken over their mean (a soft vote: a frame
+that is 51/49 between two labels counts as that, not as a full vote for one), so near-ties
+that alternate frame to frame cancel instead of flipping the label. The label changes only
+when another label's mean probability beats the current one's by `hysteresis`; when the
+current label's mean probability is under `uncertain_below`, the face is `uncertain`.
 
 A track keeps its id when someone else steps into the same place (the boxes overlap), so
 `AppearanceCheck` notices the sudden change of look and the face's history restarts instead
@@ -7,36 +15,57 @@ of carrying the previous person's labels for half a window.
 
 from __future__ import annotations
 
-from collections import Counter, deque
+from collections import deque
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
+from edge_fer.labels import UNCERTAIN, group_matrix, group_names
+
+
+@dataclass
+class _Face:
+    history: deque[np.ndarray]
+    label: int = -1  # index of the current label; -1 before the first frame
+
 
 class LabelSmoother:
-    """Keeps the last `window` labels of each face id; state is dropped when a face leaves."""
+    """Smoothed label and score per face id; a face's state is dropped when it leaves."""
 
-    def __init__(self, window: int = 7) -> None:
+    def __init__(
+        self, window: int = 7, hysteresis: float = 0.0, uncertain_below: float = 0.0, groups: str = "none"
+    ) -> None:
         self.window = window
-        self._history: dict[int, deque[str]] = {}
+        self.hysteresis = hysteresis
+        self.uncertain_below = uncertain_below
+        self.names = group_names(groups)
+        self._to_groups = np.asarray(group_matrix(groups), np.float64)
+        self._faces: dict[int, _Face] = {}
 
-    def update(self, face_id: int, label: str) -> str:
-        """Add a prediction; return the majority label (ties go to the most recent of them)."""
-        history = self._history.setdefault(face_id, deque(maxlen=self.window))
-        history.append(label)
-        counts = Counter(history)
-        top = max(counts.values())
-        for recent in reversed(history):
-            if counts[recent] == top:
-                return recent
-        return label  # pragma: no cover - history is never empty here
+    def update(self, face_id: int, probs: np.ndarray) -> tuple[str, float]:
+        """Add a face's calibrated probabilities for this frame; return its smoothed label
+        (a group name, or `uncertain`) and the mean probability of its most likely label."""
+        p = self._to_groups @ np.asarray(probs, np.float64)
+        face = self._faces.get(face_id)
+        if face is None:
+            face = self._faces[face_id] = _Face(deque(maxlen=self.window))
+        face.history.append(p)
+        mean = np.mean(face.history, axis=0)
+        best = int(np.argmax(mean))
+        if face.label < 0 or mean[best] - mean[face.label] > self.hysteresis:
+            face.label = best
+        score = float(mean[face.label])
+        if score < self.uncertain_below:
+            return UNCERTAIN, float(mean[best])
+        return self.names[face.label], score
 
     def forget(self, face_ids: list[int]) -> None:
         for face_id in face_ids:
-            self._history.pop(face_id, None)
+            self._faces.pop(face_id, None)
 
     def __len__(self) -> int:
-        return len(self._history)
+        return len(self._faces)
 
 
 class AppearanceCheck:

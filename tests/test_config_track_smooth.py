@@ -1,8 +1,10 @@
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from edge_fer.config import ConfigError, apply_overrides, load_config
+from edge_fer.labels import EMOTIONS, LABEL_GROUPS, UNCERTAIN, published_labels
 from edge_fer.smooth import LabelSmoother
 from edge_fer.track import IoUTracker, iou
 
@@ -113,18 +115,52 @@ def test_tracker_keeps_ids_and_drops_faces_that_leave():
     assert iou((0, 0, 10, 10), (5, 0, 10, 10)) == pytest.approx(50 / 150)
 
 
-def test_smoother_majority_ties_and_forgetting():
+def _probs(**given: float) -> np.ndarray:
+    """7 emotion probabilities: the named ones, the rest sharing what is left."""
+    p = np.full(len(EMOTIONS), (1 - sum(given.values())) / (len(EMOTIONS) - len(given)))
+    for name, value in given.items():
+        p[EMOTIONS.index(name)] = value
+    return p
+
+
+def test_smoother_soft_majority_and_forgetting():
     s = LabelSmoother(window=3)
-    assert [s.update(1, x) for x in ["happy", "sad", "happy", "sad", "sad"]] == [
-        "happy",
-        "sad",
-        "happy",
-        "sad",
-        "sad",
-    ]
-    assert s.update(2, "fear") == "fear" and len(s) == 2
+    # A confident "sad" frame outweighs two weak "happy" ones: the majority is over probabilities.
+    labels = [s.update(1, p)[0] for p in [_probs(happy=0.4), _probs(happy=0.4), _probs(sad=0.9)]]
+    assert labels == ["happy", "happy", "sad"]
+    label, score = s.update(2, _probs(fear=0.8))
+    assert label == "fear" and score == pytest.approx(0.8) and len(s) == 2
     s.forget([1])
-    assert len(s) == 1 and s.update(1, "angry") == "angry"
+    assert len(s) == 1 and s.update(1, _probs(angry=0.7))[0] == "angry"
+
+
+def test_smoother_hysteresis_holds_a_near_tie():
+    s = LabelSmoother(window=4, hysteresis=0.1)
+    tie = [_probs(fear=0.45, angry=0.40), _probs(fear=0.40, angry=0.45)]
+    assert {s.update(1, tie[i % 2])[0] for i in range(20)} == {"fear"}  # never flips to angry
+    flips = [s.update(1, _probs(angry=0.8))[0] for _ in range(4)]
+    assert flips[-1] == "angry"  # a clear change still gets through
+    plain = LabelSmoother(window=1)
+    assert len({plain.update(1, tie[i % 2])[0] for i in range(4)}) == 2  # without: it alternates
+
+
+def test_smoother_says_uncertain_when_evidence_is_weak():
+    s = LabelSmoother(window=2, uncertain_below=0.5)
+    label, score = s.update(1, _probs(happy=0.3, sad=0.25))
+    assert label == UNCERTAIN and score == pytest.approx(0.3)
+    assert s.update(1, _probs(happy=0.9)) == ("happy", pytest.approx(0.6))
+
+
+@pytest.mark.parametrize("groups", sorted(LABEL_GROUPS))
+def test_smoother_groups_sum_the_calibrated_probabilities(groups):
+    s = LabelSmoother(window=1, groups=groups)
+    p = _probs(angry=0.3, disgust=0.25, happy=0.2)
+    label, score = s.update(1, p)
+    sums = {
+        name: sum(p[EMOTIONS.index(e)] for e in members) for name, members in LABEL_GROUPS[groups].items()
+    }
+    assert label == max(sums, key=sums.get) and score == pytest.approx(max(sums.values()))
+    assert set(published_labels(groups)) == {*LABEL_GROUPS[groups], UNCERTAIN}
 
 
 def test_appearance_check_tells_a_new_face_from_the_same_one_moving(public_faces):
