@@ -1,24 +1,32 @@
-"""Frame sources: the IMX708 via picamera2, USB webcams and video files via OpenCV.
+"""Frame sources: the IMX708 via picamera2, USB webcams, video files and network streams
+(RTSP, HTTP MJPEG/HLS) via OpenCV.
 
-`open_source` picks one from the `source` setting; `auto` tries picamera2, then a webcam,
+`make_source` picks one from the `source` setting; `auto` tries picamera2, then a webcam,
 then the fallback video, and logs what it found. `ReconnectingSource` reopens a source
-that drops out, with exponential back-off, so a loose cable is never fatal.
+that drops out, with exponential back-off, so a loose cable or a rebooting IP camera is never
+fatal. Video files play at their own frame rate unless `pace: fast`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import logging
+import os
 import stat
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import cv2
 import numpy as np
 
-from edge_fer.config import CameraConfig
+from edge_fer.config import STREAM_SCHEMES, CameraConfig, StreamConfig
+from edge_fer.secrets import SecretError, read_secret
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +37,41 @@ class CaptureError(RuntimeError):
 
 class EndOfStream(Exception):
     """A non-looping video file ran out of frames: a clean stop."""
+
+
+# Still images: the daemon refuses them (edge-fer-classify is for photos).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm")
+
+
+def mask_url(url: str) -> str:
+    """`url` with any password replaced by ***, for logs and messages."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        user = parts.username or ""
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    except ValueError:
+        return url.split("://", 1)[0] + "://***"
+
+
+@contextlib.contextmanager
+def quiet_opencv() -> Iterator[None]:
+    """Silence OpenCV's own warnings (e.g. "can't open camera by index") for a probe."""
+    logging_mod = getattr(getattr(cv2, "utils", None), "logging", None)
+    if logging_mod is None:  # pragma: no cover - every OpenCV >= 4.5 has it
+        yield
+        return
+    before = logging_mod.getLogLevel()
+    logging_mod.setLogLevel(logging_mod.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        logging_mod.setLogLevel(before)
 
 
 @dataclass
@@ -156,11 +199,18 @@ class OpenCVSource:
         loop: bool = False,
         size: tuple[int, int] | None = None,
         fps: float | None = None,
+        realtime: bool = False,
+        sleep: Callable[[float], object] = time.sleep,
     ) -> None:
         self.target, self.loop, self.size, self.fps = target, loop, size, fps
         self.is_file = not isinstance(target, int)
         self.name = f"file:{target}" if self.is_file else f"webcam:{target}"
         self.capture: cv2.VideoCapture | None = None
+        # A file plays at its own frame rate when `realtime` (a live camera paces itself).
+        self.realtime = realtime and self.is_file
+        self._sleep = sleep
+        self._period = 0.0
+        self._due: float | None = None
 
     def _check_file(self) -> None:
         path = Path(self.target)
@@ -175,7 +225,15 @@ class OpenCVSource:
                 f"video file {path} cannot be read ({exc.strerror}); check its permissions"
             ) from None
         if stat.S_ISDIR(mode):
-            raise CaptureError(f"video source {path} is a directory; set source to file:PATH of a video file")
+            raise CaptureError(
+                f"video source {path} is a directory; set source to file:PATH of a video file "
+                f"(for a folder of photos: edge-fer-classify {path})"
+            )
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            raise CaptureError(
+                f"source file:{path} is a still image, not a video; classify photos with "
+                f"edge-fer-classify {path}"
+            )
         if not stat.S_ISREG(mode):
             raise CaptureError(
                 f"video source {path} is not a regular file (a FIFO or device); "
@@ -205,10 +263,25 @@ class OpenCVSource:
                     "tools/make_demo_video.py"
                 )
             cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            fps = cap.get(cv2.CAP_PROP_FPS)
+            self._period = 1.0 / fps if 0 < fps <= 1000 else 1.0 / 30
+            self._due = None
         self.capture = cap
+
+    def _pace(self) -> None:
+        """Wait until this frame is due at the file's frame rate; a late frame restarts the
+        clock instead of rushing the next ones."""
+        now = time.monotonic()
+        if self._due is None or now - self._due > self._period:
+            self._due = now
+        elif self._due > now:
+            self._sleep(self._due - now)
+        self._due += self._period
 
     def read(self) -> RawFrame | None:
         assert self.capture is not None, "open() first"
+        if self.realtime:
+            self._pace()
         ok, image = self.capture.read()
         if not ok and self.is_file:
             if not self.loop:
@@ -230,25 +303,175 @@ class OpenCVSource:
             self.capture = None
 
 
-def _webcam_works(index: int) -> bool:
-    cap = cv2.VideoCapture(index)
-    try:
-        return cap.isOpened() and cap.read()[0]
-    finally:
-        cap.release()
+def _webcam_works(index: int, devices: str = "/dev/video*") -> bool:
+    """Whether webcam `index` gives a frame, probed without OpenCV's warnings; with no video
+    device at all it is not opened."""
+    if not glob.glob(devices):
+        return False
+    with quiet_opencv():
+        cap = cv2.VideoCapture(index)
+        try:
+            return bool(cap.isOpened() and cap.read()[0])
+        finally:
+            cap.release()
+
+
+class NetworkSource:
+    """An RTSP or HTTP(S) stream (IP camera, phone app, go2rtc/Frigate restream, MJPEG, HLS)
+    through OpenCV's FFmpeg backend.
+
+    A reader thread keeps only the newest frame, so a slow pipeline never falls behind a live
+    camera; `read` waits at most `read_timeout_s` for a new one and then raises CaptureError
+    (the reconnect loop takes over), so a stalled or vanished stream is never a hang. The
+    password comes from `stream.password_file`; `name` and every message show the URL with
+    no password.
+    """
+
+    def __init__(self, url: str, stream: StreamConfig) -> None:
+        self.url = url
+        self.name = mask_url(url)
+        self.stream = stream
+        self.interrupted: Callable[[], bool] = lambda: False
+        self._lock = threading.Condition()
+        self._frame: np.ndarray | None = None
+        self._fresh = False
+        self._error: str | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._credentialed = self._with_credentials()
+
+    def _with_credentials(self) -> str:
+        """The URL to open: with stream.username and the password file's password inserted."""
+        if self.stream.username is None:
+            return self.url
+        password = ""
+        if self.stream.password_file is not None:
+            try:
+                password = read_secret(self.stream.password_file, "stream.password_file")
+            except SecretError as exc:
+                raise CaptureError(str(exc)) from None
+        parts = urlsplit(self.url)
+        userinfo = quote(self.stream.username, safe="") + (":" + quote(password, safe="") if password else "")
+        netloc = f"{userinfo}@{parts.netloc}"
+        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+    def _capture(self) -> cv2.VideoCapture:
+        if urlsplit(self.url).scheme.startswith("rtsp"):
+            # Read at open time by OpenCV's FFmpeg backend: TCP survives lossy Wi-Fi, UDP is
+            # what some old cameras speak.
+            os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = f"rtsp_transport;{self.stream.transport}"
+        params = [
+            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+            int(self.stream.open_timeout_s * 1000),
+            cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+            int(self.stream.read_timeout_s * 1000),
+        ]
+        with quiet_opencv():
+            return cv2.VideoCapture(self._credentialed, cv2.CAP_FFMPEG, params)
+
+    def _reader(self, ready: threading.Event) -> None:
+        cap = self._capture()
+        try:
+            if not cap.isOpened():
+                with self._lock:
+                    self._error = "cannot connect"
+                ready.set()
+                return
+            while not self._stop.is_set():
+                ok, image = cap.read()
+                if self._stop.is_set():
+                    return
+                with self._lock:
+                    if not ok or image is None or image.ndim != 3 or image.size == 0:
+                        self._error = "the stream ended or stopped sending frames"
+                        self._lock.notify_all()
+                        ready.set()
+                        return
+                    self._frame, self._fresh = image, True
+                    self._lock.notify_all()
+                ready.set()
+        finally:
+            cap.release()
+
+    def _wait(self, event: threading.Event, timeout_s: float) -> bool:
+        """Wait for `event` in short slices so a stop request is seen within 0.1 s."""
+        deadline = time.monotonic() + timeout_s
+        while not event.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0 or self.interrupted():
+                return False
+            event.wait(min(0.1, left))
+        return True
+
+    def open(self) -> None:
+        self.close()
+        self._stop = threading.Event()
+        self._frame, self._fresh, self._error = None, False, None
+        ready = threading.Event()
+        self._thread = threading.Thread(target=self._reader, args=(ready,), name="stream-reader", daemon=True)
+        self._thread.start()
+        # FFmpeg's own timeouts bound the open; this bounds it again if FFmpeg ignores them.
+        got = self._wait(ready, self.stream.open_timeout_s + self.stream.read_timeout_s)
+        with self._lock:
+            error, has_frame = self._error, self._frame is not None
+        if not got or error is not None or not has_frame:
+            self.close()
+            if self.interrupted():
+                raise CaptureError(f"stream {self.name}: opening was interrupted by a stop request")
+            why = error or f"no frame within {self.stream.open_timeout_s + self.stream.read_timeout_s:g} s"
+            raise CaptureError(
+                f"stream {self.name}: {why}; check the URL, that the camera is on and reachable, "
+                "and stream.username / stream.password_file"
+            )
+
+    def read(self) -> RawFrame | None:
+        deadline = time.monotonic() + self.stream.read_timeout_s
+        with self._lock:
+            while not self._fresh and self._error is None:
+                if self.interrupted():
+                    return None
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise CaptureError(
+                        f"stream {self.name}: no frame for {self.stream.read_timeout_s:g} s (stalled)"
+                    )
+                self._lock.wait(min(0.1, left))
+            if self._fresh:
+                self._fresh = False
+                return RawFrame(self._frame)  # type: ignore[arg-type]
+            raise CaptureError(f"stream {self.name}: {self._error}")
+
+    def preview_host(self) -> None:
+        return None
+
+    def close(self) -> None:
+        self._stop.set()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            # A read blocked in FFmpeg returns within its timeout and releases the capture
+            # itself; the stop is not held up for it.
+            thread.join(timeout=0.2)
 
 
 def make_source(
-    spec: str, cam: CameraConfig, fallback_video: Path | None = None, loop_video: bool = True
+    spec: str,
+    cam: CameraConfig,
+    fallback_video: Path | None = None,
+    loop_video: bool = True,
+    stream: StreamConfig | None = None,
+    realtime: bool = True,
 ) -> FrameSource:
-    """Choose the frame source named by `spec` (auto: camera, webcam, then fallback video)."""
+    """Choose the frame source named by `spec` (auto: camera, webcam, then fallback video).
+    `realtime`: video files play at their own frame rate (False: as fast as they decode)."""
     if spec == "picamera2":
         return Picamera2Source(cam.index, cam.main_size, cam.lores_size, cam.fps)
     if spec.startswith("webcam"):
         index = int(spec.split(":", 1)[1]) if ":" in spec else 0
         return OpenCVSource(index, size=cam.main_size, fps=cam.fps)
     if spec.startswith("file:"):
-        return OpenCVSource(Path(spec[5:]).expanduser(), loop=loop_video)
+        return OpenCVSource(Path(spec[5:]).expanduser(), loop=loop_video, realtime=realtime)
+    if spec.split("://", 1)[0] in STREAM_SCHEMES:
+        return NetworkSource(spec, stream or StreamConfig())
     tried = []
     if Picamera2Source.available(cam.index):
         log.info("source auto: found a libcamera camera, using picamera2")
@@ -261,7 +484,7 @@ def make_source(
     video = fallback_video
     if video is not None and Path(video).is_file():
         log.info("source auto: no camera found, playing fallback video %s", video)
-        return OpenCVSource(Path(video), loop=loop_video)
+        return OpenCVSource(Path(video), loop=loop_video, realtime=realtime)
     tried.append(f"fallback video {video} (missing)")
     raise CaptureError(
         "no frame source found; tried " + ", ".join(tried) + ". Connect a camera, "
@@ -289,6 +512,8 @@ class ReconnectingSource:
         self._wait, self._should_stop, self._on_reconnect = wait, should_stop, on_reconnect
         self.failures = 0
         self.reconnects = 0
+        if isinstance(source, NetworkSource):
+            source.interrupted = should_stop  # a stop request cuts a stream's waits short
 
     def open(self) -> None:
         self.source.open()
@@ -299,6 +524,7 @@ class ReconnectingSource:
     def _reopen(self) -> None:
         delay = 0.5
         logged = False
+        started = time.monotonic()
         while not self._should_stop():
             self.source.close()
             if not logged:  # once per outage, not once per attempt
@@ -314,13 +540,13 @@ class ReconnectingSource:
             try:
                 self.source.open()
             except CaptureError as exc:
-                log.debug("reopen failed: %s", exc)
+                log.debug("reopen failed (next try in %.1f s): %s", min(delay * 2, self.max_backoff_s), exc)
                 delay = min(delay * 2, self.max_backoff_s)
                 continue
             self.reconnects += 1
             self.failures = 0
             self._on_reconnect()
-            log.info("source %s reopened", self.name)
+            log.info("source %s reopened after %.1f s", self.name, time.monotonic() - started)
             return
 
     def read(self) -> RawFrame | None:

@@ -42,8 +42,31 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=DEFAULT_CONFIG_PATH,
         help=f"YAML config (default {DEFAULT_CONFIG_PATH}; defaults if it is absent)",
     )
-    p.add_argument("--source", help="auto | picamera2 | webcam[:INDEX] | file:PATH")
-    p.add_argument("--display", choices=choices("display.mode"))
+    p.add_argument(
+        "--source", help="auto | picamera2 | webcam[:INDEX] | file:PATH | rtsp://... | http(s)://..."
+    )
+    p.add_argument(
+        "--pace",
+        choices=choices("pace"),
+        help="video files: realtime (their own fps, the default) | fast (as fast as possible)",
+    )
+    p.add_argument("--instance", help="camera name when a Pi runs several (edge-fer@NAME), e.g. cam0")
+    p.add_argument(
+        "--display",
+        choices=choices("display.mode"),
+        help="where the overlay goes: auto (DRM preview on the console with a Camera Module, "
+        "else an SDL window where a screen is, else none) | drm | window | none",
+    )
+    p.add_argument(
+        "--fullscreen",
+        action=argparse.BooleanOptionalAction,
+        help="fill the screen with the picture, aspect kept (default); --no-fullscreen: a window",
+    )
+    p.add_argument(
+        "--top3",
+        action=argparse.BooleanOptionalAction,
+        help="bars with each face's three most likely emotions (default on)",
+    )
     p.add_argument("--model", help="model file (.pte, or a float .pt checkpoint)")
     p.add_argument("--detector", choices=choices("detector.kind"))
     p.add_argument("--yunet-model", help="YuNet .onnx file (with --detector yunet)")
@@ -68,6 +91,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="one status line a second on the terminal (auto: when headless)",
     )
     p.add_argument("--no-loop", action="store_true", help="stop at the end of a video file")
+    p.add_argument(
+        "--log-summary",
+        type=float,
+        metavar="SECONDS",
+        help="seconds between result summaries in the log when headless without a terminal (0: none)",
+    )
     p.add_argument("--log-level", choices=choices("log_level"))
     p.add_argument("--version", action="version", version=f"edge-fer {__version__}")
     args = p.parse_args(argv)
@@ -85,7 +114,11 @@ def build_config(args: argparse.Namespace) -> Config:
         config,
         {
             "source": args.source,
+            "pace": args.pace,
+            "instance": args.instance,
             "display.mode": args.display,
+            "display.fullscreen": args.fullscreen,
+            "display.top3": args.top3,
             "model.path": args.model,
             "detector.kind": args.detector,
             "detector.yunet_model": args.yunet_model,
@@ -98,6 +131,7 @@ def build_config(args: argparse.Namespace) -> Config:
             "metrics.port": args.metrics_port,
             "console": args.console,
             "log_level": args.log_level,
+            "log_summary_s": args.log_summary,
             "loop_video": False if args.no_loop else None,
         },
     )

@@ -11,23 +11,67 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import reprlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from edge_fer.paths import DEFAULT_CONFIG, DEFAULT_STATS, PACKAGE_DIR, PROJECT_ROOT, SHIPPED_YUNET
+from edge_fer.labels import LABEL_GROUPS
+from edge_fer.paths import (
+    DEFAULT_CONFIG,
+    DEFAULT_STATS,
+    PACKAGE_DIR,
+    PROJECT_ROOT,
+    SHIPPED_YUNET,
+    expand_user,
+)
+from edge_fer.safe_io import PathRefused, check_length, read_bounded
 
 DEFAULT_CONFIG_PATH = DEFAULT_CONFIG
 DEFAULT_MODEL = PACKAGE_DIR / "models" / "edge_fer_student.pte"
 DEFAULT_DEMO_VIDEO = PROJECT_ROOT / "runs" / "demo" / "faces_640x480.mp4"
-SOURCE_PATTERN = re.compile(r"^(auto|picamera2|webcam(:\d+)?|file:.+)$")
+SOURCE_PATTERN = re.compile(
+    r"^(auto|picamera2|webcam(:\d+)?|file:.+|(rtsps?|https?)://.+)$", re.ASCII | re.DOTALL
+)
+STREAM_SCHEMES = ("rtsp", "rtsps", "http", "https")
+# An instance (edge-fer@NAME): part of file names, MQTT topics and ids, and a Prometheus label.
+INSTANCE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 MAX_THREADS = 16  # the Pi 5 has 4 cores; thousands of threads only slow start-up or crash
+MAX_CAMERA_INDEX = 1023  # /dev/video numbers and libcamera indices stay far below this
+# The config file's boundary: what a config may be before it is refused.
+MAX_CONFIG_BYTES = 1 << 20
+MAX_CONFIG_DEPTH = 32  # mappings and lists nested deeper than this are not a config
+MAX_CONFIG_NODES = 10_000  # values after expanding YAML aliases (refuses "billion laughs")
 
 
 class ConfigError(ValueError):
     """An invalid configuration value; the message names key, value and what is allowed."""
+
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 80
+_REPR.maxlevel = 3
+
+
+def shown(value: Any) -> str:
+    """A short repr for error messages (long strings, huge ints and deep lists cut)."""
+    try:
+        return _REPR.repr(value)
+    except Exception:  # noqa: BLE001 - e.g. ints past Python's digit limit
+        return f"<{type(value).__name__}>"
+
+
+def checked_path(key: str, value: str | Path) -> Path:
+    """A path from the config or a flag: `~` expanded safely, within the OS's length limits."""
+    try:
+        path = expand_user(value)
+        check_length(path)
+    except (ValueError, OSError) as exc:
+        where = key if key.startswith("--") else f"config key '{key}':"
+        raise ConfigError(f"{where} {shown(str(value))} is not a usable path: {exc}") from None
+    return path
 
 
 def setting(
@@ -57,6 +101,19 @@ class CameraConfig:
     main_size: tuple[int, int] = setting((640, 480), "stream used for classification and the overlay")
     lores_size: tuple[int, int] = setting((480, 360), "stream used for face detection (picamera2 only)")
     fps: float = setting(30.0, "frames per second asked of the camera", gt=0, le=240)
+
+
+@dataclass
+class StreamConfig:
+    """Network camera streams (source: rtsp://, rtsps://, http://, https://)."""
+
+    username: str | None = setting(None, "user name for the camera (null: none, or the one in the URL)")
+    password_file: Path | None = setting(
+        None, "file holding the camera's password, mode 0600 (never the password in the URL or here)"
+    )
+    transport: str = setting("tcp", "RTSP over tcp (survives lossy Wi-Fi) | udp", choices=("tcp", "udp"))
+    open_timeout_s: float = setting(5.0, "longest wait to connect before a retry", ge=0.5, le=120)
+    read_timeout_s: float = setting(5.0, "a stream with no frame for this long is reopened", ge=0.5, le=120)
 
 
 @dataclass
@@ -124,7 +181,30 @@ class ModelConfig:
 class SmoothingConfig:
     """Per-face label smoothing."""
 
-    window: int = setting(7, "rolling majority over the last K predictions of each face", ge=1, le=1000)
+    window: int = setting(
+        7,
+        "rolling majority over the mean calibrated probabilities of each face's last K frames",
+        ge=1,
+        le=1000,
+    )
+    hysteresis: float = setting(
+        0.1,
+        "a face's label changes only when another label's mean probability beats it by this much",
+        ge=0,
+        le=0.5,
+    )
+    uncertain_below: float = setting(
+        0.4,
+        "a face is 'uncertain' while its label's mean probability is under this (0: always name a label)",
+        ge=0,
+        le=0.95,
+    )
+    groups: str = setting(
+        "none",
+        "publish coarser labels: none (the 7 emotions) | valence (positive, neutral, negative) | "
+        "four (angry+disgust, fear+sad, happy+surprise, neutral)",
+        choices=tuple(LABEL_GROUPS),
+    )
     restart_below: float = setting(
         0.6,
         "restart a face's history when its look correlates below this with the last detection's"
@@ -143,8 +223,10 @@ class DisplayConfig:
         "auto | drm (picamera2 preview + overlay) | window (SDL) | none",
         choices=("auto", "drm", "window", "none"),
     )
-    fullscreen: bool = setting(True, "fullscreen on the HDMI console")
-    top3: bool = setting(False, "small bars with each face's three most likely emotions")
+    fullscreen: bool = setting(
+        True, "fill the screen with the picture (scaled, aspect kept); false: a resizable window"
+    )
+    top3: bool = setting(True, "bars under each face with its three most likely emotions")
 
 
 @dataclass
@@ -187,6 +269,12 @@ class MqttConfig:
     queue_size: int = setting(
         1000, "messages kept while the broker is slow; more are dropped and counted", ge=10, le=1_000_000
     )
+    queue_bytes: int = setting(
+        4_000_000,
+        "bytes of messages kept while the broker is slow (well under the unit's MemoryMax)",
+        ge=10_000,
+        le=64_000_000,
+    )
 
 
 @dataclass
@@ -203,14 +291,25 @@ class Config:
 
     source: str = setting(
         "auto",
-        "auto | picamera2 | webcam | webcam:INDEX | file:PATH; auto "
+        "auto | picamera2 | webcam | webcam:INDEX | file:PATH | rtsp://... | http(s)://...; auto "
         "tries the Camera Module, then a USB webcam, then fallback_video",
+    )
+    pace: str = setting(
+        "realtime",
+        "file sources: realtime (at the video's own fps) | fast (as fast as it decodes: benchmarks)",
+        choices=("realtime", "fast"),
+    )
+    instance: str | None = setting(
+        None,
+        "this camera's name when one Pi runs several (edge-fer@NAME): stats path, MQTT device and "
+        "the Prometheus camera label",
     )
     fallback_video: Path | None = setting(
         DEFAULT_DEMO_VIDEO, "a video to play when no camera is found (null: none)", example=None
     )
     loop_video: bool = setting(True, "restart a file source at its end")
     camera: CameraConfig = setting(factory=CameraConfig)
+    stream: StreamConfig = setting(factory=StreamConfig)
     detector: DetectorConfig = setting(factory=DetectorConfig)
     tracker: TrackerConfig = setting(factory=TrackerConfig)
     model: ModelConfig = setting(factory=ModelConfig)
@@ -225,6 +324,13 @@ class Config:
         "auto",
         "one status line a second on a terminal: auto (when headless on a TTY, not under systemd) | on | off",
         choices=("auto", "on", "off"),
+    )
+    log_summary_s: float = setting(
+        60.0,
+        "seconds between one-line result summaries in the log when there is no console line "
+        "(headless under systemd, nohup or a log file); 0: none",
+        ge=0,
+        le=86400,
     )
     record: Path | None = setting(None, "privacy: frames are never written unless this names a video file")
     reconnect_max_backoff_s: float = setting(10.0, "longest wait between camera reconnects", ge=0.1, le=3600)
@@ -254,7 +360,7 @@ def choices(dotted: str) -> tuple[str, ...]:
 
 def _coerce(key: str, value: Any, annotation: str) -> Any:
     def bad(allowed: str) -> ConfigError:
-        return ConfigError(f"config key '{key}': {value!r} is not valid; expected {allowed}")
+        return ConfigError(f"config key '{key}': {shown(value)} is not valid; expected {allowed}")
 
     optional = "None" in annotation
     if value is None:
@@ -281,7 +387,7 @@ def _coerce(key: str, value: Any, annotation: str) -> Any:
     if base == "Path":
         if not isinstance(value, str | Path) or str(value) == "" or "\0" in str(value):
             raise bad("a file path")
-        return Path(value).expanduser()
+        return checked_path(key, value)
     if base == "tuple[int, int]":
         if (
             not isinstance(value, list | tuple)
@@ -296,12 +402,13 @@ def _coerce(key: str, value: Any, annotation: str) -> Any:
 def _build(cls: type, data: Any, prefix: str) -> Any:
     if not isinstance(data, dict):
         where = f"section '{prefix[:-1]}'" if prefix else "the config file"
-        raise ConfigError(f"{where} must be a mapping of keys to values, got {data!r}")
+        raise ConfigError(f"{where} must be a mapping of keys to values, got {shown(data)}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(str(k) for k in set(data) - set(fields))
+    unknown = sorted(k if isinstance(k, str) else shown(k) for k in data if k not in fields)
     if unknown:
         raise ConfigError(
-            f"unknown config key '{prefix}{unknown[0]}'; allowed keys here: {', '.join(fields)}"
+            f"unknown config key '{prefix}{shown(unknown[0]).strip(chr(39))}'; "
+            f"allowed keys here: {', '.join(fields)}"
         )
     kwargs = {}
     for name, value in data.items():
@@ -331,7 +438,7 @@ def _limits_text(meta: dict) -> str:
 def _check_limits(key: str, value: Any, meta: dict) -> None:
     if meta["choices"] is not None and value not in meta["choices"]:
         raise ConfigError(
-            f"config key '{key}': {value!r} is not valid; expected one of {', '.join(meta['choices'])}"
+            f"config key '{key}': {shown(value)} is not valid; expected one of {', '.join(meta['choices'])}"
         )
     if value is None or isinstance(value, bool) or not isinstance(value, int | float):
         return
@@ -342,7 +449,7 @@ def _check_limits(key: str, value: Any, meta: dict) -> None:
         and (meta["le"] is None or value <= meta["le"])
     )
     if not ok:
-        raise ConfigError(f"config key '{key}': {value!r} is not valid; expected {_limits_text(meta)}")
+        raise ConfigError(f"config key '{key}': {shown(value)} is not valid; expected {_limits_text(meta)}")
 
 
 def _walk(obj: Any, prefix: str = "") -> list[tuple[str, Any, dict]]:
@@ -363,16 +470,115 @@ def flatten(config: Config) -> dict[str, Any]:
 
 def validate(config: Config) -> Config:
     """Check every field's limits and choices, and rules that span fields."""
-    if not SOURCE_PATTERN.match(config.source):
-        raise ConfigError(
-            f"config key 'source': {config.source!r} is not valid; expected auto, "
-            "picamera2, webcam, webcam:INDEX or file:PATH"
-        )
+    check_source(config.source)
     for key, value, meta in _walk(config):
         _check_limits(key, value, meta)
+    if config.camera.index > MAX_CAMERA_INDEX:
+        raise ConfigError(
+            f"config key 'camera.index': {shown(config.camera.index)} is not valid; "
+            f"expected a camera number from 0 to {MAX_CAMERA_INDEX}"
+        )
+    if config.events.path not in (None, "-"):
+        checked_path("events.path", config.events.path)
+    if config.source.split("://", 1)[0] in STREAM_SCHEMES:
+        check_stream_url(config.source)
+    if config.stream.password_file is not None and config.stream.username is None:
+        raise ConfigError("config key 'stream.password_file' needs stream.username; set both")
     if config.mqtt.url is not None:
         parse_mqtt_url(config.mqtt.url)
+    check_mqtt_names(config.mqtt)
+    if config.instance is not None:
+        if not INSTANCE_PATTERN.match(config.instance):
+            raise ConfigError(
+                f"config key 'instance': {config.instance!r} is not valid; expected 1-32 of "
+                "a-z, 0-9, _ and -, starting with a letter or digit (e.g. cam0)"
+            )
+        if config.stats.path == DEFAULT_STATS:  # one live stats file per camera
+            config.stats.path = DEFAULT_STATS.parent / config.instance / DEFAULT_STATS.name
     return config
+
+
+def check_stream_url(url: str) -> None:
+    """A network source URL: a known scheme, a host, no password (that lives in a file)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        parts = None
+    if parts is None or not parts.hostname or any(c in url for c in " \0\n\r\t"):
+        raise ConfigError(
+            "config key 'source': not a valid stream URL; expected e.g. rtsp://HOST:554/PATH "
+            "or http://HOST:8080/video.mjpg"
+        )
+    if parts.password is not None:
+        raise ConfigError(
+            "config key 'source' must not hold a password; put the user in stream.username and "
+            "the password in a file named by stream.password_file (chmod 600)"
+        )
+
+
+# MQTT 3.1.1/5: strings are at most 65535 bytes; topics hold no wildcards or NUL. Tighter
+# limits keep every topic (prefix + the longest suffix) well inside that.
+MQTT_PREFIX_MAX_BYTES = 1024
+MQTT_CLIENT_ID_MAX_BYTES = 256
+
+
+def check_mqtt_names(mqtt: MqttConfig) -> None:
+    """Topic prefixes, client id and user name that a broker will take."""
+    for key in ("topic_prefix", "discovery_prefix"):
+        value = getattr(mqtt, key)
+        if value is None:
+            continue
+        size = len(value.encode("utf-8"))
+        bad = next((c for c in ("#", "+", "\0") if c in value), None)
+        if bad is not None or value.startswith("$") or not value.strip("/") or size > MQTT_PREFIX_MAX_BYTES:
+            why = (
+                f"holds {bad!r} (an MQTT wildcard or NUL)"
+                if bad
+                else f"is {size} bytes"
+                if size > MQTT_PREFIX_MAX_BYTES
+                else "starts with $ or has no topic level"
+            )
+            raise ConfigError(
+                f"config key 'mqtt.{key}': {value!r} {why}; use plain topic levels such as "
+                f"home/pi-door (at most {MQTT_PREFIX_MAX_BYTES} bytes, no #, + or $ at the start)"
+            )
+    if mqtt.client_id is not None:
+        size = len(mqtt.client_id.encode("utf-8"))
+        if size > MQTT_CLIENT_ID_MAX_BYTES or not mqtt.client_id.isprintable():
+            raise ConfigError(
+                f"config key 'mqtt.client_id' is not valid ({size} bytes or unprintable characters); "
+                f"use at most {MQTT_CLIENT_ID_MAX_BYTES} printable characters, e.g. edge-fer-door"
+            )
+    if mqtt.username is not None and (len(mqtt.username.encode("utf-8")) > 65535 or "\0" in mqtt.username):
+        raise ConfigError(
+            "config key 'mqtt.username' is not valid; use a user name without NUL, under 64 KiB"
+        )
+    if mqtt.password_file is not None and mqtt.username is None:
+        raise ConfigError("config key 'mqtt.password_file' needs mqtt.username; set both")
+
+
+def check_source(spec: Any) -> str:
+    """The source spec's boundary: the forms SOURCE_PATTERN allows, a webcam index within
+    MAX_CAMERA_INDEX, a file path that is usable (`~` expands, length within limits)."""
+
+    def bad(why: str = "") -> ConfigError:
+        return ConfigError(
+            f"config key 'source': {shown(spec)} is not valid{why}; expected auto, "
+            "picamera2, webcam, webcam:INDEX, file:PATH, rtsp://HOST/PATH or http(s)://HOST/PATH"
+        )
+
+    if not isinstance(spec, str) or not SOURCE_PATTERN.match(spec) or "\0" in spec:
+        raise bad()
+    if spec.startswith("webcam:"):
+        digits = spec.split(":", 1)[1]
+        if len(digits) > 4 or int(digits) > MAX_CAMERA_INDEX:
+            raise bad(f" (a webcam number is 0 to {MAX_CAMERA_INDEX})")
+    if spec.startswith("file:"):
+        checked_path("source", spec[5:])
+    return spec
 
 
 def parse_mqtt_url(url: str) -> tuple[str, int, bool]:
@@ -399,9 +605,98 @@ def parse_mqtt_url(url: str) -> tuple[str, int, bool]:
     return parts.hostname, port or (8883 if tls else 1883), tls
 
 
+class _Refused(Exception):
+    """Raised inside the YAML loader: the file is not a config (the message says why)."""
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses duplicate keys and deep nesting."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_CONFIG_DEPTH:
+                raise _Refused(f"nests values deeper than {MAX_CONFIG_DEPTH} levels")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set[tuple[str, str]] = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                key = (key_node.tag, key_node.value)
+                if key in seen:
+                    raise _Refused(
+                        f"has the key {shown(key_node.value)} twice in one mapping "
+                        f"(line {key_node.start_mark.line + 1}); keep one"
+                    )
+                seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def _expanded_size(root: yaml.Node) -> int:
+    """How many values the document holds once aliases are expanded (a node counts once per
+    reference); _Refused past MAX_CONFIG_NODES or when a value contains itself."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        if done:
+            active.discard(id(node))
+            sizes[id(node)] = min(1 + sum(sizes[id(c)] for c in children), MAX_CONFIG_NODES + 1)
+            continue
+        if id(node) in sizes:
+            continue
+        active.add(id(node))
+        stack.append((node, True))
+        for child in children:
+            if id(child) in active:
+                raise _Refused("holds a value that contains itself (a recursive YAML alias)")
+            if id(child) not in sizes:
+                stack.append((child, False))
+    if sizes[id(root)] > MAX_CONFIG_NODES:
+        raise _Refused(f"expands to more than {MAX_CONFIG_NODES} values (YAML aliases)")
+    return sizes[id(root)]
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """The YAML document in `text` (None when empty); every failure is a ConfigError that
+    starts with `where`."""
+    loader = _ConfigLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _expanded_size(node)
+        return loader.construct_document(node)
+    except _Refused as exc:
+        raise ConfigError(f"{where} {exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{where} is not valid YAML{at}; fix its syntax") from None
+    except RecursionError:
+        raise ConfigError(f"{where} nests values too deeply to be a config") from None
+    except Exception as exc:  # noqa: BLE001 - e.g. an integer past Python's digit limit
+        raise ConfigError(f"{where} holds a value YAML cannot build ({shown(str(exc))}); fix it") from None
+    finally:
+        loader.dispose()
+
+
 def _read_text(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        data = read_bounded(path, MAX_CONFIG_BYTES)
     except IsADirectoryError:
         raise ConfigError(f"config file {path} is a directory; pass --config with a YAML file") from None
     except PermissionError:
@@ -409,33 +704,47 @@ def _read_text(path: Path) -> str:
             f"config file {path} is not readable by this user; make it readable "
             "(e.g. chmod 0640 and chgrp edge-fer)"
         ) from None
+    except PathRefused as exc:
+        raise ConfigError(f"config file: {exc}; pass --config with a YAML file") from None
+    except OSError as exc:
+        raise ConfigError(
+            f"config file {path} cannot be read ({exc.strerror or exc}); check the path"
+        ) from None
+    try:
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(
             f"config file {path} is not UTF-8 text (bad byte at offset {exc.start}); save it as UTF-8"
         ) from None
-    except OSError as exc:
-        raise ConfigError(f"config file {path} cannot be read ({exc.strerror}); check the path") from None
 
 
 def load_config(path: Path | None) -> Config:
-    """Load and validate a YAML config; None or a missing default path gives the defaults."""
+    """Load and validate a YAML config; None or a missing default path gives the defaults.
+    Every failure (unreadable or special file, bad YAML, bad value) is a ConfigError."""
     if path is None:
         return validate(Config())
-    path = Path(path)
-    if not path.exists() and not path.is_symlink():
+    path = checked_path("--config", path)
+    try:
+        present = path.exists() or path.is_symlink()
+    except OSError as exc:
+        raise ConfigError(
+            f"config file {path} cannot be read ({exc.strerror or exc}); check the path"
+        ) from None
+    if not present:
         if path == DEFAULT_CONFIG_PATH:
             return validate(Config())
         raise ConfigError(
             f"config file {path} does not exist; pass --config with an existing "
             "file (see deploy/config.example.yaml)"
         )
-    text = _read_text(path)
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"config file {path} is not valid YAML{where}; fix its syntax") from None
+    data = parse_yaml(_read_text(path), f"config file {path}")
+    if data is None:  # empty, or only comments
+        return validate(Config())
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"config file {path} must be a mapping of keys to values (e.g. 'source: auto'), "
+            f"got {shown(data)}; an empty file gives the defaults"
+        )
     return validate(_build(Config, data, ""))
 
 

@@ -51,7 +51,14 @@ def prepare(
         classifier = open_classifier(config.model)
     try:
         detector = make_detector(config.detector)
-        inner = make_source(config.source, config.camera, config.fallback_video, config.loop_video)
+        inner = make_source(
+            config.source,
+            config.camera,
+            config.fallback_video,
+            config.loop_video,
+            config.stream,
+            realtime=config.pace == "realtime",
+        )
         source = ReconnectingSource(
             inner,
             config.reconnect_max_backoff_s,
