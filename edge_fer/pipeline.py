@@ -116,7 +116,7 @@ class Pipeline:
             "total": capture_ms + (t2 - t0) * 1e3,
         }
         self.index += 1
-        return FrameResult(seq, time.time(), raw.image, faces, timing, self.run_id, classes)
+        return FrameResult(seq, time.time(), raw.image, faces, timing, self.run_id, classes, detected)
 
 
 def run(
@@ -145,7 +145,8 @@ def run(
             stats.bad_frames += 1
             continue
         result = pipeline.step(raw, capture_ms, stats.frames)
-        stats.add_frame(result.timing_ms, [f.id for f in result.faces], [f.smoothed for f in result.faces])
+        ids, labels = [f.id for f in result.faces], [f.smoothed for f in result.faces]
+        stats.add_frame(result.timing_ms, ids, labels, result.detected)
         for output in list(outputs):
             try:
                 output.on_frame(result, stats)

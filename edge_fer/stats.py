@@ -63,34 +63,83 @@ class LogHistogram:
 
 
 class LatencyWindow:
-    """Per-stage latencies over the last `window_s` seconds, plus all-run percentiles."""
+    """Per-stage latencies over the last `window_s` seconds, plus all-run percentiles.
+
+    Every figure means the same wherever it is shown (HUD, console, stats file, MQTT, report,
+    Prometheus): the time of that stage in one frame, over the frames that ran the stage.
+    `detect` counts only frames that ran the detector (every `detector.every_n_frames`-th;
+    the frames between only move the tracks, ~0.01 ms), so its p50 is what a detection costs;
+    `detection_frames` says how often that is. capture/classify/total count every frame.
+    """
 
     def __init__(self, window_s: float = 10.0) -> None:
         self.window_s = window_s
-        self.recent: deque[tuple[float, dict[str, float]]] = deque()
+        self.recent: deque[tuple[float, dict[str, float], bool]] = deque()
         self.histograms = {s: LogHistogram() for s in STAGES}
+        self.frames = 0
+        self.detection_frames = 0
 
-    def add(self, now: float, timing_ms: dict[str, float]) -> None:
-        self.recent.append((now, timing_ms))
+    def add(self, now: float, timing_ms: dict[str, float], detected: bool = True) -> None:
+        self.recent.append((now, timing_ms, detected))
+        self.frames += 1
+        self.detection_frames += detected
         for stage in STAGES:
-            self.histograms[stage].add(timing_ms[stage])
+            if stage != "detect" or detected:
+                self.histograms[stage].add(timing_ms[stage])
         while self.recent and self.recent[0][0] < now - self.window_s:
             self.recent.popleft()
 
-    def fps(self) -> float:
-        if len(self.recent) < 2:
-            return 0.0
-        span = self.recent[-1][0] - self.recent[0][0]
-        return (len(self.recent) - 1) / span if span > 0 else 0.0
+    def _last(self, seconds: float | None) -> list[tuple[float, dict[str, float], bool]]:
+        """The frames of the last `seconds` (all of the window if None), oldest first."""
+        if seconds is None or not self.recent:
+            return list(self.recent)
+        since = self.recent[-1][0] - seconds
+        out = []
+        for item in reversed(self.recent):
+            if item[0] < since:
+                break
+            out.append(item)
+        return out[::-1]
 
-    def window_percentiles(self) -> dict[str, dict[str, float]]:
-        return _percentiles({s: [t[s] for _, t in self.recent] for s in STAGES})
+    def fps(self, seconds: float | None = None) -> float:
+        """Frames per second over the last `seconds` (default: the whole window)."""
+        frames = self._last(seconds)
+        if len(frames) < 2:
+            return 0.0
+        span = frames[-1][0] - frames[0][0]
+        return (len(frames) - 1) / span if span > 0 else 0.0
+
+    def window_percentiles(self, seconds: float | None = None) -> dict[str, dict[str, float]]:
+        """p50/p95/max/mean per stage over the last `seconds` (default: the whole window);
+        detect over the detection frames only."""
+        frames = self._last(seconds)
+        return _percentiles(
+            {s: [t[s] for _, t, detected in frames if s != "detect" or detected] for s in STAGES}
+        )
+
+    def window_detection_frames(self, seconds: float | None = None) -> tuple[int, int]:
+        """(frames that ran the detector, all frames) over the last `seconds`."""
+        frames = self._last(seconds)
+        return sum(d for _, _, d in frames), len(frames)
 
     def run_percentiles(self) -> dict[str, dict[str, float]]:
         return {
-            stage: {"p50": h.percentile(50), "p95": h.percentile(95), "max": h.max}
+            stage: {
+                "p50": h.percentile(50),
+                "p95": h.percentile(95),
+                "max": h.max,
+                "mean": h.sum_ms / h.total if h.total else 0.0,
+            }
             for stage, h in self.histograms.items()
         }
+
+
+def detection_rate(detection_frames: int, frames: int) -> str:
+    """How often detection ran, for people: 'every frame', '1/2 frames', 'no detection'."""
+    if detection_frames == 0:
+        return "no detection"
+    n = round(frames / detection_frames)
+    return "every frame" if n <= 1 else f"1/{n} frames"
 
 
 def _percentiles(values: dict[str, list[float]]) -> dict[str, dict[str, float]]:
@@ -102,9 +151,10 @@ def _percentiles(values: dict[str, list[float]]) -> dict[str, dict[str, float]]:
                 "p50": float(np.percentile(a, 50)),
                 "p95": float(np.percentile(a, 95)),
                 "max": float(a.max()),
+                "mean": float(a.mean()),
             }
         else:
-            out[stage] = {"p50": 0.0, "p95": 0.0, "max": 0.0}
+            out[stage] = {"p50": 0.0, "p95": 0.0, "max": 0.0, "mean": 0.0}
     return out
 
 
@@ -168,14 +218,17 @@ class RunStats:
     def count_reconnect(self) -> None:
         self.reconnects += 1
 
-    def add_frame(self, timing_ms: dict[str, float], face_ids: list[int], labels: list[str]) -> None:
-        """Count one classified frame: its stage times, its faces' ids and smoothed labels."""
+    def add_frame(
+        self, timing_ms: dict[str, float], face_ids: list[int], labels: list[str], detected: bool = True
+    ) -> None:
+        """Count one classified frame: its stage times (`detected`: it ran the detector), its
+        faces' ids and smoothed labels."""
         now = time.monotonic()
         if self.first_frame_mono is None:
             self.first_frame_mono = now
         self.last_frame_mono = now
         self.frames += 1
-        self.latency.add(now, timing_ms)
+        self.latency.add(now, timing_ms, detected)
         self.faces_now = len(face_ids)
         new_ids = [i for i in face_ids if i > self._last_face_id]
         if new_ids:
@@ -195,6 +248,8 @@ class RunStats:
             "frames": self.frames,
             "fps": self.latency.fps(),
             "latency_ms": self.latency.window_percentiles(),
+            "detection_frames": self.latency.window_detection_frames()[0],
+            "window_frames": len(self.latency.recent),
             "faces": self.faces_now,
             "dropped_frames": self.bad_frames,
             "reconnects": self.reconnects,
@@ -216,6 +271,7 @@ class RunStats:
             "startup_s": first - self.started_mono if first is not None else None,
             "fps": (self.frames - 1) / frame_span if frame_span > 0 else 0.0,
             "latency_ms": self.latency.run_percentiles(),
+            "detection_frames": self.latency.detection_frames,
             "faces_seen": self.faces_seen,
             "face_detections": self.face_detections,
             "label_counts": dict(self.labels),

@@ -50,17 +50,94 @@ def test_no_notify_socket_means_silent(monkeypatch):
 
 def _faces() -> list[FaceResult]:
     probs = np.array([0.05, 0.02, 0.03, 0.7, 0.1, 0.05, 0.05])
-    return [FaceResult(3, (200, 120, 180, 180), "happy", 0.7, "happy", probs)]
+    return [FaceResult(3, (200, 120, 180, 180), "happy", 0.7, "happy", probs, smoothed_score=0.7)]
+
+
+HUD = Hud(fps=46.0, frame_ms=9.1, capture_ms=1.8, detect_ms=14.2, detect_rate="1/2 frames", classify_ms=0.31)
 
 
 def test_overlay_draws_boxes_labels_and_hud(rng):
     frame = np.full((480, 640, 3), 60, np.uint8)
-    out = render(frame, _faces(), Hud(12.0, 7.0, 0.3, 58.0), EMOTIONS, top3=True)
+    out = render(frame, _faces(), HUD, EMOTIONS, top3=True)
     assert out.shape == frame.shape and not np.array_equal(out, frame)
     assert (out[120, 200:380] != 60).any()  # the box's top edge
-    layer = render_overlay_rgba((640, 480), _faces(), Hud(1, 1, 1, 1), EMOTIONS)
+    assert (out[306:380, 200:380] != 60).any() and (out[306:380, 400:] == 60).all()  # the top-3 bars
+    plain = render(frame, _faces(), HUD, EMOTIONS, top3=False)
+    assert (plain[306:380, 200:380] == 60).all()  # no bars without top3
+    layer = render_overlay_rgba((640, 480), _faces(), HUD, EMOTIONS)
     assert layer.shape == (480, 640, 4) and layer[..., 3].max() == 255
     assert layer[240, 320, 3] == 0  # transparent where nothing is drawn
+
+
+def test_hud_says_what_its_numbers_are():
+    assert HUD.lines() == [
+        "46.0 fps",
+        "detect 14.2 ms (1/2 frames)",
+        "classify 0.31 ms",
+        "capture 1.8 ms",
+        "frame 9.1 ms avg",
+    ]
+
+
+def test_frames_are_scaled_to_the_screen_with_their_aspect_kept():
+    from edge_fer.overlay import fit_rect
+
+    assert fit_rect((640, 480), (1920, 1080)) == (240, 0, 1440, 1080)  # pillarboxed
+    assert fit_rect((640, 480), (1280, 800)) == (106, 0, 1067, 800)
+    assert fit_rect((640, 360), (1280, 1024)) == (0, 152, 1280, 720)  # letterboxed
+    frame = np.full((480, 640, 3), 60, np.uint8)
+    out = render(frame, _faces(), HUD, EMOTIONS, size=(1920, 1080))
+    assert out.shape == (1080, 1920, 3)
+    assert (out[500:, :240] == 0).all() and (out[500:, 1680:] == 0).all()  # black bars
+    # the face box (200, 120, 180, 180) at 2.25x: its top edge at y=270 from x=240+450
+    assert (out[268:274, 700:1000] != 60).any() and (out[300:500, 700:1000] == 60).all()
+    # the text is sized for the screen: the HUD's first line is ~2.25x as tall
+    small = render(frame, [], HUD, EMOTIONS)
+    big = render(frame, [], HUD, EMOTIONS, size=(1440, 1080))
+
+    def hud_rows(img: np.ndarray) -> int:
+        return int((img[:, :100] != 60).any(axis=(1, 2)).nonzero()[0].max())
+
+    assert 1.9 < hud_rows(big) / hud_rows(small) < 2.6
+
+
+def test_a_label_that_is_not_a_class_is_drawn_as_given():
+    face = FaceResult(
+        3, (200, 120, 180, 180), "sad", 0.3, "uncertain", _faces()[0].probs, smoothed_score=0.41
+    )
+    out = render(np.full((480, 640, 3), 60, np.uint8), [face], HUD, EMOTIONS)
+    assert (out[120, 200:380] != 60).any()
+
+
+def test_drm_display_fills_the_screen_and_draws_at_its_resolution(tmp_path):
+    from edge_fer.outputs.display import DrmPreviewDisplay, drm_screen_size
+
+    for name, status, modes in [
+        ("card1-HDMI-A-1", "disconnected", ""),
+        ("card1-HDMI-A-2", "connected", "1280x800\n1024x768\n"),
+    ]:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "status").write_text(status + "\n")
+        (tmp_path / name / "modes").write_text(modes)
+    assert drm_screen_size(tmp_path) == (1280, 800)
+    assert drm_screen_size(tmp_path / "none") is None
+
+    class Preview:
+        def __init__(self) -> None:
+            self.window, self.layers = None, []
+
+        def enable_drm_preview(self, window=None) -> None:
+            self.window = window
+
+        def set_overlay(self, rgba) -> None:
+            self.layers.append(rgba)
+
+    preview = Preview()
+    display = DrmPreviewDisplay(preview, EMOTIONS, screen=(1920, 1080))
+    assert preview.window == (0, 0, 1920, 1080)
+    assert display.overlay_size((640, 480)) == (1440, 1080)  # the picture's size on the screen
+    windowed = DrmPreviewDisplay(Preview(), EMOTIONS, fullscreen=False)
+    assert windowed.preview.window is None and windowed.overlay_size((640, 480)) == (640, 480)
 
 
 @pytest.fixture()
@@ -91,13 +168,30 @@ def test_window_display_under_xvfb(xvfb, tmp_path):
 
     display = WindowDisplay(EMOTIONS, fullscreen=False, top3=True)
     frame = np.full((480, 640, 3), 90, np.uint8)
-    assert display.show(frame, _faces(), Hud(14.2, 7.1, 0.31, 59.8))
+    assert display.show(frame, _faces(), HUD)
     shot = tmp_path / "window.png"
     display.save_screenshot(shot)
     assert pygame.display.get_driver() == "x11"
     image = pygame.surfarray.array3d(pygame.image.load(str(shot)))
     assert image.shape == (640, 480, 3)
     assert (image[200:380, 120] != 90).any()  # the face box made it to the window
+    display.close()
+
+
+def test_fullscreen_window_fills_the_screen(xvfb, tmp_path):
+    """Xvfb's screen is 800x600: a 640x480 frame is scaled by 1.25 to fill it."""
+    pygame = pytest.importorskip("pygame")
+    from edge_fer.outputs.display import WindowDisplay
+
+    display = WindowDisplay(EMOTIONS, fullscreen=True, top3=True)
+    frame = np.full((480, 640, 3), 90, np.uint8)
+    assert display.show(frame, _faces(), HUD)
+    shot = tmp_path / "full.png"
+    display.save_screenshot(shot)
+    image = pygame.surfarray.array3d(pygame.image.load(str(shot)))  # (x, y, rgb)
+    assert image.shape == (800, 600, 3)
+    assert (image[400, 300] == 90).all()  # the frame fills the screen, scaled up
+    assert (image[260:465, 150] != 90).all() and (image[260:465, 200] == 90).all()  # box top at y=150
     display.close()
 
 

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 
 from edge_fer.outputs.base import Output, OutputClosed, OutputContext, OutputError, PreviewHost
-from edge_fer.outputs.console import ConsoleStatus
+from edge_fer.outputs.console import ConsoleStatus, LogSummary
 from edge_fer.outputs.display import DisplayError, make_display
 from edge_fer.outputs.events import EventsLog
 from edge_fer.outputs.recorder import Recorder
@@ -100,6 +100,8 @@ def build_outputs(ctx: OutputContext) -> list[Output]:
         console = _console(ctx, headless)
         if console is not None:
             outputs.append(console)
+        elif headless and ctx.config.log_summary_s > 0:  # nohup, a log file, journald
+            outputs.append(LogSummary(ctx.config.log_summary_s))
     except BaseException:
         for output in outputs:
             output.close()

@@ -42,7 +42,10 @@ class Output(Protocol):
 class PreviewHost(Protocol):
     """A source that can show its own camera preview with an overlay layer (picamera2 DRM)."""
 
-    def enable_drm_preview(self) -> None: ...
+    def enable_drm_preview(self, window: tuple[int, int, int, int] | None = None) -> None:
+        """Start the DRM preview; `window` (x, y, w, h on the screen, e.g. the whole screen)
+        is where picamera2 letterboxes the picture (its default: 640x480 at the top left)."""
+        ...
 
     def set_overlay(self, rgba: np.ndarray) -> None: ...
 

@@ -8,18 +8,19 @@ Python for display.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import cv2
 import numpy as np
 
 from edge_fer.config import DisplayConfig
 from edge_fer.outputs.base import OutputClosed, PreviewHost
-from edge_fer.overlay import Hud, render, render_overlay_rgba
+from edge_fer.overlay import Hud, fit_rect, render, render_overlay_rgba
 from edge_fer.results import FaceResult, FrameResult
+from edge_fer.stats import detection_rate
 
 if TYPE_CHECKING:
     from edge_fer.stats import RunStats
@@ -31,19 +32,50 @@ class DisplayError(RuntimeError):
     """A display that cannot be opened; the message names the fix."""
 
 
+HUD_WINDOW_S = 1.0  # the HUD's figures are over the last second
+
+
 def hud_for(result: FrameResult, stats: RunStats) -> Hud:
-    """The HUD figures of a frame: its times and the live fps."""
-    t = result.timing_ms
-    return Hud(t["total"], t["detect"], t["classify"], stats.latency.fps())
+    """The HUD figures over the last second (see `Hud`), from the run's own latency window:
+    the same definitions as the stats file, MQTT and the report, over a shorter span."""
+    latency = stats.latency
+    seconds = min(HUD_WINDOW_S, latency.window_s)
+    p = latency.window_percentiles(seconds)
+    detections, frames = latency.window_detection_frames(seconds)
+    return Hud(
+        fps=latency.fps(seconds),
+        frame_ms=p["total"]["mean"],
+        capture_ms=p["capture"]["p50"],
+        detect_ms=p["detect"]["p50"],
+        detect_rate=detection_rate(detections, frames),
+        classify_ms=p["classify"]["p50"],
+    )
+
+
+def drm_screen_size(drm: Path = Path("/sys/class/drm")) -> tuple[int, int] | None:
+    """The preferred mode (w, h) of the first connected screen (HDMI 0 first), or None."""
+    for connector in sorted(drm.glob("card*-*")):
+        try:
+            if (connector / "status").read_text().strip() != "connected":
+                continue
+            mode = (connector / "modes").read_text().split()[0]
+            w, h = (int(v) for v in mode.split("x")[:2])
+        except (OSError, ValueError, IndexError):
+            continue
+        if w > 0 and h > 0:
+            return w, h
+    return None
 
 
 class WindowDisplay:
-    """A pygame (SDL 2) window; fullscreen on the HDMI console, a normal window on a desktop."""
+    """A pygame (SDL 2) window: fullscreen (the frame scaled to the screen, aspect kept) or a
+    resizable window; on a desktop session or, through SDL's kmsdrm driver, on the Pi's HDMI
+    console with no desktop at all."""
 
     name = "window"
 
     def __init__(
-        self, classes: tuple[str, ...], fullscreen: bool, top3: bool = False, title: str = "edge-fer"
+        self, classes: tuple[str, ...], fullscreen: bool, top3: bool = True, title: str = "edge-fer"
     ) -> None:
         os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
         try:
@@ -65,24 +97,26 @@ class WindowDisplay:
         self.title = title
         self.surface: Any = None
 
+    def _open(self, frame_size: tuple[int, int]) -> None:
+        pg = self.pygame
+        if self.fullscreen:  # (0, 0): the screen's own resolution
+            self.surface = pg.display.set_mode((0, 0), pg.FULLSCREEN)
+        else:
+            self.surface = pg.display.set_mode(frame_size, pg.RESIZABLE)
+        pg.display.set_caption(self.title)
+        pg.mouse.set_visible(not self.fullscreen)
+
     def show(self, frame: np.ndarray, faces: list[FaceResult], hud: Hud) -> bool:
-        """Draw a frame with its overlay. Returns False when the user closed the window."""
+        """Draw a frame with its overlay, scaled to the window. Returns False when the user
+        closed the window (or pressed Esc or q)."""
         pg = self.pygame
         h, w = frame.shape[:2]
-        if self.surface is None or self.surface.get_size() != (w, h) and not self.fullscreen:
-            flags = pg.FULLSCREEN if self.fullscreen else 0
-            self.surface = pg.display.set_mode((0, 0) if self.fullscreen else (w, h), flags)
-            pg.display.set_caption(self.title)
-            pg.mouse.set_visible(False)
-        drawn = render(frame, faces, hud, self.classes, self.top3)
-        rgb = cv2.cvtColor(drawn, cv2.COLOR_BGR2RGB)
-        sw, sh = self.surface.get_size()
-        if (sw, sh) != (w, h):  # fit the screen, keeping the aspect ratio
-            scale = min(sw / w, sh / h)
-            rgb = cv2.resize(rgb, (int(w * scale), int(h * scale)))
-        image = pg.image.frombuffer(rgb.tobytes(), (rgb.shape[1], rgb.shape[0]), "RGB")
-        self.surface.fill((0, 0, 0))
-        self.surface.blit(image, ((sw - rgb.shape[1]) // 2, (sh - rgb.shape[0]) // 2))
+        if self.surface is None:
+            self._open((w, h))
+        self.surface = pg.display.get_surface()  # a resized window has a new surface
+        size = self.surface.get_size()
+        rgb = render(frame, faces, hud, self.classes, self.top3, size, rgb=True)
+        self.surface.blit(pg.image.frombuffer(rgb.data, size, "RGB"), (0, 0))
         pg.display.flip()
         for event in pg.event.get():
             if event.type == pg.QUIT or (event.type == pg.KEYDOWN and event.key in (pg.K_ESCAPE, pg.K_q)):
@@ -101,17 +135,39 @@ class WindowDisplay:
 
 
 class DrmPreviewDisplay:
-    """picamera2's own DRM/KMS preview with the overlay as an RGBA layer on top."""
+    """picamera2's own DRM/KMS preview with the overlay as an RGBA layer on top. Fullscreen:
+    the preview fills the screen (aspect kept) and the overlay is drawn at the resolution the
+    picture is shown at, so text is sized for the screen."""
 
     name = "drm"
 
-    def __init__(self, preview: PreviewHost, classes: tuple[str, ...], top3: bool = False) -> None:
-        preview.enable_drm_preview()
+    def __init__(
+        self,
+        preview: PreviewHost,
+        classes: tuple[str, ...],
+        top3: bool = True,
+        fullscreen: bool = True,
+        screen: tuple[int, int] | None = None,
+    ) -> None:
+        self.screen = (screen or drm_screen_size()) if fullscreen else None
+        if self.screen is not None and "window" in inspect.signature(preview.enable_drm_preview).parameters:
+            preview.enable_drm_preview(window=(0, 0, *self.screen))
+        else:
+            if self.screen is not None:
+                log.warning("display drm: this camera source cannot size its preview; not fullscreen")
+                self.screen = None
+            preview.enable_drm_preview()
         self.preview, self.classes, self.top3 = preview, classes, top3
+
+    def overlay_size(self, frame_size: tuple[int, int]) -> tuple[int, int]:
+        """The overlay's pixels: the picture's size on the screen (the frame's own off it)."""
+        return frame_size if self.screen is None else fit_rect(frame_size, self.screen)[2:]
 
     def on_frame(self, result: FrameResult, stats: RunStats) -> None:
         h, w = result.image.shape[:2]
-        layer = render_overlay_rgba((w, h), result.faces, hud_for(result, stats), self.classes, self.top3)
+        layer = render_overlay_rgba(
+            (w, h), result.faces, hud_for(result, stats), self.classes, self.top3, self.overlay_size((w, h))
+        )
         self.preview.set_overlay(layer)
 
     def close(self) -> None:
@@ -127,17 +183,17 @@ def make_display(
     """Pick the display (None: headless). `auto` prefers the DRM preview when the source has
     one and no desktop runs, then a window where one can open, else none."""
     has_desktop = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-    fullscreen = config.fullscreen and not has_desktop
+    fullscreen = config.fullscreen
     if config.mode == "drm":
         if preview is None:
             raise DisplayError("display drm needs source picamera2; use display window or none")
-        return DrmPreviewDisplay(preview, classes, config.top3)
+        return DrmPreviewDisplay(preview, classes, config.top3, fullscreen)
     if config.mode == "window":
         return WindowDisplay(classes, fullscreen, config.top3)
     if config.mode == "none":
         return None
     if preview is not None and not has_desktop:
-        return DrmPreviewDisplay(preview, classes, config.top3)
+        return DrmPreviewDisplay(preview, classes, config.top3, fullscreen)
     if has_desktop or any(Path("/dev/dri").glob("card*")):
         try:
             return WindowDisplay(classes, fullscreen, config.top3)

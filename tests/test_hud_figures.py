@@ -1,0 +1,130 @@
+"""The daemon's figures mean one thing everywhere: the HUD, the console line, the log summary,
+the stats file (monitor, MQTT) and the report all take stage times from one latency window,
+detection over the frames that ran the detector, and say how often that is."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from edge_fer.labels import EMOTIONS
+from edge_fer.outputs.console import LogSummary, status_line
+from edge_fer.outputs.display import hud_for
+from edge_fer.results import FaceResult, FrameResult
+from edge_fer.stats import LatencyWindow, RunStats, detection_rate
+
+
+def _timing(detected: bool) -> dict[str, float]:
+    detect = 14.0 if detected else 0.01  # YuNet on a detection frame, the tracker otherwise
+    return {"capture": 2.0, "detect": detect, "classify": 0.3, "total": 2.3 + detect}
+
+
+def _stats_every_second_frame(frames: int = 40) -> RunStats:
+    stats = RunStats(window_s=10.0)
+    for i in range(frames):
+        stats.add_frame(_timing(i % 2 == 0), [1], ["happy"], detected=i % 2 == 0)
+    return stats
+
+
+def _result(stats: RunStats) -> FrameResult:
+    probs = np.array([0.05, 0.02, 0.03, 0.7, 0.1, 0.05, 0.05], np.float32)
+    face = FaceResult(1, (10, 10, 50, 50), "happy", 0.7, "happy", probs, smoothed_score=0.7)
+    return FrameResult(stats.frames, time.time(), np.zeros((48, 64, 3), np.uint8), [face], {}, "", EMOTIONS)
+
+
+def test_detection_time_is_over_detection_frames_with_how_often():
+    window = LatencyWindow(10.0)
+    for i in range(10):
+        window.add(i * 0.02, _timing(i % 2 == 0), detected=i % 2 == 0)
+    p = window.window_percentiles()
+    assert p["detect"]["p50"] == 14.0  # not the ~0 of the tracking frames in between
+    assert p["classify"]["p50"] == pytest.approx(0.3) and p["capture"]["p50"] == 2.0
+    assert p["total"]["mean"] == pytest.approx(2.3 + 7.005)
+    assert window.window_detection_frames() == (5, 10)
+    run = window.run_percentiles()
+    assert run["detect"]["p50"] == pytest.approx(14.0, rel=0.01) and window.histograms["detect"].total == 5
+    assert window.histograms["total"].total == 10 and run["total"]["mean"] == pytest.approx(9.305)
+    assert [detection_rate(*r) for r in ((5, 10), (10, 10), (3, 10), (0, 10))] == [
+        "1/2 frames",
+        "every frame",
+        "1/3 frames",
+        "no detection",
+    ]
+
+
+def test_the_hud_window_is_the_last_second_of_the_stats_window():
+    window = LatencyWindow(10.0)
+    for i in range(100):  # 5 s at 20 fps: slow detections early, fast ones in the last second
+        detect = 40.0 if i < 80 else 10.0
+        window.add(i * 0.05, {"capture": 1.0, "detect": detect, "classify": 0.2, "total": 1.2 + detect})
+    assert window.window_percentiles(1.0)["detect"]["p50"] == 10.0
+    assert window.window_percentiles()["detect"]["p50"] == 40.0
+    assert window.fps(1.0) == pytest.approx(20.0) and window.fps() == pytest.approx(20.0)
+
+
+def test_hud_console_stats_file_and_report_agree():
+    stats = _stats_every_second_frame()  # all within the last second
+    hud = hud_for(_result(stats), stats)
+    live, report = stats.live(), stats.report()
+    assert hud.detect_ms == live["latency_ms"]["detect"]["p50"] == 14.0
+    assert report["latency_ms"]["detect"]["p50"] == pytest.approx(14.0, rel=0.01)
+    assert hud.classify_ms == live["latency_ms"]["classify"]["p50"]
+    assert hud.frame_ms == pytest.approx(live["latency_ms"]["total"]["mean"])
+    assert hud.detect_rate == "1/2 frames"
+    assert live["detection_frames"] == 20 and live["window_frames"] == 40
+    assert report["detection_frames"] == 20
+    line = status_line(_result(stats), stats)
+    assert "#1 happy 0.70" in line and "detect 14.0 ms (1/2 frames)" in line and "classify 0.30 ms" in line
+
+
+def test_log_summary_says_what_happened_since_its_last_line(caplog):
+    stats = RunStats()
+    summary = LogSummary(0.2)
+    caplog.set_level(logging.INFO, logger="edge_fer.summary")
+    result = _result(stats)
+    empty = FrameResult(0, time.time(), result.image, [], {}, "", EMOTIONS)
+    for i in range(4):
+        stats.add_frame(_timing(True), [1] if i else [], ["happy"] if i else [])
+        summary.on_frame(result if i else empty, stats)
+    assert not caplog.records  # nothing before the first interval
+    time.sleep(0.25)
+    stats.add_frame(_timing(True), [1], ["happy"])
+    summary.on_frame(result, stats)
+    (record,) = caplog.records
+    line = record.getMessage()
+    assert line.startswith("last 0.2 s: 5 frames, ") and "faces in 80%" in line
+    assert "| happy 100% |" in line and "now #1 happy 0.70" in line and "detect 14.0 ms (every frame)" in line
+    assert summary.frames == 0  # counted afresh for the next line
+
+
+@pytest.mark.slow
+def test_the_daemon_reports_what_a_detection_costs(tmp_path, video_args):
+    """Detection runs every 2nd frame by default: the report's detect p50 is a YuNet run's time
+    (milliseconds), not the median of mostly-skipped frames (~0.02 ms), and says how often."""
+    report = tmp_path / "report.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edge_fer.cli",
+            *video_args,
+            "--max-frames",
+            "40",
+            "--report-json",
+            str(report),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(report.read_text())
+    assert r["detection_frames"] == 20 and r["frames"] == 40
+    assert r["latency_ms"]["detect"]["p50"] > 1.0
+    assert r["latency_ms"]["total"]["mean"] > r["latency_ms"]["classify"]["mean"]
