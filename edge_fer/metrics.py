@@ -90,3 +90,94 @@ def plot_confusion(cm: np.ndarray, path: str, title: str, classes: tuple[str, ..
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def softmax_t(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Softmax of logits (N, C) divided by `temperature`, in float64."""
+    z = np.asarray(logits, np.float64) / temperature
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
+    """ECE: the sample-weighted mean |accuracy - confidence| over equal-width confidence bins
+    of the top label."""
+    conf = probs.max(axis=1)
+    right = probs.argmax(axis=1) == labels
+    which = np.minimum((conf * bins).astype(int), bins - 1)
+    total = 0.0
+    for b in range(bins):
+        inside = which == b
+        if inside.any():
+            total += inside.sum() * abs(right[inside].mean() - conf[inside].mean())
+    return float(total / max(1, len(labels)))
+
+
+def negative_log_likelihood(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Mean -log p(true class)."""
+    return float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1.0)).mean())
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature minimizing NLL (golden-section search on log T in [0.05, 20]: the NLL is
+    convex in 1/T, so unimodal here)."""
+    lo, hi = np.log(0.05), np.log(20.0)
+    ratio = (np.sqrt(5) - 1) / 2
+
+    def nll(log_t: float) -> float:
+        return negative_log_likelihood(softmax_t(logits, float(np.exp(log_t))), labels)
+
+    a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
+    fa, fb = nll(a), nll(b)
+    for _ in range(60):
+        if fa < fb:
+            hi, b, fb = b, a, fa
+            a = hi - ratio * (hi - lo)
+            fa = nll(a)
+        else:
+            lo, a, fa = a, b, fb
+            b = lo + ratio * (hi - lo)
+            fb = nll(b)
+    return float(np.exp((lo + hi) / 2))
+
+
+def reliability_bins(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> list[dict]:
+    """Per confidence bin: its range, count, mean confidence and accuracy (for the diagram)."""
+    conf = probs.max(axis=1)
+    right = probs.argmax(axis=1) == labels
+    which = np.minimum((conf * bins).astype(int), bins - 1)
+    rows = []
+    for b in range(bins):
+        inside = which == b
+        n = int(inside.sum())
+        rows.append({"lo": b / bins, "hi": (b + 1) / bins, "n": n,
+                     "confidence": float(conf[inside].mean()) if n else None,
+                     "accuracy": float(right[inside].mean()) if n else None})  # fmt: skip
+    return rows
+
+
+def plot_reliability(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str, title: str) -> None:
+    """Reliability diagram (accuracy against confidence per bin) of each named (probs, labels)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=110)
+    ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfectly calibrated")
+    for name, (probs, labels) in curves.items():
+        rows = [r for r in reliability_bins(probs, labels) if r["n"] >= 10]
+        ece = expected_calibration_error(probs, labels)
+        ax.plot([r["confidence"] for r in rows], [r["accuracy"] for r in rows], "o-",
+                label=f"{name} (ECE {ece * 100:.1f}%)")  # fmt: skip
+    ax.set_xlabel("confidence (top label's probability)")
+    ax.set_ylabel("accuracy")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_title(title)
+    ax.legend(loc="upper left", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -203,7 +203,7 @@ BENCH_STRENGTHS: dict[str, float] = {
     "defocus": 1.5,  # disk radius in pixels at 48 px
     "dark": 0.25,  # two stops under
     "bright": 1.8,  # highlights clipped
-    "noise": 0.08,  # std at mid grey (~20 of 255)
+    "noise": 0.06,  # std at mid grey (~15 of 255)
     "jpeg": 20.0,  # quality
 }
 
