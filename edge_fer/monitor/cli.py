@@ -91,6 +91,7 @@ class Sampler:
         self.daemon = DaemonWatcher(stats, pid)
         self.daemon_note = ""
         psutil.cpu_percent(None, percpu=True)  # prime the counters
+        self.daemon.prime()
 
     def sample(self) -> dict:
         per_core = psutil.cpu_percent(None, percpu=True)
@@ -164,7 +165,9 @@ def summarize(rows: list[dict], duration_s: float, power_note: str, daemon_note:
     }
 
 
-def format_table(summary: dict) -> str:
+def format_table(summary: dict, power_line: bool = True) -> str:
+    """The summary as a table; `power_line`: also say where power comes from (or why n/a),
+    unless the log said so at the start."""
     lines = [f"{'figure':<24}{'min':>10}{'mean':>10}{'p95':>10}{'max':>10}"]
     for name, stats in summary["figures"].items():
         if stats is None:
@@ -176,7 +179,7 @@ def format_table(summary: dict) -> str:
         "",
         f"samples {summary['samples']} over {summary['seconds']:.1f} s; "
         f"energy {'n/a' if energy is None else f'{energy:.2f} J'}",
-        f"{summary['power_source']}",
+        *([summary["power_source"]] if power_line else []),
         f"per-core CPU % (mean): {summary['cpu_per_core_mean']}",
         f"throttling flags seen: {', '.join(summary['throttle_flags_seen']) or 'none'}",
         f"daemon: {summary['daemon']}",
@@ -208,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     sampler = Sampler(args.stats, args.pid)
-    log.info(sampler.power_note)
+    if args.seconds is None:  # running on: say it now; a --seconds summary says it once at the end
+        log.info(sampler.power_note)
     rows: list[dict] = []
     writer = None
     csv_file: IO[str] | None = None
@@ -262,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
             except OSError:
                 pass
     summary = summarize(rows, time.monotonic() - start, sampler.power_note, sampler.daemon_note)
-    print(format_table(summary))
+    print(format_table(summary, power_line=args.seconds is not None))
     if args.json:
         print(json.dumps(summary))
     return 0

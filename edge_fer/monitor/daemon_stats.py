@@ -42,6 +42,7 @@ class DaemonWatcher:
         self.stats_path = Path(stats_path)
         self.forced_pid = pid
         self._process: psutil.Process | None = None
+        self._primed = False
 
     def _stats(self) -> tuple[dict | None, str]:
         try:
@@ -68,9 +69,19 @@ class DaemonWatcher:
             try:
                 self._process = psutil.Process(pid)
                 self._process.cpu_percent(None)  # prime the CPU counter
+                self._primed = True  # its first reading would be 0.0: no interval yet
             except psutil.Error:
                 self._process = None
         return self._process
+
+    def prime(self) -> None:
+        """Start the daemon's CPU counter now, so the first sample one interval later has a
+        real CPU figure (a daemon first seen by a later sample shows n/a once, never 0.0)."""
+        stats, _ = self._stats()
+        pid = self.forced_pid or (stats or {}).get("pid")
+        if pid is not None:
+            self._proc(int(pid))
+            self._primed = False
 
     def sample(self) -> DaemonSample:
         stats, reason = self._stats()
@@ -98,7 +109,9 @@ class DaemonWatcher:
             sample.dropped_frames = None if dropped is None else int(dropped)
         try:
             with proc.oneshot():
-                sample.cpu_percent = proc.cpu_percent(None)
+                cpu = proc.cpu_percent(None)
+                sample.cpu_percent = None if self._primed else cpu
+                self._primed = False
                 sample.threads = proc.num_threads()
                 sample.rss_mb = proc.memory_info().rss / 2**20
             try:
