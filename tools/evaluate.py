@@ -5,7 +5,9 @@
     python tools/evaluate.py --data DIR --model runs/main/pruned.pt --json
 
 Prints accuracy, macro-F1, per-class precision/recall and the confusion matrix, and writes
-a confusion-matrix PNG. With --json the last stdout line is one JSON object.
+the same summary as JSON and a confusion-matrix PNG into --out (default runs/eval/ in the
+checkout): <model>_on_<data>.json and <model>_on_<data>_confusion.png. With --json the last
+stdout line is also that JSON object.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from edge_fer.classify import ModelError, load_classifier
 from edge_fer.config import DEFAULT_MODEL
 from edge_fer.dataset import DatasetError, load_eval_folder
 from edge_fer.metrics import confusion_matrix, format_report, plot_confusion, summarize
+from edge_fer.paths import PROJECT_ROOT
+
+DEFAULT_OUT = PROJECT_ROOT / "runs" / "eval"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,13 +32,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help=".pte program or .pt student")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT,
+        help=f"folder for the JSON summary and the confusion PNG (default {DEFAULT_OUT})",
+    )
+    p.add_argument(
         "--plot",
         type=Path,
         default=None,
-        help="confusion-matrix PNG (default: confusion_<model>.png in the cwd)",
+        help="confusion-matrix PNG elsewhere (default: <out>/<model>_on_<data>_confusion.png)",
     )
     p.add_argument("--json", action="store_true", help="last stdout line: one JSON object")
     args = p.parse_args(argv)
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(
+            f"error: --out {args.out}: cannot create it ({exc.strerror}); choose a writable folder",
+            file=sys.stderr,
+        )
+        return 2
     try:
         classifier = load_classifier(args.model, args.threads)
         data = load_eval_folder(args.data, classifier.spec)
@@ -46,7 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     summary["model"] = str(args.model)
     summary["model_bytes"] = args.model.stat().st_size
     summary["data"] = str(args.data)
-    plot = args.plot or Path(f"confusion_{args.model.stem}.png")
+    stem = f"{args.model.stem}_on_{args.data.resolve().name}"
+    plot = args.plot or args.out / f"{stem}_confusion.png"
+    report = args.out / f"{stem}.json"
     print(f"model {args.model} ({summary['model_bytes']} bytes) on {args.data}")
     print(format_report(summary))
     try:
@@ -58,6 +79,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"confusion matrix plot: {plot}")
     except ImportError:  # a runtime-only install (the Pi's): the numbers still stand
         print("confusion matrix plot: skipped (needs matplotlib: pip install 'edge-fer[train]')")
+    except OSError as exc:
+        print(
+            f"error: cannot write {plot} ({exc.strerror}); choose a writable --plot or --out", file=sys.stderr
+        )
+        return 2
+    try:
+        report.write_text(json.dumps(summary, indent=1) + "\n")
+        print(f"summary: {report}")
+    except OSError as exc:
+        print(f"error: cannot write {report} ({exc.strerror}); choose a writable --out", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(summary))
     return 0
