@@ -13,11 +13,14 @@ import importlib.util
 import json
 import logging
 import math
+import os
+import stat
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
+from edge_fer import safe_io
 from edge_fer.config import choices
 from edge_fer.labels import EMOTIONS
 from edge_fer.preprocess import MARGIN_RANGE, PreprocessSpec, normalize
@@ -92,6 +95,11 @@ class PybindProgram:
                 f"ExecuTorch could not load {path}: {exc}; re-export or re-copy the model"
             ) from None
         self.input_sizes = tuple(int(s) for s in sizes)
+        try:
+            out = self._module.method_meta("forward").output_tensor_meta(0).sizes()
+            self.output_sizes = tuple(int(s) for s in out)
+        except (RuntimeError, AttributeError, IndexError):
+            self.output_sizes = (self.input_sizes[0], len(EMOTIONS))
 
     def run(self, x: np.ndarray) -> np.ndarray:
         return self._module.forward((self._torch.from_numpy(x),))[0].numpy()
@@ -164,24 +172,49 @@ def metadata_path(model_path: Path) -> Path:
 
 def write_metadata(model_path: Path, metadata: dict) -> None:
     """Write the model's metadata JSON beside it, atomically."""
-    path = metadata_path(model_path)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(metadata, indent=2) + "\n")
-    tmp.replace(path)
+    safe_io.write_atomic(metadata_path(model_path), (json.dumps(metadata, indent=2) + "\n").encode(), 0o644)
+
+
+MAX_METADATA_BYTES = 1 << 20
 
 
 def read_metadata(model_path: Path) -> dict:
-    """Read and check the metadata beside a model file."""
+    """Read and check the metadata beside a model file: every way it can be wrong (missing,
+    not a regular file, too big, not UTF-8 JSON, a value of the wrong type or outside what
+    can work) is a ModelError naming the file."""
     path = metadata_path(model_path)
-    if not path.is_file():
+    try:
+        return _read_metadata(model_path, path)
+    except ModelError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the boundary owns every failure
+        raise ModelError(
+            f"model metadata {path} cannot be used ({type(exc).__name__}: {exc}); re-export it"
+        ) from None
+
+
+def _read_metadata(model_path: Path, path: Path) -> dict:
+    try:
+        raw = safe_io.read_bounded(path, MAX_METADATA_BYTES)
+    except FileNotFoundError:
         raise ModelError(
             f"model metadata {path} is missing; it must sit beside {model_path} "
             "(re-export with tools/train_mobilenet.py --stages export)"
-        )
+        ) from None
+    except safe_io.PathRefused as exc:
+        raise ModelError(f"model metadata: {exc}; re-export it") from None
+    except OSError as exc:
+        raise ModelError(f"model metadata {path} cannot be read ({exc.strerror or exc})") from None
     try:
-        meta = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ModelError(f"model metadata {path} is not valid JSON ({exc}); re-export it") from None
+        meta = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ModelError(
+            f"model metadata {path} is not UTF-8 (bad byte at offset {exc.start}); re-export it"
+        ) from None
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ModelError(
+            f"model metadata {path} is not valid JSON ({str(exc)[:120]}); re-export it"
+        ) from None
     if not isinstance(meta, dict):
         raise ModelError(f"model metadata {path} must be a JSON object; re-export it")
     missing = {"classes", "preprocess"} - set(meta)
@@ -189,10 +222,33 @@ def read_metadata(model_path: Path) -> dict:
         raise ModelError(f"model metadata {path} lacks {sorted(missing)}; re-export it")
     if not isinstance(meta["classes"], list) or tuple(meta["classes"]) != EMOTIONS:
         raise ModelError(
-            f"model {model_path} predicts {meta['classes']}, this edge-fer expects {list(EMOTIONS)}"
+            f"model {model_path} predicts {str(meta['classes'])[:200]}, "
+            f"this edge-fer expects {list(EMOTIONS)}"
         )
     meta["preprocess"] = _checked_spec(path, meta["preprocess"])
+    meta["input"] = _checked_input(path, meta.get("input"))
+    if "name" in meta and not isinstance(meta["name"], str | int | float):
+        raise ModelError(f"model metadata {path}: 'name' must be a string; re-export it")
+    meta["temperature"] = calibration_temperature(path, meta.get("calibration"))
     return meta
+
+
+TEMPERATURE_RANGE = (0.05, 20.0)
+
+
+def calibration_temperature(path: Path, calibration: object) -> float:
+    """The softmax temperature that makes the model's scores calibrated probabilities (the
+    metadata's `calibration.temperature`, fitted by tools/calibrate.py); 1.0 when absent."""
+    if calibration is None:
+        return 1.0
+    value = calibration.get("temperature") if isinstance(calibration, dict) else None
+    lo, hi = TEMPERATURE_RANGE
+    if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
+        raise ModelError(
+            f"model metadata {path}: calibration.temperature is {value!r}, expected a number in "
+            f"[{lo:g}, {hi:g}]; refit it with tools/calibrate.py"
+        )
+    return float(value)
 
 
 def _checked_spec(path: Path, data: object) -> dict:
@@ -213,6 +269,11 @@ def _checked_spec(path: Path, data: object) -> dict:
 
     size, margin = number("input_size", 48), number("margin", 0.1)
     mean, std = number("mean", 0.5), number("std", 0.5)
+    if not 0 <= mean <= 1:
+        raise ModelError(
+            f"model metadata {path}: preprocess.mean {mean:g} must be in [0, 1] (pixels are "
+            "on a 0-1 scale); re-export the model"
+        )
     if size != int(size) or not 8 <= size <= 512:
         raise ModelError(
             f"model metadata {path}: preprocess.input_size {size:g} must be a whole "
@@ -221,12 +282,29 @@ def _checked_spec(path: Path, data: object) -> dict:
     lo, hi = MARGIN_RANGE
     if not lo <= margin <= hi:
         raise ModelError(f"model metadata {path}: preprocess.margin {margin:g} must be in [{lo:g}, {hi:g}]")
-    if not 1e-3 <= std <= 1e3:
+    if not 1e-2 <= std <= 10:
         raise ModelError(
-            f"model metadata {path}: preprocess.std {std:g} must be positive (every "
+            f"model metadata {path}: preprocess.std {std:g} must be positive, 0.01 to 10 (every "
             "face would get the same label); re-export the model"
         )
     return {"input_size": int(size), "margin": margin, "mean": mean, "std": std}
+
+
+def _checked_input(path: Path, data: object) -> dict:
+    """The metadata's `input` section (optional): `dynamic_batch` must be true or false."""
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ModelError(
+            f"model metadata {path}: 'input' must be an object such as "
+            '{"dynamic_batch": true}; re-export the model'
+        )
+    dynamic = data.get("dynamic_batch", False)
+    if not isinstance(dynamic, bool):
+        raise ModelError(
+            f"model metadata {path}: input.dynamic_batch must be true or false; re-export the model"
+        )
+    return {**data, "dynamic_batch": dynamic}
 
 
 class PteClassifier:
@@ -236,26 +314,30 @@ class PteClassifier:
         self, path: Path, threads: int = 1, spec: PreprocessSpec | None = None, runtime: str = "auto"
     ) -> None:
         path = Path(path)
-        if not path.is_file():
-            raise ModelError(
-                f"model file {path} does not exist; set model.path in the config "
-                "or train one with tools/train_mobilenet.py"
-            )
-        head = path.read_bytes()[:8]
+        head = read_head(path, 8)
         if len(head) < 8 or head[4:6] != PTE_MAGIC:
             raise ModelError(f"{path} is not an ExecuTorch program (.pte); re-export the model")
         self.path, self.threads = path, threads
         self.metadata = read_metadata(path) if spec is None else {}
+        self.temperature = float(self.metadata.get("temperature", 1.0))
         self.spec = spec or PreprocessSpec.from_dict(self.metadata["preprocess"])
         self.classes = EMOTIONS
         self._program, self.runtime = open_program(path, threads, runtime)
         sizes = self._program.input_sizes
         self.batch = sizes[0]  # the fixed batch, or the upper bound of a dynamic one
-        self.dynamic_batch = bool(self.metadata.get("input", {}).get("dynamic_batch", False))
-        if tuple(sizes[1:]) != (1, self.spec.input_size, self.spec.input_size):
+        self.dynamic_batch = bool((self.metadata.get("input") or {}).get("dynamic_batch", False))
+        if len(sizes) != 4 or tuple(sizes[1:]) != (1, self.spec.input_size, self.spec.input_size):
+            self._program.close()
             raise ModelError(
                 f"{path} takes input {tuple(sizes)}, but its metadata says "
                 f"{self.spec.input_size}x{self.spec.input_size} gray faces"
+            )
+        out = tuple(getattr(self._program, "output_sizes", (self.batch, len(self.classes))))
+        if out != (self.batch, len(self.classes)):
+            self._program.close()
+            raise ModelError(
+                f"{path} outputs {out} per batch of {self.batch}, but this edge-fer needs "
+                f"({self.batch}, {len(self.classes)}): one score per emotion; re-export the model"
             )
 
     def logits(self, x: np.ndarray) -> np.ndarray:
@@ -273,9 +355,10 @@ class PteClassifier:
         return out
 
     def classify_batch(self, faces: np.ndarray) -> np.ndarray:
+        """Calibrated class probabilities (N, 7) for uint8 faces (N, S, S)."""
         if len(faces) == 0:
             return np.zeros((0, len(self.classes)), np.float32)
-        return softmax(self.logits(normalize(faces, self.spec)))
+        return softmax(self.logits(normalize(faces, self.spec)) / self.temperature)
 
     def info(self) -> dict[str, str]:
         return {
@@ -329,9 +412,102 @@ class TorchClassifier:
         return softmax(logits)
 
 
+def read_head(path: Path, size: int) -> bytes:
+    """The first `size` bytes of a model file (never more: a model may be GBs), refusing
+    anything but an existing regular file with a ModelError."""
+    try:
+        safe_io.check_length(path)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except FileNotFoundError:
+        raise ModelError(
+            f"model file {path} does not exist; set model.path in the config "
+            "or train one with tools/train_mobilenet.py"
+        ) from None
+    except (OSError, safe_io.PathRefused) as exc:
+        raise ModelError(
+            f"model file {path} cannot be read ({getattr(exc, 'strerror', None) or exc})"
+        ) from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise ModelError(
+                f"model file {path} is {safe_io.kind_of(mode)}, not a model file; set model.path"
+            )
+        return os.read(fd, size)
+    except OSError as exc:
+        raise ModelError(f"model file {path} cannot be read ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
+
+
+def _probe_faces(n: int, size: int) -> np.ndarray:
+    """n distinct, deterministic uint8 faces: black, white, gradients, noise."""
+    rng = np.random.default_rng(0)
+    ramp = np.linspace(0, 255, size, dtype=np.float32)
+    kinds = [
+        np.zeros((size, size)),
+        np.full((size, size), 255.0),
+        np.tile(ramp, (size, 1)),
+        np.tile(ramp[:, None], (1, size)),
+    ]
+    faces = [kinds[i] if i < len(kinds) else rng.integers(0, 256, (size, size)) for i in range(n)]
+    return np.stack(faces).astype(np.uint8)
+
+
+def accept(classifier: Classifier, path: Path) -> None:
+    """The acceptance test a model passes before the daemon uses it: batches of one face,
+    of the program's batch and of one more (padding, chunking, a dynamic batch) give finite
+    probabilities, one per class, summing to 1, that differ between different faces."""
+    batch = int(getattr(classifier, "batch", 4))
+    size = classifier.spec.input_size
+    seen = []
+    for n in sorted({1, max(batch, 4), batch + 1}):
+        faces = _probe_faces(n, size)
+        try:
+            probs = np.asarray(classifier.classify_batch(faces))
+        except Exception as exc:  # noqa: BLE001 - any failure to run is the model's
+            raise ModelError(
+                f"model {path} fails on a batch of {n} faces ({type(exc).__name__}: {str(exc)[:200]}); "
+                "check its metadata (input.dynamic_batch) or re-export it"
+            ) from None
+        if probs.shape != (n, len(classifier.classes)):
+            raise ModelError(
+                f"model {path} gives scores shaped {probs.shape} for {n} faces, expected "
+                f"({n}, {len(classifier.classes)}); re-export it"
+            )
+        if not np.isfinite(probs).all():
+            raise ModelError(
+                f"model {path} gives non-finite scores (NaN or infinity) on test faces; "
+                "check its preprocess values or re-export it"
+            )
+        if not np.allclose(probs.sum(axis=1), 1.0, atol=1e-3) or (probs < 0).any():
+            raise ModelError(f"model {path} gives scores that are not probabilities; re-export it")
+        seen.append(probs)
+    probs = seen[-1]
+    if len(probs) >= 3 and np.ptp(probs, axis=0).max() < 1e-6:
+        raise ModelError(
+            f"model {path} gives every test face the same scores (its preprocess mean/std or "
+            "weights are broken); re-export it"
+        )
+
+
 def load_classifier(path: Path, threads: int = 1, runtime: str = "auto") -> Classifier:
-    """A classifier for a `.pte` program or a float `.pt` student checkpoint."""
+    """A classifier for a `.pte` program or a float `.pt` student checkpoint, accepted by
+    `accept`. Every failure, whatever raised it, is a ModelError naming the file."""
     path = Path(path)
-    if path.suffix == ".pt":
-        return TorchClassifier(path, threads)
-    return PteClassifier(path, threads, runtime=runtime)
+    try:
+        classifier: Classifier = (
+            TorchClassifier(path, threads)
+            if path.suffix == ".pt"
+            else PteClassifier(path, threads, runtime=runtime)
+        )
+    except ModelError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the boundary owns every failure
+        raise ModelError(f"model {path} cannot be loaded ({type(exc).__name__}: {str(exc)[:200]})") from None
+    try:
+        accept(classifier, path)
+    except BaseException:
+        classifier.close()
+        raise
+    return classifier

@@ -11,30 +11,24 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge_fer import __version__
-from edge_fer.capture import CaptureError
-from edge_fer.classify import ModelError
-from edge_fer.config import (
-    DEFAULT_CONFIG_PATH,
-    MAX_THREADS,
-    Config,
-    ConfigError,
-    apply_overrides,
-    choices,
-    load_config,
-)
-from edge_fer.daemon import run_daemon
-from edge_fer.detect import DetectorError
-from edge_fer.outputs import DisplayError, OutputError
-from edge_fer.service import Notifier, SignalState, setup_logging
-from edge_fer.stats import RunStats
+
+# Only the standard library before the signal handlers are in place: everything else is
+# imported inside main() (OpenCV and numpy take ~0.2 s, and a SIGHUP then would kill us).
+from edge_fer.service import SignalState, ensure_std_streams, setup_logging
+
+if TYPE_CHECKING:
+    from edge_fer.config import Config
 
 log = logging.getLogger("edge_fer")
 EXIT_CONFIG, EXIT_MODEL, EXIT_SOURCE, EXIT_DISPLAY = 2, 3, 4, 5
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    from edge_fer.config import DEFAULT_CONFIG_PATH, MAX_THREADS, choices
+
     p = argparse.ArgumentParser(prog="edge-fer", description="Facial emotion recognition daemon.")
     p.add_argument(
         "--config",
@@ -109,6 +103,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def build_config(args: argparse.Namespace) -> Config:
     """The config file with the flags applied on top."""
+    from edge_fer.config import apply_overrides, load_config
+
     config = load_config(args.config)
     return apply_overrides(
         config,
@@ -138,16 +134,29 @@ def build_config(args: argparse.Namespace) -> Config:
 
 
 def main(argv: list[str] | None = None) -> int:
+    ensure_std_streams()  # started with >&-: /dev/null, not a crash or stray writes
+    signals = SignalState()
+    signals.install()  # first: a SIGHUP, SIGUSR1 or SIGTERM during start-up must not kill it
     args = parse_args(argv)
     setup_logging(args.log_level or "INFO")
+    from edge_fer.capture import CaptureError
+    from edge_fer.classify import ModelError
+    from edge_fer.config import ConfigError
+    from edge_fer.daemon import run_daemon
+    from edge_fer.detect import DetectorError
+    from edge_fer.outputs import DisplayError, OutputError
+    from edge_fer.service import Notifier
+    from edge_fer.stats import RunStats
+
+    signals.reload.clear()  # the config read next is the newest anyway
     try:
         config = build_config(args)
     except ConfigError as exc:
         log.error("config error: %s", exc)
         return EXIT_CONFIG
+    if signals.stop.is_set():
+        return 0
     setup_logging(config.log_level)
-    signals = SignalState()
-    signals.install()
     notifier = Notifier()
     stats = RunStats(config.stats.window_s)
     code = 0
@@ -166,6 +175,14 @@ def main(argv: list[str] | None = None) -> int:
     except DisplayError as exc:
         log.error("display error: %s", exc)
         code = EXIT_DISPLAY
+    except Exception as exc:  # noqa: BLE001 - a bug: still one line, the details at DEBUG
+        log.error(
+            "internal error: %s: %s; please report it (run with --log-level DEBUG for details)",
+            type(exc).__name__,
+            exc,
+        )
+        log.debug("internal error", exc_info=exc)
+        code = 1
     finally:
         notifier.stopping()
     return code

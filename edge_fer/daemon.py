@@ -1,144 +1,320 @@
 """The daemon's life: build the pipeline a config names, run it, reload on SIGHUP.
 
-A reload builds and checks the new pipeline (config, model, detector, source, outputs)
-before it drops the running one; if anything in the new config fails, the daemon logs why
-and carries on with the config it had.
+Building a pipeline is one transaction, the same at start-up and on a reload: read and
+validate the config, lock the stats path, load and accept the model (`load_classifier`
+probes it), make the detector, build the outputs, open the source and probe it (it must give
+frames). It runs in a worker thread while the main thread keeps answering signals: SIGTERM
+ends the daemon at any point of it, and a reload that fails anywhere, or takes longer than
+`RELOAD_DEADLINE_S`, is logged and the running pipeline is put back.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable
-from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 
-from edge_fer.capture import CaptureError, ReconnectingSource, make_source
+from edge_fer.capture import CaptureError, EndOfStream, ReconnectingSource, make_source
 from edge_fer.classify import Classifier, ModelError, load_classifier
 from edge_fer.config import Config, ConfigError, ModelConfig, flatten
 from edge_fer.detect import DetectorError, FaceDetector, make_detector
-from edge_fer.outputs import DisplayError, OutputContext, OutputError, build_outputs
+from edge_fer.outputs import DisplayError, Output, OutputContext, OutputError, build_outputs
 from edge_fer.pipeline import Pipeline, run
+from edge_fer.safe_io import LockHeld, PathLock, PathRefused
 from edge_fer.service import Notifier, SignalState, setup_logging
 from edge_fer.stats import RunStats
 
 log = logging.getLogger("edge_fer")
 
+RELOAD_DEADLINE_S = 30.0  # a reload that takes longer is abandoned; the old pipeline goes on
+PROBE_FRAMES = 3  # a new source must give this many frames (a video must be able to loop)
+PROBE_DEADLINE_S = 10.0
+# What a failed build may raise; anything else is a bug, but is still caught and logged.
+BUILD_ERRORS = (ConfigError, ModelError, DetectorError, CaptureError, OutputError, DisplayError)
+
+
+class Stopped(Exception):  # noqa: N818 - a request, not an error
+    """SIGTERM arrived while a pipeline was being built."""
+
 
 @dataclass
 class Prepared:
-    """What a config needs that takes time or can fail, made before anything is replaced."""
+    """A pipeline ready to run: model, detector, source (open and probed) and outputs."""
 
     config: Config
     classifier: Classifier
     detector: FaceDetector
     source: ReconnectingSource
+    outputs: list[Output] = field(default_factory=list)
+    lock: PathLock | None = None
+    model_info: dict[str, str] = field(default_factory=dict)
+
+    def close(self, keep_classifier: bool = False) -> None:
+        """Close the outputs and the source (and the classifier unless kept)."""
+        for output in reversed(self.outputs):
+            try:
+                output.close()
+            except Exception as exc:  # noqa: BLE001 - closing one must not stop the others
+                log.warning("closing output %s failed: %s", getattr(output, "name", output), exc)
+        self.outputs = []
+        try:
+            self.source.close()
+        except Exception as exc:  # noqa: BLE001
+            log.warning("closing source %s failed: %s", self.source.name, exc)
+        if not keep_classifier:
+            self.classifier.close()
 
 
 def open_classifier(model: ModelConfig) -> Classifier:
-    """The classifier a `model:` section names."""
+    """The classifier a `model:` section names (loaded and accepted, or ModelError)."""
     return load_classifier(model.file, model.threads, model.runtime)
 
 
-def prepare(
-    config: Config, signals: SignalState, stats: RunStats, classifier: Classifier | None = None
-) -> Prepared:
-    """Load the model (unless `classifier` is reused), the detector and the source."""
-    cv2.setNumThreads(config.model.threads)  # detection and resizing share the budget
-    own = classifier is None
-    if classifier is None:
-        classifier = open_classifier(config.model)
+def stats_lock(config: Config, held: PathLock | None) -> PathLock | None:
+    """The lock on the config's stats path (`held` when it is the same path). Another
+    daemon on that path is an OutputError; a folder we cannot make a lock in only a warning
+    (the stats output then reports its own error)."""
+    path = config.stats.path
+    if path is None:
+        return None
+    if held is not None and held.path == path:
+        return held
+    lock = PathLock(path)
     try:
+        lock.acquire()
+    except LockHeld as exc:
+        raise OutputError(
+            f"stats: {exc}; give each daemon its own stats.path (--stats-path or --instance), "
+            "or stop the other one"
+        ) from None
+    except (OSError, PathRefused) as exc:
+        log.warning("stats: cannot lock %s (%s); not guarding it against a second daemon", path, exc)
+        return None
+    return lock
+
+
+def probe_source(source: ReconnectingSource, loop: bool, deadline_s: float = PROBE_DEADLINE_S) -> None:
+    """Read a few frames from a just-opened source: CaptureError unless it gives
+    PROBE_FRAMES good frames (or ends cleanly after one, with looping off) in time."""
+    inner = source.source  # no reconnecting here: a source that fails now is refused
+    good = 0
+    end = time.monotonic() + deadline_s
+    while good < PROBE_FRAMES:
+        if time.monotonic() > end:
+            raise CaptureError(
+                f"source {source.name} gave {good} frame(s) in {deadline_s:.0f} s; check it works"
+            )
+        try:
+            frame = inner.read()
+        except EndOfStream:
+            if good and not loop:
+                return
+            raise CaptureError(f"source {source.name} ended after {good} frame(s); it has too few") from None
+        except CaptureError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a driver error is the source's failure
+            raise CaptureError(f"source {source.name} failed when first read ({exc})") from None
+        good += frame is not None
+    if getattr(inner, "is_file", False):  # start the video from its first frame again
+        inner.close()
+        inner.open()
+
+
+def _make_source(config: Config, signals: SignalState, stats: RunStats) -> ReconnectingSource:
+    inner = make_source(
+        config.source,
+        config.camera,
+        config.fallback_video,
+        config.loop_video,
+        config.stream,
+        realtime=config.pace == "realtime",
+    )
+    return ReconnectingSource(
+        inner,
+        config.reconnect_max_backoff_s,
+        wait=signals.stop.wait,
+        should_stop=signals.stop.is_set,
+        on_reconnect=stats.count_reconnect,
+    )
+
+
+def prepare(
+    config: Config,
+    signals: SignalState,
+    stats: RunStats,
+    notifier: Notifier,
+    classifier: Classifier | None = None,
+    lock: PathLock | None = None,
+) -> Prepared:
+    """Build everything `config` needs (reusing `classifier` and `lock` when given), open and
+    probe the source. On any failure what was built here is closed again and the error
+    raised."""
+    cv2.setNumThreads(config.model.threads)  # detection and resizing share the budget
+    own_classifier = classifier is None
+    new_lock = stats_lock(config, lock)
+    own_lock = new_lock is not None and new_lock is not lock
+    p: Prepared | None = None
+    try:
+        if classifier is None:
+            classifier = open_classifier(config.model)
         detector = make_detector(config.detector)
-        inner = make_source(
-            config.source,
-            config.camera,
-            config.fallback_video,
-            config.loop_video,
-            config.stream,
-            realtime=config.pace == "realtime",
-        )
-        source = ReconnectingSource(
-            inner,
-            config.reconnect_max_backoff_s,
-            wait=signals.stop.wait,
-            should_stop=signals.stop.is_set,
-            on_reconnect=stats.count_reconnect,
-        )
-    except BaseException:
-        if own:
-            classifier.close()
-        raise
-    return Prepared(config, classifier, detector, source)
-
-
-def serve(
-    p: Prepared, signals: SignalState, notifier: Notifier, stats: RunStats, max_frames: int | None
-) -> str:
-    """Open the outputs and the source, process frames until a stop, reload or the end."""
-    with ExitStack() as stack:
+        source = _make_source(config, signals, stats)
+        p = Prepared(config, classifier, detector, source, lock=new_lock, model_info=classifier.info())
         ctx = OutputContext(
-            p.config,
-            p.classifier.classes,
-            notifier,
-            p.source.preview_host(),
-            p.source.name,
-            stats,
-            p.classifier.info(),
+            config, classifier.classes, notifier, source.preview_host(), source.name, stats, p.model_info
         )
-        outputs = build_outputs(ctx)  # before the source opens: the DRM preview starts with it
-        for output in reversed(outputs):
-            stack.callback(output.close)
-        p.source.open()
-        stack.callback(p.source.close)
-        stats.source = p.source.name
-        stats.new_tracker()  # face ids start again from 1
-        names = [o.name for o in outputs]
-        display = next((n for n in names if n in ("drm", "window")), "none")
-        model = ctx.model_info
-        log.info(
-            "source %s, detector %s, display %s, model %s (%s), %s runtime, %s thread(s), outputs: %s",
-            p.source.name,
-            p.detector.name,
-            display,
-            model["file"],
-            model["name"],
-            model["runtime"],
-            model["threads"],
-            ", ".join(names),
-        )
-        pipeline = Pipeline(
-            p.detector, p.classifier, p.config.detector, p.config.tracker, p.config.smoothing, stats.run_id
-        )
-        return run(p.source, pipeline, outputs, signals.interrupted, stats, max_frames)
+        p.outputs = build_outputs(ctx)  # before the source opens: the DRM preview starts with it
+        source.open()
+        probe_source(source, config.loop_video)
+    except BaseException:
+        if p is not None:
+            p.close(keep_classifier=True)
+        if own_classifier and classifier is not None:
+            classifier.close()
+        if own_lock:
+            new_lock.release()
+        raise
+    return p
+
+
+def in_worker(
+    build: Callable[[], Prepared],
+    signals: SignalState,
+    deadline_s: float | None,
+    discard: Callable[[Prepared], None] = lambda p: p.close(),
+) -> Prepared:
+    """Run `build` in a thread while this (the main) thread keeps handling signals. Raises
+    Stopped on SIGTERM, TimeoutError past the deadline (what the build makes after that is
+    handed to `discard` when it finishes), or whatever the build raised."""
+    box: dict[str, object] = {}
+    done = threading.Event()
+    abandoned = threading.Event()
+
+    def work() -> None:
+        try:
+            box["result"] = build()
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            box["error"] = exc
+        finally:
+            done.set()
+            result = box.get("result")
+            if abandoned.is_set() and isinstance(result, Prepared):
+                discard(result)
+
+    threading.Thread(target=work, name="edge-fer-build", daemon=True).start()
+    end = None if deadline_s is None else time.monotonic() + deadline_s
+    while not done.wait(0.05):
+        if signals.stop.is_set():
+            abandoned.set()
+            raise Stopped()
+        if end is not None and time.monotonic() > end:
+            abandoned.set()
+            raise TimeoutError(f"building the new pipeline took longer than {deadline_s:.0f} s")
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["result"]  # type: ignore[return-value]
+
+
+def serve(p: Prepared, signals: SignalState, stats: RunStats, max_frames: int | None) -> str:
+    """Process frames through a prepared pipeline until a stop, a reload or the end."""
+    stats.source = p.source.name
+    stats.new_tracker()  # face ids start again from 1
+    names = [o.name for o in p.outputs]
+    display = next((n for n in names if n in ("drm", "window")), "none")
+    model = p.model_info
+    log.info(
+        "source %s, detector %s, display %s, model %s (%s), %s runtime, %s thread(s), outputs: %s",
+        p.source.name,
+        p.detector.name,
+        display,
+        model.get("file"),
+        model.get("name"),
+        model.get("runtime"),
+        model.get("threads"),
+        ", ".join(names),
+    )
+    pipeline = Pipeline(
+        p.detector, p.classifier, p.config.detector, p.config.tracker, p.config.smoothing, stats.run_id
+    )
+    return run(p.source, pipeline, p.outputs, signals.interrupted, stats, max_frames)
 
 
 def config_changes(old: Config, new: Config) -> list[str]:
     """'key: old -> new' for every setting that differs."""
     a, b = flatten(old), flatten(new)
-    return [f"{k}: {a[k]} -> {b[k]}" for k in a if a[k] != b[k]]
+    return [f"{k}: {a[k]} -> {b[k]}" for k in a if a[k] != b.get(k)]
 
 
-def _reload(current: Prepared, load: Callable[[], Config], signals: SignalState, stats: RunStats) -> Prepared:
-    """The pipeline of the re-read config, or `current` (logged) if any part of it fails."""
-    try:
+def status_line(stats: RunStats, current: Prepared | None) -> str:
+    """The line SIGUSR1/SIGUSR2 log."""
+    where = f"source {current.source.name}, " if current is not None else "starting, "
+    return (
+        f"{where}{stats.frames} frames, {stats.latency.fps():.1f} fps, {stats.faces_now} faces, "
+        f"{stats.bad_frames} dropped, {stats.reconnects} reconnects, run {stats.run_id}"
+    )
+
+
+def _reload(
+    current: Prepared,
+    load: Callable[[], Config],
+    signals: SignalState,
+    notifier: Notifier,
+    stats: RunStats,
+    deadline_s: float,
+) -> Prepared:
+    """The pipeline of the re-read config, or the running one rebuilt (logged) if any part of
+    the new one fails or is too slow. `current` has been closed except for its classifier."""
+    new_model: list[bool] = []
+
+    def build() -> Prepared:
         config = load()
-    except ConfigError as exc:
-        log.error("config reload failed, keeping the running config: %s", exc)
-        return current
-    changes = config_changes(current.config, config)
-    same_model = config.model == current.config.model
-    if not same_model:
-        current.classifier.close()  # the runtime's thread pool allows one program size at a time
-    try:
-        new = prepare(config, signals, stats, current.classifier if same_model else None)
-    except (ModelError, DetectorError, CaptureError) as exc:
-        log.error("config reload failed, keeping the running config: %s", exc)
+        same_model = config.model == current.config.model
         if not same_model:
-            current.classifier = open_classifier(current.config.model)
-        return current
-    setup_logging(config.log_level)
+            new_model.append(True)
+            current.classifier.close()  # the runtime's thread pool allows one program size at a time
+        return prepare(
+            config, signals, stats, notifier, current.classifier if same_model else None, current.lock
+        )
+
+    def discard(late: Prepared) -> None:  # a build that finished after its deadline
+        late.close(keep_classifier=late.classifier is current.classifier)
+        if late.lock is not None and late.lock is not current.lock:
+            late.lock.release()
+
+    try:
+        new = in_worker(build, signals, deadline_s, discard)
+    except Stopped:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - any failure keeps the running config
+        known = isinstance(exc, (*BUILD_ERRORS, TimeoutError))
+        log.error(
+            "config reload failed, keeping the running config: %s",
+            exc if known else f"{type(exc).__name__}: {exc}",
+        )
+        log.debug("reload failure", exc_info=exc)
+        classifier = None if new_model else current.classifier
+        old = current.config
+        try:
+            return in_worker(
+                lambda: prepare(old, signals, stats, notifier, classifier, current.lock),
+                signals,
+                deadline_s,
+                discard,
+            )
+        except (Stopped, *BUILD_ERRORS):
+            raise
+        except BaseException as again:  # noqa: BLE001
+            raise CaptureError(
+                f"the running pipeline could not be restarted after a failed reload: {again}"
+            ) from None
+    if new.lock is not current.lock and current.lock is not None:
+        current.lock.release()
+    setup_logging(new.config.log_level)
+    changes = config_changes(current.config, new.config)
     log.info("config reloaded: %s", "; ".join(changes) if changes else "nothing changed")
     return new
 
@@ -150,31 +326,33 @@ def run_daemon(
     notifier: Notifier,
     stats: RunStats,
     max_frames: int | None,
+    reload_deadline_s: float = RELOAD_DEADLINE_S,
 ) -> str:
     """Serve until a stop; SIGHUP re-reads the config with `load_config`. Returns why it stopped.
-    Start-up errors propagate (the CLI maps them to exit codes); after a reload, a pipeline
-    that fails to start falls back to the previous one."""
-    current = prepare(config, signals, stats)
-    previous: Prepared | None = None
+    Start-up errors propagate (the CLI maps them to exit codes); a reload that fails keeps
+    the running config."""
+    current: Prepared | None = None
+    signals.describe = lambda: status_line(stats, current)
+    try:
+        current = in_worker(lambda: prepare(config, signals, stats, notifier), signals, None)
+    except Stopped:
+        return "signal"
     try:
         while True:
             try:
-                why = serve(current, signals, notifier, stats, max_frames)
-            except (CaptureError, DisplayError, OutputError) as exc:
-                if previous is None:
-                    raise
-                log.error("config reload failed, keeping the running config: %s", exc)
-                if current.classifier is not previous.classifier:
-                    current.classifier.close()
-                    previous.classifier = open_classifier(previous.config.model)
-                current, previous = previous, None
-                continue
+                why = serve(current, signals, stats, max_frames)
+            finally:
+                current.close(keep_classifier=True)
             if not signals.reload.is_set() or signals.stop.is_set():
                 return why
             signals.reload.clear()
             notifier.reloading()
-            new = _reload(current, load_config, signals, stats)
-            previous = current if new is not current else None
-            current = new
+            try:
+                current = _reload(current, load_config, signals, notifier, stats, reload_deadline_s)
+            except Stopped:
+                return "signal"
     finally:
-        current.classifier.close()
+        if current is not None:
+            current.classifier.close()
+            if current.lock is not None:
+                current.lock.release()

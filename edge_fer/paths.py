@@ -16,3 +16,22 @@ DEFAULT_DATA = Path(os.environ.get("EDGE_FER_DATA", PROJECT_ROOT.parent / "share
 # The default face detector ships inside the package (OpenCV Zoo's YuNet, MIT: LICENSE-YUNET).
 SHIPPED_YUNET = PACKAGE_DIR / "models" / "face_detection_yunet_2026may.onnx"
 DEFAULT_YUNET = Path(os.environ.get("EDGE_FER_YUNET", SHIPPED_YUNET))
+
+
+def expand_user(path: str | os.PathLike) -> Path:
+    """`~` and `~user` expanded; ValueError (not RuntimeError or KeyError) naming the user
+    when there is no such user or no home to expand to."""
+    text = os.fspath(path)
+    if isinstance(text, bytes):
+        text = os.fsdecode(text)
+    if not text.startswith("~"):
+        return Path(text)
+    user = text[1:].split("/", 1)[0]
+    try:
+        expanded = os.path.expanduser(text)
+    except (KeyError, RuntimeError, OSError, ValueError):
+        expanded = text
+    if expanded.startswith("~"):
+        who = f"user '{user}'" if user else "this user"
+        raise ValueError(f"{text!r} names the home of {who}, which does not exist; use an absolute path")
+    return Path(expanded)

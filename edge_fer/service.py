@@ -14,6 +14,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,20 @@ class Notifier:
             return None
 
     def send(self, message: str) -> bool:
-        return self.enabled and self._notify(message)
+        """Send one notification; a socket that is missing or refuses is logged once and
+        notifications are then off (the daemon itself carries on)."""
+        if not self.enabled:
+            return False
+        try:
+            return bool(self._notify(message))
+        except (OSError, ValueError) as exc:
+            log.warning(
+                "cannot notify systemd through NOTIFY_SOCKET=%r (%s); notifications are off",
+                os.environ.get("NOTIFY_SOCKET", "")[:200],
+                exc,
+            )
+            self.enabled = False
+            return False
 
     def ready(self, status: str) -> None:
         self.send(f"READY=1\nSTATUS={status}\nMAINPID={os.getpid()}")
@@ -82,6 +96,28 @@ class Notifier:
         if self.watchdog_interval_s is not None and now - self._last_ping >= self.watchdog_interval_s:
             self.send("WATCHDOG=1")
             self._last_ping = now
+
+
+def ensure_std_streams() -> None:
+    """Give a process started with stdin, stdout or stderr closed (`>&-`, as some supervisors
+    do) /dev/null in their place: `print`, `isatty` and logging then work, and no file opened
+    later can land on fd 1 or 2 and receive stray output."""
+    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+        stream = getattr(sys, name)
+        try:
+            ok = stream is not None and stream.fileno() == fd
+        except (AttributeError, OSError, ValueError):
+            ok = False
+        if not ok:
+            mode = "r" if fd == 0 else "w"
+            setattr(sys, name, open(fd, mode, buffering=1, closefd=False, errors="backslashreplace"))  # noqa: SIM115
 
 
 def under_systemd() -> bool:
@@ -113,16 +149,30 @@ def setup_logging(level: str) -> None:
 
 
 class SignalState:
-    """SIGTERM/SIGINT request a stop, SIGHUP a config reload; the main loop polls these."""
+    """SIGTERM/SIGINT request a stop, SIGHUP a config reload, SIGUSR1/SIGUSR2 log a status
+    line (`describe`); the main loop polls the events. SIGPIPE is ignored: a reader that goes
+    away is an OSError where the write happens, not the daemon's death."""
 
     def __init__(self) -> None:
         self.stop = threading.Event()
         self.reload = threading.Event()
+        self.describe: Callable[[], str] = lambda: "starting"
 
     def install(self) -> None:
+        """Install every handler; call first thing, before anything slow."""
         signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGINT, self._on_stop)
         signal.signal(signal.SIGHUP, self._on_reload)
+        signal.signal(signal.SIGUSR1, self._on_status)
+        signal.signal(signal.SIGUSR2, self._on_status)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+
+    def _on_status(self, signum: int, _frame: FrameType | None) -> None:
+        try:
+            text = self.describe()
+        except Exception as exc:  # noqa: BLE001 - a status line must never kill the daemon
+            text = f"status unavailable ({exc})"
+        log.info("received %s: %s", signal.Signals(signum).name, text)
 
     def _on_stop(self, signum: int, _frame: FrameType | None) -> None:
         log.info("received %s, stopping", signal.Signals(signum).name)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -11,6 +10,8 @@ from collections import Counter, deque
 from pathlib import Path
 
 import numpy as np
+
+from edge_fer import safe_io
 
 STAGES = ("capture", "detect", "classify", "total")
 
@@ -174,20 +175,13 @@ def peak_rss_mb(status: Path = Path("/proc/self/status")) -> float | None:
 
 
 def write_json_atomic(path: Path, data: dict, mode: int = 0o640) -> None:
-    """Write JSON so a reader never sees a half-written file (write, fsync-free rename).
-    0640 by default: the daemon's figures are for its group (the monitor), not everyone."""
+    """Write JSON so a reader never sees a half-written file (`safe_io.write_json_atomic`:
+    unpredictable exclusive temp file, fsync, rename; never through a device or FIFO), making
+    the folder if needed. 0640 by default: the daemon's figures are for its group (the
+    monitor), not everyone. Raises OSError, or safe_io.PathRefused for a special target."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(data))
-        os.chmod(tmp, mode)  # whatever the umask
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    safe_io.write_json_atomic(path, data, mode)
 
 
 class RunStats:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import logging
 import math
+import os
 import signal
 import sys
 import threading
@@ -26,8 +26,9 @@ import psutil
 
 from edge_fer.monitor.daemon_stats import DaemonWatcher
 from edge_fer.monitor.sensors import choose_power_source, read_thermals
-from edge_fer.paths import DEFAULT_STATS
-from edge_fer.service import setup_logging
+from edge_fer.paths import DEFAULT_STATS, expand_user
+from edge_fer.safe_io import PathRefused, check_length, dumps_json, kind_of, open_stream
+from edge_fer.service import ensure_std_streams, setup_logging
 
 log = logging.getLogger("edge_fer.monitor")
 FIGURES = (
@@ -75,11 +76,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error(f"--pid must be a positive process id, got {args.pid}")
     if args.metrics_port is not None and not 1 <= args.metrics_port <= 65535:
         p.error(f"--metrics-port must be between 1 and 65535, got {args.metrics_port}")
-    if args.csv is not None:
-        if args.csv.is_dir():
-            p.error(f"--csv: {args.csv} is a directory; give a file path")
-        if not args.csv.parent.is_dir():
-            p.error(f"--csv: folder {args.csv.parent} does not exist")
+    for flag in ("csv", "stats"):
+        value = getattr(args, flag)
+        if value is None:
+            continue
+        try:
+            value = expand_user(value)
+            check_length(value)
+            kind = kind_of(os.stat(value).st_mode) if value.exists() else None
+        except (ValueError, OSError) as exc:
+            p.error(f"--{flag}: {str(value)[:80]} is not a usable path ({exc})")
+        setattr(args, flag, value)
+        if kind == "a directory":
+            p.error(f"--{flag}: {value} is a directory; give a file path")
+        if flag == "stats" and kind not in (None, "a regular file"):
+            p.error(f"--stats: {value} is {kind}, not the daemon's stats file; give its path")
+        if flag == "csv" and kind not in (None, "a regular file", "a character device"):
+            p.error(f"--csv: {value} is {kind}, not a regular file; give a file path")
+        if flag == "csv" and not value.parent.is_dir():
+            p.error(f"--csv: folder {value.parent} does not exist")
     return args
 
 
@@ -205,6 +220,7 @@ def _log_line(row: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    ensure_std_streams()
     args = parse_args(argv)
     setup_logging("INFO")
     stop = threading.Event()
@@ -216,18 +232,21 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict] = []
     writer = None
     csv_file: IO[str] | None = None
+    csv_failed = False
     if args.csv is not None:
         try:
-            csv_file = args.csv.open("w", newline="")
-        except OSError as exc:
+            fd = open_stream(args.csv, append=False, mode=0o644)
+            # line-buffered: every row reaches the file (or fails) when it is written
+            csv_file = open(fd, "w", newline="", buffering=1, encoding="utf-8")  # noqa: SIM115
+            writer = csv.writer(csv_file)
+            writer.writerow(["time", *FIGURES, "throttled"])
+        except (OSError, PathRefused) as exc:
+            why = getattr(exc, "strerror", None) or exc
             print(
-                f"edge-fer-monitor: error: --csv: cannot write {args.csv} ({exc.strerror}); "
-                "choose a writable path",
+                f"edge-fer-monitor: error: --csv: cannot write {args.csv} ({why}); choose a writable path",
                 file=sys.stderr,
             )
             return 2
-        writer = csv.writer(csv_file)
-        writer.writerow(["time", *FIGURES, "throttled"])
     exporter = None
     if args.metrics_port is not None:
         from edge_fer.monitor.metrics import MonitorExporter
@@ -252,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
                     writer.writerow([row["time"], *(row[k] for k in FIGURES), row["throttled"]])
                 except OSError as exc:
                     log.error("--csv: writing %s failed (%s); CSV logging stopped", args.csv, exc.strerror)
-                    writer = None
+                    writer, csv_failed = None, True
             if args.seconds is None:
                 log.info(_log_line(row))
             elif time.monotonic() - start >= args.seconds:
@@ -263,13 +282,15 @@ def main(argv: list[str] | None = None) -> int:
         if csv_file is not None:
             try:
                 csv_file.close()
-            except OSError:
-                pass
+            except OSError as exc:
+                if not csv_failed:
+                    log.error("--csv: writing %s failed (%s); rows were lost", args.csv, exc.strerror)
+                csv_failed = True
     summary = summarize(rows, time.monotonic() - start, sampler.power_note, sampler.daemon_note)
     print(format_table(summary, power_line=args.seconds is not None))
     if args.json:
-        print(json.dumps(summary))
-    return 0
+        print(dumps_json(summary))
+    return 1 if csv_failed else 0
 
 
 if __name__ == "__main__":

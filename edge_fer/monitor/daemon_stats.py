@@ -10,7 +10,10 @@ from pathlib import Path
 
 import psutil
 
+from edge_fer.safe_io import PathRefused, read_bounded
+
 STALE_AFTER_S = 5.0
+MAX_STATS_BYTES = 1 << 20  # the daemon writes ~1 KB; anything far bigger is not its file
 
 
 @dataclass
@@ -46,11 +49,13 @@ class DaemonWatcher:
 
     def _stats(self) -> tuple[dict | None, str]:
         try:
-            data = json.loads(self.stats_path.read_text())
+            data = json.loads(read_bounded(self.stats_path, MAX_STATS_BYTES).decode("utf-8"))
         except FileNotFoundError:
             return None, f"daemon not running (no {self.stats_path})"
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            return None, f"daemon stats unreadable ({exc})"
+        except PathRefused as exc:
+            return None, f"daemon stats unusable ({exc})"
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            return None, f"daemon stats unreadable ({str(exc)[:200]})"
         if not isinstance(data, dict):
             return None, f"daemon stats {self.stats_path} are not a JSON object; ignoring them"
         when = data.get("time")

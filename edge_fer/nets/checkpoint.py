@@ -6,7 +6,9 @@ One file rebuilds the net with no other input: `load_model(path)`.
 
 from __future__ import annotations
 
+import os
 import pickle
+import stat
 from pathlib import Path
 
 import torch
@@ -74,12 +76,26 @@ def takes_input_of(ckpt: dict, spec: PreprocessSpec) -> bool:
 def load_checkpoint(path: Path) -> dict:
     """The raw checkpoint dict, with a one-line error for missing or foreign files."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, ValueError) as exc:
-        raise CheckpointError(f"{path} is not a readable checkpoint ({exc})") from None
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {path} does not exist") from None
+    except OSError as exc:
+        raise CheckpointError(f"checkpoint {path} cannot be read ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(mode):
+        raise CheckpointError(f"checkpoint {path} is not a regular file")
+    try:
+        # weights_only: tensors, numbers, strings, lists and dicts; a pickle that would run
+        # code (or build any other object) is refused before anything of it executes.
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(
+            f"{path} holds pickled objects other than weights (code could run if it were "
+            "loaded); load only checkpoints written by edge-fer's training"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - any other failure: not a checkpoint we can read
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise CheckpointError(f"{path} is not a readable checkpoint ({first})") from None
     if not isinstance(ckpt, dict) or not {"kind", "arch", "state_dict"} <= set(ckpt):
         raise CheckpointError(
             f"{path} is not an edge-fer model checkpoint; train one with tools/train_mobilenet.py"
@@ -93,6 +109,7 @@ def load_model(path: Path) -> tuple[nn.Module, dict]:
     try:
         model = build_model(ckpt["kind"], ckpt["arch"])
         model.load_state_dict(ckpt["state_dict"])
-    except (KeyError, TypeError, RuntimeError) as exc:
-        raise CheckpointError(f"{path} does not match its architecture ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - a wrong arch dict can fail in many ways
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise CheckpointError(f"{path} does not match its architecture ({first})") from None
     return model.eval(), ckpt

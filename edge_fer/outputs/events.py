@@ -6,14 +6,15 @@ back to the last whole line, the output stops with one logged error, and classif
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edge_fer.outputs.base import OutputError
+from edge_fer.paths import expand_user
 from edge_fer.results import FrameResult
+from edge_fer.safe_io import PathRefused, dumps_json, open_stream
 
 if TYPE_CHECKING:
     from edge_fer.stats import RunStats
@@ -27,11 +28,22 @@ def _open_append(path: Path) -> int:
             f"events: folder {path.parent} does not exist; create it or choose another --events-jsonl path"
         )
     try:
-        return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        return open_stream(path, append=True)
+    except PathRefused as exc:
+        raise OutputError(
+            f"events: {exc}; give a regular file (or /dev/null) for --events-jsonl"
+        ) from None
     except OSError as exc:
         raise OutputError(
-            f"events: cannot write {path} ({exc.strerror}); choose a writable --events-jsonl path"
+            f"events: cannot write {path} ({exc.strerror or exc}); choose a writable --events-jsonl path"
         ) from None
+
+
+def _stdout_fd() -> int:
+    try:
+        return sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        raise OutputError("events: there is no stdout to write to ('-'); give a file path") from None
 
 
 class EventsLog:
@@ -41,14 +53,17 @@ class EventsLog:
 
     def __init__(self, target: str) -> None:
         self.target = target
-        self.path = None if target == "-" else Path(target).expanduser()
-        self.fd = sys.stdout.fileno() if self.path is None else _open_append(self.path)
+        try:
+            self.path = None if target == "-" else expand_user(target)
+        except ValueError as exc:
+            raise OutputError(f"events: {exc}") from None
+        self.fd = _stdout_fd() if self.path is None else _open_append(self.path)
 
     def on_frame(self, result: FrameResult, stats: RunStats) -> None:
-        line = (json.dumps(result.event()) + "\n").encode()
+        line = (dumps_json(result.event()) + "\n").encode()  # NaN would not be JSON
         start = os.lseek(self.fd, 0, os.SEEK_END) if self.path is not None else 0
         try:
-            if self.path is None:
+            if self.path is None and sys.stdout is not None:
                 sys.stdout.flush()
             written = 0
             while written < len(line):

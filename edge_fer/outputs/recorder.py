@@ -12,6 +12,7 @@ from edge_fer.outputs.base import OutputError
 from edge_fer.outputs.display import hud_for
 from edge_fer.overlay import render
 from edge_fer.results import FrameResult
+from edge_fer.safe_io import PathRefused, check_replaceable
 
 if TYPE_CHECKING:
     from edge_fer.stats import RunStats
@@ -25,6 +26,10 @@ class Recorder:
     name = "record"
 
     def __init__(self, path: Path, fps: float, classes: tuple[str, ...], top3: bool) -> None:
+        try:
+            check_replaceable(Path(path))  # OpenCV would write through a FIFO or device
+        except PathRefused as exc:
+            raise OutputError(f"record: {exc}; set record to a video file path") from None
         if not Path(path).parent.is_dir():
             raise OutputError(
                 f"record: folder {Path(path).parent} does not exist; create it or "

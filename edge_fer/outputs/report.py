@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from edge_fer.outputs.base import OutputError
 from edge_fer.results import FrameResult
-from edge_fer.stats import write_json_atomic
+from edge_fer.safe_io import PathRefused, check_replaceable, write_json_atomic
 
 if TYPE_CHECKING:
     from edge_fer.stats import RunStats
@@ -18,14 +18,17 @@ log = logging.getLogger(__name__)
 
 
 class RunReport:
-    """Keeps a reference to the run's counters and writes their report at close."""
+    """Keeps a reference to the run's counters and writes their report at close (valid JSON,
+    replaced atomically; a directory, FIFO or device as the target is refused at start)."""
 
     name = "report"
 
     def __init__(self, path: Path, stats: RunStats) -> None:
-        self.path = Path(path).expanduser()
-        if self.path.is_dir():
-            raise OutputError(f"report: {self.path} is a directory; give a file path for --report-json")
+        self.path = Path(path)
+        try:
+            check_replaceable(self.path)
+        except PathRefused as exc:
+            raise OutputError(f"report: {exc}; give a file path for --report-json") from None
         if not self.path.parent.is_dir():
             raise OutputError(
                 f"report: folder {self.path.parent} does not exist; create it or "
@@ -39,5 +42,7 @@ class RunReport:
     def close(self) -> None:
         try:
             write_json_atomic(self.path, self.stats.report())
+        except PathRefused as exc:
+            log.error("report: not written: %s", exc)
         except OSError as exc:
-            log.error("report: cannot write %s (%s)", self.path, exc.strerror)
+            log.error("report: cannot write %s (%s)", self.path, exc.strerror or exc)
