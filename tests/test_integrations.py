@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_fer.labels import EMOTIONS
+from edge_fer.labels import EMOTIONS, published_labels
 
 ROOT = Path(__file__).resolve().parents[1]
 MOSQUITTO = shutil.which("mosquitto") or (
@@ -147,7 +147,7 @@ def test_home_assistant_discovery_state_and_clean_offline(tmp_path, base):
         assert proc.returncode == 0, err
         assert sub.wait_for("/availability", "offline", timeout=5)
         states = [json.loads(p) for _, _, p, _ in sub.topics("/state")]
-        assert states and all(s["emotion"] in (*EMOTIONS, None) for s in states)
+        assert states and all(s["emotion"] in (*published_labels(), None) for s in states)
         assert any(s["faces"] >= 1 and s["emotion"] in EMOTIONS for s in states)
         faces = [json.loads(p) for _, _, p, _ in sub.topics("/face")]
         assert faces and all(set(f) == {"id", "label", "score", "box"} for f in faces)
@@ -193,6 +193,7 @@ def test_username_and_password_file(tmp_path, base):
     sub = Subscriber(broker.port, username="ha", password="s3cret")
     secret = tmp_path / "mqtt.pass"
     secret.write_text("s3cret\n")
+    secret.chmod(0o600)  # a group/world-readable password file is refused
     config = tmp_path / "config.yaml"
     config.write_text(
         f"mqtt:\n  url: mqtt://127.0.0.1:{broker.port}\n  username: ha\n"
@@ -289,7 +290,8 @@ def test_prometheus_endpoint_parses_with_the_client_parser(tmp_path, base):
         assert counts == sorted(counts) and counts[-1] > 0  # cumulative buckets
         info = next(f for name, f in families.items() if name.startswith("edge_fer_model")).samples[0]
         assert info.name == "edge_fer_model_info" and info.value == 1
-        assert info.labels["runtime"] in ("native", "pybind") and info.labels["run_id"]
+        assert info.labels["runtime"] in ("native", "pybind") and info.labels["camera"] == "default"
+        assert "run_id" not in info.labels and "/" not in info.labels["file"]  # stable across restarts
         # Bound to loopback by default.
         with pytest.raises(OSError):
             addr = socket.gethostbyname(socket.gethostname())

@@ -51,9 +51,11 @@ def _report(ctx: OutputContext) -> Output | None:
 def _mqtt(ctx: OutputContext) -> Output | None:
     if ctx.config.mqtt.url is None:
         return None
-    from edge_fer.outputs.mqtt import MqttPublisher  # paho only when MQTT is on
+    from edge_fer.outputs.mqtt import MqttPublisher, published_labels  # paho only when MQTT is on
 
-    return MqttPublisher(ctx.config.mqtt, ctx.config.stats.interval_s, ctx.model_info)
+    c = ctx.config
+    labels = published_labels(c.smoothing.groups)
+    return MqttPublisher(c.mqtt, c.stats.interval_s, ctx.model_info, c.instance, labels)
 
 
 def _metrics(ctx: OutputContext) -> Output | None:
@@ -62,7 +64,7 @@ def _metrics(ctx: OutputContext) -> Output | None:
         return None
     from edge_fer.outputs.metrics import MetricsEndpoint  # prometheus_client only when on
 
-    return MetricsEndpoint(ctx.stats, ctx.model_info, ctx.classes, m.port, m.bind)
+    return MetricsEndpoint(ctx.stats, ctx.model_info, ctx.classes, m.port, m.bind, ctx.config.instance)
 
 
 def _console(ctx: OutputContext, headless: bool) -> Output | None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edge_fer.outputs.base import OutputError
@@ -26,11 +27,30 @@ log = logging.getLogger(__name__)
 LATENCY_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 
-class RunStatsCollector:
-    """A prometheus_client collector over `RunStats` (and the model's description)."""
+# model_info labels that stay the same across restarts (no run id, no full path): a restart
+# continues the same series.
+STABLE_INFO = ("name", "runtime", "threads")
 
-    def __init__(self, stats: RunStats, model_info: dict[str, str], classes: tuple[str, ...]) -> None:
-        self.stats, self.model_info, self.classes = stats, model_info, classes
+
+def stable_model_info(model_info: dict[str, str], camera: str) -> dict[str, str]:
+    """The model's info labels: its file name (not the path), name, runtime, threads, camera."""
+    info = {k: str(model_info[k]) for k in STABLE_INFO if k in model_info}
+    if "file" in model_info:
+        info["file"] = Path(str(model_info["file"])).name
+    info["camera"] = camera
+    return info
+
+
+class RunStatsCollector:
+    """A prometheus_client collector over `RunStats` (and the model's description). Every
+    series carries `camera` (the instance name, `default` for a lone daemon), so several
+    daemons on one Pi (edge-fer@cam0, @cam1) stay apart on a dashboard."""
+
+    def __init__(
+        self, stats: RunStats, model_info: dict[str, str], classes: tuple[str, ...], camera: str = "default"
+    ) -> None:
+        self.stats, self.classes, self.camera = stats, classes, camera
+        self.model_info = stable_model_info(model_info, camera)
 
     def collect(self) -> Iterator[Metric]:
         from prometheus_client.core import (
@@ -41,33 +61,48 @@ class RunStatsCollector:
         )
 
         s = self.stats
-        yield CounterMetricFamily("edge_fer_frames", "Frames classified", value=s.frames)
-        yield CounterMetricFamily(
-            "edge_fer_dropped_frames", "Frames the source failed to give", value=s.bad_frames
+        cam = [self.camera]
+
+        def one(family: type, name: str, doc: str, value: float) -> Metric:
+            metric = family(name, doc, labels=["camera"])
+            metric.add_metric(cam, value)
+            return metric
+
+        yield one(CounterMetricFamily, "edge_fer_frames", "Frames classified", s.frames)
+        yield one(
+            CounterMetricFamily, "edge_fer_dropped_frames", "Frames the source failed to give", s.bad_frames
         )
-        yield CounterMetricFamily("edge_fer_reconnects", "Times the source was reopened", value=s.reconnects)
-        yield GaugeMetricFamily("edge_fer_faces", "Faces in the last frame", value=s.faces_now)
-        yield GaugeMetricFamily(
-            "edge_fer_fps", "Frames per second over the stats window", value=s.latency.fps()
+        yield one(CounterMetricFamily, "edge_fer_reconnects", "Times the source was reopened", s.reconnects)
+        yield one(GaugeMetricFamily, "edge_fer_faces", "Faces in the last frame", s.faces_now)
+        yield one(
+            GaugeMetricFamily, "edge_fer_fps", "Frames per second over the stats window", s.latency.fps()
+        )
+        yield one(
+            GaugeMetricFamily,
+            "edge_fer_start_time_seconds",
+            "When this daemon started (unix time)",
+            s.started,
         )
         emotions = CounterMetricFamily(
-            "edge_fer_emotion", "Smoothed labels, per frame and face", labels=["label"]
+            "edge_fer_emotion", "Smoothed labels, per frame and face", labels=["camera", "label"]
         )
         counts = dict(s.labels)
-        for label in self.classes:
-            emotions.add_metric([label], counts.get(label, 0))
+        for label in (*self.classes, *sorted(set(counts) - set(self.classes))):
+            emotions.add_metric([self.camera, label], counts.get(label, 0))
         yield emotions
         latency = HistogramMetricFamily(
-            "edge_fer_stage_latency_seconds", "Per-frame time of each pipeline stage", labels=["stage"]
+            "edge_fer_stage_latency_seconds",
+            "Per-frame time of each pipeline stage",
+            labels=["camera", "stage"],
         )
         for stage, hist in s.latency.histograms.items():
             cumulative = hist.cumulative([b * 1e3 for b in LATENCY_BUCKETS_S])
             buckets = [(f"{b:g}", c) for b, c in zip(LATENCY_BUCKETS_S, cumulative, strict=True)]
             buckets.append(("+Inf", hist.total))
-            latency.add_metric([stage], buckets, sum_value=hist.sum_ms / 1e3)
+            latency.add_metric([self.camera, stage], buckets, sum_value=hist.sum_ms / 1e3)
         yield latency
         info = InfoMetricFamily("edge_fer_model", "The emotion model being run")
-        info.add_metric([], {**self.model_info, "run_id": s.run_id})
+        info.add_metric([], self.model_info)
         yield info
 
 
@@ -91,12 +126,18 @@ class MetricsEndpoint:
     name = "metrics"
 
     def __init__(
-        self, stats: RunStats, model_info: dict[str, str], classes: tuple[str, ...], port: int, bind: str
+        self,
+        stats: RunStats,
+        model_info: dict[str, str],
+        classes: tuple[str, ...],
+        port: int,
+        bind: str,
+        instance: str | None = None,
     ) -> None:
         from prometheus_client import CollectorRegistry
 
         self.registry = CollectorRegistry(auto_describe=True)
-        self.registry.register(RunStatsCollector(stats, model_info, classes))
+        self.registry.register(RunStatsCollector(stats, model_info, classes, instance or "default"))
         self.server = serve_registry(self.registry, port, bind, "metrics")
         log.info("Prometheus metrics on http://%s:%d/metrics", bind, port)
 

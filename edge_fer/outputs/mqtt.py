@@ -3,17 +3,20 @@
 Topics, under `topic_prefix` (default `edge-fer/<hostname>`):
   availability  online / offline (retained; offline is also the last will, so a crashed
                 daemon shows as unavailable)
-  state         {"emotion", "score", "faces"}: the frame's dominant smoothed emotion (the
-                most common smoothed label, ties to the highest score), when it or the face
-                count changes and at least every stats interval
+  state         {"emotion", "score", "faces", "tracked": [{"id", "emotion", "score"}]}: the
+                frame's dominant smoothed emotion (the most common smoothed label, ties to
+                the highest score; null with no face) and each tracked face's, when any of
+                them or the face count changes and at least every stats interval
   face          {"id", "label", "score", "box"} when a face's smoothed label changes
   stats         {"fps", "frames", "dropped_frames", "reconnects", "mqtt_dropped",
-                "latency_ms": {stage: {"p50", "p95"}}} every stats interval
-Discovery configs are retained under `<discovery_prefix>/sensor/<node>/<object>/config`.
+                "latency_ms": {stage: {"p50", "p95"}}} every stats interval (fps null until
+                it is known)
+Discovery configs are retained under `<discovery_prefix>/sensor/<node>/<object>/config`; with
+`instance` (edge-fer@NAME) the node, topics, client id and device carry the instance name.
 
 The frame loop never waits on the network: paho's own thread does the I/O, messages queue up
-to `queue_size` and further ones are dropped and counted; paho reconnects with back-off and
-an outage is logged once.
+to `queue_size` messages and `queue_bytes` bytes and further ones are dropped and counted;
+paho reconnects with back-off and each outage is logged once, with its reason.
 """
 
 from __future__ import annotations
@@ -24,13 +27,15 @@ import re
 import socket
 import threading
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edge_fer import __version__
+from edge_fer import __version__, labels
 from edge_fer.config import MqttConfig, parse_mqtt_url
 from edge_fer.outputs.base import Every, OutputError
 from edge_fer.results import FrameResult
+from edge_fer.secrets import SecretError, read_secret
 
 if TYPE_CHECKING:
     from edge_fer.stats import RunStats
@@ -56,44 +61,139 @@ def dominant(result: FrameResult) -> tuple[str | None, float]:
     return label, scores[label] / counts[label]
 
 
-# (object id, name, state topic suffix, value template, unit, icon)
-SENSORS: tuple[tuple[str, str, str, str, str | None, str], ...] = (
-    (
+NO_VALUE = "None"  # what Home Assistant's MQTT sensor reads as unknown
+
+
+def published_labels(groups: str = "none") -> tuple[str, ...]:
+    """Every value the Emotion sensor can show: its enum `options` in Home Assistant."""
+    return labels.published_labels(groups)
+
+
+@dataclass(frozen=True)
+class Sensor:
+    """One Home Assistant sensor of the device (its discovery config comes from this)."""
+
+    object_id: str
+    name: str
+    topic: str  # state topic suffix: state or stats
+    template: str
+    icon: str
+    unit: str | None = None
+    device_class: str | None = None
+    state_class: str | None = None
+    entity_category: str | None = None
+
+
+SENSORS: tuple[Sensor, ...] = (
+    # No face: "None", which Home Assistant shows as unknown (not the text "none").
+    Sensor(
         "emotion",
         "Emotion",
         "state",
-        "{{ value_json.emotion if value_json.emotion else 'none' }}",
-        None,
+        "{{ value_json.emotion if value_json.emotion else 'None' }}",
         "mdi:emoticon-outline",
+        device_class="enum",
     ),
-    ("emotion_score", "Emotion score", "state", "{{ value_json.score }}", None, "mdi:percent"),
-    ("faces", "Faces", "state", "{{ value_json.faces }}", None, "mdi:face-recognition"),
-    ("fps", "Frames per second", "stats", "{{ value_json.fps }}", "fps", "mdi:speedometer"),
-    (
+    Sensor(
+        "emotion_score",
+        "Emotion score",
+        "state",
+        "{{ (value_json.score * 100) | round(1) if value_json.emotion else 'None' }}",
+        "mdi:percent",
+        unit="%",
+        state_class="measurement",
+    ),
+    Sensor(
+        "faces", "Faces", "state", "{{ value_json.faces }}", "mdi:face-recognition", state_class="measurement"
+    ),
+    Sensor(
+        "fps",
+        "Frames per second",
+        "stats",
+        "{{ value_json.fps if value_json.fps is not none else 'None' }}",
+        "mdi:speedometer",
+        unit="fps",
+        state_class="measurement",
+        entity_category="diagnostic",
+    ),
+    Sensor(
         "classify_ms",
         "Classify time p50",
         "stats",
         "{{ value_json.latency_ms.classify.p50 }}",
-        "ms",
         "mdi:timer-outline",
+        unit="ms",
+        device_class="duration",
+        state_class="measurement",
+        entity_category="diagnostic",
     ),
-    (
+    Sensor(
         "frame_ms",
         "Frame time p95",
         "stats",
         "{{ value_json.latency_ms.total.p95 }}",
-        "ms",
         "mdi:timer-outline",
+        unit="ms",
+        device_class="duration",
+        state_class="measurement",
+        entity_category="diagnostic",
     ),
-    (
+    Sensor(
         "dropped_frames",
         "Dropped frames",
         "stats",
         "{{ value_json.dropped_frames }}",
-        None,
         "mdi:alert-circle-outline",
+        state_class="total_increasing",
+        entity_category="diagnostic",
     ),
 )
+# Which tracked face shows what: attributes of the Emotion sensor (see the README).
+TRACKED_ATTRIBUTES = "{{ {'tracked_faces': value_json.tracked} | tojson }}"
+
+
+def discovery_configs(
+    node: str,
+    prefix: str,
+    discovery_prefix: str,
+    device_name: str,
+    model: str,
+    options: tuple[str, ...],
+) -> dict[str, dict[str, Any]]:
+    """Each sensor's retained discovery topic and config. Both `object_id` (what releases
+    before 2025.10 read) and `default_entity_id` (what later ones read) name the entity."""
+    device = {
+        "identifiers": [f"edge_fer_{node}"],
+        "name": device_name,
+        "manufacturer": "edge-fer",
+        "model": model,
+        "sw_version": __version__,
+    }
+    configs = {}
+    for sensor in SENSORS:
+        entity = f"edge_fer_{node}_{sensor.object_id}"
+        payload: dict[str, Any] = {
+            "name": sensor.name,
+            "unique_id": entity,
+            "object_id": entity,
+            "default_entity_id": f"sensor.{entity}",
+            "state_topic": f"{prefix}/{sensor.topic}",
+            "value_template": sensor.template,
+            "availability_topic": f"{prefix}/availability",
+            "icon": sensor.icon,
+            "device": device,
+            "origin": {"name": "edge-fer", "sw_version": __version__},
+        }
+        for key in ("unit", "device_class", "state_class", "entity_category"):
+            value = getattr(sensor, key)
+            if value is not None:
+                payload["unit_of_measurement" if key == "unit" else key] = value
+        if sensor.device_class == "enum":
+            payload["options"] = list(options)
+            payload["json_attributes_topic"] = f"{prefix}/{sensor.topic}"
+            payload["json_attributes_template"] = TRACKED_ATTRIBUTES
+        configs[f"{discovery_prefix}/sensor/edge_fer_{node}/{sensor.object_id}/config"] = payload
+    return configs
 
 
 class MqttPublisher:
@@ -101,38 +201,56 @@ class MqttPublisher:
 
     name = "mqtt"
 
-    def __init__(self, config: MqttConfig, stats_interval_s: float, model_info: dict[str, str]) -> None:
+    def __init__(
+        self,
+        config: MqttConfig,
+        stats_interval_s: float,
+        model_info: dict[str, str],
+        instance: str | None = None,
+        label_set: tuple[str, ...] | None = None,
+    ) -> None:
         import paho.mqtt.client as mqtt
 
         host, port, tls = parse_mqtt_url(config.url or "")
-        node = node_name()
-        self.node = node
-        self.prefix = (config.topic_prefix or f"edge-fer/{node}").rstrip("/")
+        hostname = node_name()
+        # One device per camera: edge-fer@cam1 is its own device, topics and client.
+        self.node = f"{hostname}_{instance}" if instance else hostname
+        default_prefix = f"edge-fer/{hostname}" + (f"/{instance}" if instance else "")
+        self.prefix = (config.topic_prefix or default_prefix).rstrip("/")
         self.discovery_prefix = config.discovery_prefix.rstrip("/")
+        self.device_name = f"edge-fer {hostname}" + (f" {instance}" if instance else "")
+        self.labels = label_set or published_labels()
         self.qos, self.retain = config.qos, config.retain
         self.where = f"{host}:{port}"
         self._mqtt = mqtt
-        self.client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=config.client_id or f"edge-fer-{node}"
-        )
+        client_id = config.client_id or f"edge-fer-{hostname}" + (f"-{instance}" if instance else "")
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
         if config.username is not None:
             self.client.username_pw_set(config.username, self._password(config.password_file))
         if tls:
             self.client.tls_set()
         self.client.max_queued_messages_set(config.queue_size)
+        self.queue_bytes = config.queue_bytes
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
         self.client.will_set(f"{self.prefix}/availability", "offline", qos=1, retain=True)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_connect_fail = self._on_connect_fail
+        self.client.on_publish = self._on_publish
         self._connected = threading.Event()
         self._outage_logged = False
         self._closing = False
+        self._pending: dict[int, int] = {}  # message id -> bytes, until paho has sent it
+        self._pending_bytes = 0
+        self._early: set[int] = set()
+        self._lock = threading.Lock()
         self.dropped = 0
         self.sent = 0
         self.every = Every(stats_interval_s)
+        self.stats_every = Every(stats_interval_s)
+        self.stats_every.due()  # the first stats wait one interval: fps is known by then
         self.model_info = model_info
-        self._last_state: tuple[str | None, int] | None = None
+        self._last_state: tuple | None = None
         self._face_labels: dict[int, str] = {}
         self._stats: RunStats | None = None
         self._stats_frames = -1
@@ -147,22 +265,37 @@ class MqttPublisher:
         if path is None:
             return None
         try:
-            return Path(path).read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = getattr(exc, "strerror", None) or str(exc)
-            raise OutputError(
-                f"mqtt: cannot read mqtt.password_file {path} ({reason}); make it a "
-                "readable file holding the password"
-            ) from None
+            return read_secret(path, "mqtt.password_file")
+        except SecretError as exc:
+            raise OutputError(f"mqtt: {exc}") from None
+
+    def _outage(self, message: str, *args: object) -> None:
+        """Log the first failure of an outage (with its reason); later ones go to debug."""
+        if self._closing:
+            return
+        if not self._outage_logged:
+            self._outage_logged = True
+            log.warning(
+                message + "; retrying in the background, results are dropped and counted meanwhile", *args
+            )
+        else:
+            log.debug(message, *args)
+
+    def _reach(self) -> str:
+        """Why the broker cannot be reached, from a direct connect (paho does not say)."""
+        host, _, port = self.where.rpartition(":")
+        try:
+            socket.create_connection((host, int(port)), timeout=2).close()
+        except OSError as exc:
+            return exc.strerror or str(exc)
+        return "it accepts TCP but the MQTT connection failed (TLS or protocol)"
 
     # paho's network thread calls these
     def _on_connect(
         self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any = None
     ) -> None:
         if reason.is_failure:
-            if not self._outage_logged:
-                log.warning("mqtt: broker %s refused the connection: %s", self.where, reason)
-                self._outage_logged = True
+            self._outage("mqtt: broker %s refused the connection: %s", self.where, reason)
             return
         log.info("mqtt: connected to %s, publishing under %s", self.where, self.prefix)
         self._outage_logged = False
@@ -171,81 +304,102 @@ class MqttPublisher:
         self._send(f"{self.prefix}/availability", "online", qos=1, retain=True)
 
     def _on_connect_fail(self, client: Any, userdata: Any) -> None:
-        if not self._outage_logged:
-            log.warning(
-                "mqtt: cannot reach broker %s; retrying in the background, results are "
-                "dropped and counted meanwhile",
-                self.where,
-            )
-            self._outage_logged = True
+        if self._outage_logged:
+            return
+        self._outage("mqtt: cannot reach broker %s (%s)", self.where, self._reach())
 
     def _on_disconnect(
         self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any = None
     ) -> None:
         was_connected = self._connected.is_set()
         self._connected.clear()
-        if was_connected and not self._outage_logged and not self._closing:
-            log.warning(
-                "mqtt: lost broker %s (%s); reconnecting in the background, results "
-                "are dropped and counted meanwhile",
+        with self._lock:  # what paho had not sent is gone with the connection (QoS 0)
+            self._pending.clear()
+            self._early.clear()
+            self._pending_bytes = 0
+        if was_connected:
+            self._outage("mqtt: lost broker %s (%s)", self.where, reason)
+        else:
+            self._outage(
+                "mqtt: broker %s closed the connection before accepting it (%s); check mqtt.url "
+                "names an MQTT broker and mqtts:// matches its TLS",
                 self.where,
                 reason,
             )
-            self._outage_logged = True
+
+    def _on_publish(
+        self, client: Any, userdata: Any, mid: int, reason: Any = None, properties: Any = None
+    ) -> None:
+        with self._lock:
+            size = self._pending.pop(mid, None)
+            if size is None:
+                self._early.add(mid)  # sent before _send recorded it
+            else:
+                self._pending_bytes -= size
 
     def _send(self, topic: str, payload: str, qos: int | None = None, retain: bool | None = None) -> None:
         if not self._connected.is_set():
             self.dropped += 1
             return
+        size = len(topic) + len(payload)
+        if self._pending_bytes + size > self.queue_bytes:
+            self.dropped += 1  # the broker is slower than we publish: keep memory bounded
+            return
+        # paho's lock, not ours, is held while it publishes (its thread calls _on_publish).
         info = self.client.publish(
             topic,
             payload,
             qos=self.qos if qos is None else qos,
             retain=self.retain if retain is None else retain,
         )
-        if info.rc == self._mqtt.MQTT_ERR_SUCCESS:
-            self.sent += 1
-        else:
+        if info.rc != self._mqtt.MQTT_ERR_SUCCESS:
             self.dropped += 1
+            return
+        self.sent += 1
+        with self._lock:
+            if info.mid in self._early:
+                self._early.discard(info.mid)
+            else:
+                self._pending[info.mid] = size
+                self._pending_bytes += size
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes handed to paho and not yet written to the broker."""
+        return self._pending_bytes
 
     def _publish_discovery(self) -> None:
-        device = {
-            "identifiers": [f"edge_fer_{self.node}"],
-            "name": f"edge-fer {self.node}",
-            "manufacturer": "edge-fer",
-            "model": self.model_info.get("name", "edge-fer"),
-            "sw_version": __version__,
-        }
-        for object_id, name, topic, template, unit, icon in SENSORS:
-            payload: dict[str, Any] = {
-                "name": name,
-                "unique_id": f"edge_fer_{self.node}_{object_id}",
-                "object_id": f"edge_fer_{self.node}_{object_id}",
-                "state_topic": f"{self.prefix}/{topic}",
-                "value_template": template,
-                "availability_topic": f"{self.prefix}/availability",
-                "icon": icon,
-                "device": device,
-            }
-            if unit is not None:
-                payload["unit_of_measurement"] = unit
-                payload["state_class"] = "measurement"
-            self._send(
-                f"{self.discovery_prefix}/sensor/edge_fer_{self.node}/{object_id}/config",
-                json.dumps(payload),
-                qos=1,
-                retain=True,
-            )
+        configs = discovery_configs(
+            self.node,
+            self.prefix,
+            self.discovery_prefix,
+            self.device_name,
+            self.model_info.get("name", "edge-fer"),
+            self.labels,
+        )
+        for topic, payload in configs.items():
+            self._send(topic, json.dumps(payload), qos=1, retain=True)
 
     def on_frame(self, result: FrameResult, stats: RunStats) -> None:
         label, score = dominant(result)
-        state = (label, len(result.faces))
+        tracked = [
+            {"id": f.id, "emotion": f.smoothed, "score": round(f.smoothed_score, 4)}
+            for f in sorted(result.faces, key=lambda f: f.id)
+        ]
+        state = (label, len(result.faces), tuple((t["id"], t["emotion"]) for t in tracked))
         periodic = self.every.due()
         if state != self._last_state or periodic:
             self._last_state = state
             self._send(
                 f"{self.prefix}/state",
-                json.dumps({"emotion": label, "score": round(score, 4), "faces": len(result.faces)}),
+                json.dumps(
+                    {
+                        "emotion": label,
+                        "score": round(score, 4),
+                        "faces": len(result.faces),
+                        "tracked": tracked,
+                    }
+                ),
             )
         seen = set()
         for face in result.faces:
@@ -266,17 +420,19 @@ class MqttPublisher:
         for gone in set(self._face_labels) - seen:
             del self._face_labels[gone]
         self._stats = stats
-        if periodic:
+        if self.stats_every.due():
             self._publish_stats(stats)
 
     def _publish_stats(self, stats: RunStats) -> None:
         live = stats.live()
         self._stats_frames = live["frames"]
+        fps = live["fps"]
         self._send(
             f"{self.prefix}/stats",
             json.dumps(
                 {
-                    "fps": round(live["fps"], 2),
+                    # null (unknown in Home Assistant) until two frames give a rate
+                    "fps": round(fps, 2) if fps > 0 else None,
                     "frames": live["frames"],
                     "dropped_frames": live["dropped_frames"],
                     "reconnects": live["reconnects"],

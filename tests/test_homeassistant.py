@@ -1,0 +1,128 @@
+"""Home Assistant as its users meet it: the daemon's discovery configs and the payloads it
+really publishes to a real Mosquitto, checked with Home Assistant's own MQTT sensor schema,
+template engine and sensor state rules (homeassistant 2024.3 in its own venv, .venv-ha,
+which .ci/run builds; EDGE_FER_HA_PYTHON points at another interpreter)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from streams_helpers import have_mosquitto
+from test_integrations import Broker, Subscriber, daemon
+
+from edge_fer.labels import published_labels
+
+ROOT = Path(__file__).resolve().parents[1]
+HA_PYTHON = Path(os.environ.get("EDGE_FER_HA_PYTHON", ROOT / ".venv-ha" / "bin" / "python"))
+
+
+@pytest.fixture(scope="module")
+def ha_python() -> Path:
+    if not HA_PYTHON.exists():
+        why = f"Home Assistant's venv {HA_PYTHON} is missing (scripts/setup.sh test builds it)"
+        if os.environ.get("CI"):
+            pytest.fail(why)  # CI builds it: missing there is a broken setup
+        pytest.skip(why)
+    return HA_PYTHON
+
+
+def blank_video(path: Path, frames: int = 40) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"FFV1"), 30, (320, 240))
+    for _ in range(frames):
+        writer.write(np.full((240, 320, 3), 120, np.uint8))
+    writer.release()
+    return path
+
+
+def run_and_collect(tmp_path: Path, runs: list[list[str]]) -> tuple[dict, dict]:
+    """Discovery configs and every state/stats payload from real daemon runs."""
+    if have_mosquitto() is None:
+        pytest.fail("mosquitto is not installed (apt install mosquitto)")
+    broker = Broker(tmp_path)
+    sub = Subscriber(broker.port)
+    try:
+        for args in runs:
+            proc = daemon([*args, "--mqtt", f"mqtt://127.0.0.1:{broker.port}"])
+            _, err = proc.communicate(timeout=120)
+            assert proc.returncode == 0, err
+            assert "Traceback" not in err
+        assert sub.wait_for("/availability", "offline", timeout=5)
+        configs = {t: json.loads(p) for _, t, p, _ in sub.topics("/config")}
+        messages: dict[str, list[str]] = {}
+        for _, topic, payload, _ in sub.messages:
+            if topic.endswith(("/state", "/stats")):
+                messages.setdefault(topic, []).append(payload)
+        return configs, messages
+    finally:
+        sub.close()
+        broker.stop()
+
+
+def test_every_discovery_payload_passes_home_assistants_own_checks(tmp_path, ha_python, video_args):
+    blank = blank_video(tmp_path / "blank.avi")
+    no_face = [a if a != video_args[1] else f"file:{blank}" for a in video_args]
+    configs, messages = run_and_collect(
+        tmp_path,
+        [
+            [*video_args, "--max-frames", "90", "--pace", "fast"],
+            [*no_face, "--max-frames", "30", "--pace", "fast"],
+        ],
+    )
+    assert len(configs) == 7
+    proc = subprocess.run(
+        [str(ha_python), str(ROOT / "tests" / "ha_validate.py")],
+        input=json.dumps({"configs": configs, "messages": messages}),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout)
+    print(f"\nHome Assistant {report['ha_version']}: {json.dumps(report['sensors'], indent=1)}")
+    assert report["ha_version"].startswith("2024.3")
+    assert report["errors"] == [], report["errors"]
+    sensors = {k.rsplit("_", 1)[0] if k.endswith("_ms") else k: v for k, v in report["sensors"].items()}
+    assert len(sensors) == 7
+    for uid, entry in report["sensors"].items():
+        # 2024.3 drops only keys newer than it: options (enum) and default_entity_id.
+        assert set(entry["dropped_keys"]) <= {"options", "default_entity_id"}, (uid, entry)
+        assert entry["messages"] > 0, uid
+    node = next(iter(report["sensors"])).split("_emotion")[0]
+    emotion = report["sensors"][f"{node}_emotion"]
+    assert emotion["states"] and set(emotion["states"]) <= set(published_labels())
+    assert emotion["unknown"] > 0  # no face: unknown, not the text "none"
+    assert "tracked_faces" in emotion["attributes"]
+    score = report["sensors"][f"{node}_emotion_score"]
+    assert score["unknown"] > 0 and all(0 <= float(s) <= 100 for s in score["states"])
+    fps = report["sensors"][f"{node}_fps"]
+    assert fps["states"] and all(float(s) > 0 for s in fps["states"])  # never a 0.0 at start
+
+
+def test_discovery_configs_say_what_home_assistant_needs():
+    from edge_fer.outputs.mqtt import discovery_configs
+
+    configs = discovery_configs(
+        "door_cam1", "edge-fer/door/cam1", "homeassistant", "edge-fer door cam1", "m", published_labels()
+    )
+    by_object = {t.split("/")[-2]: c for t, c in configs.items()}
+    emotion = by_object["emotion"]
+    assert emotion["device_class"] == "enum" and emotion["options"] == list(published_labels())
+    assert "unit_of_measurement" not in emotion and "state_class" not in emotion
+    assert emotion["default_entity_id"] == "sensor.edge_fer_door_cam1_emotion"
+    assert emotion["object_id"] == "edge_fer_door_cam1_emotion"  # releases before 2025.10
+    assert by_object["emotion_score"]["unit_of_measurement"] == "%"
+    assert by_object["emotion_score"]["state_class"] == "measurement"
+    assert by_object["faces"]["state_class"] == "measurement"
+    assert by_object["dropped_frames"]["state_class"] == "total_increasing"
+    for ms in ("classify_ms", "frame_ms"):
+        assert by_object[ms]["device_class"] == "duration" and by_object[ms]["unit_of_measurement"] == "ms"
+    assert all(c["device"]["identifiers"] == ["edge_fer_door_cam1"] for c in configs.values())
+    assert all(t.startswith("homeassistant/sensor/edge_fer_door_cam1/") for t in configs)
+    assert sys.modules.get("torch") is None
