@@ -12,9 +12,11 @@ cd "$(dirname "$0")/.."
 
 # apt packages per mode: python3-venv for the venv, g++ for the native runner;
 # for the tests also Xvfb (the window display), systemd + libsystemd-dev + pkg-config +
-# python3-dev (systemd-python is built from source), mosquitto (the MQTT tests' broker).
+# python3-dev (systemd-python is built from source), mosquitto (the MQTT tests' broker),
+# GStreamer's RTSP server with x264 and python3-gi (tests/test_streams.py's network camera).
 APT_DAEMON=(python3-venv g++)
-APT_TEST=(python3-venv python3-dev g++ pkg-config libsystemd-dev systemd xvfb mosquitto)
+APT_TEST=(python3-venv python3-dev g++ pkg-config libsystemd-dev systemd xvfb mosquitto
+    gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly python3-gi)
 
 die() {
     echo "setup.sh: error: $*" >&2
@@ -61,5 +63,13 @@ if [ "$mode" = daemon ]; then
     echo "setup.sh: ready; start the daemon with: .venv/bin/edge-fer"
 else
     .venv/bin/pip install -q -e '.[dev,systemd]'
+    # Home Assistant 2024.3 (the last for Python 3.11) in its own venv, with the dependency
+    # pins it ships (package_constraints.txt): tests/test_homeassistant.py checks the MQTT
+    # discovery with it.
+    echo "setup.sh: .venv-ha (Home Assistant for tests/test_homeassistant.py)"
+    python3 -m venv .venv-ha
+    .venv-ha/bin/pip install -q --no-deps homeassistant==2024.3.3
+    ha_pins=$(.venv-ha/bin/python -c 'import homeassistant, os; print(os.path.join(os.path.dirname(homeassistant.__file__), "package_constraints.txt"))')
+    .venv-ha/bin/pip install -q -c "$ha_pins" homeassistant==2024.3.3
     echo "setup.sh: ready; run the tests with: .venv/bin/python -m pytest -q -rs"
 fi
