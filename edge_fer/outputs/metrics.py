@@ -14,11 +14,10 @@ from edge_fer.outputs.base import OutputError
 from edge_fer.results import FrameResult
 
 if TYPE_CHECKING:
-    from wsgiref.simple_server import WSGIServer
-
     from prometheus_client import CollectorRegistry
     from prometheus_client.metrics_core import Metric
 
+    from edge_fer.outputs.metrics_server import MetricsHTTPServer
     from edge_fer.stats import RunStats
 
 log = logging.getLogger(__name__)
@@ -106,18 +105,18 @@ class RunStatsCollector:
         yield info
 
 
-def serve_registry(registry: CollectorRegistry, port: int, bind: str, what: str) -> WSGIServer:
-    """Start prometheus_client's HTTP server for `registry`; one-line OutputError on failure."""
-    from prometheus_client import start_http_server
+def serve_registry(registry: CollectorRegistry, port: int, bind: str, what: str) -> MetricsHTTPServer:
+    """Serve `registry` on /metrics from a bounded server (`metrics_server`: capped handler
+    threads, a deadline per client, renders shared); one-line OutputError on failure."""
+    from edge_fer.outputs.metrics_server import MetricsHTTPServer
 
     try:
-        server, _thread = start_http_server(port, addr=bind, registry=registry)
-    except (OSError, socket.gaierror) as exc:
+        return MetricsHTTPServer(registry, port, bind)
+    except (OSError, socket.gaierror, OverflowError, UnicodeError) as exc:
         raise OutputError(
-            f"{what}: cannot listen on {bind}:{port} ({exc.strerror or exc}); "
+            f"{what}: cannot listen on {bind}:{port} ({getattr(exc, 'strerror', None) or exc}); "
             "choose another port or bind address"
         ) from None
-    return server
 
 
 class MetricsEndpoint:
