@@ -12,8 +12,12 @@
 #                                          (chroot, pi-gen, emulation): no python3-picamera2 (it is
 #                                          in the Raspberry Pi archive only) and the units are
 #                                          enabled, not started (systemd is not running)
+#   sudo deploy/install.sh --instance cam0 --instance cam1
+#                                          one daemon per camera (edge-fer@cam0, edge-fer@cam1),
+#                                          each with /etc/edge-fer/NAME.yaml (camN: camera.index N),
+#                                          instead of the single edge-fer.service
 #
-# Idempotent: running it again updates the code and units and keeps /etc/edge-fer/config.yaml.
+# Idempotent: running it again updates the code and units and keeps /etc/edge-fer/*.yaml.
 set -euo pipefail
 
 PREFIX=""
@@ -22,9 +26,10 @@ UNINSTALL=0
 WITH_VENV=1
 CONSOLE_WINDOW=0
 IMAGE=0
+INSTANCES=()
 SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
-usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --prefix) PREFIX="${2:?--prefix needs a folder}"; shift 2 ;;
@@ -34,17 +39,27 @@ while [ $# -gt 0 ]; do
     --no-venv) WITH_VENV=0; shift ;;
     --console-window) CONSOLE_WINDOW=1; shift ;;
     --image) IMAGE=1; shift ;;
+    --instance) INSTANCES+=("${2:?--instance needs a name, e.g. cam0}"); shift 2 ;;
+    --instance=*) INSTANCES+=("${1#--instance=}"); shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "install.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
+done
+for name in "${INSTANCES[@]}"; do
+  # The daemon's own rule (edge_fer/config.py INSTANCE_PATTERN): it is part of file names,
+  # unit names, MQTT topics and a Prometheus label.
+  if ! [[ "$name" =~ ^[a-z0-9][a-z0-9_-]{0,31}$ ]]; then
+    echo "install.sh: instance name '$name' is not valid; use 1-32 of a-z, 0-9, _ and -, starting with a letter or digit (e.g. cam0)" >&2
+    exit 2
+  fi
 done
 PREFIX="${PREFIX%/}"
 APP="$PREFIX/opt/edge-fer"
 ETC="$PREFIX/etc/edge-fer"
 UNITS="$PREFIX/etc/systemd/system"
 SYSTEM=$([ -z "$PREFIX" ] && echo 1 || echo 0)   # touch apt, users and systemd only on /
-UNIT_FILES=(edge-fer.service edge-fer-monitor.service edge-fer-monitor-snapshot.service
-            edge-fer-monitor-snapshot.timer)
+UNIT_FILES=(edge-fer.service edge-fer@.service edge-fer-monitor.service
+            edge-fer-monitor-snapshot.service edge-fer-monitor-snapshot.timer)
 
 run() {
   if [ "$DRY_RUN" = 1 ]; then printf '+ %s\n' "$*"; else "$@"; fi
@@ -60,7 +75,7 @@ do_uninstall() {
   if [ "$SYSTEM" = 1 ]; then
     say "stopping and disabling units"
     run systemctl disable --now edge-fer.service edge-fer-monitor.service \
-      edge-fer-monitor-snapshot.timer 2>/dev/null || true
+      edge-fer-monitor-snapshot.timer 'edge-fer@*.service' 2>/dev/null || true
   fi
   say "removing units from $UNITS"
   for u in "${UNIT_FILES[@]}"; do run rm -f "$UNITS/$u"; done
@@ -80,6 +95,27 @@ do_uninstall() {
     run userdel edge-fer
   fi
   say "uninstalled"
+}
+
+check_password_files() {
+  # The daemon refuses a password file that others can read; say so now, with the fix.
+  local conf file mode owner
+  for conf in "$ETC"/*.yaml; do
+    [ -f "$conf" ] || continue
+    while read -r file; do
+      [ -n "$file" ] || continue
+      if [ ! -f "$file" ]; then
+        say "WARNING: $conf names password_file $file, which does not exist"
+        continue
+      fi
+      mode=$(stat -c %a "$file"); owner=$(stat -c %U "$file")
+      if [ "$mode" != 600 ] && [ "$mode" != 400 ]; then
+        say "WARNING: $file (password_file in $conf) has mode $mode; the daemon refuses it: chown edge-fer $file && chmod 600 $file"
+      elif [ "$SYSTEM" = 1 ] && [ "$owner" != edge-fer ]; then
+        say "WARNING: $file (password_file in $conf) is owned by $owner; the service cannot read it: chown edge-fer $file"
+      fi
+    done < <(sed -n 's/^[[:space:]]*password_file:[[:space:]]*\([^#[:space:]]*\).*/\1/p' "$conf" | tr -d "\"'" | grep -v '^null$' || true)
+  done
 }
 
 do_install() {
@@ -106,12 +142,24 @@ do_install() {
   run find "$APP" -mindepth 1 -maxdepth 1 ! -name venv -exec rm -rf {} +
   # Root-owned whatever the checkout's owner: the service must not run code its user (or the
   # user who cloned) can change, and a later root run must not execute a user-writable venv.
-  if [ "$DRY_RUN" = 1 ]; then
-    printf '+ tar -C %s -cf - . | tar -C %s --no-same-owner -xf -\n' "$SRC" "$APP"
-  else
-    tar -C "$SRC" --exclude=.git --exclude=.venv --exclude=./venv --exclude=./runs \
-      --exclude=__pycache__ --exclude='*.egg-info' --exclude=_build --exclude=.device \
-      --exclude=build -cf - . | tar -C "$APP" --no-same-owner -xf -
+  # Only what git tracks: no venvs, runs, credentials or other stray files of the checkout.
+  # (safe.directory: root reading a checkout a user owns.)
+  if git -c safe.directory="$SRC" -C "$SRC" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    if [ "$DRY_RUN" = 1 ]; then
+      printf '+ git -C %s ls-files -z | tar --null -T - -cf - | tar -C %s --no-same-owner -xf -\n' "$SRC" "$APP"
+    else
+      git -c safe.directory="$SRC" -C "$SRC" ls-files -z |
+        (cd "$SRC" && tar --null -T - --ignore-failed-read -cf -) | tar -C "$APP" --no-same-owner -xf -
+    fi
+  else  # an exported tree (a release tarball, the arm64 check's copy): all of it but builds
+    say "$SRC is not a git checkout: copying the whole tree except venvs and build output"
+    if [ "$DRY_RUN" = 1 ]; then
+      printf '+ tar -C %s -cf - . | tar -C %s --no-same-owner -xf -\n' "$SRC" "$APP"
+    else
+      tar -C "$SRC" --exclude=.git --exclude=.venv --exclude=.venv-ha --exclude=./venv --exclude=./runs \
+        --exclude=__pycache__ --exclude='*.egg-info' --exclude=_build --exclude=.device \
+        --exclude=build -cf - . | tar -C "$APP" --no-same-owner -xf -
+    fi
   fi
   if [ "$SYSTEM" = 1 ]; then
     run chown -R root:root "$APP"
@@ -121,7 +169,6 @@ do_install() {
     # --system-site-packages: picamera2 and systemd come from apt, not PyPI.
     say "creating venv $APP/venv and installing edge-fer"
     run python3 -m venv --system-site-packages "$APP/venv"
-    run "$APP/venv/bin/pip" install --upgrade pip
     # A regular (non-editable) install: the package, its model and runner source live in the
     # venv's site-packages, owned by root.
     # The constraints keep apt's numpy 1.24 (picamera2's simplejpeg is built against it; a
@@ -144,6 +191,22 @@ do_install() {
   if [ "$SYSTEM" = 1 ]; then
     run chgrp edge-fer "$ETC/config.yaml"  # readable by the service, writable by root only
   fi
+  for name in "${INSTANCES[@]}"; do
+    if [ -f "$ETC/$name.yaml" ]; then
+      say "keeping existing $ETC/$name.yaml"
+    else
+      say "installing $ETC/$name.yaml for edge-fer@$name (edit its source / camera.index)"
+      index=$([[ "$name" =~ ^cam([0-9]+)$ ]] && echo "${BASH_REMATCH[1]}" || echo 0)
+      if [ "$DRY_RUN" = 1 ]; then
+        printf '+ sed "s/^  index: 0 /  index: %s /" config.example.yaml > %s\n' "$index" "$ETC/$name.yaml"
+      else
+        sed "s/^  index: 0 /  index: $index /" "$SRC/deploy/config.example.yaml" > "$ETC/$name.yaml"
+        chmod 0640 "$ETC/$name.yaml"
+      fi
+    fi
+    [ "$SYSTEM" = 1 ] && run chgrp edge-fer "$ETC/$name.yaml"
+  done
+  check_password_files
   say "installing systemd units to $UNITS"
   run mkdir -p "$UNITS"
   for u in "${UNIT_FILES[@]}"; do run install -m 0644 "$SRC/systemd/$u" "$UNITS/$u"; done
@@ -154,13 +217,22 @@ do_install() {
   else
     run rm -f "$UNITS/edge-fer.service.d/console-window.conf"
   fi
+  DAEMONS=(edge-fer.service)
+  if [ "${#INSTANCES[@]}" -gt 0 ]; then
+    DAEMONS=()
+    for name in "${INSTANCES[@]}"; do DAEMONS+=("edge-fer@$name.service"); done
+  fi
+  if [ "$SYSTEM" = 1 ] && [ "${#INSTANCES[@]}" -gt 0 ]; then
+    # One camera, one process: the single service would hold camera 0 too.
+    run systemctl disable --now edge-fer.service 2>/dev/null || true
+  fi
   if [ "$SYSTEM" = 1 ] && [ "$IMAGE" = 1 ]; then
-    run systemctl enable edge-fer.service edge-fer-monitor-snapshot.timer
+    run systemctl enable "${DAEMONS[@]}" edge-fer-monitor-snapshot.timer
     say "done (image: units enabled, they start on the next boot)"
   elif [ "$SYSTEM" = 1 ]; then
     run systemctl daemon-reload
-    run systemctl enable --now edge-fer.service edge-fer-monitor-snapshot.timer
-    say "done: journalctl -u edge-fer -f   shows the daemon; edge-fer-monitor --seconds 10"
+    run systemctl enable --now "${DAEMONS[@]}" edge-fer-monitor-snapshot.timer
+    say "done: journalctl -u ${DAEMONS[0]%.service} -f   shows the daemon; edge-fer-monitor --seconds 10"
   else
     say "done (prefix $PREFIX: apt, user and systemctl steps skipped)"
   fi

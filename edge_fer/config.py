@@ -494,7 +494,9 @@ def validate(config: Config) -> Config:
                 "a-z, 0-9, _ and -, starting with a letter or digit (e.g. cam0)"
             )
         if config.stats.path == DEFAULT_STATS:  # one live stats file per camera
-            config.stats.path = DEFAULT_STATS.parent / config.instance / DEFAULT_STATS.name
+            config.stats.path = (
+                DEFAULT_STATS.parent.with_name(f"edge-fer-{config.instance}") / DEFAULT_STATS.name
+            )
     return config
 
 
