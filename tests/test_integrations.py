@@ -396,6 +396,7 @@ def test_grafana_dashboard_uses_only_exported_metrics():
         "edge_fer_emotion_total",
         "edge_fer_dropped_frames_total",
         "edge_fer_reconnects_total",
+        "edge_fer_start_time_seconds",
         "edge_fer_throttle_flag",
         "edge_fer_daemon_up",
         *(g[0] for g in GAUGES),
