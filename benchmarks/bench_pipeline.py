@@ -2,11 +2,17 @@
 """Pipeline benchmark: the real `edge-fer` daemon on a 640x480 video of real faces.
 
     python benchmarks/bench_pipeline.py [--frames 300] [--runtimes native,pybind] [--json out.json]
+    python benchmarks/bench_pipeline.py --only-scale [--scale-frames 150]   # how cost grows
 
 Builds the video from FER2013 PublicTest faces (one face per frame, never committed), then
 runs the daemon (default detection settings) for each classifier runtime (native: the torch-free
 runner; pybind: executorch's Python extension), detector (haar, yunet) and 1 and 4 threads,
 headless. Reports end-to-end fps, per-stage p50/p95 and the daemon's peak RSS.
+
+The scale rows (`--scale`, on by default; results/pipeline_scale.json) run the daemon (native,
+YuNet, 1 thread) on videos of 1, 4, 8 and 16 real faces at 640x480, 1280x720 and 1920x1080:
+the full frame of a webcam or an RTSP camera, with no low-resolution stream to detect on.
+Every daemon run reads its video as fast as it decodes (`--pace fast`).
 """
 
 from __future__ import annotations
@@ -105,6 +111,84 @@ def integrations_cost(video: Path, model: Path, workdir: Path, repeats: int) -> 
     }
 
 
+SCALE_FACES = (1, 4, 8, 16)
+SCALE_SIZES = ((640, 480), (1280, 720), (1920, 1080))
+
+
+def grid_video(data: Path, out: Path, faces: int, size: tuple[int, int], frames: int, seed: int = 5) -> None:
+    """A video of `faces` real FER2013 faces on a grid (each drifting a little, a new set every
+    second), lossless so decoding costs what a camera's frames would."""
+    import math
+
+    import cv2
+    import numpy as np
+
+    from edge_fer.dataset import load_split
+    from edge_fer.demo import face_patch
+    from edge_fer.preprocess import PreprocessSpec
+
+    faceset = load_split(data, "public", PreprocessSpec(input_size=48))
+    rng = np.random.default_rng(seed)
+    w, h = size
+    cols = max(1, math.ceil(math.sqrt(faces * w / h)))
+    rows = math.ceil(faces / cols)
+    cell_w, cell_h = w // cols, h // rows
+    face_px = int(min(cell_w, cell_h) * 0.5)
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"MJPG"), 30, (w, h))
+    if not writer.isOpened():
+        raise SystemExit(f"cannot write {out}")
+    patches: list = []
+    for i in range(frames):
+        if i % 30 == 0:
+            patches = [face_patch(faceset.images[k], face_px) for k in rng.integers(0, len(faceset), faces)]
+        frame = np.full((h, w), 100, np.uint8)
+        for slot, patch in enumerate(patches):
+            ph, pw = patch.shape
+            r, c = divmod(slot, cols)
+            dx = int(4 * math.sin(i / 9 + slot))
+            x0 = min(max(0, c * cell_w + (cell_w - pw) // 2 + dx), w - pw)
+            y0 = min(max(0, r * cell_h + (cell_h - ph) // 2), h - ph)
+            frame[y0 : y0 + ph, x0 : x0 + pw] = patch
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR))
+    writer.release()
+
+
+def scale_rows(data: Path, model: Path, workdir: Path, frames: int) -> list[dict]:
+    """One daemon run per face count and frame size (native, YuNet, 1 thread)."""
+    rows = []
+    for size in SCALE_SIZES:
+        for faces in SCALE_FACES:
+            video = workdir / f"grid_{faces}_{size[0]}x{size[1]}.avi"
+            grid_video(data, video, faces, size, frames)
+            print(f"running {faces} face(s) at {size[0]}x{size[1]} ...", file=sys.stderr, flush=True)
+            row = run_daemon(video, "native", "yunet", 1, model, workdir)
+            row["faces"], row["size"] = faces, f"{size[0]}x{size[1]}"
+            row["faces_per_frame"] = row["face_detections"] / max(1, row["frames"])  # found, of `faces`
+            rows.append(row)
+            video.unlink()
+    return rows
+
+
+def format_scale_table(rows: list[dict]) -> str:
+    head = (
+        "| input | faces | found per frame | fps | capture p50/p95 ms | detect p50/p95 ms | "
+        "classify p50/p95 ms | total p50/p95 ms | peak RSS MB |"
+    )
+    lines = [head, "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+
+    def pp(lat: dict, stage: str) -> str:
+        return f"{lat[stage]['p50']:.2f} / {lat[stage]['p95']:.2f}"
+
+    for r in rows:
+        lat = r["latency_ms"]
+        lines.append(
+            f"| {r['size']} | {r['faces']} | {r['faces_per_frame']:.1f} | {r['fps']:.1f} | "
+            f"{pp(lat, 'capture')} | {pp(lat, 'detect')} | "
+            f"{pp(lat, 'classify')} | {pp(lat, 'total')} | {r['peak_rss_mb']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
 def format_table(rows: list[dict]) -> str:
     head = (
         "| runtime | detector | threads | frames | fps | capture p50/p95 ms | detect p50/p95 ms | "
@@ -145,10 +229,34 @@ def main(argv: list[str] | None = None) -> int:
         help="interleaved runs with MQTT + metrics on and off (0: skip)",
     )
     p.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "pipeline.json")
+    p.add_argument("--scale", action=argparse.BooleanOptionalAction, default=True, help="the scale rows")
+    p.add_argument("--only-scale", action="store_true", help="only the scale rows")
+    p.add_argument("--scale-frames", type=int, default=150, help="frames per scale run")
+    p.add_argument("--scale-json", type=Path, default=ROOT / "benchmarks" / "results" / "pipeline_scale.json")
     args = p.parse_args(argv)
     if not YUNET.is_file():
         print(f"error: YuNet model {YUNET} not found", file=sys.stderr)
         return 2
+    if args.scale or args.only_scale:
+        with tempfile.TemporaryDirectory() as tmp:
+            scaled = scale_rows(args.data, args.model, Path(tmp), args.scale_frames)
+        print(format_scale_table(scaled))
+        args.scale_json.parent.mkdir(parents=True, exist_ok=True)
+        args.scale_json.write_text(
+            json.dumps(
+                {
+                    "cores": os.cpu_count(),
+                    "runtime": "native",
+                    "detector": "yunet",
+                    "threads": 1,
+                    "rows": scaled,
+                },
+                indent=2,
+            )  # fmt: skip
+        )
+        print(f"wrote {args.scale_json}")
+        if args.only_scale:
+            return 0
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         video = Path(tmp) / "faces_640x480.mp4"
