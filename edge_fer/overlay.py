@@ -32,7 +32,8 @@ FONT = cv2.FONT_HERSHEY_SIMPLEX
 class Hud:
     """The figures in the top-left corner, over the last second: stage times are medians (p50)
     over the frames that ran the stage (detection runs on `detect_rate` of them, e.g.
-    '1/2 frames'); `frame_ms` is the mean time of a whole frame (capture + detect + classify)."""
+    '1/2 frames'); `frame_ms` is the mean time of a whole frame (capture + detect + classify);
+    `outputs_ms` the mean time the outputs (this screen, files, network) then take."""
 
     fps: float
     frame_ms: float
@@ -40,6 +41,7 @@ class Hud:
     detect_ms: float
     detect_rate: str
     classify_ms: float
+    outputs_ms: float = 0.0
 
     def lines(self) -> list[str]:
         return [
@@ -48,6 +50,7 @@ class Hud:
             f"classify {self.classify_ms:.2f} ms",
             f"capture {self.capture_ms:.1f} ms",
             f"frame {self.frame_ms:.1f} ms avg",
+            f"outputs {self.outputs_ms:.1f} ms avg",
         ]
 
 

@@ -140,13 +140,16 @@ def run(
             raw = source.read()
         except EndOfStream:
             return "eos"
-        capture_ms = (time.perf_counter() - t0) * 1e3
+        # A file played at its own pace waits inside read(); that wait is not capture work.
+        waited_s = getattr(source, "paced_wait_s", 0.0)
+        capture_ms = max(0.0, time.perf_counter() - t0 - waited_s) * 1e3
         if raw is None:
             stats.bad_frames += 1
             continue
         result = pipeline.step(raw, capture_ms, stats.frames)
         ids, labels = [f.id for f in result.faces], [f.smoothed for f in result.faces]
         stats.add_frame(result.timing_ms, ids, labels, result.detected)
+        t_out = time.perf_counter()
         for output in list(outputs):
             try:
                 output.on_frame(result, stats)
@@ -156,4 +159,5 @@ def run(
                 log.error("%s; the other outputs go on", exc)
                 outputs.remove(output)
                 output.close()
+        stats.add_outputs((time.perf_counter() - t_out) * 1e3)
     return "signal"

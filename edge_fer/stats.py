@@ -79,6 +79,27 @@ class LatencyWindow:
         self.histograms = {s: LogHistogram() for s in STAGES}
         self.frames = 0
         self.detection_frames = 0
+        # Time in the outputs (display, files, network) after a frame is classified: not a
+        # stage of the frame's timing_ms, but where the rest of a frame's time goes.
+        self.outputs_recent: deque[tuple[float, float]] = deque()
+        self.outputs_histogram = LogHistogram()
+
+    def add_outputs(self, now: float, ms: float) -> None:
+        self.outputs_recent.append((now, ms))
+        self.outputs_histogram.add(ms)
+        while self.outputs_recent and self.outputs_recent[0][0] < now - self.window_s:
+            self.outputs_recent.popleft()
+
+    def window_outputs(self, seconds: float | None = None) -> dict[str, float]:
+        """p50/p95/max/mean of the outputs' time per frame over the last `seconds`."""
+        recent = self.outputs_recent
+        since = recent[-1][0] - seconds if seconds is not None and recent else -math.inf
+        return _percentiles({"outputs": [ms for t, ms in recent if t >= since]})["outputs"]
+
+    def run_outputs(self) -> dict[str, float]:
+        h = self.outputs_histogram
+        mean = h.sum_ms / h.total if h.total else 0.0
+        return {"p50": h.percentile(50), "p95": h.percentile(95), "max": h.max, "mean": mean}
 
     def add(self, now: float, timing_ms: dict[str, float], detected: bool = True) -> None:
         self.recent.append((now, timing_ms, detected))
@@ -205,6 +226,10 @@ class RunStats:
         self.first_frame_mono: float | None = None
         self.last_frame_mono = 0.0
 
+    def add_outputs(self, ms: float) -> None:
+        """Count the time the outputs took on the frame just counted."""
+        self.latency.add_outputs(time.monotonic(), ms)
+
     def new_tracker(self) -> None:
         """Face ids restart (a reload made a new tracker): count ids from 1 again as new."""
         self._last_face_id = 0
@@ -244,6 +269,7 @@ class RunStats:
             "latency_ms": self.latency.window_percentiles(),
             "detection_frames": self.latency.window_detection_frames()[0],
             "window_frames": len(self.latency.recent),
+            "outputs_ms": self.latency.window_outputs(),
             "faces": self.faces_now,
             "dropped_frames": self.bad_frames,
             "reconnects": self.reconnects,
@@ -266,6 +292,7 @@ class RunStats:
             "fps": (self.frames - 1) / frame_span if frame_span > 0 else 0.0,
             "latency_ms": self.latency.run_percentiles(),
             "detection_frames": self.latency.detection_frames,
+            "outputs_ms": self.latency.run_outputs(),
             "faces_seen": self.faces_seen,
             "face_detections": self.face_detections,
             "label_counts": dict(self.labels),

@@ -103,6 +103,45 @@ def test_log_summary_says_what_happened_since_its_last_line(caplog):
     assert summary.frames == 0  # counted afresh for the next line
 
 
+def test_paced_waits_are_not_capture_time_and_outputs_are_timed_apart():
+    """A video played at its own pace sleeps inside read(): that is not capture work. What the
+    outputs (display, files, network) take after classifying is counted on its own."""
+    from edge_fer.capture import RawFrame
+    from edge_fer.pipeline import run
+
+    class PacedSource:
+        name = "file:paced"
+        paced_wait_s = 0.0
+
+        def read(self) -> RawFrame:
+            self.paced_wait_s = 0.03
+            time.sleep(0.03)
+            return RawFrame(np.zeros((48, 64, 3), np.uint8))
+
+    class OnePipeline:
+        def step(self, raw: RawFrame, capture_ms: float, seq: int) -> FrameResult:
+            timing = {"capture": capture_ms, "detect": 0.0, "classify": 0.0, "total": capture_ms}
+            return FrameResult(seq, time.time(), raw.image, [], timing, "", EMOTIONS)
+
+    class SlowOutput:
+        name = "slow"
+
+        def on_frame(self, result: FrameResult, stats: RunStats) -> None:
+            time.sleep(0.02)
+
+        def close(self) -> None:
+            pass
+
+    stats = RunStats()
+    assert (
+        run(PacedSource(), OnePipeline(), [SlowOutput()], lambda: False, stats, max_frames=5) == "max_frames"
+    )
+    live = stats.live()
+    assert live["latency_ms"]["capture"]["max"] < 10  # not the 30 ms waited
+    assert 20 <= live["outputs_ms"]["p50"] < 60 and stats.report()["outputs_ms"]["mean"] >= 20
+    assert hud_for(_result(stats), stats).outputs_ms >= 20
+
+
 @pytest.mark.slow
 def test_the_daemon_reports_what_a_detection_costs(tmp_path, video_args):
     """Detection runs every 2nd frame by default: the report's detect p50 is a YuNet run's time

@@ -76,6 +76,7 @@ def test_hud_says_what_its_numbers_are():
         "classify 0.31 ms",
         "capture 1.8 ms",
         "frame 9.1 ms avg",
+        "outputs 0.0 ms avg",
     ]
 
 

@@ -49,6 +49,7 @@ def hud_for(result: FrameResult, stats: RunStats) -> Hud:
         detect_ms=p["detect"]["p50"],
         detect_rate=detection_rate(detections, frames),
         classify_ms=p["classify"]["p50"],
+        outputs_ms=latency.window_outputs(seconds)["mean"],
     )
 
 
