@@ -6,7 +6,8 @@ or their sums per label group). The majority is taken over their mean (a soft vo
 that is 51/49 between two labels counts as that, not as a full vote for one), so near-ties
 that alternate frame to frame cancel instead of flipping the label. The label changes only
 when another label's mean probability beats the current one's by `hysteresis`; when the
-current label's mean probability is under `uncertain_below`, the face is `uncertain`.
+current label's mean probability is under `uncertain_below`, the face is `uncertain` (until
+it reaches `uncertain_below + hysteresis`).
 
 A track keeps its id when someone else steps into the same place (the boxes overlap), so
 `AppearanceCheck` notices the sudden change of look and the face's history restarts instead
@@ -28,6 +29,7 @@ from edge_fer.labels import UNCERTAIN, group_matrix, group_names
 class _Face:
     history: deque[np.ndarray]
     label: int = -1  # index of the current label; -1 before the first frame
+    uncertain: bool = False
 
 
 class LabelSmoother:
@@ -53,10 +55,15 @@ class LabelSmoother:
         face.history.append(p)
         mean = np.mean(face.history, axis=0)
         best = int(np.argmax(mean))
-        if face.label < 0 or mean[best] - mean[face.label] > self.hysteresis:
+        # While the window fills, the label follows the evidence; then it takes a margin to move.
+        margin = self.hysteresis if len(face.history) == self.window else 0.0
+        if face.label < 0 or mean[best] - mean[face.label] > margin:
             face.label = best
         score = float(mean[face.label])
-        if score < self.uncertain_below:
+        # `uncertain` has the same hysteresis: entered below the threshold, left only once the
+        # evidence clears it by the margin, so a face near the threshold does not blink.
+        face.uncertain = score < self.uncertain_below + (self.hysteresis if face.uncertain else 0.0)
+        if face.uncertain:
             return UNCERTAIN, float(mean[best])
         return self.names[face.label], score
 
