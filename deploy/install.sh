@@ -191,19 +191,24 @@ do_install() {
   if [ "$SYSTEM" = 1 ]; then
     run chgrp edge-fer "$ETC/config.yaml"  # readable by the service, writable by root only
   fi
+  first=1
   for name in "${INSTANCES[@]}"; do
     if [ -f "$ETC/$name.yaml" ]; then
       say "keeping existing $ETC/$name.yaml"
     else
       say "installing $ETC/$name.yaml for edge-fer@$name (edit its source / camera.index)"
       index=$([[ "$name" =~ ^cam([0-9]+)$ ]] && echo "${BASH_REMATCH[1]}" || echo 0)
+      # One HDMI screen: the first instance draws on it, the others run headless.
+      mode=$([ "$first" = 1 ] && echo auto || echo none)
+      edits=(-e "s/^  index: 0 /  index: $index /" -e "s/^  mode: auto /  mode: $mode /")
       if [ "$DRY_RUN" = 1 ]; then
-        printf '+ sed "s/^  index: 0 /  index: %s /" config.example.yaml > %s\n' "$index" "$ETC/$name.yaml"
+        printf '+ sed %s config.example.yaml > %s\n' "${edits[*]}" "$ETC/$name.yaml"
       else
-        sed "s/^  index: 0 /  index: $index /" "$SRC/deploy/config.example.yaml" > "$ETC/$name.yaml"
+        sed "${edits[@]}" "$SRC/deploy/config.example.yaml" > "$ETC/$name.yaml"
         chmod 0640 "$ETC/$name.yaml"
       fi
     fi
+    first=0
     [ "$SYSTEM" = 1 ] && run chgrp edge-fer "$ETC/$name.yaml"
   done
   check_password_files

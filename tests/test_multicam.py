@@ -192,6 +192,7 @@ def test_install_copies_only_tracked_files_and_sets_up_instances(tmp_path):
     assert not (app / ".venv").exists() and not (app / ".venv-ha").exists() and not (app / ".git").exists()
     cam1 = root / "etc" / "edge-fer" / "cam1.yaml"
     assert load_config(cam1).camera.index == 1  # camN watches the CAM/DISP N port
+    assert load_config(cam1).display.mode == "none"  # one HDMI screen: the first instance's
     assert (root / "etc" / "edge-fer" / "cam0.yaml").read_text().startswith("mqtt:")  # kept
     assert f"chmod 600 {secret}" in proc.stdout  # a readable password file is flagged
     assert (root / "etc" / "systemd" / "system" / "edge-fer@.service").read_text() == TEMPLATE.read_text()
