@@ -221,11 +221,12 @@ EOF
 }
 
 verify_units() {
-  local units=(/etc/systemd/system/edge-fer.service /etc/systemd/system/edge-fer-monitor.service
-    /etc/systemd/system/edge-fer-monitor-snapshot.service /etc/systemd/system/edge-fer-monitor-snapshot.timer)
+  local units=(/etc/systemd/system/edge-fer.service /etc/systemd/system/edge-fer@.service
+    /etc/systemd/system/edge-fer-monitor.service /etc/systemd/system/edge-fer-monitor-snapshot.service
+    /etc/systemd/system/edge-fer-monitor-snapshot.timer)
   in_root systemd-analyze verify "${units[@]}"
   [ "$(in_root systemctl is-enabled edge-fer.service)" = enabled ]
-  echo "4 units verify; edge-fer.service enabled"
+  echo "${#units[@]} units verify (with the per-camera template); edge-fer.service enabled"
 }
 
 x86_agreement() {
