@@ -167,3 +167,18 @@ def test_ci_runs_the_readme_test_command():
     assert " && ".join(steps) == readme_commands()["test"]
     assert "apt-get" not in text  # one package list: scripts/setup.sh
     assert os.access(ROOT / "scripts" / "setup.sh", os.X_OK)
+
+
+def test_the_daemon_synopsis_lists_every_flag():
+    """The README's `edge-fer [...]` synopsis names every flag `edge-fer --help` has."""
+    import sys
+
+    helptext = subprocess.run(
+        [sys.executable, "-m", "edge_fer.cli", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    flags = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]+", helptext))
+    synopsis = re.search(r"```\nedge-fer \[(.*?)```", README, re.S)
+    assert synopsis, "no edge-fer synopsis block in the README"
+    listed = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]+", synopsis[1]))
+    assert flags - listed == set(), f"README synopsis lacks {sorted(flags - listed)}"
+    assert listed - flags == set(), f"README synopsis names unknown {sorted(listed - flags)}"
