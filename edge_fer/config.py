@@ -482,6 +482,10 @@ def validate(config: Config) -> Config:
         checked_path("events.path", config.events.path)
     if config.source.split("://", 1)[0] in STREAM_SCHEMES:
         check_stream_url(config.source)
+        if config.stream.username is not None and "@" in config.source.split("://", 1)[1].split("/", 1)[0]:
+            raise ConfigError(
+                "config key 'source' names a user and so does stream.username; keep only stream.username"
+            )
     if config.stream.password_file is not None and config.stream.username is None:
         raise ConfigError("config key 'stream.password_file' needs stream.username; set both")
     if config.mqtt.url is not None:

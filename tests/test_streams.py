@@ -270,3 +270,12 @@ def test_network_source_error_names_the_masked_url_only(monkeypatch):
     src = NetworkSource(f"http://127.0.0.1:{free_port()}/v.mjpg", cfg)
     with pytest.raises(CaptureError, match="cannot connect"):
         src.open()
+
+
+def test_a_user_in_both_the_url_and_stream_username_is_refused(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("source: rtsp://bob@127.0.0.1/cam\nstream:\n  username: bob\n")
+    with pytest.raises(ConfigError, match="keep only stream.username"):
+        load_config(config)
+    config.write_text("source: rtsp://bob@127.0.0.1/cam\n")
+    assert load_config(config).source == "rtsp://bob@127.0.0.1/cam"
