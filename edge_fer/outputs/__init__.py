@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
+from edge_fer.labels import published_labels
 from edge_fer.outputs.base import Output, OutputClosed, OutputContext, OutputError, PreviewHost
 from edge_fer.outputs.console import ConsoleStatus, LogSummary
 from edge_fer.outputs.display import DisplayError, make_display
@@ -64,7 +65,8 @@ def _metrics(ctx: OutputContext) -> Output | None:
         return None
     from edge_fer.outputs.metrics import MetricsEndpoint  # prometheus_client only when on
 
-    return MetricsEndpoint(ctx.stats, ctx.model_info, ctx.classes, m.port, m.bind, ctx.config.instance)
+    labels = published_labels(ctx.config.smoothing.groups)  # every label is a series from the start
+    return MetricsEndpoint(ctx.stats, ctx.model_info, labels, m.port, m.bind, ctx.config.instance)
 
 
 def _console(ctx: OutputContext, headless: bool) -> Output | None:

@@ -1,0 +1,65 @@
+"""Camera degradations: deterministic given a seed, in range, each doing what it says."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from edge_fer.training.degrade import (  # noqa: E402
+    BENCH_STRENGTHS,
+    DEGRADATIONS,
+    TRAIN_RANGES,
+    degrade,
+    degraded_suite_sample,
+    jpeg,
+    random_degrade,
+)
+
+
+@pytest.fixture(scope="module")
+def faces(public_faces) -> torch.Tensor:
+    return torch.from_numpy(public_faces.images[:64]).float().unsqueeze(1) / 255.0
+
+
+@pytest.mark.parametrize("kind", list(DEGRADATIONS))
+def test_each_degradation_is_seeded_in_range_and_changes_the_face(faces, kind):
+    a = degrade(faces, kind, BENCH_STRENGTHS[kind], torch.Generator().manual_seed(3))
+    b = degrade(faces, kind, BENCH_STRENGTHS[kind], torch.Generator().manual_seed(3))
+    assert a.shape == faces.shape and torch.equal(a, b)
+    assert float(a.min()) >= 0 and float(a.max()) <= 1
+    assert float((a - faces).abs().mean()) > 0.005
+    assert set(BENCH_STRENGTHS) == set(DEGRADATIONS) == set(TRAIN_RANGES)
+
+
+def test_strength_orders_the_damage(faces):
+    for kind, (lo, hi) in TRAIN_RANGES.items():
+        gen = torch.Generator().manual_seed(0)
+        mild = (degrade(faces, kind, lo, gen) - faces).abs().mean()
+        gen = torch.Generator().manual_seed(0)
+        harsh = (degrade(faces, kind, hi, gen) - faces).abs().mean()
+        # far_face, jpeg and dark: a larger number is a milder degradation
+        assert (mild > harsh) if kind in ("far_face", "jpeg", "dark") else (mild < harsh), kind
+
+
+def test_jpeg_matches_libjpeg(public_faces):
+    face = public_faces.images[0]
+    ok, buf = cv2.imencode(".jpg", face, [cv2.IMWRITE_JPEG_QUALITY, 20])
+    ref = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE).astype(np.float64)
+    ours = jpeg(torch.from_numpy(face).float()[None, None] / 255, torch.tensor([20.0]))[0, 0].numpy() * 255
+    assert np.abs(ours - ref).mean() < 0.5 < np.abs(face - ref).mean()
+
+
+def test_random_degrade_off_draws_nothing_and_on_stacks(faces):
+    state = torch.get_rng_state()
+    assert random_degrade(faces, 0.0) is faces and torch.equal(torch.get_rng_state(), state)
+    out = random_degrade(faces, 1.0, torch.Generator().manual_seed(0))
+    assert out.shape == faces.shape and float((out - faces).abs().mean()) > 0.05
+
+
+def test_suite_sample_is_uint8_and_deterministic(public_faces):
+    x = torch.from_numpy(public_faces.images[:30])
+    a, b = degraded_suite_sample(x, 1), degraded_suite_sample(x, 1)
+    assert a.dtype == torch.uint8 and torch.equal(a, b) and not torch.equal(a, x)
