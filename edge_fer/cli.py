@@ -89,7 +89,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--log-summary",
         type=float,
         metavar="SECONDS",
-        help="seconds between result summaries in the log when headless without a terminal (0: none)",
+        help="seconds between result summaries in the log when there is no console line (0: none)",
     )
     p.add_argument("--log-level", choices=choices("log_level"))
     p.add_argument("--version", action="version", version=f"edge-fer {__version__}")

@@ -328,7 +328,7 @@ class Config:
     log_summary_s: float = setting(
         60.0,
         "seconds between one-line result summaries in the log when there is no console line "
-        "(headless under systemd, nohup or a log file); 0: none",
+        "(under systemd, nohup or a log file); 0: none",
         ge=0,
         le=86400,
     )

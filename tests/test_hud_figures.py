@@ -167,3 +167,21 @@ def test_the_daemon_reports_what_a_detection_costs(tmp_path, video_args):
     assert r["detection_frames"] == 20 and r["frames"] == 40
     assert r["latency_ms"]["detect"]["p50"] > 1.0
     assert r["latency_ms"]["total"]["mean"] > r["latency_ms"]["classify"]["mean"]
+
+
+def test_a_daemon_without_a_terminal_logs_its_results(tmp_path, video_args):
+    """stdout is not a TTY here (as under nohup or systemd): no console line, but a summary
+    line in the log every --log-summary seconds."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "edge_fer.cli", *video_args, "--max-frames", "75", "--log-summary", "0.5"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if "edge_fer.summary: last 0.5 s: " in line]
+    assert len(lines) >= 2, proc.stderr  # 75 frames at the video's 30 fps: 2.5 s
+    assert all(
+        " fps, faces in " in line and "| detect " in line and " ms (1/2 frames)" in line for line in lines
+    )
+    assert not proc.stdout  # the console line stays off

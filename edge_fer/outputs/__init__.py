@@ -104,7 +104,7 @@ def build_outputs(ctx: OutputContext) -> list[Output]:
         console = _console(ctx, headless)
         if console is not None:
             outputs.append(console)
-        elif headless and ctx.config.log_summary_s > 0:  # nohup, a log file, journald
+        elif ctx.config.log_summary_s > 0:  # systemd's journal, nohup, a log file
             outputs.append(LogSummary(ctx.config.log_summary_s))
     except BaseException:
         for output in outputs:

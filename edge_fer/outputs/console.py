@@ -5,8 +5,8 @@ On a terminal, one status line a second, so a headless first run visibly works:
     46.0 fps | 2 faces | #3 happy 0.91 | #4 neutral 0.55 | detect 14.2 ms (1/2 frames) | classify 0.31 ms
 
 On by default only when there is no display, the output is a TTY and systemd did not start
-the daemon. Otherwise (nohup, a log file, journald) a one-line summary of the last
-`log_summary_s` seconds goes to the log instead:
+the daemon. Without it (journald, nohup, a log file; with or without a display) a one-line
+summary of the last `log_summary_s` seconds goes to the log instead:
 
     last 60 s: 1799 frames, 29.9 fps, faces in 96% | happy 61%, neutral 27%, sad 12% |
     now #3 happy 0.91 | detect 14.2 ms (1/2 frames) | classify 0.31 ms
