@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge_fer.classify import ModelError, PteClassifier
+from edge_fer.classify import ModelError, load_classifier
 from edge_fer.config import DEFAULT_MODEL
 from edge_fer.dataset import DatasetError, load_split
 from edge_fer.labels import FER_CSV_TO_INDEX
@@ -72,7 +72,10 @@ def peer_probs() -> object | None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument(
-        "--model", type=Path, action="append", help=".pte with metadata (repeatable; default: shipped)"
+        "--model",
+        type=Path,
+        action="append",
+        help=".pte with metadata, or a .pt student (repeatable; default: shipped)",
     )
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--seed", type=int, default=0)
@@ -81,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     models = args.model or [DEFAULT_MODEL]
     try:
-        classifiers = {str(m): PteClassifier(m, threads=1) for m in models}
+        classifiers = {str(m): load_classifier(m, threads=1) for m in models}
         spec = next(iter(classifiers.values())).spec
         data = load_split(args.data, "public", spec)
     except (ModelError, DatasetError) as exc:
