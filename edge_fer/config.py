@@ -66,6 +66,8 @@ def shown(value: Any) -> str:
 def checked_path(key: str, value: str | Path) -> Path:
     """A path from the config or a flag: `~` expanded safely, within the OS's length limits."""
     try:
+        if any(ord(c) < 32 or ord(c) == 127 for c in str(value)):
+            raise ValueError("it contains a control character (a newline or tab?)")
         path = expand_user(value)
         check_length(path)
     except (ValueError, OSError) as exc:
@@ -679,8 +681,9 @@ def _expanded_size(root: yaml.Node) -> int:
 def parse_yaml(text: str, where: str) -> Any:
     """The YAML document in `text` (None when empty); every failure is a ConfigError that
     starts with `where`."""
-    loader = _ConfigLoader(text)
+    loader: _ConfigLoader | None = None
     try:
+        loader = _ConfigLoader(text)  # its reader already refuses control characters
         node = loader.get_single_node()
         if node is None:
             return None
@@ -697,7 +700,8 @@ def parse_yaml(text: str, where: str) -> Any:
     except Exception as exc:  # noqa: BLE001 - e.g. an integer past Python's digit limit
         raise ConfigError(f"{where} holds a value YAML cannot build ({shown(str(exc))}); fix it") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def _read_text(path: Path) -> str:

@@ -51,7 +51,9 @@ class Pipeline:
         self.every_n_frames = detection.every_n_frames
         self.detect_width = detection.detect_width
         self.tracker = IoUTracker(tracking.iou_threshold, tracking.max_missed)
-        self.smoother = LabelSmoother(smoothing.window)
+        self.smoother = LabelSmoother(
+            smoothing.window, smoothing.hysteresis, smoothing.uncertain_below, smoothing.groups
+        )
         self.appearance = AppearanceCheck(smoothing.restart_below)
         self.run_id = run_id
         self.index = 0
@@ -68,6 +70,16 @@ class Pipeline:
             else cv2.resize(raw.image, (target, int(round(h * target / w))), interpolation=cv2.INTER_AREA)
         )
         return small, w / target
+
+    def _skip_nonfinite(self, face_id: int) -> None:
+        """Leave a face whose scores are not finite out of the frame; log the first time."""
+        self.nonfinite = getattr(self, "nonfinite", 0) + 1
+        if self.nonfinite == 1:
+            log.warning(
+                "the classifier gave face #%d non-finite scores; such faces are left out of the "
+                "results (check the model)",
+                face_id,
+            )
 
     def step(self, raw: RawFrame, capture_ms: float, seq: int) -> FrameResult:
         """One raw frame -> its result; `seq` is the daemon-wide frame number."""
@@ -97,16 +109,13 @@ class Pipeline:
         )
         faces = []
         for track, p in zip(tracks, probs, strict=True):
+            if not np.isfinite(p).all():  # NaN/inf scores never reach an output
+                self._skip_nonfinite(track.id)
+                continue
             k = int(np.argmax(p))
+            smoothed, smoothed_score = self.smoother.update(track.id, p)
             faces.append(
-                FaceResult(
-                    track.id,
-                    track.box,
-                    classes[k],
-                    float(p[k]),
-                    self.smoother.update(track.id, classes[k]),
-                    p,
-                )
+                FaceResult(track.id, track.box, classes[k], float(p[k]), smoothed, p, smoothed_score)
             )
         t2 = time.perf_counter()
         timing = {

@@ -57,10 +57,13 @@ def kind_of(mode: int) -> str:
 
 
 def check_length(path: str | os.PathLike) -> None:
-    """Refuse paths longer than Linux allows (whole path and each name)."""
+    """Refuse paths longer than Linux allows (whole path and each name), and paths with NUL
+    or other control characters."""
     text = os.fsencode(path)
     if b"\0" in text:
         raise PathRefused("the path contains a NUL byte")
+    if any(b < 32 or b == 127 for b in text):  # legal, but never meant, and it breaks log lines
+        raise PathRefused("the path contains a control character (a newline or tab?)")
     if len(text) > MAX_PATH:
         raise PathRefused(f"the path is {len(text)} bytes long; the limit is {MAX_PATH}")
     for part in text.split(b"/"):
@@ -74,6 +77,8 @@ def _lstat(path: Path) -> os.stat_result | None:
         return os.lstat(path)
     except FileNotFoundError:
         return None
+    except OSError as exc:  # e.g. a file where a folder should be
+        raise PathRefused(f"{path} cannot be used ({exc.strerror or exc})") from None
 
 
 def check_replaceable(path: Path) -> None:

@@ -14,13 +14,17 @@ from typing import TYPE_CHECKING
 from edge_fer.outputs.base import OutputError
 from edge_fer.paths import expand_user
 from edge_fer.results import FrameResult
-from edge_fer.safe_io import PathRefused, dumps_json, open_stream
+from edge_fer.safe_io import PathRefused, check_length, dumps_json, open_stream
 
 if TYPE_CHECKING:
     from edge_fer.stats import RunStats
 
 
 def _open_append(path: Path) -> int:
+    try:
+        check_length(path)
+    except PathRefused as exc:
+        raise OutputError(f"events: {exc}; choose a shorter --events-jsonl path") from None
     if path.is_dir():
         raise OutputError(f"events: {path} is a directory; give a file path for --events-jsonl")
     if not path.parent.is_dir():
@@ -30,9 +34,7 @@ def _open_append(path: Path) -> int:
     try:
         return open_stream(path, append=True)
     except PathRefused as exc:
-        raise OutputError(
-            f"events: {exc}; give a regular file (or /dev/null) for --events-jsonl"
-        ) from None
+        raise OutputError(f"events: {exc}; give a regular file (or /dev/null) for --events-jsonl") from None
     except OSError as exc:
         raise OutputError(
             f"events: cannot write {path} ({exc.strerror or exc}); choose a writable --events-jsonl path"

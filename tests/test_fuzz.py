@@ -1,0 +1,320 @@
+"""Property-based fuzzing of every input boundary with Hypothesis, through the real loaders:
+a generated config, metadata file, command line, source spec or output path either loads or
+raises that boundary's typed error with a one-line message, never anything else.
+
+Bounded so the suite stays fast: FUZZ_EXAMPLES inputs per test (about 1,300 in all)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.configuration import set_hypothesis_home_dir
+
+from edge_fer.classify import ModelError, load_classifier, read_metadata
+from edge_fer.config import DEFAULT_MODEL, Config, ConfigError, check_source, flatten, load_config, validate
+
+FUZZ_EXAMPLES = 150
+FUZZ = settings(
+    max_examples=FUZZ_EXAMPLES,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+WORK = Path(tempfile.mkdtemp(prefix="edge-fer-fuzz-"))
+set_hypothesis_home_dir(WORK / ".hypothesis")  # its caches never land in the checkout
+FIFO = WORK / "fifo"
+os.mkfifo(FIFO)
+
+
+def _one_line(exc: BaseException) -> None:
+    text = str(exc)
+    assert text and "\n" not in text and len(text) < 2000, text[:3000]
+
+
+# --- the config file ---------------------------------------------------------------------
+
+KEYS = list(flatten(Config()))
+SECTIONS = sorted({k.split(".")[0] for k in KEYS if "." in k})
+LEAVES = sorted({k.split(".")[-1] for k in KEYS})
+NASTY_STRINGS = [
+    "auto",
+    "file:/tmp/x.mp4",
+    "webcam:3",
+    "webcam:99999999999999999999",
+    "~nosuchuser/x",
+    "~/x",
+    "/tmp/" + "n" * 300,
+    "/" + "d/" * 2100,
+    "-",
+    "/dev/zero",
+    str(FIFO),
+    "a\0b",
+    "",
+    "mqtt://localhost:1883",
+    "rtsp://cam/x",
+]
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=20),
+    st.sampled_from(NASTY_STRINGS),
+)
+values = st.recursive(
+    scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.sampled_from(LEAVES) | st.text(max_size=6), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+sections = st.dictionaries(st.sampled_from(LEAVES), values, max_size=4)
+documents = st.dictionaries(
+    st.sampled_from(SECTIONS + [k for k in KEYS if "." not in k]) | st.text(max_size=6),
+    sections | values,
+    max_size=6,
+)
+
+
+def _load_text(text: str | bytes) -> Config | None:
+    path = WORK / "config.yaml"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass"))
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        _one_line(exc)
+        return None
+
+
+@FUZZ
+@given(documents)
+def test_generated_config_documents_load_or_are_config_errors(doc):
+    config = _load_text(yaml.safe_dump(doc, allow_unicode=True))
+    if config is not None:
+        assert validate(config) is config
+
+
+YAML_TOKENS = [
+    "{", "}", "[", "]", ": ", ":", ", ", " ", "\n", "  ", "- ", "&a ", "*a", "&b ", "*b", "!!str ",
+    "!!python/name:os.system ", "<<: ", "source", "smoothing", "window", "stats", "path", "1", "0x1F",
+    "1e400", ".nan", "'", '"', "# c", "---\n", "...\n", "\t", "%YAML 1.1\n", "? ", "|\n", ">\n", "~",
+    "~nosuchuser/x", "null", "true", "9" * 40,
+]  # fmt: skip
+
+
+@FUZZ
+@given(st.lists(st.sampled_from(YAML_TOKENS), max_size=40).map("".join))
+def test_generated_yaml_text_loads_or_is_a_config_error(text):
+    _load_text(text)
+
+
+@settings(FUZZ, max_examples=100)
+@given(st.binary(max_size=300))
+def test_generated_bytes_as_a_config_load_or_are_a_config_error(data):
+    _load_text(data)
+
+
+# --- model metadata ------------------------------------------------------------------------
+
+SHIPPED_META: dict = json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**64), 2**64) | st.floats() | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+META_PATHS = [
+    ("classes",), ("preprocess",), ("preprocess", "input_size"), ("preprocess", "mean"),
+    ("preprocess", "std"), ("preprocess", "margin"), ("input",), ("input", "dynamic_batch"),
+    ("name",), ("calibration",), ("calibration", "temperature"),
+]  # fmt: skip
+
+
+@st.composite
+def metadata(draw) -> dict:
+    """The shipped metadata with a few keys replaced by generated values or removed."""
+    meta = json.loads(json.dumps(SHIPPED_META))
+    for keys in draw(st.lists(st.sampled_from(META_PATHS), max_size=3)):
+        target = meta
+        for k in keys[:-1]:
+            if not isinstance(target.get(k), dict):
+                target[k] = {}
+            target = target[k]
+        if draw(st.booleans()):
+            target[keys[-1]] = draw(json_values)
+        else:
+            target.pop(keys[-1], None)
+    return meta
+
+
+@pytest.fixture(scope="module")
+def fuzz_model(shipped_model) -> Path:
+    model = WORK / "m.pte"
+    shutil.copy(shipped_model, model)
+    return model
+
+
+def _write_meta(model: Path, content: dict | bytes) -> None:
+    raw = content if isinstance(content, bytes) else json.dumps(content).encode()
+    model.with_suffix(".json").write_bytes(raw)
+
+
+@FUZZ
+@given(content=metadata() | st.binary(max_size=200) | json_values.map(lambda v: json.dumps(v).encode()))
+def test_generated_metadata_reads_or_is_a_model_error(fuzz_model, content):
+    _write_meta(fuzz_model, content)
+    try:
+        meta = read_metadata(fuzz_model)
+    except ModelError as exc:
+        _one_line(exc)
+        return
+    spec = meta["preprocess"]
+    assert 8 <= spec["input_size"] <= 512 and 0 <= spec["mean"] <= 1 and 0.01 <= spec["std"] <= 10
+
+
+@settings(FUZZ, max_examples=40)
+@given(content=metadata())
+def test_generated_metadata_through_the_whole_model_load(fuzz_model, content):
+    """The real program with generated metadata: loaded and accepted, or a ModelError."""
+    _write_meta(fuzz_model, content)
+    try:
+        classifier = load_classifier(fuzz_model)
+    except ModelError as exc:
+        _one_line(exc)
+        return
+    import numpy as np
+
+    size = classifier.spec.input_size
+    probs = classifier.classify_batch(np.zeros((2, size, size), np.uint8))
+    classifier.close()
+    assert probs.shape == (2, 7) and np.isfinite(probs).all()
+
+
+# --- the command line ----------------------------------------------------------------------
+
+FLAG_VALUES = {
+    "--config": [str(FIFO), "/dev/zero", "~nosuchuser/c.yaml", "/nonexistent.yaml", "/tmp/" + "c" * 300],
+    "--source": NASTY_STRINGS,
+    "--display": ["none", "drm", "x"],
+    "--model": ["/nonexistent.pte", "~nosuchuser/m.pte", "/tmp/" + "m" * 300],
+    "--detector": ["haar", "yunet", "cnn"],
+    "--yunet-model": ["/nonexistent.onnx", "~nosuchuser/y.onnx"],
+    "--threads": ["0", "1", "16", "17", "-1", "1e3", "x"],
+    "--runtime": ["auto", "native", "gpu"],
+    "--max-frames": ["0", "1", "-5", "1" * 30],
+    "--events-jsonl": ["-", "/dev/null", "~nosuchuser/e", "/tmp/" + "e" * 300, ""],
+    "--report-json": ["/tmp/r.json", "~nosuchuser/r", ""],
+    "--stats-path": ["/tmp/s.json", "~nosuchuser/s", "/" + "s/" * 2100],
+    "--mqtt": ["mqtt://localhost", "http://x", "mqtt://u:p@h", "mqtt://h:99999", "mqtt://"],
+    "--metrics-port": ["0", "1", "65535", "65536", "-1", "x"],
+    "--console": ["auto", "on", "off", "maybe"],
+    "--log-level": ["INFO", "TRACE"],
+}
+flag_lists = st.lists(
+    st.sampled_from(sorted(FLAG_VALUES)).flatmap(
+        lambda flag: st.tuples(st.just(flag), st.sampled_from(FLAG_VALUES[flag]) | st.text(max_size=12))
+    ),
+    max_size=5,
+).map(lambda pairs: [part for pair in pairs for part in pair])
+
+
+@FUZZ
+@given(flag_lists)
+def test_generated_command_lines_parse_or_exit_2_or_are_config_errors(argv):
+    from edge_fer.cli import build_config, parse_args
+
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            args = parse_args(argv)
+    except SystemExit as exc:
+        assert exc.code == 2  # argparse's own one-line "usage ... error: ..."
+        return
+    if "--config" not in argv:
+        args.config = None  # not this machine's /etc/edge-fer/config.yaml
+    try:
+        config = build_config(args)
+    except ConfigError as exc:
+        _one_line(exc)
+        return
+    assert validate(config) is config
+
+
+# --- source specs and output paths ---------------------------------------------------------
+
+PREFIXES = ["", "file:", "webcam:", "webcam", "picamera2", "rtsp://", "http://", "file:~", "file:/dev/"]
+specs = st.tuples(st.sampled_from(PREFIXES), st.text(max_size=30) | st.sampled_from(NASTY_STRINGS)).map(
+    "".join
+)
+
+
+@settings(FUZZ, max_examples=200)
+@given(specs)
+def test_generated_source_specs_check_or_are_config_errors(spec):
+    from edge_fer.capture import CaptureError, make_source
+    from edge_fer.config import CameraConfig
+
+    try:
+        check_source(spec)
+    except ConfigError as exc:
+        _one_line(exc)
+        return
+    if spec.startswith(("webcam", "file:")):
+        source = make_source(spec, CameraConfig())
+        if spec.startswith("file:"):
+            try:
+                source.open()
+            except CaptureError as exc:
+                _one_line(exc)
+            finally:
+                source.close()
+
+
+def _under_work(path: str) -> str:
+    """Generated paths stay inside WORK (nothing is created elsewhere), or name no one's home."""
+    return path if path.startswith((str(WORK), "~nosuchuser")) else f"{WORK}/{path}"
+
+
+path_parts = st.sampled_from(["~nosuchuser", ".", "sub", "fifo", "n" * 300, "\0", ""])
+output_paths = st.lists(path_parts | st.text(min_size=1, max_size=10), min_size=1, max_size=4).map(
+    lambda parts: _under_work("/".join(parts))
+) | st.sampled_from([str(FIFO), "/dev/null", "/dev/zero", "/dev/full", str(WORK), "/" + "p/" * 2100])
+
+
+@FUZZ
+@given(output_paths)
+def test_generated_output_paths_open_or_are_output_errors(path):
+    """Stats, report and events outputs (what --stats-path, --report-json, --events-jsonl
+    name, already through the config's path check or not) open or raise OutputError."""
+    from edge_fer.config import checked_path
+    from edge_fer.outputs.base import OutputError
+    from edge_fer.outputs.events import EventsLog
+    from edge_fer.outputs.report import RunReport
+    from edge_fer.outputs.stats_file import StatsFile
+
+    try:
+        checked_path("events.path", path)
+    except ConfigError as exc:
+        _one_line(exc)
+    makers = (
+        lambda: StatsFile(Path(path), 1.0),
+        lambda: RunReport(Path(path), None),
+        lambda: EventsLog(path),
+    )
+    for make in makers:
+        try:
+            output = make()
+        except OutputError as exc:
+            _one_line(exc)
+            continue
+        if isinstance(output, EventsLog):
+            output.close()
