@@ -1,0 +1,188 @@
+#!/usr/bin/env python3
+"""Smoothing settings on the demo video: label flicker, time to settle, coverage and accuracy
+for each `smoothing.window` x `hysteresis` x `uncertain_below`, from one pass of the pipeline.
+
+    .venv/bin/python benchmarks/bench_smoothing.py [--frames 3000] [--model M.pte]
+
+The daemon's own pipeline (default detector, tracker and appearance check) runs once over the
+demo video of real PublicTest faces (each held 1.5 s, drifting, with sensor noise), recording
+every call it makes to the smoother: the calibrated probabilities of each face in each frame
+and each restart. Those calls are then replayed into a fresh `LabelSmoother` per setting, so
+every row sees exactly the same faces. Scored as bench_e2e.py scores the daemon's events.
+Prints the table and the coverage/accuracy curve of `uncertain_below` at the chosen window
+and hysteresis; writes JSON and a PNG of the curve.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+from bench_e2e import HOLD, evaluate, steadiness
+
+from edge_fer.capture import RawFrame
+from edge_fer.classify import ModelError, PteClassifier
+from edge_fer.config import DEFAULT_MODEL, Config
+from edge_fer.demo import build_demo_video
+from edge_fer.detect import make_detector
+from edge_fer.paths import DEFAULT_DATA
+from edge_fer.paths import PROJECT_ROOT as ROOT
+from edge_fer.pipeline import Pipeline
+from edge_fer.smooth import LabelSmoother
+
+WINDOWS = (1, 5, 7, 10, 12, 15)
+HYSTERESES = (0.0, 0.05, 0.1, 0.15)
+UNCERTAIN = (0.0, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
+
+
+class SmootherCalls:
+    """Stands in for the pipeline's smoother and records what it is asked."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def update(self, face_id: int, probs: np.ndarray) -> tuple[str, float]:
+        self.calls.append(("update", face_id, np.array(probs)))
+        return "", 0.0
+
+    def forget(self, face_ids: list[int]) -> None:
+        self.calls.append(("forget", list(face_ids)))
+
+
+def record(video: Path, model: Path) -> list[dict]:
+    """One pass of the real pipeline: per frame, its smoother calls and its faces."""
+    config = Config()
+    classifier = PteClassifier(model, threads=1)
+    pipeline = Pipeline(
+        make_detector(config.detector), classifier, config.detector, config.tracker, config.smoothing
+    )
+    calls = SmootherCalls()
+    pipeline.smoother = calls  # type: ignore[assignment]
+    frames, cap, index = [], cv2.VideoCapture(str(video)), 0
+    while True:
+        ok, image = cap.read()
+        if not ok:
+            break
+        start = len(calls.calls)
+        result = pipeline.step(RawFrame(image), 0.0, index)
+        frames.append({"frame": index, "calls": calls.calls[start:],
+                       "faces": [(f.id, list(f.box), f.label) for f in result.faces]})  # fmt: skip
+        index += 1
+    cap.release()
+    classifier.close()
+    return frames
+
+
+def replay(frames: list[dict], window: int, hysteresis: float, uncertain_below: float) -> list[dict]:
+    """The events a daemon with these settings would have written for the recorded frames."""
+    smoother = LabelSmoother(window, hysteresis, uncertain_below)
+    events = []
+    for fr in frames:
+        smoothed = {}
+        for call in fr["calls"]:
+            if call[0] == "forget":
+                smoother.forget(call[1])
+            else:
+                smoothed[call[1]] = smoother.update(call[1], call[2])[0]
+        faces = [
+            {"id": i, "box": box, "label": label, "smoothed": smoothed[i]} for i, box, label in fr["faces"]
+        ]
+        events.append({"frame": fr["frame"], "faces": faces})
+    return events
+
+
+def score(frames: list[dict], truth: dict, window: int, hysteresis: float, uncertain_below: float) -> dict:
+    events = replay(frames, window, hysteresis, uncertain_below)
+    st = steadiness(events, truth, HOLD, truth["fps"])
+    ev = evaluate(events, truth)
+    return {"window": window, "hysteresis": hysteresis, "uncertain_below": uncertain_below, **st,
+            "raw_accuracy": ev["raw_accuracy"], "smoothed_accuracy": ev["smoothed_accuracy"]}  # fmt: skip
+
+
+def plot_curve(rows: list[dict], path: Path, chosen: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4), dpi=110)
+    ax.plot([r["coverage"] * 100 for r in rows], [r["named_accuracy"] * 100 for r in rows], "o-")
+    for r in rows:
+        ax.annotate(f"{r['uncertain_below']:g}", (r["coverage"] * 100, r["named_accuracy"] * 100), fontsize=7,
+                    textcoords="offset points", xytext=(4, -10))  # fmt: skip
+    pick = next(r for r in rows if r["uncertain_below"] == chosen)
+    ax.plot(
+        [pick["coverage"] * 100], [pick["named_accuracy"] * 100], "r*", ms=14, label=f"default {chosen:g}"
+    )
+    ax.set_xlabel("coverage: face-frames given a label (%)")
+    ax.set_ylabel("accuracy of those labels (%)")
+    ax.set_title(f"smoothing.uncertain_below (window {pick['window']}, hysteresis {pick['hysteresis']:g})")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    p.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    p.add_argument("--frames", type=int, default=3000, choices=range(HOLD, 100_001), metavar="N")
+    p.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "smoothing.json")
+    args = p.parse_args(argv)
+    if not (args.data / "test").is_dir():
+        print(f"error: FER2013 not found at {args.data}; pass --data", file=sys.stderr)
+        return 2
+    defaults = Config().smoothing
+    with tempfile.TemporaryDirectory() as tmp:
+        video = Path(tmp) / "faces.mp4"
+        truth = build_demo_video(args.data, video, args.frames, 2, hold=HOLD, seed=7)
+        try:
+            frames = record(video, args.model)
+        except ModelError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    grid = [score(frames, truth, w, h, u) for w, h, u in itertools.product(WINDOWS, HYSTERESES, (0.0,))]
+    curve = [score(frames, truth, defaults.window, defaults.hysteresis, u) for u in UNCERTAIN]
+    columns = ("window", "hyst", "uncert", "changes/face-min", "settle p50/p90 s", "coverage", "named acc",
+               "per-frame", "smoothed")  # fmt: skip
+    head = "| " + " | ".join(columns) + " |"
+    print(f"{truth['frames']} frames, {truth['faces']} faces each, held {HOLD} frames; model {args.model}")
+    print(head)
+    for r in grid + [None] + curve:
+        if r is None:
+            print("|" + "-" * (len(head) - 2) + "|")
+            continue
+        cells = (
+            f"{r['window']:>6}",
+            f"{r['hysteresis']:>4g}",
+            f"{r['uncertain_below']:>6g}",
+            f"{r['changes_per_face_minute'] or 0:>16.2f}",
+            f"{r['settle_p50_s'] or 0:>7.2f} / {r['settle_p90_s'] or 0:>6.2f}",
+            f"{r['coverage'] * 100:>7.1f}%",
+            f"{r['named_accuracy'] * 100:>8.1f}%",
+            f"{r['raw_accuracy'] * 100:>8.1f}%",
+            f"{r['smoothed_accuracy'] * 100:>7.1f}%",
+        )
+        print("| " + " | ".join(cells) + " |")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        plot_curve(curve, args.json.with_suffix(".png"), defaults.uncertain_below)
+    except ImportError:
+        print("plot: skipped (needs matplotlib)")
+    args.json.write_text(json.dumps({"model": str(args.model), "frames": truth["frames"], "hold": HOLD,
+                                     "defaults": vars(defaults), "grid": grid, "uncertain_curve": curve},
+                                    indent=2) + "\n")  # fmt: skip
+    print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
