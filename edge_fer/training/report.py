@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from edge_fer.metrics import format_report
+from edge_fer.paths import PROJECT_ROOT
 
 STAGE_ORDER = ("teacher", "distill", "prune")
 
@@ -26,7 +27,7 @@ def read_metrics(run_dir: Path) -> dict[str, list[dict]]:
         if stage == "teacher" and (run_dir / "teacher.done.json").is_file():
             members = json.loads((run_dir / "teacher.done.json").read_text()).get("ensemble", [])
             for member in members:
-                path = Path(member["path"])
+                path = PROJECT_ROOT / member["path"]  # records name checkout paths relative to it
                 rows = read_rows(path.with_name(f"{path.stem}_metrics.jsonl"))
                 if rows:
                     out[f"teacher {path.parent.name}"] = rows

@@ -17,7 +17,6 @@ import json
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,85 +26,14 @@ from edge_fer.dataset import FaceSet, load_split, stratified_subset
 from edge_fer.labels import EMOTIONS
 from edge_fer.nets.checkpoint import load_model, save_model, takes_input_of
 from edge_fer.preprocess import PreprocessSpec
+from edge_fer.training.settings import STAGES, TrainSettings, portable
 
-STAGES = ("teacher", "distill", "prune", "quantize", "export")
+__all__ = ["STAGES", "Run", "TrainSettings", "run_stages"]
+
 # The exported program takes a dynamic batch (one call per frame). torch.export's upper bound
 # is exclusive in ExecuTorch's memory plan: a bound of 16 plans for 15 faces, which the
 # metadata records as the real limit.
 MAX_FACES = 16
-
-
-@dataclass
-class TrainSettings:
-    """Every knob of a run (the CLI's flags), saved as runs/<name>/config.json."""
-
-    data: Path
-    runs: Path
-    name: str
-    device: str = "cpu"
-    seed: int = 0
-    input_size: int = 48
-    subset: float = 1.0
-    batch_size: int = 128
-    teacher_widths: tuple[int, ...] = (32, 64, 128, 256)
-    teacher_epochs: int = 24
-    teacher_lr: float = 0.1
-    # Teacher checkpoints trained elsewhere (e.g. differently seeded runs, in parallel): when
-    # given, the teacher stage evaluates their ensemble instead of training one.
-    teachers: tuple[Path, ...] = ()
-    width: float = 1.25
-    last_channels: int = 512
-    init_student: Path | None = None  # warm start: a student.pt to continue distilling
-    distill_epochs: int = 36
-    student_lr: float = 0.1
-    alpha: float = 0.5
-    temperature: float = 4.0
-    # > 0: distil from the teacher's cached logits on this many augmented views per face
-    # (runs/<name>/teacher_views/) instead of a live teacher forward on every batch.
-    kd_views: int = 0
-    # > 0: mixup (lam ~ Beta(kd_mixup, kd_mixup)) in distill and fine-tune, the live teacher
-    # labelling the mixed faces ("function matching"); needs kd_views 0.
-    kd_mixup: float = 0.0
-    # > 0: the student's weights averaged over the last this-many distill epochs (batch-norm
-    # statistics recomputed), kept as student.pt if it beats the best single epoch.
-    average_last: int = 0
-    # The live teacher's targets are its flip-TTA logits (mean over the face and its mirror).
-    teacher_tta: bool = False
-    # > 0: camera degradations (training/degrade.py) on training faces, each with this
-    # probability per face, in distill and fine-tune; the teacher labels the clean face
-    # (teacher_sees "clean", robust distillation) or the degraded one ("degraded").
-    degrade: float = 0.0
-    teacher_sees: str = "clean"
-    keep_ratio: float = 0.85
-    finetune_epochs: int = 6
-    # > 0: average_last for the fine-tune after pruning.
-    finetune_average_last: int = 0
-    calibration: int = 1024
-    qat_epochs: int = 2  # 0: never; QAT runs when PTQ misses its targets (or with qat_always)
-    qat_always: bool = False
-    qat_lr: float = 0.002
-    # The stem and first block stay float in the int8 program: that raised the .pte's
-    # agreement with the float model from 97.0% to 98.05% (near-ties) for ~1 of 27 MMACs and
-    # no measurable latency (models/README.md).
-    float_blocks: int = 2
-    # How the daemon cuts detector boxes for this model (negative: inside the box). Training
-    # only zooms faces in (augment_batch), so the net tolerates a tight crop far better than a
-    # loose one; against detector jitter -0.05 measured best (benchmarks/README.md).
-    crop_margin: float = -0.05
-    ship: Path | None = None
-    # The recipe file the run's settings came from (recipes/*.yaml) and its SHA-256.
-    recipe: Path | None = None
-    recipe_sha256: str | None = None
-
-    def to_json(self) -> dict:
-        def plain(v: object) -> object:
-            if isinstance(v, Path):
-                return str(v)
-            if isinstance(v, tuple):
-                return [plain(x) for x in v]
-            return v
-
-        return {k: plain(v) for k, v in vars(self).items()}
 
 
 class Run:
@@ -118,13 +46,21 @@ class Run:
         self.device = torch.device(settings.device)
         # Faces come cropped in training; the margin is for the daemon's detector boxes.
         self.spec = PreprocessSpec(input_size=settings.input_size, margin=settings.crop_margin)
-        # Every invocation's settings, in order: a later `--stages export` must not rewrite how
-        # the earlier stages were trained (each done marker records its own settings too).
-        with (self.dir / "invocations.jsonl").open("a") as f:
-            f.write(json.dumps(settings.to_json()) + "\n")
-        if not (self.dir / "config.json").exists():
-            (self.dir / "config.json").write_text(json.dumps(settings.to_json(), indent=2))
         self._data: tuple[FaceSet, FaceSet] | None = None
+        self._recorded = False
+
+    def record_invocation(self) -> None:
+        """Append these settings to invocations.jsonl (once, before the first stage runs): a
+        later `--stages export` must not rewrite how the earlier stages were trained (each
+        done marker records its own settings too). A rerun that finds everything done writes
+        nothing, so a tracked run folder (teachers/) stays as it is."""
+        if self._recorded:
+            return
+        with (self.dir / "invocations.jsonl").open("a") as f:
+            f.write(json.dumps(self.settings.to_json()) + "\n")
+        if not (self.dir / "config.json").exists():
+            (self.dir / "config.json").write_text(json.dumps(self.settings.to_json(), indent=2))
+        self._recorded = True
 
     def path(self, name: str) -> Path:
         return self.dir / name
@@ -211,7 +147,7 @@ def _evaluate_ensemble(run: Run) -> dict:
         member_logits = predict_logits(member.to(run.device), faces, run.spec, tta=True)
         result = summarize(confusion_matrix(val.labels, member_logits.argmax(1).numpy()))
         logits.append(member_logits)
-        members.append({"path": str(path), "kind": ckpt["kind"], "accuracy_tta": result["accuracy"],
+        members.append({"path": portable(path), "kind": ckpt["kind"], "accuracy_tta": result["accuracy"],
                         "macro_f1_tta": result["macro_f1"], **_member_training(Path(path))})  # fmt: skip
         print(f"teacher {path}: PublicTest accuracy {result['accuracy']:.4f} (hflip TTA)")
     mean = torch.stack(logits).mean(0)
@@ -310,7 +246,7 @@ def stage_distill(run: Run) -> dict:
         "macro_f1": best["val_macro_f1"],
         "alpha": s.alpha,
         "temperature": s.temperature,
-        "init_student": str(s.init_student) if s.init_student else None,
+        "init_student": portable(s.init_student) if s.init_student else None,
     }
 
 
@@ -554,6 +490,9 @@ def stage_export(run: Run) -> dict:
             for stage in STAGES[:-1]
             if run.is_done(stage)
         },
+        # The recipe file this export ran from (recipes/*.yaml) and its SHA-256: rerun it to
+        # rebuild the model (each stage's own settings are under "training").
+        "recipe": {"path": portable(s.recipe), "sha256": s.recipe_sha256} if s.recipe else None,
     }
     write_metadata(pte, metadata)
     write_report(run.dir, metadata, summary)
@@ -584,11 +523,15 @@ STAGE_FUNCS: dict[str, Callable[[Run], dict]] = {
 
 
 def run_stages(settings: TrainSettings, stages: list[str] | None) -> None:
-    """Run the named stages in order (all not yet done when `stages` is None)."""
+    """Run the named stages in order; when `stages` is None, every stage up to
+    `settings.last_stage` that is not done yet."""
     run = Run(settings)
+    last = STAGES.index(settings.last_stage)
     for stage in STAGES:
         if stages is not None and stage not in stages:
             continue
+        if stages is None and STAGES.index(stage) > last:
+            break
         if stages is None and run.is_done(stage):
             print(f"[{stage}] done ({run.path(stage + '.done.json')}), skipping")
             continue
@@ -596,6 +539,7 @@ def run_stages(settings: TrainSettings, stages: list[str] | None) -> None:
             # Asked for again explicitly: start the stage over.
             run.path(f"{stage}.done.json").unlink()
             run.path(f"{stage}_state.pt").unlink(missing_ok=True)
+        run.record_invocation()
         print(f"[{stage}] running on {run.device}")
         t0 = time.perf_counter()
         torch.manual_seed(settings.seed)  # torch seeds itself randomly per process: init too
