@@ -336,6 +336,13 @@ class Config:
     )
     record: Path | None = setting(None, "privacy: frames are never written unless this names a video file")
     reconnect_max_backoff_s: float = setting(10.0, "longest wait between camera reconnects", ge=0.1, le=3600)
+    reload_timeout_s: float = setting(
+        30.0,
+        "a reload (SIGHUP) that has not built and probed the new pipeline by then is abandoned; "
+        "the running config goes on",
+        ge=1,
+        le=600,
+    )
     log_level: str = setting(
         "INFO", "DEBUG | INFO | WARNING | ERROR", choices=("DEBUG", "INFO", "WARNING", "ERROR")
     )

@@ -5,7 +5,7 @@ validate the config, lock the stats path, load and accept the model (`load_class
 probes it), make the detector, build the outputs, open the source and probe it (it must give
 frames). It runs in a worker thread while the main thread keeps answering signals: SIGTERM
 ends the daemon at any point of it, and a reload that fails anywhere, or takes longer than
-`RELOAD_DEADLINE_S`, is logged and the running pipeline is put back.
+`reload_timeout_s`, is logged and the running pipeline is put back.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from edge_fer.stats import RunStats
 
 log = logging.getLogger("edge_fer")
 
-RELOAD_DEADLINE_S = 30.0  # a reload that takes longer is abandoned; the old pipeline goes on
 PROBE_FRAMES = 3  # a new source must give this many frames (a video must be able to loop)
 PROBE_DEADLINE_S = 10.0
 # What a failed build may raise; anything else is a bug, but is still caught and logged.
@@ -299,10 +298,14 @@ def _reload(
         classifier = None if new_model else current.classifier
         old = current.config
         try:
+            # No deadline here: an abandoned build can hold what the old pipeline needs (OpenCV
+            # opens one capture at a time, so a stalled stream open delays the old camera by up
+            # to stream.open_timeout_s). SIGTERM still ends the wait; a restore that never
+            # finishes stops the frames, so the watchdog restarts the service.
             return in_worker(
                 lambda: prepare(old, signals, stats, notifier, classifier, current.lock),
                 signals,
-                deadline_s,
+                None,
                 discard,
             )
         except (Stopped, *BUILD_ERRORS):
@@ -326,7 +329,7 @@ def run_daemon(
     notifier: Notifier,
     stats: RunStats,
     max_frames: int | None,
-    reload_deadline_s: float = RELOAD_DEADLINE_S,
+    reload_deadline_s: float | None = None,
 ) -> str:
     """Serve until a stop; SIGHUP re-reads the config with `load_config`. Returns why it stopped.
     Start-up errors propagate (the CLI maps them to exit codes); a reload that fails keeps
@@ -348,7 +351,8 @@ def run_daemon(
             signals.reload.clear()
             notifier.reloading()
             try:
-                current = _reload(current, load_config, signals, notifier, stats, reload_deadline_s)
+                deadline = reload_deadline_s or current.config.reload_timeout_s
+                current = _reload(current, load_config, signals, notifier, stats, deadline)
             except Stopped:
                 return "signal"
     finally:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -87,3 +89,18 @@ def video_args(tmp_path: Path, shipped_model: Path, demo_video: Path) -> list[st
 @pytest.fixture()
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def bad_models(tmp_path_factory) -> Path:
+    """The programs of tests/bad_models.py, exported once per session in a child process."""
+    out = tmp_path_factory.mktemp("bad_models")
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).parent / "bad_models.py"), str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return out

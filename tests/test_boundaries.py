@@ -130,21 +130,6 @@ def test_source_specs(spec, ok):
 # --- models and their metadata -------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def bad_models(tmp_path_factory) -> Path:
-    """The programs of tests/bad_models.py, exported once per session in a child process."""
-    out = tmp_path_factory.mktemp("bad_models")
-    done = subprocess.run(
-        [sys.executable, str(Path(__file__).parent / "bad_models.py"), str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    return out
-
-
 BAD_PROGRAMS = [
     ("five_outputs", "outputs (15, 5) per batch of 15, but this edge-fer needs (15, 7)"),
     ("nine_outputs", "outputs (15, 9)"),
