@@ -70,6 +70,8 @@ else
     python3 -m venv .venv-ha
     .venv-ha/bin/pip install -q --no-deps homeassistant==2024.3.3
     ha_pins=$(.venv-ha/bin/python -c 'import homeassistant, os; print(os.path.join(os.path.dirname(homeassistant.__file__), "package_constraints.txt"))')
-    .venv-ha/bin/pip install -q -c "$ha_pins" homeassistant==2024.3.3
+    # + what its MQTT integration needs at run time (HA would pip-install them itself):
+    # paho-mqtt for mqtt, janus for file_upload, which mqtt depends on.
+    .venv-ha/bin/pip install -q -c "$ha_pins" homeassistant==2024.3.3 paho-mqtt janus
     echo "setup.sh: ready; run the tests with: .venv/bin/python -m pytest -q -rs"
 fi
