@@ -211,6 +211,7 @@ class OpenCVSource:
         self._sleep = sleep
         self._period = 0.0
         self._due: float | None = None
+        self.paced_wait_s = 0.0  # how long the last read slept to keep the file's pace
 
     def _check_file(self) -> None:
         path = Path(self.target)
@@ -272,10 +273,12 @@ class OpenCVSource:
         """Wait until this frame is due at the file's frame rate; a late frame restarts the
         clock instead of rushing the next ones."""
         now = time.monotonic()
+        self.paced_wait_s = 0.0
         if self._due is None or now - self._due > self._period:
             self._due = now
         elif self._due > now:
-            self._sleep(self._due - now)
+            self.paced_wait_s = self._due - now
+            self._sleep(self.paced_wait_s)
         self._due += self._period
 
     def read(self) -> RawFrame | None:
@@ -520,6 +523,12 @@ class ReconnectingSource:
 
     def preview_host(self) -> Picamera2Source | None:
         return self.source.preview_host()
+
+    @property
+    def paced_wait_s(self) -> float:
+        """The wrapped source's pacing sleep in the last read (a file played at its own
+        frame rate), which the frame loop does not count as capture time."""
+        return getattr(self.source, "paced_wait_s", 0.0)
 
     def _reopen(self) -> None:
         delay = 0.5

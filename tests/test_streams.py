@@ -279,3 +279,19 @@ def test_a_user_in_both_the_url_and_stream_username_is_refused(tmp_path):
         load_config(config)
     config.write_text("source: rtsp://bob@127.0.0.1/cam\n")
     assert load_config(config).source == "rtsp://bob@127.0.0.1/cam"
+
+
+def test_the_pacing_sleep_is_reported_so_it_is_not_counted_as_capture_time(demo_video):
+    paced = ReconnectingSource(OpenCVSource(demo_video, realtime=True))
+    paced.open()
+    waits = []
+    for _ in range(10):
+        paced.read()
+        waits.append(paced.paced_wait_s)
+    paced.close()
+    assert 0.2 < sum(waits) < 0.4, waits  # ~9 frame periods of 1/30 s
+    fast = ReconnectingSource(OpenCVSource(demo_video, realtime=False))
+    fast.open()
+    fast.read()
+    assert fast.paced_wait_s == 0.0
+    fast.close()
