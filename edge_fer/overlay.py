@@ -139,11 +139,19 @@ def draw_faces(
 
 
 def draw_hud(img: np.ndarray, hud: Hud, rgb: bool = False) -> None:
-    """The HUD figures in the top-left corner, sized to the image."""
+    """The HUD figures in the top-left corner on a translucent dark panel, sized to the image
+    (drawn before the faces, so a face's label near the corner stays on top)."""
     pen = _Pen(img.shape[0], img.shape[2], rgb)
-    line = pen.px(30)
-    for i, text in enumerate(hud.lines()):
-        pen.text(img, text, (pen.px(12), pen.px(30) + line * i), 0.7)
+    lines = hud.lines()
+    line, margin = pen.px(30), pen.px(12)
+    width = max(pen.text_size(text, 0.7)[0] for text in lines) + 2 * margin
+    height = min(img.shape[0], line * len(lines) + pen.px(12))
+    panel = img[:height, : min(width, img.shape[1])]
+    panel[...] = (panel * 0.5).astype(img.dtype)
+    if img.shape[2] == 4:
+        panel[..., 3] = np.maximum(panel[..., 3], 110)
+    for i, text in enumerate(lines):
+        pen.text(img, text, (margin, pen.px(30) + line * i), 0.7)
 
 
 def render(
@@ -155,8 +163,8 @@ def render(
     size: tuple[int, int] | None = None,
     rgb: bool = False,
 ) -> np.ndarray:
-    """The BGR frame scaled to `size` (w, h; default: its own size), aspect kept, with faces
-    and HUD drawn on it at that resolution; letterbox bars are black. `rgb`: return RGB (the
+    """The BGR frame scaled to `size` (w, h; default: its own size), aspect kept, with HUD and
+    faces drawn on the picture at that resolution; letterbox bars are black. `rgb`: return RGB (the
     small frame is converted before it is scaled up, which is cheaper)."""
     h, w = frame.shape[:2]
     size = size or (w, h)
@@ -168,14 +176,12 @@ def render(
     else:
         interpolation = cv2.INTER_AREA if fw < w else cv2.INTER_LINEAR
         picture = cv2.resize(frame, (fw, fh), interpolation=interpolation)
+    draw_hud(picture, hud, rgb)
     draw_faces(picture, faces, classes, top3, fw / w, rgb)
     if (fw, fh) == tuple(size):
-        out = picture
-    else:
-        right, bottom = size[0] - fw - x, size[1] - fh - y
-        out = cv2.copyMakeBorder(picture, y, bottom, x, right, cv2.BORDER_CONSTANT, value=(0, 0, 0))
-    draw_hud(out, hud, rgb)
-    return out
+        return picture
+    right, bottom = size[0] - fw - x, size[1] - fh - y
+    return cv2.copyMakeBorder(picture, y, bottom, x, right, cv2.BORDER_CONSTANT, value=(0, 0, 0))
 
 
 def render_overlay_rgba(
@@ -192,6 +198,6 @@ def render_overlay_rgba(
     fw, fh = frame_size
     w, h = size or frame_size
     layer = np.zeros((h, w, 4), np.uint8)
-    draw_faces(layer, faces, classes, top3, w / fw, rgb=True)
     draw_hud(layer, hud, rgb=True)
+    draw_faces(layer, faces, classes, top3, w / fw, rgb=True)
     return layer

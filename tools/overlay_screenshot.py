@@ -65,10 +65,10 @@ class ScreenGrab:
         h, w = result.image.shape[:2]
         x0, y0, fw, fh = fit_rect((w, h), (sw, sh))
         picture = np.zeros((fh, fw, 4), np.uint8)
+        draw_hud(picture, hud_for(result, stats))  # at the picture's top-left, as shown
         draw_faces(picture, result.faces, self.classes, True, fw / w)
         drawn = np.zeros((sh, sw, 4), np.uint8)
         drawn[y0 : y0 + fh, x0 : x0 + fw] = picture
-        draw_hud(drawn, hud_for(result, stats))
         self.drawn = drawn[:, :, 3]
         scale = fw / w
         self.boxes = []

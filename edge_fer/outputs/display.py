@@ -97,6 +97,7 @@ class WindowDisplay:
         self.pygame, self.classes, self.fullscreen, self.top3 = pygame, classes, fullscreen, top3
         self.title = title
         self.surface: Any = None
+        self._size = (0, 0)
 
     def _open(self, frame_size: tuple[int, int]) -> None:
         pg = self.pygame
@@ -114,11 +115,17 @@ class WindowDisplay:
         h, w = frame.shape[:2]
         if self.surface is None:
             self._open((w, h))
-        self.surface = pg.display.get_surface()  # a resized window has a new surface
-        size = self.surface.get_size()
-        rgb = render(frame, faces, hud, self.classes, self.top3, size, rgb=True)
-        self.surface.blit(pg.image.frombuffer(rgb.data, size, "RGB"), (0, 0))
-        pg.display.flip()
+        surface = pg.display.get_surface()  # a resized window has a new surface
+        if surface is not self.surface or surface.get_size() != self._size:
+            self.surface, self._size = surface, surface.get_size()
+            self.surface.fill((0, 0, 0))  # the bars beside or above the picture
+            pg.display.flip()
+        # Only the picture is drawn and sent each frame (HUD at its top-left, as on the DRM
+        # preview): the black bars stay as they are.
+        x, y, fw, fh = fit_rect((w, h), self._size)
+        rgb = render(frame, faces, hud, self.classes, self.top3, (fw, fh), rgb=True)
+        self.surface.blit(pg.image.frombuffer(rgb.data, (fw, fh), "RGB"), (x, y))
+        pg.display.update(pg.Rect(x, y, fw, fh))
         for event in pg.event.get():
             if event.type == pg.QUIT or (event.type == pg.KEYDOWN and event.key in (pg.K_ESCAPE, pg.K_q)):
                 return False
