@@ -41,17 +41,26 @@ fi
 command -v apt-get >/dev/null 2>&1 ||
     die "apt-get not found; this script is for Raspberry Pi OS, Debian or Ubuntu (install ${packages[*]} by hand)"
 
-echo "setup.sh: apt-get install ${packages[*]}"
 "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+# Raspberry Pi OS: the Camera Module's picamera2 comes from apt, so the daemon's venv sees the
+# system's packages, and pip keeps apt's numpy (deploy/constraints-pi.txt says why).
+venv_flags=()
+pip_flags=()
+if [ "$mode" = daemon ] && apt-cache show python3-picamera2 >/dev/null 2>&1; then
+    packages+=(python3-picamera2)
+    venv_flags=(--system-site-packages)
+    pip_flags=(-c deploy/constraints-pi.txt)
+fi
+echo "setup.sh: apt-get install ${packages[*]}"
 "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null
 
 python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' ||
     die "$(python3 -V 2>&1) is too old; edge-fer needs Python 3.11+ (Pi OS Bookworm, Debian 12, Ubuntu 24.04)"
 
 echo "setup.sh: .venv"
-python3 -m venv .venv
+python3 -m venv "${venv_flags[@]}" .venv
 if [ "$mode" = daemon ]; then
-    .venv/bin/pip install -q -e '.[display]'
+    .venv/bin/pip install -q "${pip_flags[@]}" -e '.[display]'
     # The executorch wheel's C++ runtime only: the daemon never imports torch.
     .venv/bin/pip install -q --no-deps -r deploy/requirements-runtime.txt
     .venv/bin/edge-fer-build-runtime

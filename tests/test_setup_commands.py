@@ -18,12 +18,12 @@ ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 
 RECORD = '#!/bin/sh\nprintf "%s\\n" "$(basename "$0") $*" >> "$CALLS"\n'
-# python3: `-m venv DIR` makes DIR/bin with recording stubs; `-c` is the version check.
+# python3: `-m venv [FLAGS] DIR` makes DIR/bin with recording stubs; `-c` is the version check.
 PYTHON3 = (
     RECORD
     + 'if [ "$1" = -c ]; then exit "${PY_TOO_OLD:-0}"; fi\n'
-    + 'if [ "$1 $2" = "-m venv" ]; then mkdir -p "$3/bin"; for p in pip python edge-fer '
-    + 'edge-fer-build-runtime; do cp "$STUBS/record" "$3/bin/$p"; done; fi\n'
+    + 'if [ "$1 $2" = "-m venv" ]; then for dir in "$@"; do :; done; mkdir -p "$dir/bin"; '
+    + 'for p in pip python edge-fer edge-fer-build-runtime; do cp "$STUBS/record" "$dir/bin/$p"; done; fi\n'
 )
 SUDO = RECORD + 'exec "$@"\n'
 ID = '#!/bin/sh\nif [ "$1" = -u ]; then echo 1000; else exec /usr/bin/id "$@"; fi\n'
@@ -55,7 +55,7 @@ def _system_bin(tmp: Path) -> Path:
     for folder in (Path("/usr/bin"), Path("/bin")):
         for prog in folder.iterdir():
             name = prog.name
-            if name in ("sudo", "apt-get", "id") or name.startswith("python3"):
+            if name in ("sudo", "apt-get", "apt-cache", "id") or name.startswith("python3"):
                 continue
             if not (out / name).exists():
                 (out / name).symlink_to(prog)
@@ -72,7 +72,14 @@ def run_readme_command(
     shutil.copy2(ROOT / "scripts" / "setup.sh", work / "scripts" / "setup.sh")
     stubs = tmp / "stubs"
     stubs.mkdir()
-    for name, text in {"record": RECORD, "apt-get": RECORD, "python3": PYTHON3}.items():
+    # apt-cache: knows python3-picamera2 only on Raspberry Pi OS (PI_OS=1)
+    apt_cache = RECORD + 'if [ "$1 $2" = "show python3-picamera2" ]; then [ "${PI_OS:-0}" = 1 ]; exit; fi\n'
+    for name, text in {
+        "record": RECORD,
+        "apt-get": RECORD,
+        "apt-cache": apt_cache,
+        "python3": PYTHON3,
+    }.items():
         _write(stubs / name, text)
     _write(stubs / "id", ID.replace("echo 1000", f"echo {uid}"))
     if sudo:
@@ -118,6 +125,7 @@ def test_readme_command_runs_as_written(tmp_path, mode, as_user):
     if mode == "test":
         assert {"xvfb", "mosquitto", "libsystemd-dev", "pkg-config", "python3-dev"} <= set(packages)
     assert calls.index("python3 -m venv .venv") > calls.index(apt[1])
+    assert "python3-picamera2" not in packages  # Debian and Ubuntu have none
     extras = ".[display]" if mode == "daemon" else ".[dev,systemd]"
     assert f"pip install -q -e {extras}" in calls
     if mode == "daemon":
@@ -126,6 +134,15 @@ def test_readme_command_runs_as_written(tmp_path, mode, as_user):
     # ... and the README line's own last step ran, after the setup
     last = shlex.split(command.split("&&")[-1])
     assert calls[-1].strip() == " ".join([Path(last[0]).name, *last[1:]])
+
+
+def test_on_raspberry_pi_os_the_daemon_venv_uses_apt_picamera2(tmp_path):
+    rc, err, calls = run_readme_command(tmp_path, readme_commands()["daemon"], uid=1000, sudo=True, PI_OS="1")
+    assert rc == 0, err
+    assert "python3-picamera2" in _apt_packages(calls)
+    assert "python3 -m venv --system-site-packages .venv" in calls
+    assert "pip install -q -c deploy/constraints-pi.txt -e .[display]" in calls  # apt's numpy kept
+    assert (ROOT / "deploy" / "constraints-pi.txt").is_file()
 
 
 def test_a_user_without_sudo_gets_one_line_naming_the_fix(tmp_path):
