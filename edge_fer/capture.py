@@ -408,6 +408,11 @@ class NetworkSource:
 
     def open(self) -> None:
         self.close()
+        # OpenCV's own FFmpeg warnings ("Stream timeout triggered ...") come from the reader
+        # thread and repeat, unformatted, what this module logs once per outage.
+        logging_mod = getattr(getattr(cv2, "utils", None), "logging", None)
+        if logging_mod is not None and logging_mod.getLogLevel() > logging_mod.LOG_LEVEL_ERROR:
+            logging_mod.setLogLevel(logging_mod.LOG_LEVEL_ERROR)
         self._stop = threading.Event()
         self._frame, self._fresh, self._error = None, False, None
         ready = threading.Event()
