@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_fer.labels import EMOTIONS
+from edge_fer.labels import EMOTIONS, published_labels
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKES = Path(__file__).parent / "fakes"
@@ -68,9 +68,9 @@ def test_video_run_emits_schema_and_report(tmp_path, base_args, yunet_model):
         assert set(e) == {"run_id", "frame", "t", "faces", "timing_ms"}
         assert set(e["timing_ms"]) == {"capture", "detect", "classify", "total"}
         for f in e["faces"]:
-            assert set(f) == {"id", "box", "label", "score", "smoothed"}
-            assert f["label"] in EMOTIONS and f["smoothed"] in EMOTIONS
-            assert len(f["box"]) == 4 and 0 <= f["score"] <= 1
+            assert set(f) == {"id", "box", "label", "score", "smoothed", "smoothed_score"}
+            assert f["label"] in EMOTIONS and f["smoothed"] in published_labels()
+            assert len(f["box"]) == 4 and 0 <= f["score"] <= 1 and 0 <= f["smoothed_score"] <= 1
     ids = {f["id"] for e in with_faces for f in e["faces"]}
     assert len(ids) <= 12  # a face keeps its id across frames (6 faces shown, some re-found)
     summary = json.loads(report.read_text())
