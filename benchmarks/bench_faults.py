@@ -4,16 +4,27 @@
     python benchmarks/bench_faults.py [--seconds 180]
 
 Runs `edge-fer` on the Camera Module path (picamera2's faithful fake from tests/fakes,
-playing a looping video of real faces) with events, stats and a report on, and injects in
-rotation:
-  camera     the camera is unplugged for 3 s and plugged back
-  stats      the stats folder disappears (replaced by a file) for 3 s, then comes back
-  reload     SIGHUP with a good config
-  bad-reload SIGHUP with a config that names a missing model file
-  disk-full  SIGHUP with events going to /dev/full (ENOSPC on every write), then a good one
+playing a looping video of real faces) with events, stats, a report and /metrics on, and
+injects in rotation:
+  camera       the camera is unplugged for 3 s and plugged back
+  stats        the stats folder disappears (replaced by a file) for 3 s, then comes back
+  reload       SIGHUP with a good config
+  bad-reload   SIGHUP with a config that names a missing model file
+  disk-full    SIGHUP with events going to /dev/full (ENOSPC on every write), then a good one
+  bad-config   SIGHUP with a config that is no config, in turn: an alias bomb, `0`,
+               duplicate keys, 20,000-deep nesting, a ~nosuchuser path, the config a FIFO
+  bad-model    SIGHUP with a model whose metadata says "input": "batch of 15"
+  fifo-output  SIGHUP with events going to a FIFO (and to a FIFO with a reader)
+  stalled-cam  SIGHUP with a network camera that accepts and never answers (the reload is
+               abandoned at reload_timeout_s)
+  half-open    300 clients send half an HTTP request to /metrics and hold it open
+  flood        2,000 /metrics requests from 8 clients at once (the fps it costs is noted)
+  broker       SIGHUP with MQTT on, to a broker that accepts and never sends CONNACK; then
+               a good config again
+  signals      SIGUSR1, SIGUSR2 (a status line each)
 After each fault it checks that the daemon is alive and frames are flowing again. Prints a
-table (faults injected, survived, restarts needed, frames lost, RSS at start and end) and
-writes benchmarks/results/faults.json.
+table (faults injected, survived, what was seen; restarts needed, frames lost, RSS at start
+and end) and writes benchmarks/results/faults.json.
 """
 
 from __future__ import annotations
@@ -23,27 +34,86 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+from urllib.request import urlopen
 
 import psutil
 import yaml
 
+from edge_fer.config import DEFAULT_MODEL
 from edge_fer.paths import DEFAULT_DATA
 from edge_fer.paths import PROJECT_ROOT as ROOT
 
 FAKES = ROOT / "tests" / "fakes"
-FAULTS = ("camera", "stats", "reload", "bad-reload", "disk-full")
+FAULTS = (
+    "camera",
+    "stats",
+    "reload",
+    "bad-reload",
+    "disk-full",
+    "bad-config",
+    "bad-model",
+    "fifo-output",
+    "stalled-cam",
+    "half-open",
+    "flood",
+    "broker",
+    "signals",
+)
+ALIAS_BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n" for p, n in zip("abcdefgh", "bcdefghi", strict=True)
+)
+
+
+class SilentServer:
+    """Accepts TCP connections and never answers: a hung camera or a broker without CONNACK."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                self.held.append(self.sock.accept()[0])
+            except OSError:
+                return
+
+    def close(self) -> None:
+        for conn in self.held:
+            conn.close()
+        self.sock.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 class FaultRun:
     """The daemon, its files, and the means to break them."""
 
-    def __init__(self, workdir: Path, video: Path) -> None:
+    def __init__(self, workdir: Path, video: Path, model: Path) -> None:
         self.workdir = workdir
+        self.metrics_port = free_port()
+        self.silent = SilentServer()
+        self.notes: dict[str, list[str]] = {f: [] for f in FAULTS}
+        self.round = 0
+        self.bad_model = workdir / "bad_meta.pte"
+        shutil.copy(model, self.bad_model)
+        meta = json.loads(model.with_suffix(".json").read_text())
+        self.bad_model.with_suffix(".json").write_text(json.dumps({**meta, "input": "batch of 15"}))
         self.stats_dir = workdir / "run"
         self.stats_dir.mkdir()
         self.stats = self.stats_dir / "stats.json"
@@ -57,7 +127,9 @@ class FaultRun:
             "stats": {"path": str(self.stats), "interval_s": 0.5},
             "events": {"path": str(self.events)},
             "report": {"path": str(self.report)},
+            "metrics": {"port": self.metrics_port},
             "reconnect_max_backoff_s": 1.0,
+            "reload_timeout_s": 3,
             "log_level": "INFO",
         }
         self.write_config(self.good)
@@ -78,10 +150,24 @@ class FaultRun:
         )
         self.process = psutil.Process(self.proc.pid)
 
-    def write_config(self, data: dict) -> None:
+    def write_config(self, data: dict | str) -> None:
         tmp = self.config_path.with_suffix(".tmp")
-        tmp.write_text(yaml.safe_dump(data))
+        tmp.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
         tmp.replace(self.config_path)
+
+    def fps(self, seconds: float = 2.0) -> float:
+        start, t0 = self.frames(), time.monotonic()
+        time.sleep(seconds)
+        return (self.frames() - start) / (time.monotonic() - t0)
+
+    def scrape(self) -> bool:
+        try:
+            return (
+                b"edge_fer_frames_total"
+                in urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).read()
+            )
+        except OSError:
+            return False
 
     def frames(self) -> int:
         """Frames classified so far (from the events file, which survives stats faults)."""
@@ -128,6 +214,100 @@ class FaultRun:
             self.reload({**self.good, "events": {"path": "/dev/full"}})
             time.sleep(2)
             self.reload(self.good)
+        elif fault == "bad-config":
+            kind = ("alias bomb", "0", "duplicate keys", "deep nesting", "~nosuchuser", "FIFO")[
+                self.round % 6
+            ]
+            self.notes[fault].append(kind)
+            if kind == "FIFO":
+                self.config_path.unlink()
+                os.mkfifo(self.config_path)
+                self.proc.send_signal(signal.SIGHUP)
+                time.sleep(1.5)
+                self.config_path.unlink()
+                self.write_config(self.good)
+            else:
+                text = {
+                    "alias bomb": ALIAS_BOMB,
+                    "0": "0\n",
+                    "duplicate keys": yaml.safe_dump(self.good) + "source: auto\n",
+                    "deep nesting": "[" * 20000 + "]" * 20000,
+                    "~nosuchuser": yaml.safe_dump({**self.good, "report": {"path": "~nosuchuser/r.json"}}),
+                }[kind]
+                self.reload(text)
+            self.write_config(self.good)
+        elif fault == "bad-model":
+            self.reload({**self.good, "model": {"path": str(self.bad_model)}})
+        elif fault == "fifo-output":
+            fifo = self.workdir / "events.fifo"
+            if not fifo.exists():
+                os.mkfifo(fifo)
+            reader = None
+            if self.round % 2:  # with a reader on the other end too
+                reader = subprocess.Popen(["cat", str(fifo)], stdout=subprocess.DEVNULL)
+                time.sleep(0.2)
+            self.reload({**self.good, "events": {"path": str(fifo)}})
+            if reader is not None:
+                reader.kill()
+                reader.wait()
+                self.notes[fault].append("with a reader")
+        elif fault == "stalled-cam":
+            url = f"http://127.0.0.1:{self.silent.port}/video.mjpg"
+            self.reload({**self.good, "source": url, "stream": {"open_timeout_s": 4}})
+            time.sleep(4)
+        elif fault == "half-open":
+            base = self.process.num_threads()
+            clients = []
+            for _ in range(300):
+                try:
+                    c = socket.create_connection(("127.0.0.1", self.metrics_port), timeout=2)
+                    c.send(b"GET /metr")
+                    clients.append(c)
+                except OSError:
+                    pass
+            time.sleep(1)
+            peak = self.process.num_threads()
+            fps = self.fps(2)
+            for c in clients:
+                c.close()
+            time.sleep(5.5)  # past the per-client deadline
+            ok = self.scrape()
+            self.notes[fault].append(f"threads {base}->{peak}, {fps:.0f} fps held, scrape after: {ok}")
+        elif fault == "flood":
+            before = self.fps(3)
+            stop_at = time.monotonic() + 3
+            counts = [0]
+
+            def hammer() -> None:
+                while counts[0] < 2000 and time.monotonic() < stop_at + 30:
+                    try:
+                        urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).read()
+                    except OSError:
+                        pass
+                    counts[0] += 1
+
+            threads = [threading.Thread(target=hammer, daemon=True) for _ in range(8)]
+            t0 = time.monotonic()
+            for t in threads:
+                t.start()
+            during = self.fps(3)
+            for t in threads:
+                t.join(timeout=60)
+            took = time.monotonic() - t0
+            drop = 100 * (1 - during / before) if before else 0.0
+            self.notes[fault].append(
+                f"{counts[0]} requests in {took:.1f} s, fps {before:.0f}->{during:.0f} ({drop:.0f}% less)"
+            )
+        elif fault == "broker":
+            self.reload({**self.good, "mqtt": {"url": f"mqtt://127.0.0.1:{self.silent.port}"}})
+            fps = self.fps(3)
+            self.notes[fault].append(f"{fps:.0f} fps with the broker stalled")
+            self.reload(self.good)
+        elif fault == "signals":
+            for sig in (signal.SIGUSR1, signal.SIGUSR2):
+                self.proc.send_signal(sig)
+                time.sleep(0.3)
+        self.round += 1
 
     def stop(self) -> int:
         self.proc.send_signal(signal.SIGTERM)
@@ -135,10 +315,11 @@ class FaultRun:
             return self.proc.wait(timeout=10)
         finally:
             self.log.close()
+            self.silent.close()
 
 
-def run(video: Path, seconds: float, workdir: Path) -> dict:
-    daemon = FaultRun(workdir, video)
+def run(video: Path, seconds: float, workdir: Path, model: Path) -> dict:
+    daemon = FaultRun(workdir, video, model)
     injected = {f: 0 for f in FAULTS}
     survived = {f: 0 for f in FAULTS}
     if not daemon.wait_for_frames(30, timeout=60):
@@ -146,7 +327,7 @@ def run(video: Path, seconds: float, workdir: Path) -> dict:
     rss_start = daemon.process.memory_info().rss / 2**20
     started = time.monotonic()
     i = 0
-    while time.monotonic() - started < seconds:
+    while time.monotonic() - started < seconds or i < len(FAULTS):  # each kind at least once
         fault = FAULTS[i % len(FAULTS)]
         i += 1
         injected[fault] += 1
@@ -162,7 +343,10 @@ def run(video: Path, seconds: float, workdir: Path) -> dict:
     return {
         "seconds": round(time.monotonic() - started, 1),
         "exit_code": code,
-        "faults": {f: {"injected": injected[f], "survived": survived[f]} for f in FAULTS},
+        "faults": {
+            f: {"injected": injected[f], "survived": survived[f], "seen": sorted(set(daemon.notes[f]))}
+            for f in FAULTS
+        },
         "restarts_needed": 0 if code == 0 else 1,
         "frames": report.get("frames"),
         "frames_lost": report.get("bad_frames"),
@@ -171,20 +355,24 @@ def run(video: Path, seconds: float, workdir: Path) -> dict:
         "rss_end_mb": None if rss_end is None else round(rss_end, 1),
         "tracebacks": log.count("Traceback"),
         "reload_failures_logged": log.count("config reload failed"),
+        "status_lines_logged": log.count("received SIGUSR"),
     }
 
 
 def table(result: dict) -> str:
-    lines = [f"{'fault':<12}{'injected':>10}{'survived':>10}"]
+    lines = [f"{'fault':<13}{'injected':>9}{'survived':>9}  seen"]
     for fault, row in result["faults"].items():
-        lines.append(f"{fault:<12}{row['injected']:>10}{row['survived']:>10}")
+        seen = "; ".join(row.get("seen", []))
+        lines.append(f"{fault:<13}{row['injected']:>9}{row['survived']:>9}  {seen}".rstrip())
     lines += [
         "",
         f"run {result['seconds']} s, exit code {result['exit_code']}, restarts needed "
         f"{result['restarts_needed']}, tracebacks {result['tracebacks']}",
         f"frames {result['frames']}, frames lost (failed grabs) {result['frames_lost']}, "
         f"camera reconnects {result['reconnects']}",
-        f"RSS {result['rss_start_mb']} MB at the start, {result['rss_end_mb']} MB at the end",
+        f"RSS {result['rss_start_mb']} MB at the start, {result['rss_end_mb']} MB at the end; "
+        f"reload failures logged {result['reload_failures_logged']}, "
+        f"status lines {result['status_lines_logged']}",
     ]
     return "\n".join(lines)
 
@@ -196,6 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=180.0, help="how long to keep injecting")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "faults.json")
+    p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="the model the daemon runs")
     args = p.parse_args(argv)
     if not (args.data / "test").is_dir():
         print(f"error: FER2013 not found at {args.data}; pass --data", file=sys.stderr)
@@ -207,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(tmp)
         video = workdir / "faces.mp4"
         build_demo_video(args.data, video, frames=300, faces=2, hold=30, seed=5)
-        result = run(video, args.seconds, workdir)
+        result = run(video, args.seconds, workdir, args.model)
         shutil.rmtree(workdir / "run.away", ignore_errors=True)
     print(table(result))
     args.json.parent.mkdir(parents=True, exist_ok=True)

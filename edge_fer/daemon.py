@@ -163,12 +163,14 @@ def prepare(
         detector = make_detector(config.detector)
         source = _make_source(config, signals, stats)
         p = Prepared(config, classifier, detector, source, lock=new_lock, model_info=classifier.info())
+        # The source first: a build that stalls opening a camera then holds no port, file or
+        # connection the running pipeline needs back (a DRM preview restarts the open camera).
+        source.open()
+        probe_source(source, config.loop_video)
         ctx = OutputContext(
             config, classifier.classes, notifier, source.preview_host(), source.name, stats, p.model_info
         )
-        p.outputs = build_outputs(ctx)  # before the source opens: the DRM preview starts with it
-        source.open()
-        probe_source(source, config.loop_video)
+        p.outputs = build_outputs(ctx)
     except BaseException:
         if p is not None:
             p.close(keep_classifier=True)
