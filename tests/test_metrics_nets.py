@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from edge_fer.metrics import confusion_matrix, summarize
-from edge_fer.nets import MobileNetV2, ResNet18, student_arch
+from edge_fer.nets import FaceVGG, MobileNetV2, student_arch
 from edge_fer.nets.mobilenetv2 import StudentArch, count_macs
 from edge_fer.training.prune import prune_student
 
@@ -23,7 +23,7 @@ def test_student_and_teacher_shapes_and_export():
     student = MobileNetV2(student_arch(0.5, stem_stride=2, last_channels=128)).eval()
     x = torch.randn(3, 1, 48, 48)
     assert student(x).shape == (3, 7)
-    assert ResNet18(width=8).eval()(x).shape == (3, 7)
+    assert FaceVGG(widths=(8, 8, 16, 16)).eval()(x).shape == (3, 7)
     exported = torch.export.export(student, (x[:1],))
     assert torch.allclose(exported.module()(x[:1]), student(x[:1]), atol=1e-5)
     arch = StudentArch.from_dict(student.arch.to_dict())

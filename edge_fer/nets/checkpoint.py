@@ -15,9 +15,7 @@ import torch
 from torch import nn
 
 from edge_fer.labels import EMOTIONS
-from edge_fer.nets.mobilenetv2 import MobileNetV2, StudentArch
-from edge_fer.nets.resnet import ResNet18
-from edge_fer.nets.vgg import FaceVGG
+from edge_fer.nets.students import STUDENTS, TEACHERS, kind_of, net_class
 from edge_fer.preprocess import PreprocessSpec
 
 
@@ -26,35 +24,33 @@ class CheckpointError(RuntimeError):
 
 
 def model_kind(model: nn.Module) -> str:
-    """The name a checkpoint stores for this net's class."""
-    kinds = {MobileNetV2: "mobilenetv2", FaceVGG: "facevgg", ResNet18: "resnet18"}
-    for cls, kind in kinds.items():
-        if isinstance(model, cls):
-            return kind
-    raise TypeError(f"no checkpoint kind for {type(model).__name__}")
+    """The name a checkpoint stores for this net's class (its registry name)."""
+    kind = kind_of(model)
+    if kind is None:
+        raise TypeError(
+            f"no checkpoint kind for {type(model).__name__}; register it in edge_fer/nets/students.py"
+        )
+    return kind
 
 
 def build_model(kind: str, arch: dict) -> nn.Module:
     """Rebuild an untrained net from a checkpoint's kind and architecture."""
-    if kind == "mobilenetv2":
-        return MobileNetV2(StudentArch.from_dict(arch))
-    if kind == "facevgg":
-        return FaceVGG(**{**arch, "widths": tuple(arch["widths"])})
-    if kind == "resnet18":
-        return ResNet18(**arch)
-    raise CheckpointError(f"unknown model kind {kind!r}")
+    if kind not in STUDENTS and kind not in TEACHERS:
+        known = ", ".join((*STUDENTS, *TEACHERS))
+        raise CheckpointError(f"unknown model kind {kind!r} (this edge-fer builds {known})")
+    return net_class(kind).from_arch(arch)
 
 
 def save_model(path: Path, model: nn.Module, spec: PreprocessSpec, metrics: dict) -> None:
     """Write weights + architecture + preprocessing + metrics atomically."""
-    arch = model.arch.to_dict() if isinstance(model, MobileNetV2) else model.config
+    kind = model_kind(model)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     torch.save(
         {
-            "kind": model_kind(model),
-            "arch": arch,
+            "kind": kind,
+            "arch": model.arch_dict(),
             "state_dict": state,
             "metrics": metrics,
             "preprocess": spec.to_dict(),

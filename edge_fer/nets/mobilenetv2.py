@@ -1,19 +1,29 @@
-"""MobileNetV2 for small grayscale faces, written for torch.export and int8.
+"""MobileNetV2 for small grayscale faces, written for torch.export and int8: the student.
 
 Follows torchvision's `models/mobilenetv2.py`: conv-bn-relu blocks that fold cleanly,
 inverted residuals with plain adds, no Python control flow in `forward`. Every block's
 hidden width is explicit in `StudentArch`, so a structurally pruned net is just another
-architecture and can be rebuilt from its checkpoint.
+architecture and can be rebuilt from its checkpoint. Implements the `Student` interface of
+edge_fer/nets/students.py (registered there as "mobilenetv2").
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from torch import nn
 
 from edge_fer.labels import EMOTIONS
+from edge_fer.nets.macs import count_macs
+from edge_fer.nets.slimming import keep_index, round_channels, take_conv_bn
+
+if TYPE_CHECKING:
+    from edge_fer.training.settings import TrainSettings
+
+__all__ = ["BlockSpec", "MobileNetV2", "StudentArch", "count_macs", "student_arch"]
 
 
 def _make_divisible(value: float, divisor: int = 8) -> int:
@@ -137,6 +147,8 @@ class InvertedResidual(nn.Module):
 class MobileNetV2(nn.Module):
     """The edge-fer student: MobileNetV2 sized for 48 px grayscale faces."""
 
+    kind: ClassVar[str] = "mobilenetv2"
+
     def __init__(self, arch: StudentArch) -> None:
         super().__init__()
         self.arch = arch
@@ -163,31 +175,77 @@ class MobileNetV2(nn.Module):
         x = torch.flatten(self.pool(x), 1)
         return self.classifier(x)
 
+    @classmethod
+    def from_settings(cls, settings: TrainSettings) -> MobileNetV2:
+        """--width, --last-channels and --input-size shape it."""
+        return cls(
+            student_arch(
+                width_mult=settings.width,
+                input_size=settings.input_size,
+                last_channels=settings.last_channels,
+            )
+        )
 
-def count_macs(model: nn.Module, input_size: int, in_channels: int = 1) -> int:
-    """Multiply-accumulates of one forward pass (convs and linears), by forward hooks."""
-    total = 0
+    @classmethod
+    def from_arch(cls, arch: dict) -> MobileNetV2:
+        return cls(StudentArch.from_dict(arch))
 
-    def conv_hook(module: nn.Conv2d, _inp: tuple, out: torch.Tensor) -> None:
-        nonlocal total
-        k = module.kernel_size[0] * module.kernel_size[1]
-        total += out.numel() // out.shape[0] * k * module.in_channels // module.groups
+    def arch_dict(self) -> dict:
+        return self.arch.to_dict()
 
-    def linear_hook(module: nn.Linear, _inp: tuple, out: torch.Tensor) -> None:
-        nonlocal total
-        total += module.in_features * module.out_features
+    def quant_blocks(self) -> tuple[str, ...]:
+        """features.0 (the stem), features.1 (the first inverted residual), ..., the last conv."""
+        return tuple(f"features.{i}" for i in range(len(self.features)))
 
-    handles = []
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            handles.append(m.register_forward_hook(conv_hook))
-        elif isinstance(m, nn.Linear):
-            handles.append(m.register_forward_hook(linear_hook))
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        model(torch.zeros(1, in_channels, input_size, input_size))
-    model.train(was_training)
-    for h in handles:
-        h.remove()
-    return total
+    def describe(self) -> str:
+        """The hidden width of every block and the last conv's channels."""
+        return " ".join(f"{b.hidden}" for b in self.arch.blocks) + f" | last {self.arch.last_channels}"
+
+    def pruned(self, keep_ratio: float, last_keep_ratio: float | None = None) -> MobileNetV2:
+        """A new, smaller net keeping `keep_ratio` of each block's hidden channels (and
+        `last_keep_ratio` of the last conv's), ranked by BN |gamma|.
+
+        Inside an inverted residual the hidden (expanded) channels are private to the block,
+        so dropping some shrinks the expand conv's outputs, the depthwise conv and the project
+        conv's inputs without touching the residual path. The last 1x1 conv's outputs (and the
+        classifier's inputs) are pruned the same way.
+        """
+        if not 0 < keep_ratio <= 1:
+            raise ValueError(f"keep_ratio must be in (0, 1], got {keep_ratio}")
+        last_keep_ratio = keep_ratio if last_keep_ratio is None else last_keep_ratio
+        model = self.cpu().eval()
+        arch = copy.deepcopy(model.arch)
+        blocks = [m for m in model.features if isinstance(m, InvertedResidual)]
+        keep_indices: list[torch.Tensor | None] = []
+        for spec, block in zip(arch.blocks, blocks, strict=True):
+            if not spec.expand:  # t=1: hidden channels are the block's input, shared with the stem
+                keep_indices.append(None)
+                continue
+            keep = min(spec.hidden, round_channels(spec.hidden * keep_ratio))
+            # The depthwise BN scales what survives both the expansion and the depthwise conv.
+            keep_indices.append(keep_index(block.conv[1][1], keep))
+            spec.hidden = keep
+        last = model.features[-1]
+        last_keep = min(arch.last_channels, round_channels(arch.last_channels * last_keep_ratio))
+        last_idx = keep_index(last[1], last_keep)
+        arch.last_channels = last_keep
+        arch.notes = {
+            **arch.notes,
+            "pruned_keep_ratio": keep_ratio,
+            "pruned_last_keep_ratio": last_keep_ratio,
+        }
+
+        pruned = MobileNetV2(arch).eval()
+        pruned.features[0].load_state_dict(model.features[0].state_dict())
+        new_blocks = [m for m in pruned.features if isinstance(m, InvertedResidual)]
+        for idx, old, new in zip(keep_indices, blocks, new_blocks, strict=True):
+            if idx is None:
+                new.load_state_dict(old.state_dict())
+                continue
+            take_conv_bn(old.conv[0], new.conv[0], idx, None)  # expand: fewer outputs
+            take_conv_bn(old.conv[1], new.conv[1], idx, None)  # depthwise
+            take_conv_bn(old.conv[2], new.conv[2], None, idx)  # project: fewer inputs
+        take_conv_bn(last, pruned.features[-1], last_idx, None)
+        pruned.classifier[1].weight.data.copy_(model.classifier[1].weight.detach()[:, last_idx])
+        pruned.classifier[1].bias.data.copy_(model.classifier[1].bias.detach())
+        return pruned

@@ -7,6 +7,8 @@ of conv-bn-relu pairs with max-pooling: 48 -> 24 -> 12 -> 6 -> 3, then a small M
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
@@ -15,6 +17,8 @@ from edge_fer.labels import EMOTIONS
 
 class FaceVGG(nn.Module):
     """Four stages of two 3x3 conv-bn-relu layers and a 2x2 max-pool, then a 2-layer head."""
+
+    kind: ClassVar[str] = "facevgg"
 
     def __init__(
         self,
@@ -62,3 +66,10 @@ class FaceVGG(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
+
+    @classmethod
+    def from_arch(cls, arch: dict) -> FaceVGG:
+        return cls(**{**arch, "widths": tuple(arch["widths"])})
+
+    def arch_dict(self) -> dict:
+        return dict(self.config)

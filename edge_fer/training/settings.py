@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_fer.config import ConfigError, _check_limits, _coerce, checked_path, parse_yaml, setting, shown
+from edge_fer.nets.students import STUDENTS
 from edge_fer.paths import DEFAULT_DATA, PROJECT_ROOT
 from edge_fer.preprocess import MARGIN_RANGE
 from edge_fer.safe_io import PathRefused, read_bounded
@@ -69,8 +70,11 @@ class TrainSettings:
         "teacher.pt files trained in other runs: distil from their ensemble (mean logits); the\n"
         "teacher stage then evaluates it instead of training one",
     )
-    width: float = setting(1.25, "student width multiplier", gt=0, le=8)
-    last_channels: int = setting(512, "student's last 1x1 conv channels", ge=8, le=8192)
+    student: str = setting(
+        "mobilenetv2", "the student net, by its name in edge_fer/nets/students.py", choices=tuple(STUDENTS)
+    )
+    width: float = setting(1.25, "student width multiplier (mobilenetv2)", gt=0, le=8)
+    last_channels: int = setting(512, "student's last 1x1 conv channels (mobilenetv2)", ge=8, le=8192)
     init_student: Path | None = setting(
         None, "student.pt/pruned.pt of an earlier run to continue distilling (its architecture is kept)"
     )

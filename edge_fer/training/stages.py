@@ -224,20 +224,19 @@ def distill_into(
 
 
 def stage_distill(run: Run) -> dict:
-    from edge_fer.nets import MobileNetV2, student_arch
+    from edge_fer.nets.students import is_student, student_class
 
     s = run.settings
     if s.init_student is not None:
         model, ckpt = load_model(s.init_student)
-        if not isinstance(model, MobileNetV2) or not takes_input_of(ckpt, run.spec):
+        if not is_student(model) or not takes_input_of(ckpt, run.spec):
             raise SystemExit(
-                f"error: --init-student {s.init_student} is not a MobileNetV2 student trained at "
+                f"error: --init-student {s.init_student} is not a student trained at "
                 f"--input-size {s.input_size}; pass a student.pt from an earlier run"
             )
         print(f"student: continuing from {s.init_student} ({ckpt['metrics'].get('val_accuracy', 0):.4f})")
     else:
-        arch = student_arch(width_mult=s.width, input_size=s.input_size, last_channels=s.last_channels)
-        model = MobileNetV2(arch)
+        model = student_class(s.student).from_settings(s)
     best = distill_into(run, model, "distill", "student.pt", s.distill_epochs, s.student_lr)
     print(f"student: best epoch {best['epoch']}, PublicTest accuracy {best['val_accuracy']:.4f}")
     return {
@@ -251,7 +250,7 @@ def stage_distill(run: Run) -> dict:
 
 
 def stage_prune(run: Run) -> dict:
-    from edge_fer.nets.mobilenetv2 import count_macs
+    from edge_fer.nets.macs import count_macs
     from edge_fer.training.loop import evaluate_model
     from edge_fer.training.prune import describe, prune_student
 
@@ -270,7 +269,7 @@ def stage_prune(run: Run) -> dict:
     params = (sum(p.numel() for p in student.parameters()), sum(p.numel() for p in pruned.parameters()))
     print(
         f"pruned: params {params[0]} -> {params[1]}, MMACs {macs[0] / 1e6:.2f} -> "
-        f"{macs[1] / 1e6:.2f}, hidden widths {describe(pruned.arch)}; accuracy before "
+        f"{macs[1] / 1e6:.2f}, hidden widths {describe(pruned)}; accuracy before "
         f"fine-tune {before:.4f}"
     )
     best = distill_into(
@@ -418,8 +417,8 @@ def stage_quantize(run: Run) -> dict:
 def stage_export(run: Run) -> dict:
     from edge_fer.classify import PteClassifier, write_metadata
     from edge_fer.metrics import confusion_matrix, plot_confusion, summarize
-    from edge_fer.nets.checkpoint import load_checkpoint
-    from edge_fer.nets.mobilenetv2 import count_macs
+    from edge_fer.nets.checkpoint import load_checkpoint, model_kind
+    from edge_fer.nets.macs import count_macs
     from edge_fer.preprocess import normalize
     from edge_fer.training.quantize import export_pte, load_int8_graph
     from edge_fer.training.report import plot_curves, write_report
@@ -463,7 +462,8 @@ def stage_export(run: Run) -> dict:
     if "training_seconds" in teacher_done:  # ensemble members trained in their own runs
         stage_seconds["teacher"] = teacher_done["training_seconds"]
     metadata = {
-        "name": "edge-fer emotion student (MobileNetV2, pruned, int8)",
+        "name": f"edge-fer emotion student ({type(pruned).__name__}, pruned, int8)",
+        "student": model_kind(pruned),
         "classes": list(EMOTIONS),
         "input": {
             "shape": [classifier.batch, 1, s.input_size, s.input_size],
@@ -472,7 +472,7 @@ def stage_export(run: Run) -> dict:
             "dynamic_batch": True,
         },
         "preprocess": run.spec.to_dict(),
-        "arch": pruned.arch.to_dict(),
+        "arch": pruned.arch_dict(),
         "params": sum(p.numel() for p in pruned.parameters()),
         "macs": count_macs(pruned, s.input_size),
         "model_bytes": size,
