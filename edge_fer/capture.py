@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import logging
+import operator
 import os
 import stat
 import threading
@@ -29,6 +30,64 @@ from edge_fer.config import STREAM_SCHEMES, CameraConfig, StreamConfig
 from edge_fer.secrets import SecretError, read_secret
 
 log = logging.getLogger(__name__)
+
+
+Window = tuple[int, int, int, int]  # (x, y, w, h) on the screen
+# picamera2's DrmPreview window when start_preview is given none: 640x480 at the top left.
+DRM_DEFAULT_WINDOW: Window = (0, 0, 640, 480)
+DRM_MAX_SIDE = 8192  # larger than any mode the Pi 5 drives (4Kp60 is 3840x2160)
+
+
+def drm_screen_size(drm: Path = Path("/sys/class/drm")) -> tuple[int, int] | None:
+    """The preferred mode (w, h) of the first connected screen (HDMI 0 first), or None."""
+    for connector in sorted(drm.glob("card*-*")):
+        try:
+            if (connector / "status").read_text().strip() != "connected":
+                continue
+            mode = (connector / "modes").read_text().split()[0]
+            w, h = (int(v) for v in mode.split("x")[:2])
+        except (OSError, ValueError, IndexError):
+            continue
+        if w > 0 and h > 0:
+            return w, h
+    return None
+
+
+def drm_window(window: object, screen: tuple[int, int] | None = None) -> Window | None:
+    """`window` (x, y, w, h) as four ints the DRM preview can use, clipped to `screen` (w, h)
+    when that is known; None when it is unusable (not four integers, a negative position, a
+    zero or negative size, off the screen)."""
+    try:
+        x, y, w, h = (operator.index(v) for v in window)  # type: ignore[attr-defined]
+    except (TypeError, ValueError):
+        return None
+    if x < 0 or y < 0 or w <= 0 or h <= 0:
+        return None
+    if screen is not None and screen[0] > 0 and screen[1] > 0:
+        sw, sh = screen
+        if x >= sw or y >= sh:
+            return None
+        w, h = min(w, sw - x), min(h, sh - y)
+    if w > DRM_MAX_SIDE or h > DRM_MAX_SIDE:
+        return None
+    return x, y, w, h
+
+
+def drm_picture_rect(frame_size: tuple[int, int], window: Window) -> Window:
+    """Where picamera2's DRM preview shows a (w, h) frame inside `window`: scaled to fit with
+    its aspect ratio kept, centred (DrmPreview.render_drm letterboxes with this integer
+    arithmetic, and stretches the overlay over the same rectangle)."""
+    fw, fh = frame_size
+    x, y, w, h = window
+    if fw <= 0 or fh <= 0:
+        return window
+    if fw * h > w * fh:
+        new_h = w * fh // fw
+        y, h = y + (h - new_h) // 2, new_h
+    else:
+        new_w = h * fw // fh
+        x, w = x + (w - new_w) // 2, new_w
+    return x, y, max(1, w), max(1, h)
 
 
 class CaptureError(RuntimeError):
@@ -103,12 +162,20 @@ class Picamera2Source:
     classification, a YUV420 low-resolution stream whose Y plane feeds face detection."""
 
     def __init__(
-        self, index: int, main_size: tuple[int, int], lores_size: tuple[int, int], fps: float
+        self,
+        index: int,
+        main_size: tuple[int, int],
+        lores_size: tuple[int, int],
+        fps: float,
+        screen: Callable[[], tuple[int, int] | None] = drm_screen_size,
     ) -> None:
         self.name = f"picamera2:{index}"
         self.index, self.main_size, self.lores_size, self.fps = index, main_size, lores_size, fps
         self.camera: Any = None
         self._drm_preview = False
+        self._screen = screen  # the HDMI screen's size, to keep the preview's window on it
+        # Where the DRM preview letterboxes the main stream (x, y, w, h); None: no preview.
+        self.preview_window: Window | None = None
 
     @staticmethod
     def available(index: int = 0) -> bool:
@@ -142,28 +209,50 @@ class Picamera2Source:
         )
         camera.configure(config)
         if self._drm_preview:
-            from picamera2 import Preview
-
-            camera.start_preview(Preview.DRM)
+            self._start_drm_preview(camera)
         camera.start()
         self.camera = camera
 
     def preview_host(self) -> Picamera2Source:
         return self
 
-    def enable_drm_preview(self) -> None:
+    def enable_drm_preview(self, window: Window | None = None) -> None:
         """Show the camera's frames on the HDMI screen through DRM/KMS (from the next open, or
-        now by restarting an open camera)."""
+        now by restarting an open camera), letterboxed into `window` (x, y, w, h; e.g. the
+        whole screen). A window off the screen is clipped to it; an unusable one (zero size,
+        negative, not numbers) is logged and picamera2's default 640x480 is used."""
+        checked = None
+        if window is not None:
+            screen = self._screen()
+            checked = drm_window(window, screen)
+            if checked is None:
+                log.warning(
+                    "picamera2: DRM preview window %r is unusable%s; using the default %dx%d",
+                    window,
+                    f" on a {screen[0]}x{screen[1]} screen" if screen else "",
+                    *DRM_DEFAULT_WINDOW[2:],
+                )
+            elif checked != tuple(window):
+                log.warning("picamera2: DRM preview window %r clipped to the screen: %r", window, checked)
         self._drm_preview = True
+        self.preview_window = checked or DRM_DEFAULT_WINDOW
         if self.camera is not None:
-            from picamera2 import Preview
-
             self.camera.stop()
-            self.camera.start_preview(Preview.DRM)
+            # start() runs picamera2's NULL preview (its event loop); only one can run.
+            with contextlib.suppress(RuntimeError):
+                self.camera.stop_preview()
+            self._start_drm_preview(self.camera)
             self.camera.start()
 
+    def _start_drm_preview(self, camera: Any) -> None:
+        from picamera2 import Preview
+
+        x, y, w, h = self.preview_window or DRM_DEFAULT_WINDOW
+        camera.start_preview(Preview.DRM, x=x, y=y, width=w, height=h)
+
     def set_overlay(self, rgba: np.ndarray) -> None:
-        """Put an RGBA layer over the DRM preview (the same size as the main stream)."""
+        """Put an RGBA layer over the DRM preview: picamera2 stretches it over the picture's
+        rectangle (`drm_picture_rect`), so drawn at that size it is shown pixel for pixel."""
         if self.camera is not None:
             self.camera.set_overlay(rgba)
 

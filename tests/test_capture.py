@@ -24,7 +24,9 @@ def fake_picamera2(monkeypatch):
     sys.modules.pop("picamera2", None)
     import picamera2
 
-    picamera2.STATE.update(opened=0, overlays=0, fail_after=None, captured=0, preview=None, unplugged=False)
+    picamera2.STATE.update(
+        opened=0, overlays=0, fail_after=None, captured=0, preview=None, preview_window=None, unplugged=False
+    )
     yield picamera2
     sys.modules.pop("picamera2", None)
 

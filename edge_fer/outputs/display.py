@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edge_fer.capture import DRM_DEFAULT_WINDOW, Window, drm_picture_rect, drm_screen_size, drm_window
 from edge_fer.config import DisplayConfig
 from edge_fer.outputs.base import OutputClosed, PreviewHost
 from edge_fer.overlay import Hud, fit_rect, render, render_overlay_rgba
@@ -53,19 +54,12 @@ def hud_for(result: FrameResult, stats: RunStats) -> Hud:
     )
 
 
-def drm_screen_size(drm: Path = Path("/sys/class/drm")) -> tuple[int, int] | None:
-    """The preferred mode (w, h) of the first connected screen (HDMI 0 first), or None."""
-    for connector in sorted(drm.glob("card*-*")):
-        try:
-            if (connector / "status").read_text().strip() != "connected":
-                continue
-            mode = (connector / "modes").read_text().split()[0]
-            w, h = (int(v) for v in mode.split("x")[:2])
-        except (OSError, ValueError, IndexError):
-            continue
-        if w > 0 and h > 0:
-            return w, h
-    return None
+def _usable_screen(screen: object) -> bool:
+    """A screen size (w, h) of positive integers a DRM preview can fill."""
+    try:
+        return drm_window((0, 0, *screen)) is not None  # type: ignore[misc]
+    except TypeError:
+        return False
 
 
 class WindowDisplay:
@@ -144,8 +138,9 @@ class WindowDisplay:
 
 class DrmPreviewDisplay:
     """picamera2's own DRM/KMS preview with the overlay as an RGBA layer on top. Fullscreen:
-    the preview fills the screen (aspect kept) and the overlay is drawn at the resolution the
-    picture is shown at, so text is sized for the screen."""
+    the preview's window is the whole screen (picamera2 letterboxes the picture in it, aspect
+    kept) and the overlay is drawn at the size the picture is shown at, so text is sized for
+    the screen."""
 
     name = "drm"
 
@@ -158,18 +153,25 @@ class DrmPreviewDisplay:
         screen: tuple[int, int] | None = None,
     ) -> None:
         self.screen = (screen or drm_screen_size()) if fullscreen else None
+        if self.screen is not None and not _usable_screen(self.screen):
+            log.warning("display drm: screen size %r is unusable; not fullscreen", self.screen)
+            self.screen = None
+        requested: Window | None = None
         if self.screen is not None and "window" in inspect.signature(preview.enable_drm_preview).parameters:
-            preview.enable_drm_preview(window=(0, 0, *self.screen))
+            requested = (0, 0, *self.screen)
+            preview.enable_drm_preview(window=requested)
         else:
             if self.screen is not None:
                 log.warning("display drm: this camera source cannot size its preview; not fullscreen")
                 self.screen = None
             preview.enable_drm_preview()
+        # The window the source really used (it may clip or refuse one), else the one asked for.
+        self.window: Window = getattr(preview, "preview_window", None) or requested or DRM_DEFAULT_WINDOW
         self.preview, self.classes, self.top3 = preview, classes, top3
 
     def overlay_size(self, frame_size: tuple[int, int]) -> tuple[int, int]:
-        """The overlay's pixels: the picture's size on the screen (the frame's own off it)."""
-        return frame_size if self.screen is None else fit_rect(frame_size, self.screen)[2:]
+        """The overlay's pixels: the picture's size on the screen, where the preview shows it."""
+        return drm_picture_rect(frame_size, self.window)[2:]
 
     def on_frame(self, result: FrameResult, stats: RunStats) -> None:
         h, w = result.image.shape[:2]

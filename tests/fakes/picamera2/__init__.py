@@ -2,13 +2,16 @@
 
 It follows picamera2's real interfaces: `Picamera2(camera_num)`, the static
 `global_camera_info()`, `create_preview_configuration(main=, lores=, controls=,
-buffer_count=)`, `configure`, `start_preview(Preview.DRM)`, `start`, `capture_request()`
-returning a request with `make_array(stream)` and `release()`, `set_overlay(rgba)`,
-`stop`, `close`. "RGB888" arrays are HxWx3 in BGR byte order; "YUV420" arrays are
-(H*3/2)xW planes with luminance first. Frames come from the video named by
-FAKE_PICAMERA2_VIDEO (looped) or a moving synthetic pattern. FAKE_PICAMERA2_HANG_AFTER=N makes
-the N+1th capture hang (a stuck driver); FAKE_PICAMERA2_UNPLUG_AFTER=N makes it fail and the
-camera vanish from global_camera_info() (a pulled ribbon cable).
+buffer_count=)`, `configure`, `start_preview(Preview.DRM, x=, y=, width=, height=)` (the
+DrmPreview's window, default 640x480 at the top left, recorded in STATE["preview_window"]),
+`stop_preview`, `start` (which runs the NULL preview when no preview runs: only one preview
+at a time, as picamera2's event loop), `capture_request()` returning a request with
+`make_array(stream)` and `release()`, `set_overlay(rgba)`, `stop`, `close`. "RGB888" arrays
+are HxWx3 in BGR byte order; "YUV420" arrays are (H*3/2)xW planes with luminance first.
+Frames come from the video named by FAKE_PICAMERA2_VIDEO (looped) or a moving synthetic
+pattern. FAKE_PICAMERA2_HANG_AFTER=N makes the N+1th capture hang (a stuck driver);
+FAKE_PICAMERA2_UNPLUG_AFTER=N makes it fail and the camera vanish from global_camera_info()
+(a pulled ribbon cable).
 """
 
 from __future__ import annotations
@@ -21,7 +24,17 @@ import numpy as np
 
 __all__ = ["Picamera2", "Preview"]
 
-STATE = {"opened": 0, "overlays": 0, "fail_after": None, "captured": 0, "preview": None, "unplugged": False}
+STATE = {
+    "opened": 0,
+    "overlays": 0,
+    "fail_after": None,
+    "captured": 0,
+    "preview": None,
+    "preview_window": None,
+    "unplugged": False,
+}
+# The keyword arguments picamera2's preview classes take (start_preview forwards its own).
+_PREVIEW_ARGS = {"x", "y", "width", "height", "transform"}
 
 
 def _unplugged_by_file() -> bool:
@@ -75,6 +88,7 @@ class Picamera2:
         self.config: dict | None = None
         self.started = False
         self.overlay: np.ndarray | None = None
+        self._preview: object | None = None  # the running preview (its event loop)
         video = os.environ.get("FAKE_PICAMERA2_VIDEO")
         self._video = cv2.VideoCapture(video) if video else None
         self._t = 0
@@ -108,12 +122,34 @@ class Picamera2:
             raise RuntimeError("Camera must be stopped before configuring")
         self.config = config
 
-    def start_preview(self, preview: Preview | bool = Preview.NULL, **_: object) -> None:
+    def start_preview(self, preview: Preview | bool = False, **kwargs: object) -> None:
+        if self._preview is not None:
+            raise RuntimeError("An event loop is already running")
+        unknown = set(kwargs) - _PREVIEW_ARGS
+        if unknown:  # the preview class's constructor refuses them
+            raise TypeError(f"__init__() got an unexpected keyword argument {sorted(unknown)[0]!r}")
+        preview = Preview.NULL if not preview else preview
+        if preview is Preview.DRM:
+            # DrmPreview(x=0, y=0, width=640, height=480): the window it letterboxes into.
+            STATE["preview_window"] = (
+                kwargs.get("x", 0),
+                kwargs.get("y", 0),
+                kwargs.get("width", 640),
+                kwargs.get("height", 480),
+            )
+        self._preview = preview
         STATE["preview"] = preview
+
+    def stop_preview(self) -> None:
+        if self._preview is None:
+            raise RuntimeError("No preview specified.")
+        self._preview = None
 
     def start(self) -> None:
         if self.config is None:
             raise RuntimeError("Camera has not been configured")
+        if self._preview is None:  # picamera2 runs a NULL preview's event loop by default
+            self.start_preview(Preview.NULL)
         self.started = True
 
     def _frame(self, size: tuple[int, int]) -> np.ndarray:
@@ -169,6 +205,8 @@ class Picamera2:
         self.started = False
 
     def close(self) -> None:
+        if self._preview is not None:
+            self.stop_preview()
         self.started = False
         if self._video is not None:
             self._video.release()
