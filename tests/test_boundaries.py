@@ -397,3 +397,47 @@ def test_non_finite_scores_never_reach_an_output(tmp_path, caplog):
     events = [json.loads(line, parse_constant=pytest.fail) for line in lines]  # strict JSON
     assert len(events) == 3 and events[0]["timing_ms"]["capture"] is None
     assert caplog.text.count("non-finite scores") == 1
+
+
+def test_metrics_server_keeps_threads_bounded_and_scrapes_working_under_slow_clients():
+    import socket
+    import threading
+    from urllib.request import urlopen
+
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.core import CounterMetricFamily
+
+    from edge_fer.outputs.metrics import serve_registry
+
+    class Renders:
+        count = 0
+
+        def collect(self):
+            Renders.count += 1
+            yield CounterMetricFamily("renders_test", "times the registry was rendered", value=self.count)
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Renders())
+    server = serve_registry(registry, 0, "127.0.0.1", "metrics")
+    port = server.server_address[1]
+    base = threading.active_count()
+    clients = []
+    try:
+        for _ in range(300):  # half-sent requests, held open
+            c = socket.create_connection(("127.0.0.1", port), timeout=5)
+            c.send(b"GET /metr")
+            clients.append(c)
+        time.sleep(1)
+        assert threading.active_count() <= base + 9
+        for _ in range(5):  # a scraper still gets through: slow clients are pushed out
+            assert b"renders_test_total" in urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+        before, t0 = Renders.count, time.monotonic()
+        for _ in range(50):
+            urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+        # a flood is served from shared renders: at most one per 0.5 s, not one per request
+        assert Renders.count - before <= (time.monotonic() - t0) / 0.5 + 1
+        assert threading.active_count() <= base + 9
+    finally:
+        for c in clients:
+            c.close()
+        server.close()

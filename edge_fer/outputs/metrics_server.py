@@ -4,8 +4,10 @@ prometheus_client's own server starts a thread per connection and never times a 
 300 half-sent requests held open grew the daemon from 7 to 307 threads, and a flood of
 scrapes took a third of the frame rate. This one:
 
-* serves at most `max_handlers` connections at once; a connection beyond that is closed at
-  once (a scraper retries on its next interval), so threads stay bounded;
+* serves at most `max_handlers` connections at once, so threads stay bounded; when all are
+  busy, a new connection takes the place of the one open longest if that one has been open
+  over `EVICT_AFTER_S` (a scrape takes milliseconds: slow clients are pushed out by new ones,
+  so a scraper still gets through 300 half-open connections), else it is closed at once;
 * gives each connection `timeout_s` in total to send its request head (at most
   `MAX_REQUEST_BYTES`) and take the answer, however slowly it trickles bytes;
 * renders the registry at most once per `min_render_interval_s` and serves that copy to
@@ -31,6 +33,7 @@ MAX_REQUEST_BYTES = 16 * 1024
 REQUEST_TIMEOUT_S = 5.0
 MAX_HANDLERS = 8
 MIN_RENDER_INTERVAL_S = 0.5
+EVICT_AFTER_S = 0.5
 
 
 class _Handler(socketserver.BaseRequestHandler):
@@ -114,6 +117,8 @@ class MetricsHTTPServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         self.min_render_interval_s = min_render_interval_s
         self.refused = 0
         self._slots = threading.BoundedSemaphore(max_handlers)
+        self._active: dict[socket.socket, float] = {}
+        self._active_lock = threading.Lock()
         self._render_lock = threading.Lock()
         self._cache: dict[str, tuple[float, bytes]] = {}
         super().__init__(address[:2] if family == socket.AF_INET else address, _Handler)
@@ -133,14 +138,34 @@ class MetricsHTTPServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
                 self._cache[content_type] = cached
         return cached[1], content_type
 
+    def _evict_oldest(self) -> bool:
+        """Cut off the connection open longest, if it is slower than any scrape would be."""
+        with self._active_lock:
+            if not self._active:
+                return False
+            oldest, since = min(self._active.items(), key=lambda item: item[1])
+            if time.monotonic() - since < EVICT_AFTER_S:
+                return False
+            self._active.pop(oldest)
+        try:
+            oldest.shutdown(socket.SHUT_RDWR)  # its handler's recv returns at once
+        except OSError:
+            pass
+        return True
+
     def process_request(self, request: socket.socket, client_address: object) -> None:
         if not self._slots.acquire(blocking=False):
-            self.refused += 1  # every handler is busy: drop this one instead of growing
-            self.shutdown_request(request)
-            return
+            if not (self._evict_oldest() and self._slots.acquire(timeout=0.2)):
+                self.refused += 1  # every handler is busy with a fresh client: drop this one
+                self.shutdown_request(request)
+                return
+        with self._active_lock:
+            self._active[request] = time.monotonic()
         try:
             super().process_request(request, client_address)
         except BaseException:
+            with self._active_lock:
+                self._active.pop(request, None)
             self._slots.release()
             raise
 
@@ -148,6 +173,8 @@ class MetricsHTTPServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         try:
             super().process_request_thread(request, client_address)
         finally:
+            with self._active_lock:
+                self._active.pop(request, None)
             self._slots.release()
 
     def handle_error(self, request: object, client_address: object) -> None:
