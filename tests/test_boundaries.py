@@ -441,3 +441,42 @@ def test_metrics_server_keeps_threads_bounded_and_scrapes_working_under_slow_cli
         for c in clients:
             c.close()
         server.close()
+
+
+def test_sigterm_during_start_up_stops_it_cleanly(video_args):
+    proc = _start(video_args, stdout=subprocess.DEVNULL)
+    term = 1 << (signal.SIGTERM - 1)
+    deadline = time.monotonic() + 30
+    while not _signal_mask(proc.pid, "SigCgt") & term:
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGTERM)
+    t0 = time.monotonic()
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0 and time.monotonic() - t0 < 3 and "Traceback" not in err, err[-2000:]
+
+
+def test_monitor_inputs_that_are_special_files(tmp_path):
+    from test_bad_inputs import monitor
+
+    fifo = tmp_path / "stats.fifo"
+    os.mkfifo(fifo)
+    for flags, needle in (
+        (["--stats", str(fifo)], "is a FIFO, not the daemon's stats file"),
+        (["--stats", "/dev/zero"], "is a character device"),
+        (["--csv", str(fifo)], "is a FIFO, not a regular file"),
+        (["--csv", "/dev/full"], "cannot write /dev/full (No space left on device)"),
+        (["--csv", "~nosuchuser/m.csv"], "user 'nosuchuser'"),
+    ):
+        proc = monitor(["--seconds", "0.5", "--interval", "0.1", *flags], timeout=30)
+        assert_one_line_error(proc, 2, needle)
+
+
+def test_monitor_reads_a_stats_file_that_turns_into_a_fifo_without_blocking(tmp_path):
+    from edge_fer.monitor.daemon_stats import DaemonWatcher
+
+    stats = tmp_path / "stats.json"
+    os.mkfifo(stats)
+    t0 = time.monotonic()
+    sample = DaemonWatcher(stats).sample()
+    assert not sample.running and "is a FIFO" in sample.reason and time.monotonic() - t0 < 2
