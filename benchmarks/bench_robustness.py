@@ -22,7 +22,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from edge_fer.classify import ModelError, load_classifier
 from edge_fer.config import DEFAULT_MODEL
@@ -31,20 +30,9 @@ from edge_fer.labels import FER_CSV_TO_INDEX
 from edge_fer.metrics import expected_calibration_error
 from edge_fer.paths import DEFAULT_DATA
 from edge_fer.paths import PROJECT_ROOT as ROOT
-from edge_fer.training.degrade import BENCH_STRENGTHS, degrade
+from edge_fer.training.degrade import BENCH_STRENGTHS, benchmark_suite
 
 PEER = "fer (int8 tflite)"
-
-
-def degraded_faces(faces_u8: np.ndarray, seed: int) -> dict[str, np.ndarray]:
-    """{'clean': faces, kind: faces through that degradation}, each uint8 (N, S, S)."""
-    x = torch.from_numpy(faces_u8).float().unsqueeze(1) / 255.0
-    out = {"clean": faces_u8}
-    for i, (kind, strength) in enumerate(BENCH_STRENGTHS.items()):
-        gen = torch.Generator().manual_seed(seed * 1000 + i)
-        y = degrade(x, kind, strength, gen)
-        out[kind] = torch.round(y.squeeze(1) * 255).to(torch.uint8).numpy()
-    return out
 
 
 def peer_probs() -> object | None:
@@ -90,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ModelError, DatasetError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    suite = degraded_faces(data.images, args.seed)
+    suite = benchmark_suite(data.images, args.seed)
     labels = data.labels
     runners = {name: c.classify_batch for name, c in classifiers.items()}
     peer = None if args.no_peer else peer_probs()

@@ -15,6 +15,7 @@ import math
 from collections.abc import Callable
 from functools import cache
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -258,3 +259,14 @@ def degraded_suite_sample(faces_u8: torch.Tensor, seed: int = 0) -> torch.Tensor
         if bool(chosen.any()):
             out[chosen] = degrade(x[chosen], kind, BENCH_STRENGTHS[kind], gen)
     return torch.round(out.squeeze(1) * 255).to(torch.uint8)
+
+
+def benchmark_suite(faces_u8: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
+    """{'clean': faces, kind: every face through that degradation at its benchmark strength},
+    each uint8 (N, S, S) as the daemon's crops are; deterministic given `seed`."""
+    x = torch.from_numpy(faces_u8).float().unsqueeze(1) / 255.0
+    out = {"clean": faces_u8}
+    for i, (kind, strength) in enumerate(BENCH_STRENGTHS.items()):
+        y = degrade(x, kind, strength, torch.Generator().manual_seed(seed * 1000 + i))
+        out[kind] = torch.round(y.squeeze(1) * 255).to(torch.uint8).numpy()
+    return out

@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""Weight-space interpolation of two students of the same architecture (WiSE-FT): a student
+fine-tuned for robustness from another is mixed back with it, (1-a)*clean + a*robust, which
+keeps most of the robustness and recovers clean accuracy (the two lie in one basin, since one
+was fine-tuned from the other).
+
+    .venv/bin/python tools/interpolate_students.py --clean artifacts/v10t/pruned.pt \
+        --robust runs/robust/student.pt --alphas 0,0.5,0.6,0.7,0.8,1       # report only
+    .venv/bin/python tools/interpolate_students.py ... --pick 0.7 --out runs/robust_wise/student.pt
+
+For each alpha: PublicTest accuracy on clean faces and the mean over the camera-degradation
+suite of bench_robustness.py (the selection score is their mean, as the robust training's),
+float weights, batch-norm statistics interpolated with the weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edge_fer.dataset import DatasetError, load_split
+from edge_fer.nets.checkpoint import CheckpointError, load_model, save_model
+from edge_fer.paths import DEFAULT_DATA
+from edge_fer.preprocess import PreprocessSpec
+from edge_fer.training.degrade import benchmark_suite
+from edge_fer.training.loop import predict_logits
+
+
+def interpolate(clean: torch.nn.Module, robust: torch.nn.Module, alpha: float) -> torch.nn.Module:
+    """A copy of `robust` with every floating tensor (1-alpha)*clean + alpha*robust."""
+    import copy
+
+    mixed = copy.deepcopy(robust)
+    a, b = clean.state_dict(), robust.state_dict()
+    mixed.load_state_dict(
+        {k: (1 - alpha) * a[k] + alpha * v if v.is_floating_point() else v for k, v in b.items()}
+    )
+    return mixed.eval()
+
+
+def _alphas(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers in [0, 1], got {text!r}"
+        ) from None
+    if not values or not all(0 <= v <= 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers in [0, 1], got {text!r}")
+    return values
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--clean", type=Path, required=True, help="student.pt before the robust fine-tune")
+    p.add_argument("--robust", type=Path, required=True, help="student.pt after it (same architecture)")
+    p.add_argument("--alphas", type=_alphas, default=_alphas("0,0.5,0.6,0.7,0.8,0.9,1"))
+    p.add_argument("--pick", type=float, default=None, help="write this alpha's student to --out")
+    p.add_argument("--out", type=Path, default=None, help="student.pt to write (with --pick)")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    p.add_argument("--threads", type=int, default=2, choices=range(1, 17), metavar="1-16")
+    args = p.parse_args(argv)
+    if (args.pick is None) != (args.out is None) or (args.pick is not None and not 0 <= args.pick <= 1):
+        p.error("--pick A (in [0, 1]) and --out PATH go together")
+    torch.set_num_threads(args.threads)
+    try:
+        clean, ckpt = load_model(args.clean)
+        robust, _ = load_model(args.robust)
+        if clean.state_dict().keys() != robust.state_dict().keys() or any(
+            v.shape != robust.state_dict()[k].shape for k, v in clean.state_dict().items()
+        ):
+            raise CheckpointError(f"{args.clean} and {args.robust} are not the same architecture")
+        spec = PreprocessSpec.from_dict(ckpt["preprocess"])
+        data = load_split(args.data, "public", spec)
+    except (CheckpointError, DatasetError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    suite = {k: torch.from_numpy(v) for k, v in benchmark_suite(data.images).items()}
+    rows = []
+    print(f"{'alpha':>6}{'clean':>9}{'degraded':>10}{'score':>8}{'worst':>22}")
+    for alpha in sorted({*args.alphas, *([args.pick] if args.pick is not None else [])}):
+        model = interpolate(clean, robust, alpha)
+        acc = {
+            k: float((predict_logits(model, x, spec).argmax(1).numpy() == data.labels).mean())
+            for k, x in suite.items()
+        }
+        degraded = {k: v for k, v in acc.items() if k != "clean"}
+        worst = min(degraded, key=degraded.get)
+        mean = float(np.mean(list(degraded.values())))
+        row = {
+            "alpha": alpha,
+            "clean": acc["clean"],
+            "degraded_mean": mean,
+            "conditions": acc,
+            "worst": worst,
+        }
+        row["score"] = (row["clean"] + row["degraded_mean"]) / 2
+        rows.append(row)
+        print(f"{alpha:>6g}{row['clean'] * 100:>8.2f}%{mean * 100:>9.2f}%{row['score'] * 100:>7.2f}%"
+              f"{worst:>14} {degraded[worst] * 100:.2f}%")  # fmt: skip
+        if args.pick is not None and alpha == args.pick:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            source = {"clean": str(args.clean), "robust": str(args.robust), "alpha": alpha}
+            metrics = {"val_accuracy": row["clean"], "val_degraded_mean": mean, "interpolation": source}
+            save_model(args.out, model, spec, metrics)
+            args.out.with_name("interpolation.json").write_text(
+                json.dumps({"picked": row, "rows": rows}, indent=2)
+            )
+            print(f"wrote {args.out} (alpha {alpha:g})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
