@@ -244,3 +244,57 @@ def test_the_shipped_model_names_the_recipe_it_came_from():
     path = ROOT / recipe["path"]
     assert path.is_file() and path.is_relative_to(ROOT / "recipes")
     assert hashlib.sha256(path.read_bytes()).hexdigest() == recipe["sha256"]
+
+
+def test_a_state_saved_before_the_cleanup_still_resumes(tmp_path, capsys):
+    """States written before kd_views and the AdamW option went (their config holds
+    kd_views 0 and optimizer sgd) resume; one that used cached views is refused in one line."""
+    import numpy as np
+    import torch
+    from torch import nn
+
+    from edge_fer.dataset import FaceSet
+    from edge_fer.preprocess import PreprocessSpec
+    from edge_fer.training.loop import FitConfig, TrainingError, fit
+
+    rng = np.random.default_rng(0)
+    faces = FaceSet(rng.integers(0, 256, (64, 48, 48), dtype=np.uint8), rng.integers(0, 7, 64), ["f"] * 64)
+    cfg = FitConfig(epochs=1, lr=0.01, batch_size=32, degrade=0.2)
+
+    def run() -> dict:
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Conv2d(1, 16, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 7))
+        return fit(net, faces, faces, PreprocessSpec(), cfg, torch.device("cpu"), tmp_path, "distill",
+                   lambda m, r: None)  # fmt: skip
+
+    run()
+    state_path = tmp_path / "distill_state.pt"
+    state = torch.load(state_path, weights_only=False)
+    state["config"] = {**state["config"], "kd_views": 0, "optimizer": "sgd"}
+    torch.save(state, state_path)
+    capsys.readouterr()
+    run()
+    assert "resuming after epoch 1/1" in capsys.readouterr().out
+    state["config"]["kd_views"] = 12
+    torch.save(state, state_path)
+    with pytest.raises(TrainingError, match="saved with kd_views=12"):
+        run()
+
+
+@pytest.mark.parametrize("name", ["robust", "robust_plain"])
+def test_the_running_robust_recipes_resume_their_saved_state(name):
+    """A rerun of recipes/<name>.yaml builds the FitConfig its runs/<name>/ state was saved
+    with (where this machine has that scratch run)."""
+    import torch
+
+    from edge_fer.training.loop import same_config
+    from edge_fer.training.stages import distill_config
+
+    state_path = ROOT / "runs" / name / "distill_state.pt"
+    if not state_path.is_file():
+        pytest.skip(f"runs/{name}/ is scratch, not in this checkout")
+    saved = torch.load(state_path, map_location="cpu", weights_only=False)["config"]
+    (settings,) = _cli().parse_args(["--recipe", str(ROOT / "recipes" / f"{name}.yaml")]).runs
+    cfg = distill_config(settings, "distill", settings.distill_epochs, settings.student_lr)
+    assert same_config(saved, cfg)
+    assert not same_config(saved, distill_config(settings, "distill", settings.distill_epochs, 0.1))

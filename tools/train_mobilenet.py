@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from edge_fer.dataset import DatasetError
     from edge_fer.nets.checkpoint import CheckpointError
-    from edge_fer.training.stages import run_stages
+    from edge_fer.training.stages import TrainingError, run_stages
 
     for settings in args.runs:
         if settings.device.startswith("cuda") and not torch.cuda.is_available():
@@ -184,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
         except (DatasetError, CheckpointError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+        except TrainingError as exc:  # the run's own state stands in the way (exit 1)
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
         except KeyboardInterrupt:
             print("interrupted: run the same command again to resume from the last epoch", file=sys.stderr)
             return 130

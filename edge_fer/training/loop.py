@@ -1,14 +1,18 @@
 """One resumable training loop for every stage: teacher, distillation and post-pruning fine-tune.
 
-Faces live in memory as uint8; each step augments a batch with tensor ops. With a teacher (a
-live module run on the same augmented batch, or cached logits on a fixed set of augmented views,
-see kd_views.py) the loss is
+Faces live in memory as uint8; each step augments a batch with tensor ops (then mixup and
+camera degradations, when asked). With a teacher (a live module run on the same batch, on the
+clean faces or the degraded ones, see FitConfig.teacher_sees) the loss is
 (1-a)*CE + a*T^2*KL(student/T || teacher/T); with mixup, the CE term takes both faces' labels
-weighted by the mix and the live teacher labels the mixed faces.
+weighted by the mix and the teacher labels the mixed faces.
 
 Every epoch ends with an atomic training-state checkpoint (model, optimizer, scheduler, RNG,
-metrics so far, best record), so a stopped run continues from the last finished epoch and ends
-with the same weights as one that was never stopped.
+metrics so far, best record, weight average), so a stopped run continues from the last
+finished epoch and ends with the same weights as one that was never stopped.
+
+`fit` reads top to bottom: set up, restore a saved state, then per epoch `train_epoch`,
+`evaluate_epoch`, keep the best, fold the weight average, `save_state`; at the end the
+averaged weights compete with the best epoch (`finish_average`).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import copy
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -33,7 +37,11 @@ from edge_fer.metrics import confusion_matrix, summarize
 from edge_fer.preprocess import PreprocessSpec
 from edge_fer.training.augment import augment_batch, mix_batch
 from edge_fer.training.degrade import degraded_suite_sample, random_degrade
-from edge_fer.training.kd_views import TeacherViews
+
+
+class TrainingError(RuntimeError):
+    """A run that cannot go on as asked (e.g. a saved state from other settings); the message
+    names the file and the fix. The CLI prints it as one line."""
 
 
 @dataclass
@@ -50,17 +58,20 @@ class FitConfig:
     class_weight_power: float = 0.25  # 0: plain CE, 1: inverse-frequency weights
     label_smoothing: float = 0.1
     eval_tta: bool = False
-    optimizer: str = "sgd"  # sgd (momentum, nesterov) | adamw
     bf16: bool = False  # bf16 autocast for the trained model (fast for dense convs on AVX-512 BF16)
     teacher_bf16: bool = True  # bf16 autocast for a live teacher's forward
     teacher_tta: bool = False  # a live teacher's targets: mean logits of the faces and their mirror
-    kd_views: int = 0  # > 0: train on this many cached augmented views with cached teacher logits
     mixup: float = 0.0  # > 0: mixup with lam ~ Beta(mixup, mixup); the live teacher sees the mix
     # > 0: each camera degradation (degrade.py) hits each training face with this probability.
     degrade: float = 0.0
     # What a live teacher labels when faces are degraded: "clean" (robust distillation: the
     # student learns to give the clean face's answer to the degraded face) or "degraded".
     teacher_sees: str = "clean"
+
+
+# FitConfig fields of dropped experiments (cached teacher views, AdamW), at the value every
+# state saved before they went holds: such a state still resumes.
+RETIRED_FIT_FIELDS = {"kd_views": 0, "optimizer": "sgd"}
 
 
 def class_weights(counts: np.ndarray, power: float) -> torch.Tensor:
@@ -158,6 +169,184 @@ def _save_atomic(obj: dict, path: Path) -> None:
     tmp.replace(path)
 
 
+@dataclass
+class TrainState:
+    """What a stage has done so far: resumable, saved after every epoch."""
+
+    epoch: int = 0  # epochs finished
+    best: dict = field(default_factory=lambda: {"val_accuracy": -1.0})
+    history: list[dict] = field(default_factory=list)
+    # Running mean of the weights at the ends of the last epochs: {"first_epoch", "n", "weights"}.
+    average: dict | None = None
+
+
+def make_optimizer(
+    model: nn.Module, cfg: FitConfig, steps_per_epoch: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.OneCycleLR]:
+    """SGD (momentum 0.9, nesterov; no weight decay on biases and norms) under OneCycle."""
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer,
+        max_lr=cfg.lr,
+        epochs=cfg.epochs,
+        steps_per_epoch=steps_per_epoch,
+        pct_start=cfg.pct_start,
+        div_factor=25.0,
+        final_div_factor=1e3,
+    )
+    return optimizer, scheduler
+
+
+def save_state(
+    path: Path,
+    state: TrainState,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    cfg: FitConfig,
+    train_n: int,
+) -> None:
+    """The `<stage>_state.pt` checkpoint, written atomically."""
+    _save_atomic(
+        {
+            "epoch": state.epoch,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "rng": {"torch": torch.get_rng_state()},
+            "best": state.best,
+            "history": state.history,
+            "config": asdict(cfg),
+            "train_n": train_n,
+            "average": state.average,
+        },
+        path,
+    )
+
+
+def restore_state(
+    path: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    cfg: FitConfig,
+    train_n: int,
+    average_last: int,
+) -> TrainState:
+    """Load a `<stage>_state.pt` into model, optimizer, scheduler and the RNG; TrainingError
+    when it was saved with other settings."""
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    retired = {k: v for k, v in saved.get("config", {}).items() if RETIRED_FIT_FIELDS.get(k, v) != v}
+    if retired:
+        key, value = next(iter(retired.items()))
+        raise TrainingError(
+            f"{path} was saved with {key}={value}, which this edge-fer no longer has; delete it "
+            "(and its metrics file) to start the stage over"
+        )
+    if not same_config(saved.get("config", {}), cfg) or saved.get("train_n") != train_n:
+        raise TrainingError(
+            f"{path} was saved by a run with other settings; resume with the same flags, or "
+            f"delete it (and {path.name.replace('_state.pt', '_metrics.jsonl')}) to start the stage over"
+        )
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    torch.set_rng_state(saved["rng"]["torch"])
+    state = TrainState(saved["epoch"], saved["best"], saved["history"], saved.get("average"))
+    if state.average is not None and state.average["first_epoch"] != cfg.epochs - average_last + 1:
+        raise TrainingError(
+            f"{path} averages the weights from epoch {state.average['first_epoch']}, "
+            f"not over the last {average_last}; resume with the same --average-last"
+        )
+    return state
+
+
+def same_config(saved: dict, cfg: FitConfig) -> bool:
+    """Whether a state's saved FitConfig dict is `cfg`: fields added since it was saved take
+    their defaults, retired ones (at their old default) are ignored, so runs stay resumable."""
+    config = {k: v for k, v in saved.items() if k not in RETIRED_FIT_FIELDS}
+    return {**asdict(FitConfig(epochs=cfg.epochs, lr=cfg.lr)), **config} == asdict(cfg)
+
+
+@dataclass
+class Batches:
+    """The training faces on the device and how each step turns some of them into a batch."""
+
+    faces: torch.Tensor  # (N, S, S) uint8
+    labels: torch.Tensor  # (N,) int64
+    spec: PreprocessSpec
+    layout: torch.memory_format
+    cfg: FitConfig
+
+    def make(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, float]:
+        """(student input, teacher input, labels, mixed-in labels, mix weight) for faces `idx`:
+        augmented, mixed (mixup), then degraded for the student; the teacher gets the clean
+        mix when it sees clean faces."""
+        y = self.labels[idx]
+        clean = augment_batch(self.faces[idx].float().unsqueeze(1) / 255.0)
+        clean, y, y_mix, lam = mix_batch(clean, y, self.cfg.mixup)
+        x = _normalized(random_degrade(clean, self.cfg.degrade), self.spec, self.layout)
+        x_teacher = x
+        if self.cfg.degrade > 0 and self.cfg.teacher_sees == "clean":
+            x_teacher = _normalized(clean, self.spec, self.layout)
+        return x, x_teacher, y, y_mix, lam
+
+
+def train_epoch(
+    model: nn.Module,
+    teacher: nn.Module | None,
+    batches: Batches,
+    ce: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    steps: int,
+    desc: str,
+) -> tuple[float, float]:
+    """One pass of `steps` batches over a fresh permutation; (mean loss, train accuracy)."""
+    cfg = batches.cfg
+    device = batches.faces.device
+    model.train()
+    perm = torch.randperm(len(batches.faces), device=device)
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device)
+    for i in tqdm(range(steps), desc=desc, unit="step", leave=False, dynamic_ncols=True, mininterval=5.0):
+        x, x_teacher, y, y_mix, lam = batches.make(perm[i * cfg.batch_size : (i + 1) * cfg.batch_size])
+        t_logits = None
+        if teacher is not None:
+            with torch.no_grad(), autocast(device, cfg.teacher_bf16):
+                t_logits = forward_logits(teacher, x_teacher, cfg.teacher_tta)
+        with autocast(device, cfg.bf16):
+            logits = model(x).float()
+        loss = ce(logits, y)
+        if lam < 1.0:
+            loss = lam * loss + (1 - lam) * ce(logits, y_mix)
+        if t_logits is not None:
+            loss = (1 - cfg.kd_alpha) * loss + cfg.kd_alpha * kd_loss(logits, t_logits, cfg.kd_temperature)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        loss_sum += loss.detach()
+        correct += (logits.argmax(1) == y).sum()
+    return float(loss_sum) / steps, float(correct) / (steps * cfg.batch_size)
+
+
+def evaluate_epoch(
+    model: nn.Module, val: FaceSet, degraded_val: FaceSet | None, spec: PreprocessSpec, tta: bool
+) -> dict:
+    """PublicTest accuracy and macro-F1 (and the degraded faces' accuracy and the selection
+    score, when training on degraded faces)."""
+    result = evaluate_model(model, val, spec, tta=tta)
+    return {
+        "val_accuracy": result["accuracy"],
+        "val_macro_f1": result["macro_f1"],
+        **_robust_scores(model, result, degraded_val, spec),
+    }
+
+
 def fit(
     model: nn.Module,
     train: FaceSet,
@@ -169,23 +358,21 @@ def fit(
     stage: str,
     save_best: Callable[[nn.Module, dict], None],
     teacher: nn.Module | None = None,
-    teacher_logits: torch.Tensor | None = None,
     seed: int = 0,
-    views: TeacherViews | None = None,
     average_last: int = 0,
 ) -> dict:
     """Train `model` for `cfg.epochs`, resuming from `out_dir/<stage>_state.pt` if it exists.
 
-    With `average_last` K > 0, the weights at the end of each of the last K epochs are averaged
-    (uniformly, SWA-style; the running mean is part of the resumable state). After the last
-    epoch the average gets batch-norm statistics recomputed on the training faces and is
-    evaluated; it is saved as the best model if it beats every single epoch.
-
-    With `views`, each sample of a batch is one of the cached augmented views (picked at random)
-    and the KD target is the teacher's cached logits on it; no augmentation or teacher runs.
-    `save_best(model, record)` is called whenever validation accuracy improves. Per-epoch
-    records go to `out_dir/<stage>_metrics.jsonl`. Returns the best epoch's record.
+    A `teacher` (needed when cfg.kd_alpha > 0) labels every batch live. With `average_last`
+    K > 0, the weights at the end of each of the last K epochs are averaged (uniformly,
+    SWA-style; the running mean is part of the resumable state); after the last epoch the
+    average gets batch-norm statistics recomputed on the training faces and is kept if it
+    beats every single epoch. `save_best(model, record)` is called whenever the selection
+    score improves. Per-epoch records go to `out_dir/<stage>_metrics.jsonl`. Returns the best
+    epoch's record.
     """
+    if (cfg.kd_alpha > 0) != (teacher is not None):
+        raise ValueError(f"fit: kd_alpha={cfg.kd_alpha} needs a teacher exactly when it is > 0")
     out_dir = Path(out_dir)
     state_path = out_dir / f"{stage}_state.pt"
     metrics_path = out_dir / f"{stage}_metrics.jsonl"
@@ -193,191 +380,93 @@ def fit(
     model.to(device).to(memory_format=layout)
     if teacher is not None:
         teacher.to(device).to(memory_format=memory_format_for(teacher, device)).eval()
-    faces = torch.from_numpy(train.images).to(device)
-    labels = torch.from_numpy(train.labels).to(device)
-    if teacher_logits is not None:
-        teacher_logits = teacher_logits.to(device)
-    if (views is not None) != (cfg.kd_views > 0) or (views is not None and len(views) != cfg.kd_views):
-        raise ValueError(f"fit: cfg.kd_views={cfg.kd_views} but {len(views or [])} views were given")
-    if cfg.mixup > 0 and (views is not None or teacher_logits is not None):
-        raise ValueError("fit: mixup needs a live teacher; cached logits are of unmixed faces")
-    if views is not None:
-        views = TeacherViews(views.images.to(device), views.logits.to(device))
+    batches = Batches(torch.from_numpy(train.images).to(device), torch.from_numpy(train.labels).to(device),
+                      spec, layout, cfg)  # fmt: skip
     weights = class_weights(train.class_counts(), cfg.class_weight_power).to(device)
     ce = partial(F.cross_entropy, weight=weights, label_smoothing=cfg.label_smoothing)
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    if cfg.optimizer == "adamw":
-        optimizer: torch.optim.Optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
-    else:
-        optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True)
-    steps_per_epoch = max(1, len(train) // cfg.batch_size)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer,
-        max_lr=cfg.lr,
-        epochs=cfg.epochs,
-        steps_per_epoch=steps_per_epoch,
-        pct_start=cfg.pct_start,
-        div_factor=25.0,
-        final_div_factor=1e3,
-    )
+    steps = max(1, len(train) // cfg.batch_size)
+    optimizer, scheduler = make_optimizer(model, cfg, steps)
 
     torch.manual_seed(seed)
-    start_epoch, best, history = 0, {"val_accuracy": -1.0}, []
-    average: dict | None = None  # {"first_epoch", "n", "weights"}: running mean of epoch ends
+    state = TrainState()
     if state_path.exists():
-        state = torch.load(state_path, map_location="cpu", weights_only=False)
-        # Fields added since the state was saved take their defaults (runs stay resumable).
-        saved = {**asdict(FitConfig(epochs=cfg.epochs, lr=cfg.lr)), **state.get("config", {})}
-        if saved != asdict(cfg) or state.get("train_n") != len(train):
-            raise SystemExit(
-                f"error: {state_path} was saved by a run with other settings; resume with the "
-                f"same flags, or delete it (and {metrics_path.name}) to start the stage over"
-            )
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"]["torch"])
-        start_epoch, best, history = state["epoch"], state["best"], state["history"]
-        average = state.get("average")
-        if average is not None and average["first_epoch"] != cfg.epochs - average_last + 1:
-            raise SystemExit(
-                f"error: {state_path} averages the weights from epoch {average['first_epoch']}, "
-                f"not over the last {average_last}; resume with the same --average-last"
-            )
-        print(
-            f"[{stage}] resuming after epoch {start_epoch}/{cfg.epochs} "
-            f"(best so far {best['val_accuracy']:.4f})"
-        )
-    metrics_path.write_text("".join(json.dumps(r) + "\n" for r in history))
+        state = restore_state(state_path, model, optimizer, scheduler, cfg, len(train), average_last)
+        print(f"[{stage}] resuming after epoch {state.epoch}/{cfg.epochs} "
+              f"(best so far {state.best['val_accuracy']:.4f})")  # fmt: skip
+    metrics_path.write_text("".join(json.dumps(r) + "\n" for r in state.history))
     # With degraded training faces, selection weighs degraded PublicTest faces as much as clean.
     degraded_val = None
     if cfg.degrade > 0:
         degraded = degraded_suite_sample(torch.from_numpy(val.images)).numpy()
         degraded_val = FaceSet(degraded, val.labels, val.sources)
 
-    bar = tqdm(
-        range(start_epoch, cfg.epochs),
-        desc=stage,
-        unit="epoch",
-        dynamic_ncols=True,
-        initial=start_epoch,
-        total=cfg.epochs,
-    )
+    bar = tqdm(range(state.epoch, cfg.epochs), desc=stage, unit="epoch", dynamic_ncols=True,
+               initial=state.epoch, total=cfg.epochs)  # fmt: skip
     for epoch in bar:
-        model.train()
         t0 = time.perf_counter()
-        perm = torch.randperm(len(train), device=device)
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device)
-        for i in tqdm(
-            range(steps_per_epoch),
-            desc=f"{stage} epoch {epoch + 1}",
-            unit="step",
-            leave=False,
-            dynamic_ncols=True,
-            mininterval=5.0,
-        ):
-            idx = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
-            y = labels[idx]
-            t_logits = None
-            if views is not None:
-                which = torch.randint(len(views), (len(idx),), device=device)
-                x = to_input(views.images[which, idx], spec).contiguous(memory_format=layout)
-                t_logits = views.logits[which, idx]
-                x_teacher, y_mix, lam = x, y, 1.0
-            else:
-                clean = augment_batch(faces[idx].float().unsqueeze(1) / 255.0)
-                clean, y, y_mix, lam = mix_batch(clean, y, cfg.mixup)
-                x = _normalized(random_degrade(clean, cfg.degrade), spec, layout)
-                x_teacher = x
-                if cfg.degrade > 0 and cfg.teacher_sees == "clean":
-                    x_teacher = _normalized(clean, spec, layout)
-            if cfg.kd_alpha > 0 and t_logits is None:
-                if teacher is not None:
-                    with torch.no_grad(), autocast(device, cfg.teacher_bf16):
-                        t_logits = forward_logits(teacher, x_teacher, cfg.teacher_tta)
-                else:
-                    t_logits = teacher_logits[idx].float()
-            with autocast(device, cfg.bf16):
-                logits = model(x).float()
-            loss = ce(logits, y)
-            if lam < 1.0:
-                loss = lam * loss + (1 - lam) * ce(logits, y_mix)
-            if t_logits is not None:
-                loss = (1 - cfg.kd_alpha) * loss + cfg.kd_alpha * kd_loss(
-                    logits, t_logits, cfg.kd_temperature
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            loss_sum += loss.detach()
-            correct += (logits.argmax(1) == y).sum()
-        result = evaluate_model(model, val, spec, tta=cfg.eval_tta)
-        robust = _robust_scores(model, result, degraded_val, spec)
+        loss, accuracy = train_epoch(model, teacher, batches, ce, optimizer, scheduler, steps,
+                                     f"{stage} epoch {epoch + 1}")  # fmt: skip
         record = {
             "stage": stage,
             "epoch": epoch + 1,
             "lr": scheduler.get_last_lr()[0],
-            "train_loss": float(loss_sum) / steps_per_epoch,
-            "train_accuracy": float(correct) / (steps_per_epoch * cfg.batch_size),
-            "val_accuracy": result["accuracy"],
-            "val_macro_f1": result["macro_f1"],
-            **robust,
+            "train_loss": loss,
+            "train_accuracy": accuracy,
+            **evaluate_epoch(model, val, degraded_val, spec, cfg.eval_tta),
             "seconds": time.perf_counter() - t0,
         }
-        history.append(record)
+        state.history.append(record)
         with metrics_path.open("a") as f:
             f.write(json.dumps(record) + "\n")
-        if _score(record) > _score(best):
-            best = record
+        if _score(record) > _score(state.best):
+            state.best = record
             save_best(model, record)
         if average_last > 0 and epoch + 1 > cfg.epochs - average_last:
-            average = _add_to_average(average, model, epoch + 1)
-        _save_atomic(
-            {
-                "epoch": epoch + 1,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "rng": {"torch": torch.get_rng_state()},
-                "best": best,
-                "history": history,
-                "config": asdict(cfg),
-                "train_n": len(train),
-                "average": average,
-            },
-            state_path,
+            state.average = _add_to_average(state.average, model, epoch + 1)
+        state.epoch = epoch + 1
+        save_state(state_path, state, model, optimizer, scheduler, cfg, len(train))
+        bar.set_postfix(loss=f"{loss:.3f}", val=f"{record['val_accuracy']:.4f}",
+                        best=f"{state.best['val_accuracy']:.4f}")  # fmt: skip
+    if state.average is not None:
+        return finish_average(
+            model, state, batches.faces, val, degraded_val, spec, cfg, out_dir, stage, save_best
         )
-        bar.set_postfix(
-            loss=f"{record['train_loss']:.3f}",
-            val=f"{record['val_accuracy']:.4f}",
-            best=f"{best['val_accuracy']:.4f}",
-        )
-    if average is not None:
-        averaged = averaged_model(model, average["weights"], faces, spec, cfg.bf16)
-        result = evaluate_model(averaged, val, spec, tta=cfg.eval_tta)
-        record = {
-            "stage": stage,
-            "epoch": cfg.epochs,
-            "averaged_epochs": [average["first_epoch"], average["first_epoch"] + average["n"] - 1],
-            "val_accuracy": result["accuracy"],
-            "val_macro_f1": result["macro_f1"],
-            **_robust_scores(averaged, result, degraded_val, spec),
-        }
-        kept = _score(record) > _score(best)
-        print(
-            f"[{stage}] weights averaged over epochs {record['averaged_epochs'][0]}-"
-            f"{record['averaged_epochs'][1]}: {record['val_accuracy']:.4f} "
-            f"({'kept' if kept else 'not kept'}; best single epoch {best['val_accuracy']:.4f})"
-        )
-        (out_dir / f"{stage}_average.json").write_text(json.dumps({**record, "kept": kept}) + "\n")
-        if kept:
-            best = record
-            save_best(averaged, record)
-    return best
+    return state.best
+
+
+def finish_average(
+    model: nn.Module,
+    state: TrainState,
+    faces_u8: torch.Tensor,
+    val: FaceSet,
+    degraded_val: FaceSet | None,
+    spec: PreprocessSpec,
+    cfg: FitConfig,
+    out_dir: Path,
+    stage: str,
+    save_best: Callable[[nn.Module, dict], None],
+) -> dict:
+    """Evaluate the averaged weights (batch norm recomputed); keep and save them if they beat
+    the best single epoch (`<stage>_average.json` says which won). Returns the best record."""
+    averaged = averaged_model(model, state.average["weights"], faces_u8, spec, cfg.bf16)
+    first = state.average["first_epoch"]
+    record = {
+        "stage": stage,
+        "epoch": cfg.epochs,
+        "averaged_epochs": [first, first + state.average["n"] - 1],
+        **evaluate_epoch(averaged, val, degraded_val, spec, cfg.eval_tta),
+    }
+    kept = _score(record) > _score(state.best)
+    print(
+        f"[{stage}] weights averaged over epochs {record['averaged_epochs'][0]}-"
+        f"{record['averaged_epochs'][1]}: {record['val_accuracy']:.4f} "
+        f"({'kept' if kept else 'not kept'}; best single epoch {state.best['val_accuracy']:.4f})"
+    )
+    (out_dir / f"{stage}_average.json").write_text(json.dumps({**record, "kept": kept}) + "\n")
+    if not kept:
+        return state.best
+    save_best(averaged, record)
+    return record
 
 
 def _normalized(x: torch.Tensor, spec: PreprocessSpec, layout: torch.memory_format) -> torch.Tensor:
