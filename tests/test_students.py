@@ -92,7 +92,9 @@ def test_the_registry_loads_without_torch():
     assert out.stdout.strip() == "False", out.stderr
 
 
-def test_a_new_student_goes_through_checkpoints_and_pruning(tiny_registered, tmp_path):
+def test_a_new_student_goes_through_checkpoints_pruning_and_int8(tiny_registered, tmp_path):
+    from edge_fer.training.quantize import float_prefix, quantize_int8
+
     torch.manual_seed(0)
     model = students.student_class("tiny").from_settings(TrainSettings(width=2.0)).eval()
     assert model.widths == {"stem": 32, "body": 32} and model_kind(model) == "tiny"
@@ -111,10 +113,19 @@ def test_a_new_student_goes_through_checkpoints_and_pruning(tiny_registered, tmp
     kept = keep_index(loaded.body[1], 16)
     with torch.no_grad():  # the kept channels compute what they did
         assert torch.allclose(small.body(small.stem(x)), loaded.body(loaded.stem(x))[:, kept], atol=1e-5)
+    assert float_prefix(small, 1) == ("stem",)  # the interface's blocks, no `.features`
+    with pytest.raises(ValueError, match="the model has 3"):
+        float_prefix(small, 4)
+    int8 = quantize_int8(small, torch.randn(16, 1, 48, 48), float_modules=float_prefix(small, 1))
+    assert int8(x).shape == (4, 7)
     assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in model.parameters())
 
 
 def test_an_unregistered_net_is_refused(tmp_path):
+    from edge_fer.training.quantize import float_prefix
+
+    with pytest.raises(ValueError, match="not a registered student"):
+        float_prefix(nn.Linear(2, 2), 1)
     with pytest.raises(TypeError, match="register it in edge_fer/nets/students.py"):
         save_model(tmp_path / "x.pt", nn.Linear(2, 2), PreprocessSpec(), {})
     with pytest.raises(TypeError, match="not a registered student"):

@@ -2,7 +2,8 @@
 
 Per-channel symmetric int8 weights, int8 activations calibrated on real faces, lowered to
 an ExecuTorch program whose convolutions and linears all run in XNNPACK. Named submodules
-(the student's first layers, see `float_prefix`) can stay float: XNNPACK runs them in fp32.
+(the student's first blocks, which it lists itself: `float_prefix`) can stay float: XNNPACK
+runs them in fp32. Any registered student (edge_fer/nets/students.py) goes through.
 """
 
 from __future__ import annotations
@@ -14,19 +15,23 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from edge_fer.nets.students import is_student
+
 if TYPE_CHECKING:
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer
 
 
 def float_prefix(model: nn.Module, blocks: int) -> tuple[str, ...]:
-    """Names of the first `blocks` entries of `model.features` (the stem is features.0)."""
+    """Module names of the student's first `blocks` blocks (its `quant_blocks()`, stem first:
+    see edge_fer/nets/students.py), the ones --float-blocks keeps float."""
     if blocks <= 0:
         return ()
-    features = getattr(model, "features", None)
-    if not isinstance(features, nn.Sequential) or blocks > len(features):
-        have = len(features) if isinstance(features, nn.Sequential) else 0
-        raise ValueError(f"cannot keep {blocks} feature blocks float: the model has {have}")
-    return tuple(f"features.{i}" for i in range(blocks))
+    if not is_student(model):
+        raise ValueError(f"{type(model).__name__} is not a registered student (edge_fer/nets/students.py)")
+    names = model.quant_blocks()
+    if blocks > len(names):
+        raise ValueError(f"cannot keep {blocks} feature blocks float: the model has {len(names)}")
+    return tuple(names[:blocks])
 
 
 def _outside(module_names: Sequence[str]) -> Callable[[torch.fx.Node], bool]:
