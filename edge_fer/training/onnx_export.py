@@ -76,22 +76,29 @@ def quantize_onnx(
     normalised faces; nodes of `float_modules` stay float. Returns the file's size."""
     import onnxruntime as ort
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     ort.set_default_logger_severity(3)  # errors only: not its notes on unused initializers
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    quantize_static(
-        str(float_path),
-        str(tmp),
-        _Faces(calibration.astype(np.float32)),
-        quant_format=QuantFormat.QDQ,
-        per_channel=True,
-        weight_type=QuantType.QInt8,
-        activation_type=QuantType.QInt8,
-        calibrate_method=CalibrationMethod.MinMax,
-        nodes_to_exclude=_nodes_in(Path(float_path), float_modules),
-        extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
-    )
+    prepared = path.with_name(path.name + ".prep.tmp")
+    # Shape inference and graph optimisation first, as onnxruntime's quantizer asks for.
+    try:
+        quant_pre_process(str(float_path), str(prepared))
+        quantize_static(
+            str(prepared),
+            str(tmp),
+            _Faces(calibration.astype(np.float32)),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            weight_type=QuantType.QInt8,
+            activation_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+            nodes_to_exclude=_nodes_in(prepared, float_modules),
+            extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
+        )
+    finally:
+        prepared.unlink(missing_ok=True)
     tmp.replace(path)
     return path.stat().st_size
 
