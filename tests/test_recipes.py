@@ -298,3 +298,24 @@ def test_the_running_robust_recipes_resume_their_saved_state(name):
     cfg = distill_config(settings, "distill", settings.distill_epochs, settings.student_lr)
     assert same_config(saved, cfg)
     assert not same_config(saved, distill_config(settings, "distill", settings.distill_epochs, 0.1))
+
+
+def test_records_write_checkout_paths_relative_to_it():
+    """Older runs' done markers held absolute paths; the export's metadata rewrites them."""
+    from edge_fer.paths import PROJECT_ROOT
+    from edge_fer.training.settings import portable_record
+
+    old = {
+        "data": str(PROJECT_ROOT.parent / "shared" / "datasets" / "fer2013"),
+        "runs": str(PROJECT_ROOT / "runs"),
+        "teachers": [str(PROJECT_ROOT / "teachers" / "t4" / "teacher.pt"), "runs/t5/teacher.pt"],
+        "init_student": None,
+        "recipe": "/elsewhere/recipes/robust.yaml",
+        "name": "/not/a/path/field",
+    }
+    assert portable_record(old) == {
+        **old,
+        "data": "../shared/datasets/fer2013",
+        "runs": "runs",
+        "teachers": ["teachers/t4/teacher.pt", "runs/t5/teacher.pt"],
+    }

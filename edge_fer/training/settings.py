@@ -171,6 +171,18 @@ def portable(path: Path | str) -> str:
     return str(path)
 
 
+def portable_record(record: dict) -> dict:
+    """A saved settings record (config.json, a done marker's "settings") with its paths as
+    `to_json` writes them now: runs before it wrote absolute ones."""
+    out = dict(record)
+    for f in dataclasses.fields(TrainSettings):
+        value = out.get(f.name)
+        if "Path" not in str(f.type) or value is None:
+            continue
+        out[f.name] = [portable(v) for v in value] if isinstance(value, list) else portable(value)
+    return out
+
+
 def fields() -> dict[str, dataclasses.Field]:
     """The settings a flag or a recipe key can set, by name."""
     return {f.name: f for f in dataclasses.fields(TrainSettings) if f.name not in RECORDED}

@@ -63,7 +63,7 @@ from edge_fer.training.quantize import (
     quantize_int8,
 )
 from edge_fer.training.report import plot_curves, read_rows, write_report
-from edge_fer.training.settings import STAGES, TrainSettings, portable
+from edge_fer.training.settings import STAGES, TrainSettings, portable, portable_record
 
 __all__ = ["STAGES", "Run", "TrainSettings", "TrainingError", "run_stages"]
 
@@ -492,7 +492,9 @@ def stage_export(run: Run) -> dict:
         },
         "training_seconds": stage_seconds,
         "training": {
-            stage: json.loads(run.path(f"{stage}.done.json").read_text()).get("settings")
+            stage: portable_record(
+                json.loads(run.path(f"{stage}.done.json").read_text()).get("settings") or {}
+            )
             for stage in STAGES[:-1]
             if run.is_done(stage)
         },
