@@ -49,7 +49,7 @@ def _refused(argv: list[str], capsys) -> str:
 def test_the_recipes_are_there():
     names = {p.name for p in RECIPES}
     assert {"quick.yaml", "shipped.yaml", "teacher_t4.yaml", "teacher_t5.yaml", "v10t_distill.yaml",
-            "v10t.yaml", "robust.yaml"} <= names  # fmt: skip
+            "v10t.yaml", "robust.yaml", "robust_wise.yaml"} <= names  # fmt: skip
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
@@ -71,7 +71,8 @@ def test_every_recipe_loads_and_validates(path, monkeypatch, tmp_path):
 
 def test_the_shipped_chain_ends_with_the_robust_fine_tune_and_ships_it():
     runs = _cli().parse_args(["--recipe", str(ROOT / "recipes" / "shipped.yaml")]).runs
-    assert [r.name for r in runs] == ["t4", "t5", "v10t", "v10t", "robust"]
+    assert [r.name for r in runs] == ["t4", "t5", "v10t", "v10t", "robust_wise"]
+    assert runs[-1].wise_alpha == 0.6 and runs[-1].keep_ratio == 1.0 and runs[-1].degrade > 0
     assert [r.last_stage for r in runs] == ["teacher", "teacher", "distill", "export", "export"]
     assert runs[-1].ship == ROOT / "edge_fer" / "models" and all(r.ship is None for r in runs[:-1])
     assert runs[-1].init_student == ROOT / "artifacts" / "v10t" / "pruned.pt"

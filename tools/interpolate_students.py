@@ -29,18 +29,7 @@ from edge_fer.paths import DEFAULT_DATA
 from edge_fer.preprocess import PreprocessSpec
 from edge_fer.training.degrade import benchmark_suite
 from edge_fer.training.loop import predict_logits
-
-
-def interpolate(clean: torch.nn.Module, robust: torch.nn.Module, alpha: float) -> torch.nn.Module:
-    """A copy of `robust` with every floating tensor (1-alpha)*clean + alpha*robust."""
-    import copy
-
-    mixed = copy.deepcopy(robust)
-    a, b = clean.state_dict(), robust.state_dict()
-    mixed.load_state_dict(
-        {k: (1 - alpha) * a[k] + alpha * v if v.is_floating_point() else v for k, v in b.items()}
-    )
-    return mixed.eval()
+from edge_fer.training.stages import TrainingError, interpolate_weights
 
 
 def _alphas(text: str) -> list[float]:
@@ -71,20 +60,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         clean, ckpt = load_model(args.clean)
         robust, _ = load_model(args.robust)
-        if clean.state_dict().keys() != robust.state_dict().keys() or any(
-            v.shape != robust.state_dict()[k].shape for k, v in clean.state_dict().items()
-        ):
-            raise CheckpointError(f"{args.clean} and {args.robust} are not the same architecture")
         spec = PreprocessSpec.from_dict(ckpt["preprocess"])
         data = load_split(args.data, "public", spec)
-    except (CheckpointError, DatasetError, OSError) as exc:
+    except (CheckpointError, DatasetError, TrainingError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     suite = {k: torch.from_numpy(v) for k, v in benchmark_suite(data.images).items()}
     rows = []
     print(f"{'alpha':>6}{'clean':>9}{'degraded':>10}{'score':>8}{'worst':>22}")
+    try:
+        interpolate_weights(clean, robust, 1.0)
+    except TrainingError:
+        print(f"error: {args.clean} and {args.robust} are not the same architecture", file=sys.stderr)
+        return 2
     for alpha in sorted({*args.alphas, *([args.pick] if args.pick is not None else [])}):
-        model = interpolate(clean, robust, alpha)
+        model = interpolate_weights(clean, robust, alpha)
         acc = {
             k: float((predict_logits(model, x, spec).argmax(1).numpy() == data.labels).mean())
             for k, x in suite.items()

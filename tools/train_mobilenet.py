@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import sys
+import warnings
 from functools import partial
 from pathlib import Path
 
@@ -160,6 +162,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # torchao's note on CUDA kernels it cannot load on a CPU machine, and a torch.compile
+    # deprecation inside it: nothing a user can act on.
+    for name in ("torchao", "torch.utils._pytree"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.*", category=FutureWarning)  # torch.export's own
     try:
         import torch
     except ImportError:
@@ -190,7 +197,21 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("interrupted: run the same command again to resume from the last epoch", file=sys.stderr)
             return 130
+        where_next(settings, smoke_test=args.quick)
     return 0
+
+
+def where_next(settings: TrainSettings, smoke_test: bool) -> None:
+    """After a run that exported a model: where its report is and how to try it."""
+    run_dir = settings.runs / settings.name
+    pte = run_dir / "edge_fer_student.pte"
+    if not (run_dir / "export.done.json").is_file() or not pte.is_file():
+        return
+    if smoke_test:
+        print("smoke test passed: every stage ran on a tiny slice with tiny nets. Its model scores "
+              "near chance (often one label for every face); train a recipe for a real one.")  # fmt: skip
+    print(f"report: {run_dir / 'report.md'}")
+    print(f"try it: .venv/bin/edge-fer --model {pte}   (or .venv/bin/edge-fer-classify --model {pte} PHOTO)")
 
 
 if __name__ == "__main__":

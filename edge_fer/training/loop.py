@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -37,6 +38,9 @@ from edge_fer.metrics import confusion_matrix, summarize
 from edge_fer.preprocess import PreprocessSpec
 from edge_fer.training.augment import augment_batch, mix_batch
 from edge_fer.training.degrade import degraded_suite_sample, random_degrade
+
+# Progress bars on a terminal; plain lines in a log file (a bar's cursor escapes garble it).
+ON_TTY = sys.stderr.isatty()
 
 
 class TrainingError(RuntimeError):
@@ -312,7 +316,9 @@ def train_epoch(
     perm = torch.randperm(len(batches.faces), device=device)
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device)
-    for i in tqdm(range(steps), desc=desc, unit="step", leave=False, dynamic_ncols=True, mininterval=5.0):
+    steps_bar = tqdm(range(steps), desc=desc, unit="step", leave=False, dynamic_ncols=True, mininterval=5.0,
+                     disable=not ON_TTY)  # fmt: skip
+    for i in steps_bar:
         x, x_teacher, y, y_mix, lam = batches.make(perm[i * cfg.batch_size : (i + 1) * cfg.batch_size])
         t_logits = None
         if teacher is not None:
@@ -401,7 +407,7 @@ def fit(
         degraded_val = FaceSet(degraded, val.labels, val.sources)
 
     bar = tqdm(range(state.epoch, cfg.epochs), desc=stage, unit="epoch", dynamic_ncols=True,
-               initial=state.epoch, total=cfg.epochs)  # fmt: skip
+               initial=state.epoch, total=cfg.epochs, disable=not ON_TTY)  # fmt: skip
     for epoch in bar:
         t0 = time.perf_counter()
         loss, accuracy = train_epoch(model, teacher, batches, ce, optimizer, scheduler, steps,
@@ -427,6 +433,10 @@ def fit(
         save_state(state_path, state, model, optimizer, scheduler, cfg, len(train))
         bar.set_postfix(loss=f"{loss:.3f}", val=f"{record['val_accuracy']:.4f}",
                         best=f"{state.best['val_accuracy']:.4f}")  # fmt: skip
+        if not ON_TTY:  # a log file or journald gets one plain line per epoch, no bar escapes
+            print(f"[{stage}] epoch {epoch + 1}/{cfg.epochs}: loss {loss:.3f}, PublicTest "
+                  f"{record['val_accuracy']:.4f} (best {state.best['val_accuracy']:.4f}), "
+                  f"{record['seconds']:.0f}s", flush=True)  # fmt: skip
     if state.average is not None:
         return finish_average(
             model, state, batches.faces, val, degraded_val, spec, cfg, out_dir, stage, save_best

@@ -118,6 +118,13 @@ class TrainSettings:
     keep_ratio: float = setting(
         0.85, "hidden channels kept by prune (1: no pruning, no fine-tune)", gt=0, le=1
     )
+    wise_alpha: float = setting(
+        1.0,
+        "with keep_ratio 1 and init_student: the student kept is (1-a)*init_student + a*student\n"
+        "(weight-space interpolation, WiSE-FT: recovers clean accuracy after a robust fine-tune; 1: off)",
+        ge=0,
+        le=1,
+    )
     finetune_epochs: int = setting(6, "fine-tune epochs after pruning", ge=1, le=10000)
     finetune_average_last: int = setting(
         0, "like average_last, over the last K fine-tune epochs after pruning (0: off)", ge=0

@@ -272,11 +272,45 @@ def stage_distill(run: Run) -> dict:
     }
 
 
+def interpolate_weights(start: torch.nn.Module, end: torch.nn.Module, alpha: float) -> torch.nn.Module:
+    """A copy of `end` whose floating tensors are (1-alpha)*start + alpha*end (same architecture;
+    batch-norm statistics interpolated with the weights)."""
+    a, b = start.state_dict(), end.state_dict()
+    if a.keys() != b.keys() or any(a[k].shape != v.shape for k, v in b.items()):
+        raise TrainingError("wise_alpha: init_student and the distilled student differ in architecture")
+    mixed = copy.deepcopy(end)
+    mixed.load_state_dict(
+        {k: (1 - alpha) * a[k] + alpha * v if v.is_floating_point() else v for k, v in b.items()}
+    )
+    return mixed.eval()
+
+
+def _interpolate_with_init(run: Run, val: FaceSet) -> dict:
+    """WiSE-FT: the distilled student mixed back towards init_student by `wise_alpha`."""
+    s = run.settings
+    if s.init_student is None:
+        raise TrainingError("wise_alpha < 1 mixes the student back towards init_student; set init_student")
+    start, _ = load_model(s.init_student)
+    end, _ = load_model(run.path("student.pt"))
+    mixed = interpolate_weights(start, end, s.wise_alpha)
+    result = evaluate_model(mixed, val, run.spec)
+    save_model(run.path("pruned.pt"), mixed, run.spec, {"val_accuracy": result["accuracy"],
+               "val_macro_f1": result["macro_f1"], "wise_alpha": s.wise_alpha})  # fmt: skip
+    print(
+        f"prune: no cut; student mixed with init_student at alpha {s.wise_alpha:g}: {result['accuracy']:.4f}"
+    )
+    params = sum(p.numel() for p in mixed.parameters())
+    return {"params": [params, params], "kept_unpruned": True, "wise_alpha": s.wise_alpha,
+            "accuracy": result["accuracy"]}  # fmt: skip
+
+
 def stage_prune(run: Run) -> dict:
 
     s = run.settings
     _, val = run.data()
     if s.keep_ratio >= 1.0:  # nothing to cut: the student goes on as it is, no fine-tune
+        if s.wise_alpha < 1.0:
+            return _interpolate_with_init(run, val)
         shutil.copy2(run.path("student.pt"), run.path("pruned.pt"))
         student, ckpt = load_model(run.path("pruned.pt"))
         print("prune: --keep-ratio 1, student.pt kept as pruned.pt unchanged")
