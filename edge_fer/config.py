@@ -190,13 +190,13 @@ class SmoothingConfig:
         le=1000,
     )
     hysteresis: float = setting(
-        0.1,
+        0.3,
         "a face's label changes only when another label's mean probability beats it by this much",
         ge=0,
         le=0.5,
     )
     uncertain_below: float = setting(
-        0.4,
+        0.3,
         "a face is 'uncertain' while its label's mean probability is under this (0: always name a label)",
         ge=0,
         le=0.95,
