@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import copy
 import json
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -38,9 +37,7 @@ from edge_fer.metrics import confusion_matrix, summarize
 from edge_fer.preprocess import PreprocessSpec
 from edge_fer.training.augment import augment_batch, mix_batch
 from edge_fer.training.degrade import degraded_suite_sample, random_degrade
-
-# Progress bars on a terminal; plain lines in a log file (a bar's cursor escapes garble it).
-ON_TTY = sys.stderr.isatty()
+from edge_fer.training.progress import ON_TTY
 
 
 class TrainingError(RuntimeError):

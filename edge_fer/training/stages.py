@@ -52,6 +52,7 @@ from edge_fer.training.loop import (
     kd_loss,
     predict_logits,
 )
+from edge_fer.training.progress import Steps
 from edge_fer.training.prune import describe, prune_student
 from edge_fer.training.quantize import (
     convert_qat,
@@ -437,7 +438,10 @@ def stage_quantize(run: Run) -> dict:
     calib_idx = stratified_subset(train.labels, min(1.0, s.calibration / len(train)), s.seed)
     calibration = torch.from_numpy(normalize(train.images[calib_idx], run.spec))
     t0 = time.perf_counter()
+    steps = Steps("quantize", 3)
+    steps(f"int8 calibrated on {len(calib_idx)} training faces")
     ptq = quantize_int8(model, calibration, float_modules=float_modules)
+    steps("int8 against float on PublicTest")
     stats = {"method": "ptq", "calibration_faces": len(calib_idx), "float_modules": list(float_modules),
              **quantization_report(run, model, ptq)}  # fmt: skip
     print(f"int8 (PTQ): accuracy {stats['int8_accuracy']:.4f} (float {stats['float_accuracy']:.4f}), "
@@ -455,7 +459,9 @@ def stage_quantize(run: Run) -> dict:
             chosen = qat
             stats.update(qat_stats)
         stats["qat"] = qat_stats
+    steps("saving the int8 graph")
     torch.export.save(export_graph(chosen, calibration[:2], MAX_FACES), run.path("int8.pt2"))
+    steps.close()
     stats["seconds"] = time.perf_counter() - t0
     run.path("quantize.json").write_text(json.dumps(stats, indent=2))
     return stats
@@ -469,7 +475,10 @@ def stage_export(run: Run) -> dict:
     pruned, _ = load_model(run.path("pruned.pt"))
     pte = run.path("edge_fer_student.pte")
     example = torch.zeros(1, 1, s.input_size, s.input_size)
+    steps = Steps("export", 3)
+    steps("lowering the int8 graph to an ExecuTorch XNNPACK program")
     size = export_pte(quantized, example, pte, max_batch=MAX_FACES)
+    steps("running the program on PublicTest")
     q_stats = json.loads(run.path("quantize.json").read_text())
     best_of = {
         stage: load_checkpoint(run.path(f))["metrics"]
@@ -486,6 +495,7 @@ def stage_export(run: Run) -> dict:
     # differently from PyTorch's reference ones that quantize.json measured).
     float_labels = _predict(pruned.eval(), torch.from_numpy(normalize(val.images, run.spec))).numpy()
     pte_agreement = float((probs.argmax(1) == float_labels).mean()) if len(val) else 0.0
+    steps("plots, metadata and report")
     plot_confusion(
         np.array(summary["confusion_matrix"]),
         str(run.path("confusion_int8.png")),
@@ -538,6 +548,7 @@ def stage_export(run: Run) -> dict:
     }
     write_metadata(pte, metadata)
     write_report(run.dir, metadata, summary)
+    steps.close()
     print(
         f"exported {pte} ({size} bytes): int8 PublicTest accuracy {summary['accuracy']:.4f}, "
         f"macro-F1 {summary['macro_f1']:.4f}, agreement with float {pte_agreement:.4f}"
