@@ -5,7 +5,8 @@ Each face keeps its last `window` probability vectors (the 7 calibrated emotion 
 or their sums per label group). The majority is taken over their mean (a soft vote: a frame
 that is 51/49 between two labels counts as that, not as a full vote for one), so near-ties
 that alternate frame to frame cancel instead of flipping the label. The label changes only
-when another label's mean probability beats the current one's by `hysteresis`; when the
+when another label's mean probability beats the current one's by `hysteresis`, or has led
+the mean for a whole window; when the
 current label's mean probability is under `uncertain_below`, the face is `uncertain` (until
 it reaches `uncertain_below + hysteresis`).
 
@@ -30,6 +31,7 @@ class _Face:
     history: deque[np.ndarray]
     label: int = -1  # index of the current label; -1 before the first frame
     uncertain: bool = False
+    challenged: int = 0  # frames in a row another label has led the mean
 
 
 class LabelSmoother:
@@ -55,10 +57,13 @@ class LabelSmoother:
         face.history.append(p)
         mean = np.mean(face.history, axis=0)
         best = int(np.argmax(mean))
-        # While the window fills, the label follows the evidence; then it takes a margin to move.
+        # While the window fills, the label follows the evidence; then it takes a margin to move,
+        # or a label that has led the mean for a whole window (so the margin can delay a real
+        # change by one window at most, never hold a wrong label forever).
         margin = self.hysteresis if len(face.history) == self.window else 0.0
-        if face.label < 0 or mean[best] - mean[face.label] > margin:
-            face.label = best
+        face.challenged = face.challenged + 1 if best != face.label else 0
+        if face.label < 0 or mean[best] - mean[face.label] > margin or face.challenged >= self.window:
+            face.label, face.challenged = best, 0
         score = float(mean[face.label])
         # `uncertain` has the same hysteresis: entered below the threshold, left only once the
         # evidence clears it by the margin, so a face near the threshold does not blink.
