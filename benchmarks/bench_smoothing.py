@@ -31,6 +31,7 @@ from edge_fer.classify import ModelError, PteClassifier
 from edge_fer.config import DEFAULT_MODEL, Config
 from edge_fer.demo import build_demo_video
 from edge_fer.detect import make_detector
+from edge_fer.metrics import plot_coverage
 from edge_fer.paths import DEFAULT_DATA
 from edge_fer.paths import PROJECT_ROOT as ROOT
 from edge_fer.pipeline import Pipeline
@@ -105,31 +106,6 @@ def score(frames: list[dict], truth: dict, window: int, hysteresis: float, uncer
             "raw_accuracy": ev["raw_accuracy"], "smoothed_accuracy": ev["smoothed_accuracy"]}  # fmt: skip
 
 
-def plot_curve(rows: list[dict], path: Path, chosen: float) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 4), dpi=110)
-    ax.plot([r["coverage"] * 100 for r in rows], [r["named_accuracy"] * 100 for r in rows], "o-")
-    for r in rows:
-        ax.annotate(f"{r['uncertain_below']:g}", (r["coverage"] * 100, r["named_accuracy"] * 100), fontsize=7,
-                    textcoords="offset points", xytext=(4, -10))  # fmt: skip
-    pick = next(r for r in rows if r["uncertain_below"] == chosen)
-    ax.plot(
-        [pick["coverage"] * 100], [pick["named_accuracy"] * 100], "r*", ms=14, label=f"default {chosen:g}"
-    )
-    ax.set_xlabel("coverage: face-frames given a label (%)")
-    ax.set_ylabel("accuracy of those labels (%)")
-    ax.set_title(f"smoothing.uncertain_below (window {pick['window']}, hysteresis {pick['hysteresis']:g})")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -174,7 +150,11 @@ def main(argv: list[str] | None = None) -> int:
         print("| " + " | ".join(cells) + " |")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     try:
-        plot_curve(curve, args.json.with_suffix(".png"), defaults.uncertain_below)
+        points = [(r["uncertain_below"], r["coverage"], r["named_accuracy"]) for r in curve]
+        title = f"smoothing.uncertain_below (window {defaults.window}, hysteresis {defaults.hysteresis:g})"
+        plot_coverage(
+            points, defaults.uncertain_below, str(args.json.with_suffix(".png")), title, "face-frames"
+        )
     except ImportError:
         print("plot: skipped (needs matplotlib)")
     args.json.write_text(json.dumps({"model": str(args.model), "frames": truth["frames"], "hold": HOLD,

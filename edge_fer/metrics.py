@@ -188,3 +188,29 @@ def plot_reliability(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def plot_coverage(
+    points: list[tuple[float, float, float]], chosen: float, path: str, title: str, what: str = "faces"
+) -> None:
+    """Accuracy against coverage of a confidence threshold: `points` are (threshold, coverage,
+    accuracy) in [0, 1]; the threshold `chosen` is starred."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4), dpi=110)
+    ax.plot([c * 100 for _, c, _ in points], [a * 100 for _, _, a in points], "o-")
+    for t, c, a in points:
+        ax.annotate(f"{t:g}", (c * 100, a * 100), fontsize=7, textcoords="offset points", xytext=(4, -10))
+    t, c, a = min(points, key=lambda p: abs(p[0] - chosen))
+    ax.plot([c * 100], [a * 100], "r*", ms=14, label=f"default {t:g}")
+    ax.set_xlabel(f"coverage: {what} given a label (%)")
+    ax.set_ylabel("accuracy of those labels (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

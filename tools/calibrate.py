@@ -23,13 +23,14 @@ from pathlib import Path
 import numpy as np
 
 from edge_fer.classify import ModelError, PteClassifier, metadata_path, write_metadata
-from edge_fer.config import DEFAULT_MODEL
+from edge_fer.config import DEFAULT_MODEL, SmoothingConfig
 from edge_fer.dataset import DatasetError, load_split, stratified_subset
 from edge_fer.labels import LABEL_GROUPS, group_matrix
 from edge_fer.metrics import (
     expected_calibration_error,
     fit_temperature,
     negative_log_likelihood,
+    plot_coverage,
     plot_reliability,
     reliability_bins,
     softmax_t,
@@ -81,31 +82,6 @@ def grouped_accuracy(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     return out
 
 
-def plot_coverage(rows: list[dict], path: Path, chosen: float) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 4), dpi=110)
-    pts = [r for r in rows if r["accuracy"] is not None]
-    ax.plot([r["coverage"] * 100 for r in pts], [r["accuracy"] * 100 for r in pts], "o-")
-    for r in pts[::2]:
-        ax.annotate(f"{r['threshold']:.1f}", (r["coverage"] * 100, r["accuracy"] * 100), fontsize=7,
-                    textcoords="offset points", xytext=(4, -10))  # fmt: skip
-    pick = min(pts, key=lambda r: abs(r["threshold"] - chosen))
-    ax.plot([pick["coverage"] * 100], [pick["accuracy"] * 100], "r*", ms=14,
-            label=f"default uncertain_below {chosen:g}")  # fmt: skip
-    ax.set_xlabel("coverage: faces given a label (%)")
-    ax.set_ylabel("accuracy of those labels (%)")
-    ax.set_title("Single-face confidence threshold (PublicTest, calibrated)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help=".pte program with metadata beside it")
@@ -122,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
         help="what the temperature minimizes: the NLL of all 7 probabilities (default: a proper\n"
         "scoring rule, steadier across folds), or the calibration error of the top score",
     )
-    p.add_argument("--uncertain-below", type=float, default=0.4, help="the threshold marked on the curve")
+    p.add_argument(
+        "--uncertain-below", type=float, default=SmoothingConfig().uncertain_below, help="the threshold starred"
+    )
     args = p.parse_args(argv)
     try:
         classifier = PteClassifier(args.model, threads=args.threads)
@@ -181,7 +159,11 @@ def main(argv: list[str] | None = None) -> int:
             str(out_dir / f"{stem}_reliability.png"),
             "Reliability on PublicTest (int8 .pte)",
         )
-        plot_coverage(curve, out_dir / f"{stem}_coverage.png", args.uncertain_below)
+        points = [
+            (r["threshold"], r["coverage"], r["accuracy"]) for r in curve[::2] if r["accuracy"] is not None
+        ]
+        title = "Single-face confidence threshold (PublicTest, calibrated)"
+        plot_coverage(points, args.uncertain_below, str(out_dir / f"{stem}_coverage.png"), title)
     except ImportError:
         print("plots: skipped (needs matplotlib: pip install 'edge-fer[train]')")
     print(f"model {args.model}: {len(labels)} PublicTest faces, accuracy {accuracy * 100:.2f}%")
