@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         "scoring rule, steadier across folds), or the calibration error of the top score",
     )
     p.add_argument(
-        "--uncertain-below", type=float, default=SmoothingConfig().uncertain_below, help="the threshold starred"
+        "--uncertain-below", type=float, default=SmoothingConfig().uncertain_below, help="threshold starred"
     )
     args = p.parse_args(argv)
     try:
