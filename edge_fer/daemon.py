@@ -194,30 +194,56 @@ def in_worker(
     box: dict[str, object] = {}
     done = threading.Event()
     abandoned = threading.Event()
+    handoff = threading.Lock()  # the worker either hands its outcome over or disposes of it
 
     def work() -> None:
+        outcome: dict[str, object] = {}
         try:
-            box["result"] = build()
+            outcome["result"] = build()
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread
-            box["error"] = exc
-        finally:
-            done.set()
-            result = box.get("result")
-            if abandoned.is_set() and isinstance(result, Prepared):
+            outcome["error"] = exc
+        with handoff:
+            late = abandoned.is_set()
+            if not late:
+                box.update(outcome)
+                outcome.clear()  # the error's traceback holds this frame: no cycle through it
+                done.set()
+        if late:
+            # Nobody reads it: dispose of it here. The error's traceback holds the frames of
+            # the failed build (its closed pipeline, detector, the old pipeline by closure),
+            # so it is dropped at once rather than left in a reference cycle for the garbage
+            # collector: every abandoned reload would otherwise keep megabytes alive.
+            result = outcome.pop("result", None)
+            error = outcome.pop("error", None)
+            if isinstance(error, BaseException):
+                error.__traceback__ = None
+            del error
+            if isinstance(result, Prepared):
                 discard(result)
+            del result
+
+    def abandon() -> bool:
+        """Give the build up unless it has just finished (then its outcome is ours)."""
+        with handoff:
+            if done.is_set():
+                return False
+            abandoned.set()
+            return True
 
     threading.Thread(target=work, name="edge-fer-build", daemon=True).start()
     end = None if deadline_s is None else time.monotonic() + deadline_s
     while not done.wait(0.05):
-        if signals.stop.is_set():
-            abandoned.set()
+        # Raised unbound: a local holding the exception would put this frame (and `build`,
+        # which can hold the old pipeline) in a cycle with its traceback.
+        if signals.stop.is_set() and abandon():
             raise Stopped()
-        if end is not None and time.monotonic() > end:
-            abandoned.set()
+        if end is not None and time.monotonic() > end and abandon():
             raise TimeoutError(f"building the new pipeline took longer than {deadline_s:.0f} s")
+    # Popped, not read: the box must not keep the error (whose traceback holds the worker's
+    # frame, which holds the box) or the pipeline alive after this returns.
     if "error" in box:
-        raise box["error"]  # type: ignore[misc]
-    return box["result"]  # type: ignore[return-value]
+        raise box.pop("error")  # type: ignore[misc]
+    return box.pop("result")  # type: ignore[return-value]
 
 
 def serve(p: Prepared, signals: SignalState, stats: RunStats, max_frames: int | None) -> str:
@@ -287,7 +313,7 @@ def _reload(
             late.lock.release()
 
     try:
-        new = in_worker(build, signals, deadline_s, discard)
+        new: Prepared | None = in_worker(build, signals, deadline_s, discard)
     except Stopped:
         raise
     except BaseException as exc:  # noqa: BLE001 - any failure keeps the running config
@@ -297,6 +323,10 @@ def _reload(
             exc if known else f"{type(exc).__name__}: {exc}",
         )
         log.debug("reload failure", exc_info=exc)
+        new = None
+    if new is None:
+        # Restored outside the except block: the failure (its traceback holds the failed
+        # build's frames and what they made) is gone before the old pipeline is rebuilt.
         classifier = None if new_model else current.classifier
         old = current.config
         try:
