@@ -69,6 +69,13 @@ def takes_input_of(ckpt: dict, spec: PreprocessSpec) -> bool:
     return ours == theirs
 
 
+def _looks_pickled(path: Path) -> bool:
+    """A torch.save zip archive or a raw pickle (protocol 2+), as opposed to any other bytes."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    return head[:1] == b"\x80" or head == b"PK\x03\x04"
+
+
 def load_checkpoint(path: Path) -> dict:
     """The raw checkpoint dict, with a one-line error for missing or foreign files."""
     path = Path(path)
@@ -84,11 +91,13 @@ def load_checkpoint(path: Path) -> dict:
         # weights_only: tensors, numbers, strings, lists and dicts; a pickle that would run
         # code (or build any other object) is refused before anything of it executes.
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise CheckpointError(
-            f"{path} holds pickled objects other than weights (code could run if it were "
-            "loaded); load only checkpoints written by edge-fer's training"
-        ) from None
+    except pickle.UnpicklingError as exc:
+        if _looks_pickled(path):
+            raise CheckpointError(
+                f"{path} holds pickled objects other than weights (code could run if it were "
+                "loaded); load only checkpoints written by edge-fer's training"
+            ) from None
+        raise CheckpointError(f"{path} is not a readable checkpoint ({type(exc).__name__})") from None
     except Exception as exc:  # noqa: BLE001 - any other failure: not a checkpoint we can read
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise CheckpointError(f"{path} is not a readable checkpoint ({first})") from None
