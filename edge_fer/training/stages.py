@@ -166,7 +166,7 @@ def _member_training(path: Path) -> dict:
     """Epochs and seconds a teacher checkpoint took, from the metrics file beside it."""
 
     rows = read_rows(path.with_name(f"{path.stem}_metrics.jsonl"))
-    return {"epochs": len(rows), "seconds": round(sum(r["seconds"] for r in rows))} if rows else {}
+    return {"epochs": len(rows), "seconds": round(sum(r["seconds"] for r in rows), 1)} if rows else {}
 
 
 def _evaluate_ensemble(run: Run) -> dict:
