@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -229,26 +230,70 @@ def _read_metadata(model_path: Path, path: Path) -> dict:
     meta["input"] = _checked_input(path, meta.get("input"))
     if "name" in meta and not isinstance(meta["name"], str | int | float):
         raise ModelError(f"model metadata {path}: 'name' must be a string; re-export it")
-    meta["temperature"] = calibration_temperature(path, meta.get("calibration"))
+    read_calibration(path, meta.get("calibration"))  # checked here, applied by the classifier
     return meta
 
 
 TEMPERATURE_RANGE = (0.05, 20.0)
+SCALE_RANGE = (0.05, 20.0)  # per-class logit multipliers: the inverse temperature's range
+BIAS_RANGE = (-20.0, 20.0)
 
 
-def calibration_temperature(path: Path, calibration: object) -> float:
-    """The softmax temperature that makes the model's scores calibrated probabilities (the
-    metadata's `calibration.temperature`, fitted by tools/calibrate.py); 1.0 when absent."""
+@dataclass(frozen=True)
+class Calibration:
+    """How logits become calibrated probabilities: softmax(logits * scale + bias), per class.
+    Temperature scaling is the special case scale = 1/T, bias = 0; none is scale 1, bias 0."""
+
+    scale: tuple[float, ...] = (1.0,) * len(EMOTIONS)
+    bias: tuple[float, ...] = (0.0,) * len(EMOTIONS)
+
+    @classmethod
+    def from_temperature(cls, temperature: float) -> Calibration:
+        return cls(scale=(1.0 / temperature,) * len(EMOTIONS))
+
+    def probabilities(self, logits: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities (N, 7) of logits (N, 7), float32."""
+        z = np.asarray(logits, np.float32) * np.asarray(self.scale, np.float32)
+        return softmax(z + np.asarray(self.bias, np.float32))
+
+
+def read_calibration(path: Path, calibration: object) -> Calibration:
+    """The metadata's `calibration` (written by tools/calibrate.py): `scale` and `bias` (7
+    numbers each, vector scaling) or a single `temperature`; no calibration when absent."""
     if calibration is None:
-        return 1.0
-    value = calibration.get("temperature") if isinstance(calibration, dict) else None
+        return Calibration()
+    where = f"model metadata {path}: calibration"
+    refit = "refit it with tools/calibrate.py"
+    if not isinstance(calibration, dict):
+        raise ModelError(f"{where} must be an object with scale and bias, or temperature; {refit}")
+    if "scale" in calibration or "bias" in calibration:
+        if "temperature" in calibration:
+            raise ModelError(f"{where} gives both temperature and scale/bias; keep one; {refit}")
+        scale = _numbers(where + ".scale", calibration.get("scale"), SCALE_RANGE, refit)
+        bias = _numbers(where + ".bias", calibration.get("bias"), BIAS_RANGE, refit)
+        return Calibration(scale, bias)
+    value = calibration.get("temperature")
     lo, hi = TEMPERATURE_RANGE
     if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
         raise ModelError(
-            f"model metadata {path}: calibration.temperature is {value!r}, expected a number in "
-            f"[{lo:g}, {hi:g}]; refit it with tools/calibrate.py"
+            f"{where}.temperature is {str(value)[:40]!r}, expected a number in [{lo:g}, {hi:g}]; {refit}"
         )
-    return float(value)
+    return Calibration.from_temperature(float(value))
+
+
+def _numbers(where: str, value: object, limits: tuple[float, float], refit: str) -> tuple[float, ...]:
+    """`value` as one number per emotion, each within `limits`, or a ModelError."""
+    lo, hi = limits
+    ok = (
+        isinstance(value, list)
+        and len(value) == len(EMOTIONS)
+        and all(not isinstance(v, bool) and isinstance(v, int | float) and lo <= v <= hi for v in value)
+    )
+    if not ok:
+        raise ModelError(
+            f"{where} is {str(value)[:60]!r}, expected {len(EMOTIONS)} numbers in [{lo:g}, {hi:g}]; {refit}"
+        )
+    return tuple(float(v) for v in value)
 
 
 def _checked_spec(path: Path, data: object) -> dict:
@@ -319,7 +364,7 @@ class PteClassifier:
             raise ModelError(f"{path} is not an ExecuTorch program (.pte); re-export the model")
         self.path, self.threads = path, threads
         self.metadata = read_metadata(path) if spec is None else {}
-        self.temperature = float(self.metadata.get("temperature", 1.0))
+        self.calibration = read_calibration(metadata_path(path), self.metadata.get("calibration"))
         self.spec = spec or PreprocessSpec.from_dict(self.metadata["preprocess"])
         self.classes = EMOTIONS
         self._program, self.runtime = open_program(path, threads, runtime)
@@ -358,7 +403,7 @@ class PteClassifier:
         """Calibrated class probabilities (N, 7) for uint8 faces (N, S, S)."""
         if len(faces) == 0:
             return np.zeros((0, len(self.classes)), np.float32)
-        return softmax(self.logits(normalize(faces, self.spec)) / self.temperature)
+        return self.calibration.probabilities(self.logits(normalize(faces, self.spec)))
 
     def info(self) -> dict[str, str]:
         return {

@@ -100,6 +100,61 @@ def softmax_t(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def softmax_vs(logits: np.ndarray, scale: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """Softmax of vector-scaled logits: class k's logit times scale[k] plus bias[k], in float64."""
+    z = np.asarray(logits, np.float64) * np.asarray(scale, np.float64) + np.asarray(bias, np.float64)
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def fit_vector_scaling(
+    logits: np.ndarray, labels: np.ndarray, ridge: float = 1e-3
+) -> tuple[np.ndarray, np.ndarray]:
+    """Vector scaling (Guo et al., 2017): the per-class scale and bias minimizing the NLL of
+    softmax(logits * scale + bias). The NLL is convex in them (the new logits are linear in the
+    parameters), so Newton's method with a backtracking line search finds the optimum in a few
+    steps. `ridge` pulls the biases towards 0 (a common shift of all biases changes nothing,
+    so without it they have no unique optimum) and the scales towards 1."""
+    x = np.asarray(logits, np.float64)
+    y = np.asarray(labels)
+    n, k = x.shape
+    onehot = np.eye(k)[y]
+    prior = np.r_[np.ones(k), np.zeros(k)]
+
+    def loss(theta: np.ndarray) -> float:
+        p = softmax_vs(x, theta[:k], theta[k:])
+        return negative_log_likelihood(p, y) + ridge * float(np.sum((theta - prior) ** 2))
+
+    theta = prior.copy()
+    current = loss(theta)
+    for _ in range(50):
+        p = softmax_vs(x, theta[:k], theta[k:])
+        r = (p - onehot) / n  # d NLL / d new logits
+        grad = np.r_[(r * x).sum(0), r.sum(0)] + 2 * ridge * (theta - prior)
+        # Hessian of the NLL in the new logits per face is diag(p) - p p^T; chain it through
+        # d logit_k / d scale_k = x_k and d logit_k / d bias_k = 1.
+        a = np.einsum("ni,ij->nij", p, np.eye(k)) - np.einsum("ni,nj->nij", p, p)
+        h_ss = np.einsum("nij,ni,nj->ij", a, x, x) / n
+        h_sb = np.einsum("nij,ni->ij", a, x) / n
+        h_bb = a.sum(0) / n
+        hessian = np.block([[h_ss, h_sb], [h_sb.T, h_bb]]) + 2 * ridge * np.eye(2 * k)
+        step = np.linalg.solve(hessian, grad)
+        t = 1.0
+        while t > 1e-6:
+            trial = theta - t * step
+            value = loss(trial)
+            if value <= current - 1e-4 * t * float(grad @ step):
+                break
+            t /= 2
+        else:
+            break
+        theta, improvement, current = trial, current - value, value
+        if improvement < 1e-10:
+            break
+    return theta[:k], theta[k:]
+
+
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
     """ECE: the sample-weighted mean |accuracy - confidence| over equal-width confidence bins
     of the top label."""

@@ -1,5 +1,5 @@
 """Calibrated scores and the honest `uncertain`, through the daemon's real outputs (events,
-MQTT) with the shipped program and a copy whose metadata carries another temperature."""
+MQTT) with the shipped program and copies whose metadata carry another calibration map."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def test_scores_are_the_softmax_at_the_metadata_temperature(tmp_path, shipped_mo
     plain = PteClassifier(shipped_model)
     logits = plain.logits(normalize(faces, plain.spec))
     hot = PteClassifier(model_with(tmp_path, shipped_model, {"temperature": 0.5}))
-    assert hot.temperature == 0.5
+    assert hot.calibration.scale == (2.0,) * 7 and hot.calibration.bias == (0.0,) * 7
     np.testing.assert_allclose(hot.classify_batch(faces), softmax(logits / 0.5), atol=1e-5)
     assert (hot.classify_batch(faces).argmax(1) == logits.argmax(1)).all()  # labels unchanged
 
@@ -61,10 +61,47 @@ def test_a_bad_temperature_is_a_model_error(tmp_path, shipped_model, bad):
         PteClassifier(model_with(tmp_path, shipped_model, calibration))
 
 
-def test_the_shipped_model_is_calibrated(shipped_model):
+def test_scores_are_the_softmax_of_the_vector_scaled_logits(tmp_path, shipped_model, public_faces):
+    faces = public_faces.images[:40]
+    plain = PteClassifier(shipped_model)
+    logits = plain.logits(normalize(faces, plain.spec))
+    scale, bias = [0.5, 1, 1.5, 2, 1, 0.8, 1.2], [0, -1, 0.5, 0, 0.25, 0, -0.5]
+    mapped = PteClassifier(model_with(tmp_path, shipped_model, {"scale": scale, "bias": bias}))
+    expected = softmax(logits * np.float32(scale) + np.float32(bias))
+    np.testing.assert_allclose(mapped.classify_batch(faces), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"scale": [1] * 7},  # no bias
+        {"bias": [0] * 7},
+        {"scale": [1] * 6, "bias": [0] * 7},
+        {"scale": [1] * 7, "bias": [0] * 8},
+        {"scale": [0] * 7, "bias": [0] * 7},
+        {"scale": [1] * 6 + [-1], "bias": [0] * 7},
+        {"scale": [1] * 7, "bias": [0] * 6 + [1e9]},
+        {"scale": [1] * 6 + [True], "bias": [0] * 7},
+        {"scale": "1111111", "bias": [0] * 7},
+        {"scale": [1] * 7, "bias": [0] * 6 + [None]},
+        {"scale": [1] * 7, "bias": [0] * 7, "temperature": 1.0},
+    ],
+)
+def test_a_bad_vector_calibration_is_a_one_line_model_error(tmp_path, shipped_model, bad):
+    with pytest.raises(ModelError, match=r"calibration(\.scale|\.bias| gives both)") as info:
+        PteClassifier(model_with(tmp_path, shipped_model, bad))
+    assert "\n" not in str(info.value) and "tools/calibrate.py" in str(info.value)
+
+
+def test_the_shipped_model_is_calibrated(shipped_model, public_faces):
     meta = json.loads(shipped_model.with_suffix(".json").read_text())
     cal = meta["calibration"]
-    assert 0.05 <= cal["temperature"] <= 20 and cal["ece_after"] < cal["ece_before"]
+    assert len(cal["scale"]) == len(cal["bias"]) == 7 and cal["ece_after"] < cal["ece_before"]
+    # Its calibrated labels are the model's own labels on nearly every face.
+    classifier = PteClassifier(shipped_model)
+    raw = classifier.logits(normalize(public_faces.images, classifier.spec)).argmax(1)
+    calibrated = classifier.classify_batch(public_faces.images).argmax(1)
+    assert (raw == calibrated).mean() > 0.95
 
 
 def test_events_say_uncertain_when_the_evidence_is_weak(tmp_path, shipped_model, demo_video):

@@ -136,7 +136,8 @@ json_values = st.recursive(
 META_PATHS = [
     ("classes",), ("preprocess",), ("preprocess", "input_size"), ("preprocess", "mean"),
     ("preprocess", "std"), ("preprocess", "margin"), ("input",), ("input", "dynamic_batch"),
-    ("name",), ("calibration",), ("calibration", "temperature"),
+    ("name",), ("calibration",), ("calibration", "temperature"), ("calibration", "scale"),
+    ("calibration", "bias"),
 ]  # fmt: skip
 
 

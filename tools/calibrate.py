@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
-"""Make a model's scores calibrated probabilities: fit its softmax temperature on PublicTest
-and store it in the model's metadata, where the daemon reads it.
+"""Make a model's scores calibrated probabilities: fit a calibration map on PublicTest and
+store it in the model's metadata, where the daemon reads it.
 
     .venv/bin/python tools/calibrate.py                       # the shipped model
     .venv/bin/python tools/calibrate.py --model runs/robust/edge_fer_student.pte --no-write
 
-How well it works is measured by 5-fold cross-validation on PublicTest: the temperature used
-for each fifth of the faces is fitted on the other four fifths, so no face is scored by a
-temperature fitted on it. The stored temperature is then fitted on all of PublicTest. Prints
+The map is vector scaling by default: softmax(logits * scale + bias) with one scale and one
+bias per class (14 numbers, fitted by NLL), which also corrects the classes the model is
+biased towards; `--method temperature` fits a single softmax temperature instead. How well
+it works is measured by 5-fold cross-validation on PublicTest: the map used for each fifth
+of the faces is fitted on the other four fifths, so no face is scored by a map fitted on it.
+The stored map is then fitted on all of PublicTest. Prints
 (and writes as JSON and PNGs beside the model, or into --out) expected calibration error
 (15 bins) and NLL before and after, the coverage/accuracy curve behind the daemon's
 `smoothing.uncertain_below`, and the accuracy of the coarser label groups.
@@ -29,11 +32,13 @@ from edge_fer.labels import LABEL_GROUPS, group_matrix
 from edge_fer.metrics import (
     expected_calibration_error,
     fit_temperature,
+    fit_vector_scaling,
     negative_log_likelihood,
     plot_coverage,
     plot_reliability,
     reliability_bins,
     softmax_t,
+    softmax_vs,
 )
 from edge_fer.paths import DEFAULT_DATA
 from edge_fer.preprocess import normalize
@@ -42,23 +47,43 @@ FOLDS = 5
 THRESHOLDS = [round(0.05 * i, 2) for i in range(0, 19)]
 
 
+def fit_map(logits: np.ndarray, labels: np.ndarray, method: str, objective: str) -> dict:
+    """The calibration map as stored in the metadata: {"scale", "bias"} or {"temperature"}."""
+    if method == "vector":
+        scale, bias = fit_vector_scaling(logits, labels)
+        return {"scale": [round(float(v), 5) for v in scale], "bias": [round(float(v), 5) for v in bias]}
+    return {"temperature": round(fit_temperature(logits, labels, objective), 5)}
+
+
+def apply_map(logits: np.ndarray, calibration: dict) -> np.ndarray:
+    if "scale" in calibration:
+        return softmax_vs(logits, np.asarray(calibration["scale"]), np.asarray(calibration["bias"]))
+    return softmax_t(logits, calibration["temperature"])
+
+
 def cross_validated_probs(
-    logits: np.ndarray, labels: np.ndarray, objective: str, seed: int = 0
-) -> tuple[np.ndarray, list]:
-    """Probabilities of every face under a temperature fitted on the other folds (stratified)."""
+    logits: np.ndarray, labels: np.ndarray, method: str, objective: str = "nll", seed: int = 0
+) -> tuple[np.ndarray, list[dict]]:
+    """Probabilities of every face under a map fitted on the other folds (stratified)."""
     rng = np.random.default_rng(seed)
     fold = np.empty(len(labels), int)
     for c in np.unique(labels):
         members = rng.permutation(np.flatnonzero(labels == c))
         fold[members] = np.arange(len(members)) % FOLDS
     probs = np.empty(logits.shape, np.float64)
-    temperatures = []
+    maps = []
     for k in range(FOLDS):
         held = fold == k
-        t = fit_temperature(logits[~held], labels[~held], objective)
-        temperatures.append(t)
-        probs[held] = softmax_t(logits[held], t)
-    return probs, temperatures
+        fitted = fit_map(logits[~held], labels[~held], method, objective)
+        maps.append(fitted)
+        probs[held] = apply_map(logits[held], fitted)
+    return probs, maps
+
+
+def scores(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    return {"ece": expected_calibration_error(probs, labels), "nll": negative_log_likelihood(probs, labels),
+            "accuracy": float((probs.argmax(1) == labels).mean()),
+            "mean_confidence": float(probs.max(1).mean())}  # fmt: skip
 
 
 def coverage_curve(probs: np.ndarray, labels: np.ndarray) -> list[dict]:
@@ -92,10 +117,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-write", action="store_true", help="report only; leave the metadata as it is")
     p.add_argument("--threads", type=int, default=2, choices=range(1, 17), metavar="1-16")
     p.add_argument(
+        "--method",
+        choices=("vector", "temperature"),
+        default="vector",
+        help="vector: a scale and a bias per class, by NLL (default); temperature: one softmax\n"
+        "temperature for all classes",
+    )
+    p.add_argument(
         "--objective",
         choices=("nll", "ece"),
         default="nll",
-        help="what the temperature minimizes: the NLL of all 7 probabilities (default: a proper\n"
+        help="what a temperature minimizes: the NLL of all 7 probabilities (default: a proper\n"
         "scoring rule, steadier across folds), or the calibration error of the top score",
     )
     p.add_argument(
@@ -118,17 +150,15 @@ def main(argv: list[str] | None = None) -> int:
     classifier.close()
     labels = data.labels
     raw = softmax_t(logits, 1.0)
-    cv_probs, fold_t = cross_validated_probs(logits, labels, args.objective)
-    temperature = fit_temperature(logits, labels, args.objective)
-    nll_probs, _ = cross_validated_probs(logits, labels, "nll")
-    before = {"ece": expected_calibration_error(raw, labels), "nll": negative_log_likelihood(raw, labels),
-              "mean_confidence": float(raw.max(1).mean())}  # fmt: skip
-    after = {"ece": expected_calibration_error(cv_probs, labels),
-             "nll": negative_log_likelihood(cv_probs, labels),
-             "mean_confidence": float(cv_probs.max(1).mean())}  # fmt: skip
-    nll_fit = {"ece": expected_calibration_error(nll_probs, labels),
-               "nll": negative_log_likelihood(nll_probs, labels)}  # fmt: skip
-    accuracy = float((raw.argmax(1) == labels).mean())
+    cv_probs, fold_maps = cross_validated_probs(logits, labels, args.method, args.objective)
+    chosen = fit_map(logits, labels, args.method, args.objective)
+    # Both methods, for the table: what vector scaling adds over one temperature.
+    compared = {
+        "temperature (nll)": cross_validated_probs(logits, labels, "temperature", "nll")[0],
+        "vector scaling (nll)": cross_validated_probs(logits, labels, "vector")[0],
+    }
+    before, after = scores(raw, labels), scores(cv_probs, labels)
+    label = "vector scaling" if args.method == "vector" else f"temperature ({args.objective})"
     curve = coverage_curve(cv_probs, labels)
     groups = grouped_accuracy(cv_probs, labels)
     # A cheap check of the split's stability: the same fit on a stratified half.
@@ -136,14 +166,14 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "model": str(args.model),
         "faces": len(labels),
-        "accuracy": accuracy,
-        "temperature": temperature,
-        "fold_temperatures": fold_t,
-        "half_split_temperature": fit_temperature(logits[half], labels[half]),
+        "accuracy": before["accuracy"],
+        "method": label,
+        "calibration": chosen,
+        "fold_calibrations": fold_maps,
+        "half_split_calibration": fit_map(logits[half], labels[half], args.method, args.objective),
         "uncalibrated": before,
-        "objective": args.objective,
         "calibrated_5fold_cv": after,
-        "nll_fitted_5fold_cv": nll_fit,
+        "methods_5fold_cv": {name: scores(probs, labels) for name, probs in compared.items()},
         "reliability_bins": {
             "uncalibrated": reliability_bins(raw, labels),
             "calibrated": reliability_bins(cv_probs, labels),
@@ -155,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     (out_dir / f"{stem}_calibration.json").write_text(json.dumps(result, indent=2) + "\n")
     try:
         plot_reliability(
-            {"uncalibrated": (raw, labels), f"temperature {temperature:.2f} (5-fold CV)": (cv_probs, labels)},
+            {"uncalibrated": (raw, labels), f"{label} (5-fold CV)": (cv_probs, labels)},
             str(out_dir / f"{stem}_reliability.png"),
             "Reliability on PublicTest (int8 .pte)",
         )
@@ -166,17 +196,16 @@ def main(argv: list[str] | None = None) -> int:
         plot_coverage(points, args.uncertain_below, str(out_dir / f"{stem}_coverage.png"), title)
     except ImportError:
         print("plots: skipped (needs matplotlib: pip install 'edge-fer[train]')")
-    print(f"model {args.model}: {len(labels)} PublicTest faces, accuracy {accuracy * 100:.2f}%")
-    print(f"{'':<26}{'ECE (15 bins)':>14}{'NLL':>8}{'mean conf':>11}")
-    rows = (
-        ("uncalibrated", before),
-        (f"T by {args.objective}, 5-fold CV", after),
-        ("T by nll, 5-fold CV", nll_fit),
-    )
-    for name, row in rows if args.objective != "nll" else rows[:2]:
-        conf = f"{row['mean_confidence'] * 100:>10.1f}%" if "mean_confidence" in row else ""
-        print(f"{name:<26}{row['ece'] * 100:>13.2f}%{row['nll']:>8.4f}{conf}")
-    print(f"temperature {temperature:.4f} (folds: {', '.join(f'{t:.3f}' for t in fold_t)})")
+    print(f"model {args.model}: {len(labels)} PublicTest faces, accuracy {before['accuracy'] * 100:.2f}%")
+    print(f"{'':<34}{'ECE (15 bins)':>14}{'NLL':>8}{'mean conf':>11}{'accuracy':>10}")
+    rows = [("uncalibrated", before), (f"{label}, 5-fold CV", after)]
+    rows += [(f"{name}, 5-fold CV", row) for name, row in result["methods_5fold_cv"].items() if row != after]
+    for name, row in rows:
+        print(
+            f"{name:<34}{row['ece'] * 100:>13.2f}%{row['nll']:>8.4f}{row['mean_confidence'] * 100:>10.1f}%"
+            f"{row['accuracy'] * 100:>9.2f}%"
+        )
+    print(f"stored map: {json.dumps(chosen)}")
     print("threshold  coverage  accuracy of the labelled faces")
     for r in curve[4:16]:
         print(f"{r['threshold']:>9.2f}{r['coverage'] * 100:>9.1f}%{(r['accuracy'] or 0) * 100:>9.1f}%")
@@ -184,8 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_write:
         meta = json.loads(metadata_path(args.model).read_text())  # as written, not as parsed
         meta["calibration"] = {
-            "method": f"temperature scaling (minimizing {args.objective})",
-            "temperature": round(temperature, 4),
+            "method": label,
+            **chosen,
             "fit_on": f"PublicTest ({len(labels)} faces); the ECE/NLL below by 5-fold cross-validation",
             "ece_before": round(before["ece"], 4),
             "ece_after": round(after["ece"], 4),
@@ -193,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
             "nll_after": round(after["nll"], 4),
         }
         write_metadata(args.model, meta)
-        print(f"wrote calibration.temperature {temperature:.4f} into {args.model.with_suffix('.json')}")
+        print(f"wrote calibration ({label}) into {args.model.with_suffix('.json')}")
     print(f"report: {out_dir / (stem + '_calibration.json')}")
     return 0
 
