@@ -139,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     signals.install()  # first: a SIGHUP, SIGUSR1 or SIGTERM during start-up must not kill it
     args = parse_args(argv)
     setup_logging(args.log_level or "INFO")
+    signals.logging_ready()
     from edge_fer.capture import CaptureError
     from edge_fer.classify import ModelError
     from edge_fer.config import ConfigError

@@ -157,6 +157,9 @@ class SignalState:
         self.stop = threading.Event()
         self.reload = threading.Event()
         self.describe: Callable[[], str] = lambda: "starting"
+        # Signals can arrive before logging is set up (the handlers go in first); their lines
+        # wait here until `logging_ready`, instead of going to a root logger that drops INFO.
+        self._early: list[str] | None = []
 
     def install(self) -> None:
         """Install every handler; call first thing, before anything slow."""
@@ -172,15 +175,28 @@ class SignalState:
             text = self.describe()
         except Exception as exc:  # noqa: BLE001 - a status line must never kill the daemon
             text = f"status unavailable ({exc})"
-        log.info("received %s: %s", signal.Signals(signum).name, text)
+        self._log(f"received {signal.Signals(signum).name}: {text}")
 
     def _on_stop(self, signum: int, _frame: FrameType | None) -> None:
-        log.info("received %s, stopping", signal.Signals(signum).name)
+        self._log(f"received {signal.Signals(signum).name}, stopping")
         self.stop.set()
 
     def _on_reload(self, _signum: int, _frame: FrameType | None) -> None:
-        log.info("received SIGHUP, reloading config")
+        self._log("received SIGHUP, reloading config")
         self.reload.set()
+
+    def _log(self, line: str) -> None:
+        if self._early is not None:
+            self._early.append(line)
+        else:
+            log.info("%s", line)
+
+    def logging_ready(self) -> None:
+        """Logging is set up: log the lines of signals that came before, then log directly."""
+        early = self._early
+        self._early = None  # a signal handled between these lines appended to `early`
+        for line in early or []:
+            log.info("%s", line)
 
     def interrupted(self) -> bool:
         return self.stop.is_set() or self.reload.is_set()

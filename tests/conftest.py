@@ -104,3 +104,17 @@ def bad_models(tmp_path_factory) -> Path:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     return out
+
+
+@pytest.fixture(scope="session")
+def quick_recipe_run(tmp_path_factory, data_dir) -> Path:
+    """recipes/quick.yaml, every stage for real on 1% of FER2013, as a user runs it; shared by
+    the tests of what a run writes (metadata, recipe hash) and of what it exports to (ONNX)."""
+    runs = tmp_path_factory.mktemp("recipe_runs")
+    root = Path(__file__).resolve().parents[1]
+    command = [sys.executable, str(root / "tools" / "train_mobilenet.py"),
+               "--recipe", str(root / "recipes" / "quick.yaml"), "--subset", "0.01",
+               "--data", str(data_dir), "--runs", str(runs), "--threads", "2"]  # fmt: skip
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return runs / "quick"

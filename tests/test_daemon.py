@@ -243,3 +243,34 @@ def test_picamera2_source_with_drm_overlay_end_to_end(tmp_path, shipped_model, d
     assert len(events) == 60 and sum(bool(e["faces"]) for e in events) >= 1
     assert all(f["box"][0] + f["box"][2] <= 640 for e in events for f in e["faces"])
     assert "display drm" in err
+
+
+def test_signals_before_logging_is_set_up_are_logged_once_it_is(caplog):
+    """The handlers go in before logging is configured; their lines are kept, then logged."""
+    import logging
+    import os
+    import signal as sig
+
+    from edge_fer.service import SignalState
+
+    state = SignalState()
+    watched = (sig.SIGUSR1, sig.SIGUSR2, sig.SIGHUP, sig.SIGTERM, sig.SIGINT, sig.SIGPIPE)
+    previous = {s: sig.getsignal(s) for s in watched}
+    try:
+        state.install()
+        with caplog.at_level(logging.INFO, logger="edge_fer.service"):
+            os.kill(os.getpid(), sig.SIGUSR1)
+            os.kill(os.getpid(), sig.SIGHUP)
+            assert not [r for r in caplog.records if "received" in r.getMessage()]
+            state.logging_ready()
+            os.kill(os.getpid(), sig.SIGUSR2)
+        lines = [r.getMessage() for r in caplog.records if "received" in r.getMessage()]
+        assert lines == [
+            "received SIGUSR1: starting",
+            "received SIGHUP, reloading config",
+            "received SIGUSR2: starting",
+        ]
+        assert state.reload.is_set() and not state.stop.is_set()
+    finally:
+        for s, handler in previous.items():
+            sig.signal(s, handler)

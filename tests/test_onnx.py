@@ -21,15 +21,9 @@ def _tool(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=900)  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def quick_run(tmp_path_factory, data_dir) -> Path:
-    runs = tmp_path_factory.mktemp("runs")
-    recipe = ROOT / "recipes" / "quick.yaml"
-    command = [sys.executable, str(ROOT / "tools" / "train_mobilenet.py"), "--recipe", str(recipe),
-               "--subset", "0.01", "--data", str(data_dir), "--runs", str(runs)]  # fmt: skip
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return runs / "quick"
+@pytest.fixture()
+def quick_run(quick_recipe_run) -> Path:
+    return quick_recipe_run
 
 
 def test_onnx_float_and_int8_agree_with_the_pte(quick_run, data_dir, tmp_path):

@@ -219,16 +219,10 @@ def test_the_real_command_refuses_a_bad_recipe_in_one_line(tmp_path):
 
 
 @pytest.mark.slow
-def test_export_writes_the_recipe_and_its_hash_into_the_metadata(data_dir, tmp_path):
-    """The quick recipe, every stage for real on 1% of FER2013."""
+def test_export_writes_the_recipe_and_its_hash_into_the_metadata(quick_recipe_run):
+    """The quick recipe, every stage for real on 1% of FER2013 (the shared run)."""
     recipe = ROOT / "recipes" / "quick.yaml"
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "train_mobilenet.py"), "--recipe", str(recipe),
-         "--subset", "0.01", "--data", str(data_dir), "--runs", str(tmp_path), "--threads", "2"],
-        capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    meta = json.loads((tmp_path / "quick" / "edge_fer_student.json").read_text())
+    meta = json.loads((quick_recipe_run / "edge_fer_student.json").read_text())
     assert meta["recipe"] == {
         "path": "recipes/quick.yaml",
         "sha256": hashlib.sha256(recipe.read_bytes()).hexdigest(),
