@@ -139,7 +139,7 @@ def fit_vector_scaling(
         h_sb = np.einsum("nij,ni->ij", a, x) / n
         h_bb = a.sum(0) / n
         hessian = np.block([[h_ss, h_sb], [h_sb.T, h_bb]]) + 2 * ridge * np.eye(2 * k)
-        step = np.linalg.solve(hessian, grad)
+        step = np.linalg.lstsq(hessian, grad, rcond=None)[0]  # least norm: singular when ridge=0
         t = 1.0
         while t > 1e-6:
             trial = theta - t * step

@@ -95,3 +95,28 @@ def test_float_blocks_stay_float_and_the_rest_is_int8():
     assert torch.allclose(mixed(calibration[:2]), model(calibration[:2]), atol=0.5)
     with pytest.raises(ValueError, match=f"the model has {len(model.features)}"):
         float_prefix(model, len(model.features) + 1)
+
+
+def test_vector_scaling_recovers_the_map_that_made_the_labels():
+    """Labels drawn from softmax(logits * scale + bias): the fit finds that scale and bias
+    (up to a common shift of the biases) and beats a single temperature on NLL."""
+    from edge_fer.metrics import (
+        fit_temperature,
+        fit_vector_scaling,
+        negative_log_likelihood,
+        softmax_t,
+        softmax_vs,
+    )
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 2, (20000, 7))
+    scale = np.array([0.5, 1.5, 1.0, 2.0, 0.8, 1.2, 1.0])
+    bias = np.array([0.0, -1.0, 0.5, 0.0, 0.3, -0.2, 0.1])
+    p = softmax_vs(logits, scale, bias)
+    labels = (p.cumsum(1) > rng.random((len(p), 1))).argmax(1)
+    fitted_scale, fitted_bias = fit_vector_scaling(logits, labels, ridge=0.0)
+    np.testing.assert_allclose(fitted_scale, scale, atol=0.08)
+    np.testing.assert_allclose(fitted_bias - fitted_bias.mean(), bias - bias.mean(), atol=0.08)
+    t = fit_temperature(logits, labels)
+    vs_nll = negative_log_likelihood(softmax_vs(logits, fitted_scale, fitted_bias), labels)
+    assert vs_nll < negative_log_likelihood(softmax_t(logits, t), labels) - 0.01
