@@ -106,15 +106,30 @@ def bad_models(tmp_path_factory) -> Path:
     return out
 
 
+def train(*args: str) -> subprocess.CompletedProcess:
+    """Run tools/train_mobilenet.py as users do, in its own process, so a native crash in
+    training fails a test with its exit status instead of killing the whole session."""
+    return subprocess.run(
+        [sys.executable, str(Path(__file__).resolve().parents[1] / "tools" / "train_mobilenet.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
 @pytest.fixture(scope="session")
-def quick_recipe_run(tmp_path_factory, data_dir) -> Path:
-    """recipes/quick.yaml, every stage for real on 1% of FER2013, as a user runs it; shared by
-    the tests of what a run writes (metadata, recipe hash) and of what it exports to (ONNX)."""
-    runs = tmp_path_factory.mktemp("recipe_runs")
-    root = Path(__file__).resolve().parents[1]
-    command = [sys.executable, str(root / "tools" / "train_mobilenet.py"),
-               "--recipe", str(root / "recipes" / "quick.yaml"), "--subset", "0.01",
-               "--data", str(data_dir), "--runs", str(runs), "--threads", "2"]  # fmt: skip
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=900)
+def quick_run(tmp_path_factory, data_dir) -> Path:
+    """Every training stage for real, as a user runs them (--quick, recipes/quick.yaml, on the
+    smallest slice that still has faces of every class: 287 train, 179 validation): all but
+    export in one process, then export on its own in a fresh one (as when shipping a run
+    later), shipping into <runs>/ship. Shared by the training, recipe and ONNX tests."""
+    runs = tmp_path_factory.mktemp("runs")
+    common = ("--quick", "--subset", "0.01", "--data", str(data_dir), "--runs", str(runs),
+              "--name", "t", "--threads", "2", "--device", "cpu")  # fmt: skip
+    proc = train(*common, "--stages", "teacher,distill,prune,quantize", "--qat-always", "--qat-epochs", "1",
+                 "--average-last", "1", "--finetune-average-last", "1", "--teacher-tta")  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
-    return runs / "quick"
+    assert not (runs / "t" / "edge_fer_student.pte").exists()
+    proc = train(*common, "--stages", "export", "--ship", str(runs / "ship"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return runs / "t"

@@ -21,11 +21,6 @@ def _tool(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=900)  # fmt: skip
 
 
-@pytest.fixture()
-def quick_run(quick_recipe_run) -> Path:
-    return quick_recipe_run
-
-
 def test_onnx_float_and_int8_agree_with_the_pte(quick_run, data_dir, tmp_path):
     import onnx
 

@@ -219,10 +219,10 @@ def test_the_real_command_refuses_a_bad_recipe_in_one_line(tmp_path):
 
 
 @pytest.mark.slow
-def test_export_writes_the_recipe_and_its_hash_into_the_metadata(quick_recipe_run):
-    """The quick recipe, every stage for real on 1% of FER2013 (the shared run)."""
+def test_export_writes_the_recipe_and_its_hash_into_the_metadata(quick_run):
+    """--quick is the quick recipe: every stage for real on 1% of FER2013 (the shared run)."""
     recipe = ROOT / "recipes" / "quick.yaml"
-    meta = json.loads((quick_recipe_run / "edge_fer_student.json").read_text())
+    meta = json.loads((quick_run / "edge_fer_student.json").read_text())
     assert meta["recipe"] == {
         "path": "recipes/quick.yaml",
         "sha256": hashlib.sha256(recipe.read_bytes()).hexdigest(),

@@ -11,64 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import train
 
 ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.slow
 
 
-def train(*args: str) -> subprocess.CompletedProcess:
-    """Run tools/train_mobilenet.py as users do, in its own process, so a native crash in
-    training fails these tests with its exit status instead of killing the whole session."""
-    return subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "train_mobilenet.py"), *args],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-
-
-# The smallest slice that still has faces of every class (287 train, 179 validation): every
-# stage's code path runs the same on it, in a fraction of --quick's own 5%.
+# The smallest slice that still has faces of every class: see conftest.py's quick_run.
 TINY = ("--quick", "--subset", "0.01")
-
-
-@pytest.fixture(scope="module")
-def quick_run(tmp_path_factory, data_dir) -> Path:
-    """Every stage for real, as a user runs them: all but export in one process, then export
-    on its own in a fresh one (as when shipping a run later), shipping into <runs>/ship."""
-    runs = tmp_path_factory.mktemp("runs")
-    common = (
-        *TINY,
-        "--data",
-        str(data_dir),
-        "--runs",
-        str(runs),
-        "--name",
-        "t",
-        "--threads",
-        "2",
-        "--device",
-        "cpu",
-    )
-    proc = train(
-        *common,
-        "--stages",
-        "teacher,distill,prune,quantize",
-        "--qat-always",
-        "--qat-epochs",
-        "1",
-        "--average-last",
-        "1",
-        "--finetune-average-last",
-        "1",
-        "--teacher-tta",
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert not (runs / "t" / "edge_fer_student.pte").exists()
-    proc = train(*common, "--stages", "export", "--ship", str(runs / "ship"))
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return runs / "t"
 
 
 def test_all_stages_write_their_outputs(quick_run):
