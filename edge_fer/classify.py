@@ -251,10 +251,14 @@ class Calibration:
     def from_temperature(cls, temperature: float) -> Calibration:
         return cls(scale=(1.0 / temperature,) * len(EMOTIONS))
 
+    def __post_init__(self) -> None:
+        # Built once, not per frame: the map runs on every classified batch.
+        object.__setattr__(self, "_scale", np.asarray(self.scale, np.float32))
+        object.__setattr__(self, "_bias", np.asarray(self.bias, np.float32))
+
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
         """Calibrated probabilities (N, 7) of logits (N, 7), float32."""
-        z = np.asarray(logits, np.float32) * np.asarray(self.scale, np.float32)
-        return softmax(z + np.asarray(self.bias, np.float32))
+        return softmax(np.asarray(logits, np.float32) * self._scale + self._bias)
 
 
 def read_calibration(path: Path, calibration: object) -> Calibration:
