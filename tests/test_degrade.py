@@ -63,3 +63,20 @@ def test_suite_sample_is_uint8_and_deterministic(public_faces):
     x = torch.from_numpy(public_faces.images[:30])
     a, b = degraded_suite_sample(x, 1), degraded_suite_sample(x, 1)
     assert a.dtype == torch.uint8 and torch.equal(a, b) and not torch.equal(a, x)
+
+
+def test_multires_alone_is_the_far_face_degradation(faces):
+    """multires 1 with degrade 0: every face loses detail as a far face does, nothing else
+    (the same pixels as low_resolution at the drawn sizes), deterministic given a seed."""
+    a = random_degrade(faces, 0.0, torch.Generator().manual_seed(5), multires=1.0)
+    b = random_degrade(faces, 0.0, torch.Generator().manual_seed(5), multires=1.0)
+    assert torch.equal(a, b) and not torch.equal(a, faces)
+    # a far face keeps the face's mean brightness and only removes fine detail
+    assert float((a.mean(dim=(1, 2, 3)) - faces.mean(dim=(1, 2, 3))).abs().max()) < 0.02
+    detail = lambda x: (x[..., 1:] - x[..., :-1]).abs().mean()  # noqa: E731
+    assert detail(a) < 0.8 * detail(faces)
+    # multires 0.5 degrades about half of the faces, and only their detail
+    gen = torch.Generator().manual_seed(1)
+    half = random_degrade(faces.repeat(4, 1, 1, 1), 0.0, gen, multires=0.5)
+    changed = (half != faces.repeat(4, 1, 1, 1)).flatten(1).any(1).float().mean()
+    assert 0.3 < float(changed) < 0.7

@@ -229,15 +229,20 @@ def degrade(x: torch.Tensor, kind: str, strength: float, gen: torch.Generator | 
     return DEGRADATIONS[kind](x, torch.full((len(x),), float(strength), device=x.device), gen)
 
 
-def random_degrade(x: torch.Tensor, prob: float, gen: torch.Generator | None = None) -> torch.Tensor:
+def random_degrade(
+    x: torch.Tensor, prob: float, gen: torch.Generator | None = None, multires: float = 0.0
+) -> torch.Tensor:
     """Each degradation applied to each face independently with probability `prob`, at a
     strength drawn uniformly from its training range (so several can stack, as a dark, noisy,
-    compressed far face does). `prob` 0 returns `x` and draws no random numbers."""
-    if prob <= 0:
+    compressed far face does). `multires` is a second, independent chance of the far-face
+    degradation (multi-resolution training: far faces are the camera's hardest case). Both 0
+    return `x` and draw no random numbers."""
+    if prob <= 0 and multires <= 0:
         return x
     n, dev = len(x), x.device
     for kind, fn in DEGRADATIONS.items():
-        chosen = _rand(n, gen, dev) < prob
+        p = 1 - (1 - prob) * (1 - multires) if kind == "far_face" else prob
+        chosen = _rand(n, gen, dev) < p
         lo, hi = TRAIN_RANGES[kind]
         strength = lo + (hi - lo) * _rand(n, gen, dev)
         if kind == "far_face":  # a few sizes, so the resize runs on a few sub-batches

@@ -65,6 +65,8 @@ class FitConfig:
     mixup: float = 0.0  # > 0: mixup with lam ~ Beta(mixup, mixup); the live teacher sees the mix
     # > 0: each camera degradation (degrade.py) hits each training face with this probability.
     degrade: float = 0.0
+    # > 0: a second chance of the far-face degradation per face (multi-resolution training).
+    multires: float = 0.0
     # What a live teacher labels when faces are degraded: "clean" (robust distillation: the
     # student learns to give the clean face's answer to the degraded face) or "degraded".
     teacher_sees: str = "clean"
@@ -289,9 +291,10 @@ class Batches:
         y = self.labels[idx]
         clean = augment_batch(self.faces[idx].float().unsqueeze(1) / 255.0)
         clean, y, y_mix, lam = mix_batch(clean, y, self.cfg.mixup)
-        x = _normalized(random_degrade(clean, self.cfg.degrade), self.spec, self.layout)
+        degraded = random_degrade(clean, self.cfg.degrade, multires=self.cfg.multires)
+        x = _normalized(degraded, self.spec, self.layout)
         x_teacher = x
-        if self.cfg.degrade > 0 and self.cfg.teacher_sees == "clean":
+        if (self.cfg.degrade > 0 or self.cfg.multires > 0) and self.cfg.teacher_sees == "clean":
             x_teacher = _normalized(clean, self.spec, self.layout)
         return x, x_teacher, y, y_mix, lam
 
@@ -399,7 +402,7 @@ def fit(
     metrics_path.write_text("".join(json.dumps(r) + "\n" for r in state.history))
     # With degraded training faces, selection weighs degraded PublicTest faces as much as clean.
     degraded_val = None
-    if cfg.degrade > 0:
+    if cfg.degrade > 0 or cfg.multires > 0:
         degraded = degraded_suite_sample(torch.from_numpy(val.images)).numpy()
         degraded_val = FaceSet(degraded, val.labels, val.sources)
 

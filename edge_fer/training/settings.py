@@ -110,6 +110,13 @@ class TrainSettings:
         ge=0,
         le=1,
     )
+    multires: float = setting(
+        0.0,
+        "multi-resolution training: a second, independent chance per training face of the far-face\n"
+        "degradation (10-40 px of real detail), on top of degrade's (0: off)",
+        ge=0,
+        le=1,
+    )
     teacher_sees: str = setting(
         "clean",
         "with degrade: the teacher labels the clean face (robust distillation) or the degraded one",

@@ -244,6 +244,7 @@ def distill_config(s: TrainSettings, stage: str, epochs: int, lr: float) -> FitC
         mixup=s.kd_mixup,
         teacher_tta=s.teacher_tta,
         degrade=s.degrade,
+        multires=s.multires,
         teacher_sees=s.teacher_sees,
     )
 
