@@ -4,7 +4,8 @@
 - the teacher's flip-TTA targets (--teacher-tta): the mean of its logits on the batch and on
   the batch's mirror image;
 - weight averaging over the last epochs (--average-last): the running mean is exactly the mean
-  of those epochs' weights, it survives an interruption, and its batch norm is recomputed."""
+  of those epochs' weights, it survives an interruption, and its batch norm is recomputed;
+- bf16 autocast only where the CPU computes bf16 natively (emulated bf16 is many times slower)."""
 
 from __future__ import annotations
 
@@ -223,3 +224,14 @@ def test_resuming_with_another_average_length_is_refused(tmp_path, monkeypatch):
         _fit(tmp_path, 2)
     with pytest.raises(loop.TrainingError, match="resume with the same --average-last"):
         _fit(tmp_path, 1)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_autocast_only_where_the_hardware_has_it(monkeypatch, native):
+    monkeypatch.setattr(loop, "native_bf16", lambda device_type: native)
+    conv = nn.Conv2d(1, 4, 3)
+    with torch.no_grad(), loop.autocast(torch.device("cpu"), True):
+        out = conv(torch.randn(2, 1, 8, 8))
+    assert out.dtype == (torch.bfloat16 if native else torch.float32)
+    with torch.no_grad(), loop.autocast(torch.device("cpu"), False):
+        assert conv(torch.randn(2, 1, 8, 8)).dtype == torch.float32
