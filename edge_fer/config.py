@@ -184,7 +184,7 @@ class SmoothingConfig:
     """Per-face label smoothing."""
 
     window: int = setting(
-        7,
+        30,
         "rolling majority over the mean calibrated probabilities of each face's last K frames",
         ge=1,
         le=1000,
@@ -208,8 +208,8 @@ class SmoothingConfig:
         choices=tuple(LABEL_GROUPS),
     )
     restart_below: float = setting(
-        0.6,
-        "restart a face's history when its look correlates below this with the last detection's"
+        0.7,
+        "restart a face's history when its look correlates below this with the previous frame's"
         " (someone else in the same place); 0 never restarts",
         ge=0,
         lt=1,

@@ -97,11 +97,11 @@ class Pipeline:
         t1 = time.perf_counter()
         classes = self.classifier.classes
         crops = [prepare_face(raw.image, self.classifier.spec, t.box) for t in tracks]
-        if detected:
-            # Only fresh boxes are compared: between detections a still box drifts off a moving face.
-            for track, crop in zip(tracks, crops, strict=True):
-                if self.appearance.changed(track.id, crop):
-                    self.smoother.forget([track.id])
+        # Every frame, so a face swapped between detections restarts at once (the look's shift
+        # search absorbs a box that stays put while the face drifts).
+        for track, crop in zip(tracks, crops, strict=True):
+            if self.appearance.changed(track.id, crop):
+                self.smoother.forget([track.id])
         probs = (
             self.classifier.classify_batch(np.stack(crops))
             if crops

@@ -4,15 +4,15 @@ K frames, with hysteresis and an honest `uncertain`.
 Each face keeps its last `window` probability vectors (the 7 calibrated emotion probabilities,
 or their sums per label group). The majority is taken over their mean (a soft vote: a frame
 that is 51/49 between two labels counts as that, not as a full vote for one), so near-ties
-that alternate frame to frame cancel instead of flipping the label. The label changes only
-when another label's mean probability beats the current one's by `hysteresis`, or has led
-the mean for a whole window; when the
-current label's mean probability is under `uncertain_below`, the face is `uncertain` (until
-it reaches `uncertain_below + hysteresis`).
+that alternate frame to frame cancel instead of flipping the label. For a face's first
+`follow_frames` frames the label follows the evidence; after that it changes only when
+another label's mean probability beats the current one's by `hysteresis`, or has led the mean
+for a whole window. When the current label's mean probability is under `uncertain_below`,
+the face is `uncertain` (until it reaches `uncertain_below + hysteresis`).
 
 A track keeps its id when someone else steps into the same place (the boxes overlap), so
-`AppearanceCheck` notices the sudden change of look and the face's history restarts instead
-of carrying the previous person's labels for half a window.
+`AppearanceCheck` notices the sudden change of look, frame to frame, and the face's history
+restarts instead of carrying the previous person's labels for a window.
 """
 
 from __future__ import annotations
@@ -34,13 +34,25 @@ class _Face:
     challenged: int = 0  # frames in a row another label has led the mean
 
 
+# Frames a new (or restarted) face's label follows the evidence before hysteresis holds it:
+# enough that a first-frame near-tie is not locked in, few enough that the label steadies
+# within ~0.2 s (benchmarks/README.md, Smoothing, measures the choice).
+FOLLOW_FRAMES = 5
+
+
 class LabelSmoother:
     """Smoothed label and score per face id; a face's state is dropped when it leaves."""
 
     def __init__(
-        self, window: int = 7, hysteresis: float = 0.0, uncertain_below: float = 0.0, groups: str = "none"
+        self,
+        window: int = 7,
+        hysteresis: float = 0.0,
+        uncertain_below: float = 0.0,
+        groups: str = "none",
+        follow_frames: int = FOLLOW_FRAMES,
     ) -> None:
         self.window = window
+        self.follow_frames = min(follow_frames, window)
         self.hysteresis = hysteresis
         self.uncertain_below = uncertain_below
         self.names = group_names(groups)
@@ -57,10 +69,10 @@ class LabelSmoother:
         face.history.append(p)
         mean = np.mean(face.history, axis=0)
         best = int(np.argmax(mean))
-        # While the window fills, the label follows the evidence; then it takes a margin to move,
+        # For its first frames the label follows the evidence; then it takes a margin to move,
         # or a label that has led the mean for a whole window (so the margin can delay a real
         # change by one window at most, never hold a wrong label forever).
-        margin = self.hysteresis if len(face.history) == self.window else 0.0
+        margin = self.hysteresis if len(face.history) >= self.follow_frames else 0.0
         face.challenged = face.challenged + 1 if best != face.label else 0
         if face.label < 0 or mean[best] - mean[face.label] > margin or face.challenged >= self.window:
             face.label, face.challenged = best, 0
@@ -81,29 +93,36 @@ class LabelSmoother:
 
 
 class AppearanceCheck:
-    """Flags a face whose look changed abruptly since it was last checked.
+    """Flags a face whose look changed abruptly since the previous frame.
 
-    The look is the face crop shrunk to 8x8, zero-mean and unit-norm; the change is one minus
-    its correlation with the previous look. On the demo video the same face in consecutive
-    frames correlates >= 0.53 (detector jitter, codec noise; 99.9% of pairs >= 0.67) and two
-    different faces at the same place correlate below 0.6 in about 95% of swaps.
+    The look is the face crop shrunk to 16x16; the change is one minus the best correlation
+    (zero-mean, unit-norm) of the previous look's central 12x12 with any 12x12 window of the
+    new one, so a face that moved up to 2 of its 16 px (the box jittering, the head drifting)
+    still matches itself. On the demo video the same face in consecutive frames correlates
+    >= 0.7 in 99.5% of frames and another face in its place below 0.7 in 99.7% of swaps
+    (benchmarks/README.md, Smoothing).
     """
 
-    SIDE = 8
+    SIDE = 16
+    SHIFT = 2
 
-    def __init__(self, restart_below: float = 0.6) -> None:
+    def __init__(self, restart_below: float = 0.7) -> None:
         self.restart_below = restart_below
         self._looks: dict[int, np.ndarray] = {}
 
     @classmethod
     def look(cls, crop: np.ndarray) -> np.ndarray:
-        """The 8x8 zero-mean unit-norm signature of a gray face crop."""
-        small = (
-            cv2.resize(crop, (cls.SIDE, cls.SIDE), interpolation=cv2.INTER_AREA).astype(np.float32).ravel()
-        )
-        small -= small.mean()
-        norm = float(np.linalg.norm(small))
-        return small / norm if norm > 1e-6 else small
+        """The 16x16 float32 thumbnail of a gray face crop that looks are compared by."""
+        return cv2.resize(crop, (cls.SIDE, cls.SIDE), interpolation=cv2.INTER_AREA).astype(np.float32)
+
+    @classmethod
+    def similarity(cls, previous: np.ndarray, look: np.ndarray) -> float:
+        """Best correlation of `previous`'s centre with `look` shifted by up to SHIFT px; a
+        flat (featureless) look correlates 0 with anything."""
+        m, inner = cls.SHIFT, cls.SIDE - 2 * cls.SHIFT
+        centre = _unit(previous[m : m + inner, m : m + inner].reshape(1, -1))
+        windows = np.lib.stride_tricks.sliding_window_view(look, (inner, inner))
+        return float((_unit(windows.reshape(-1, inner * inner)) @ centre.T).max())
 
     def changed(self, face_id: int, crop: np.ndarray) -> bool:
         """Remember this crop's look; True if it differs from the face's previous one."""
@@ -112,8 +131,15 @@ class AppearanceCheck:
         self._looks[face_id] = look
         if previous is None or self.restart_below <= 0:
             return False
-        return float(look @ previous) < self.restart_below
+        return self.similarity(previous, look) < self.restart_below
 
     def forget(self, face_ids: list[int]) -> None:
         for face_id in face_ids:
             self._looks.pop(face_id, None)
+
+
+def _unit(rows: np.ndarray) -> np.ndarray:
+    """Each row zero-mean and unit-norm (a flat row stays all zeros)."""
+    rows = rows - rows.mean(axis=1, keepdims=True)
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    return rows / np.maximum(norms, 1e-6)

@@ -16,7 +16,7 @@ def test_example_config_is_valid():
     assert (
         config.detector.kind == "yunet"
         and config.detector.yunet_file.is_file()
-        and config.smoothing.window == 7
+        and config.smoothing.window == 30
     )
 
 
@@ -134,6 +134,15 @@ def test_smoother_soft_majority_and_forgetting():
     assert len(s) == 1 and s.update(1, _probs(angry=0.7))[0] == "angry"
 
 
+def test_smoother_follows_a_new_face_for_its_first_frames_then_holds():
+    """For `follow_frames` frames the label is the mean's argmax; after that a near-tie holds."""
+    s = LabelSmoother(window=30, hysteresis=0.2, follow_frames=3)
+    a, b = _probs(fear=0.5, angry=0.3), _probs(fear=0.2, angry=0.6)
+    assert [s.update(1, p)[0] for p in (a, b)] == ["fear", "angry"]  # 0.35/0.45: follows
+    # from the third frame on the margin holds: fear must beat angry by 0.2 to take over
+    assert [s.update(1, a)[0] for _ in range(3)] == ["angry"] * 3
+
+
 def test_smoother_hysteresis_holds_a_near_tie():
     s = LabelSmoother(window=4, hysteresis=0.1)
     tie = [_probs(fear=0.45, angry=0.40), _probs(fear=0.40, angry=0.45)]
@@ -175,7 +184,7 @@ def test_appearance_check_tells_a_new_face_from_the_same_one_moving(public_faces
     images = public_faces.images[:200]
     same = other = 0
     for i, face in enumerate(images):
-        check = AppearanceCheck(0.6)
+        check = AppearanceCheck()
         assert not check.changed(1, face)  # nothing to compare with yet
         dx, dy = rng.integers(0, 3, 2)
         moved = cv2.resize(face[dy : dy + 46, dx : dx + 46], (48, 48))
@@ -184,10 +193,24 @@ def test_appearance_check_tells_a_new_face_from_the_same_one_moving(public_faces
         other += check.changed(1, images[(i + 1) % len(images)])
     assert same <= 2, f"{same} of 200 moved faces looked new"
     assert other >= 150, f"only {other} of 200 swapped faces looked new"
-    assert (
-        not AppearanceCheck(0).changed(1, images[0])
-        and not AppearanceCheck.look(np.zeros((48, 48), np.uint8)).any()
-    )
+    flat = AppearanceCheck.look(np.full((48, 48), 128, np.uint8))
+    assert not AppearanceCheck(0).changed(1, images[0])
+    assert AppearanceCheck.similarity(flat, AppearanceCheck.look(images[0])) == pytest.approx(0, abs=1e-6)
+
+
+def test_appearance_check_absorbs_a_shift_of_two_of_sixteen_pixels(public_faces):
+    """A face that moved by 6 of its 48 px (2 of the look's 16) matches itself exactly where the
+    windows overlap; a plain correlation without the shift search would not."""
+    import numpy as np
+
+    from edge_fer.smooth import AppearanceCheck
+
+    face = public_faces.images[3]
+    base = AppearanceCheck.look(face)
+    moved = np.roll(base, (2, -2), axis=(0, 1))
+    assert AppearanceCheck.similarity(base, moved) == pytest.approx(1.0, abs=1e-5)
+    plain = np.corrcoef(base.ravel(), moved.ravel())[0, 1]
+    assert plain < 0.9
 
 
 def test_a_new_face_in_the_same_place_restarts_its_smoothing(public_faces):
@@ -224,15 +247,15 @@ def test_a_new_face_in_the_same_place_restarts_its_smoothing(public_faces):
 
     def smoothed(restart_below: float) -> list[str]:
         pipeline = Pipeline(
-            OneBox(), ByFace(), DetectorConfig(detect_width=48, every_n_frames=1), TrackerConfig(),
+            OneBox(), ByFace(), DetectorConfig(detect_width=48, every_n_frames=2), TrackerConfig(),
             SmoothingConfig(window=7, restart_below=restart_below),
         )  # fmt: skip
-        frames = [a] * 5 + [b] * 5
+        frames = [a] * 5 + [b] * 5  # the swap falls between two detections (frame 5 is not one)
         results = [
             pipeline.step(RawFrame(np.repeat(f[:, :, None], 3, 2)), 0.0, i) for i, f in enumerate(frames)
         ]
         assert len({r.faces[0].id for r in results}) == 1  # the tracker keeps one id throughout
         return [r.faces[0].smoothed for r in results]
 
-    assert smoothed(0.6) == ["happy"] * 5 + ["sad"] * 5
+    assert smoothed(0.7) == ["happy"] * 5 + ["sad"] * 5
     assert smoothed(0.0)[5:8] == ["happy"] * 3
