@@ -48,9 +48,13 @@ def without_uncertain(config: Path | None) -> dict:
 
 
 def run_daemon(
-    video: Path, model: Path, detector: str, workdir: Path, config: Path | None = None
+    video: Path, model: Path, detector: str, workdir: Path, config: Path | None = None, tag: str = "defaults"
 ) -> tuple[list[dict], dict]:
-    events, report = workdir / f"{detector}.jsonl", workdir / f"{detector}.json"
+    """The daemon's events and report for one pass over `video`. Each (detector, tag) gets its
+    own files: the events output appends, as a long-running daemon's should."""
+    events, report = workdir / f"{detector}-{tag}.jsonl", workdir / f"{detector}-{tag}.json"
+    if events.exists():
+        raise SystemExit(f"bench_e2e: {events} is already there; give each daemon run its own tag")
     cmd = daemon_command(
         video, workdir / "stats.json", "--no-loop", "--model", str(model), "--threads", "1",
         "--detector", detector, "--events-jsonl", str(events), "--report-json", str(report),
@@ -240,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
             # The same run with `uncertain` off: smoothed labels against per-frame ones, like for like.
             plain_config = workdir / "no_uncertain.yaml"
             plain_config.write_text(yaml.safe_dump(without_uncertain(args.config)))
-            plain, _ = run_daemon(video, args.model, detector, workdir, plain_config)
+            plain, _ = run_daemon(video, args.model, detector, workdir, plain_config, tag="no-uncertain")
             p = evaluate(plain, truth)
             r["always_named"] = {k: p[k] for k in ("raw_accuracy", "smoothed_accuracy")}
             r["always_named"]["gain_points"] = 100 * (p["smoothed_accuracy"] - p["raw_accuracy"])

@@ -37,7 +37,7 @@ from edge_fer.paths import PROJECT_ROOT as ROOT
 from edge_fer.pipeline import Pipeline
 from edge_fer.smooth import LabelSmoother
 
-WINDOWS = (1, 5, 7, 10, 15)
+WINDOWS = (1, 7, 15, 30, 45)
 HYSTERESES = (0.0, 0.1, 0.2, 0.3)
 UNCERTAIN = (0.0, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5)
 
