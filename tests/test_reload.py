@@ -19,6 +19,8 @@ import pytest
 import yaml
 from test_boundaries import ALIAS_BOMB
 
+from edge_fer.config import SmoothingConfig
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -177,7 +179,8 @@ def test_every_kind_of_bad_reload_keeps_the_daemon_classifying(setup, tmp_path, 
         daemon.classifying()
         _write(config, with_(smoothing={"window": 5}))  # and a good reload still works
         daemon.proc.send_signal(signal.SIGHUP)
-        daemon.wait(lambda: "config reloaded: smoothing.window: 7 -> 5" in daemon.log, 30, "good reload")
+        reloaded = f"config reloaded: smoothing.window: {SmoothingConfig().window} -> 5"
+        daemon.wait(lambda: reloaded in daemon.log, 30, "good reload")
         daemon.classifying()
     finally:
         code = daemon.stop()
