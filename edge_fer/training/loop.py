@@ -71,6 +71,11 @@ class FitConfig:
     # student learns to give the clean face's answer to the degraded face) or "degraded".
     teacher_sees: str = "clean"
 
+    @property
+    def degrades(self) -> bool:
+        """Whether training faces go through camera degradations at all."""
+        return self.degrade > 0 or self.multires > 0
+
 
 # FitConfig fields of dropped experiments (cached teacher views, AdamW), at the value every
 # state saved before they went holds: such a state still resumes.
@@ -307,7 +312,7 @@ class Batches:
         degraded = random_degrade(clean, self.cfg.degrade, multires=self.cfg.multires)
         x = _normalized(degraded, self.spec, self.layout)
         x_teacher = x
-        if (self.cfg.degrade > 0 or self.cfg.multires > 0) and self.cfg.teacher_sees == "clean":
+        if self.cfg.degrades and self.cfg.teacher_sees == "clean":
             x_teacher = _normalized(clean, self.spec, self.layout)
         return x, x_teacher, y, y_mix, lam
 
@@ -415,7 +420,7 @@ def fit(
     metrics_path.write_text("".join(json.dumps(r) + "\n" for r in state.history))
     # With degraded training faces, selection weighs degraded PublicTest faces as much as clean.
     degraded_val = None
-    if cfg.degrade > 0 or cfg.multires > 0:
+    if cfg.degrades:
         degraded = degraded_suite_sample(torch.from_numpy(val.images)).numpy()
         degraded_val = FaceSet(degraded, val.labels, val.sources)
 
