@@ -144,6 +144,39 @@ def test_an_ensemble_teaches_a_warm_started_student(quick_run, data_dir, tmp_pat
     assert set(curves) == {"teacher t", "distill"} and len(curves["teacher t"]) == 1
 
 
+def test_a_soup_averages_the_students_before_mixing_back(quick_run, data_dir, tmp_path):
+    from edge_fer.nets.checkpoint import load_model, save_model
+    from edge_fer.preprocess import PreprocessSpec
+
+    student = quick_run / "student.pt"
+    model, ckpt = load_model(student)
+    with torch.no_grad():  # a second fine-tune of the same net: the same weights, moved
+        for tensor in model.state_dict().values():
+            if tensor.is_floating_point():
+                tensor.add_(0.01 * torch.randn_like(tensor))
+    other = tmp_path / "other.pt"
+    save_model(other, model, PreprocessSpec.from_dict(ckpt["preprocess"]), {"val_accuracy": 0.0})
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "student.pt").write_bytes(student.read_bytes())
+    proc = train(*TINY, "--data", str(data_dir), "--runs", str(tmp_path), "--name", "s", "--stages", "prune",
+                 "--device", "cpu", "--keep-ratio", "1", "--init-student", str(student), "--soup", str(other),
+                 "--wise-alpha", "0.5")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "soup of 2 students" in proc.stdout
+    # 0.5 * init + 0.5 * mean(student, other), with init the student itself: 0.75 / 0.25.
+    start, moved, kept = _weights(student), _weights(other), _weights(tmp_path / "s" / "pruned.pt")
+    for name, value in kept.items():
+        if value.is_floating_point():
+            assert torch.allclose(value, 0.75 * start[name] + 0.25 * moved[name], atol=1e-6), name
+    done = json.loads((tmp_path / "s" / "prune.done.json").read_text())
+    assert done["soup"] == [str(other)] and done["wise_alpha"] == 0.5
+    # A soup ingredient that is not there is named before any stage runs.
+    proc = train(*TINY, "--data", str(data_dir), "--runs", str(tmp_path), "--name", "s2", "--stages", "prune",
+                 "--keep-ratio", "1", "--soup", str(tmp_path / "missing.pt"))  # fmt: skip
+    assert proc.returncode != 0 and "missing.pt does not exist" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 def _weights(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
 

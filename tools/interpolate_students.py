@@ -6,6 +6,8 @@ was fine-tuned from the other).
 
     .venv/bin/python tools/interpolate_students.py --clean artifacts/v10t/pruned.pt \
         --robust runs/robust/student.pt --alphas 0,0.5,0.6,0.7,0.8,1       # report only
+    .venv/bin/python tools/interpolate_students.py --clean artifacts/v10t/pruned.pt \
+        --robust runs/robust_wise/student.pt runs/robust_soup/student.pt   # a soup of two
     .venv/bin/python tools/interpolate_students.py ... --pick 0.7 --out runs/robust_wise/student.pt
 
 For each alpha: PublicTest accuracy on clean faces and the mean over the camera-degradation
@@ -29,7 +31,7 @@ from edge_fer.paths import DEFAULT_DATA
 from edge_fer.preprocess import PreprocessSpec
 from edge_fer.training.degrade import benchmark_suite
 from edge_fer.training.loop import predict_logits
-from edge_fer.training.stages import TrainingError, interpolate_weights
+from edge_fer.training.stages import TrainingError, average_weights, interpolate_weights
 
 
 def _alphas(text: str) -> list[float]:
@@ -47,7 +49,13 @@ def _alphas(text: str) -> list[float]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--clean", type=Path, required=True, help="student.pt before the robust fine-tune")
-    p.add_argument("--robust", type=Path, required=True, help="student.pt after it (same architecture)")
+    p.add_argument(
+        "--robust",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="student.pt after it (same architecture); several: their uniform average (a soup)",
+    )
     p.add_argument("--alphas", type=_alphas, default=_alphas("0,0.5,0.6,0.7,0.8,0.9,1"))
     p.add_argument("--pick", type=float, default=None, help="write this alpha's student to --out")
     p.add_argument("--out", type=Path, default=None, help="student.pt to write (with --pick)")
@@ -59,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     try:
         clean, ckpt = load_model(args.clean)
-        robust, _ = load_model(args.robust)
+        robust_students = [load_model(path)[0] for path in args.robust]
         spec = PreprocessSpec.from_dict(ckpt["preprocess"])
         data = load_split(args.data, "public", spec)
     except (CheckpointError, DatasetError, TrainingError, OSError) as exc:
@@ -69,9 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     print(f"{'alpha':>6}{'clean':>9}{'degraded':>10}{'score':>8}{'worst':>22}")
     try:
+        robust = average_weights(robust_students)
         interpolate_weights(clean, robust, 1.0)
     except TrainingError:
-        print(f"error: {args.clean} and {args.robust} are not the same architecture", file=sys.stderr)
+        names = " ".join(str(path) for path in [args.clean, *args.robust])
+        print(f"error: {names}: not all the same architecture", file=sys.stderr)
         return 2
     for alpha in sorted({*args.alphas, *([args.pick] if args.pick is not None else [])}):
         model = interpolate_weights(clean, robust, alpha)
@@ -95,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{worst:>14} {degraded[worst] * 100:.2f}%")  # fmt: skip
         if args.pick is not None and alpha == args.pick:
             args.out.parent.mkdir(parents=True, exist_ok=True)
-            source = {"clean": str(args.clean), "robust": str(args.robust), "alpha": alpha}
+            source = {"clean": str(args.clean), "robust": [str(path) for path in args.robust], "alpha": alpha}
             metrics = {"val_accuracy": row["clean"], "val_degraded_mean": mean, "interpolation": source}
             save_model(args.out, model, spec, metrics)
             args.out.with_name("interpolation.json").write_text(

@@ -132,6 +132,11 @@ class TrainSettings:
         ge=0,
         le=1,
     )
+    soup: tuple[Path, ...] = setting(
+        (),
+        "with keep_ratio 1: student.pt files of other fine-tunes from the same init_student,\n"
+        "averaged uniformly with this run's student (a model soup) before wise_alpha mixes it back",
+    )
     finetune_epochs: int = setting(6, "fine-tune epochs after pruning", ge=1, le=10000)
     finetune_average_last: int = setting(
         0, "like average_last, over the last K fine-tune epochs after pruning (0: off)", ge=0
@@ -385,8 +390,10 @@ def validate(settings: TrainSettings, check_files: bool = True) -> TrainSettings
             f"--finetune-average-last must be between 0 and --finetune-epochs ({s.finetune_epochs}), "
             f"got {s.finetune_average_last}"
         )
+    if s.soup and s.keep_ratio < 1:
+        raise SettingError("--soup averages unpruned fine-tunes; it needs --keep-ratio 1")
     if check_files:
-        for path in (*s.teachers, *([s.init_student] if s.init_student else [])):
+        for path in (*s.teachers, *s.soup, *([s.init_student] if s.init_student else [])):
             if not path.is_file():
                 raise SettingError(
                     f"checkpoint {portable(path)} does not exist; pass a .pt file written by a finished run"

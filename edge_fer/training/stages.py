@@ -274,12 +274,19 @@ def stage_distill(run: Run) -> dict:
     }
 
 
+def _same_architecture(models: list[torch.nn.Module], what: str) -> list[dict]:
+    states = [m.state_dict() for m in models]
+    first = states[0]
+    for other in states[1:]:
+        if other.keys() != first.keys() or any(first[k].shape != v.shape for k, v in other.items()):
+            raise TrainingError(f"{what}: the students differ in architecture; pass students of one net")
+    return states
+
+
 def interpolate_weights(start: torch.nn.Module, end: torch.nn.Module, alpha: float) -> torch.nn.Module:
     """A copy of `end` whose floating tensors are (1-alpha)*start + alpha*end (same architecture;
     batch-norm statistics interpolated with the weights)."""
-    a, b = start.state_dict(), end.state_dict()
-    if a.keys() != b.keys() or any(a[k].shape != v.shape for k, v in b.items()):
-        raise TrainingError("wise_alpha: init_student and the distilled student differ in architecture")
+    a, b = _same_architecture([start, end], "wise_alpha")
     mixed = copy.deepcopy(end)
     mixed.load_state_dict(
         {k: (1 - alpha) * a[k] + alpha * v if v.is_floating_point() else v for k, v in b.items()}
@@ -287,23 +294,43 @@ def interpolate_weights(start: torch.nn.Module, end: torch.nn.Module, alpha: flo
     return mixed.eval()
 
 
-def _interpolate_with_init(run: Run, val: FaceSet) -> dict:
-    """WiSE-FT: the distilled student mixed back towards init_student by `wise_alpha`."""
+def average_weights(models: list[torch.nn.Module]) -> torch.nn.Module:
+    """A uniform model soup: a copy of the first model whose floating tensors are the mean of
+    all the models' (same architecture, fine-tuned from one start, so one basin)."""
+    states = _same_architecture(models, "soup")
+    soup = copy.deepcopy(models[0])
+    soup.load_state_dict({
+        k: torch.stack([st[k] for st in states]).mean(0) if v.is_floating_point() else v
+        for k, v in states[0].items()
+    })  # fmt: skip
+    return soup.eval()
+
+
+def _soup_and_interpolate(run: Run, val: FaceSet) -> dict:
+    """This run's student averaged with the --soup students, then mixed back towards
+    init_student by `wise_alpha` (WiSE-FT); either step may be off."""
     s = run.settings
-    if s.init_student is None:
+    if s.wise_alpha < 1 and s.init_student is None:
         raise TrainingError("wise_alpha < 1 mixes the student back towards init_student; set init_student")
-    start, _ = load_model(s.init_student)
-    end, _ = load_model(run.path("student.pt"))
-    mixed = interpolate_weights(start, end, s.wise_alpha)
-    result = evaluate_model(mixed, val, run.spec)
-    save_model(run.path("pruned.pt"), mixed, run.spec, {"val_accuracy": result["accuracy"],
-               "val_macro_f1": result["macro_f1"], "wise_alpha": s.wise_alpha})  # fmt: skip
-    print(
-        f"prune: no cut; student mixed with init_student at alpha {s.wise_alpha:g}: {result['accuracy']:.4f}"
-    )
-    params = sum(p.numel() for p in mixed.parameters())
+    students = [load_model(run.path("student.pt"))[0]]
+    for path in s.soup:
+        if not Path(path).is_file():
+            raise TrainingError(f"soup: {portable(path)} does not exist; run the recipe that trains it first")
+        students.append(load_model(path)[0])
+    model = average_weights(students) if len(students) > 1 else students[0]
+    if len(students) > 1:
+        soup_accuracy = evaluate_model(model, val, run.spec)["accuracy"]
+        print(f"prune: no cut; soup of {len(students)} students: {soup_accuracy:.4f}")
+    if s.wise_alpha < 1:
+        model = interpolate_weights(load_model(s.init_student)[0], model, s.wise_alpha)
+    result = evaluate_model(model, val, run.spec)
+    save_model(run.path("pruned.pt"), model, run.spec, {"val_accuracy": result["accuracy"],
+               "val_macro_f1": result["macro_f1"], "wise_alpha": s.wise_alpha,
+               "soup": [portable(p) for p in s.soup]})  # fmt: skip
+    print(f"prune: no cut; kept student (wise_alpha {s.wise_alpha:g}): {result['accuracy']:.4f}")
+    params = sum(p.numel() for p in model.parameters())
     return {"params": [params, params], "kept_unpruned": True, "wise_alpha": s.wise_alpha,
-            "accuracy": result["accuracy"]}  # fmt: skip
+            "soup": [portable(p) for p in s.soup], "accuracy": result["accuracy"]}  # fmt: skip
 
 
 def stage_prune(run: Run) -> dict:
@@ -311,8 +338,8 @@ def stage_prune(run: Run) -> dict:
     s = run.settings
     _, val = run.data()
     if s.keep_ratio >= 1.0:  # nothing to cut: the student goes on as it is, no fine-tune
-        if s.wise_alpha < 1.0:
-            return _interpolate_with_init(run, val)
+        if s.wise_alpha < 1.0 or s.soup:
+            return _soup_and_interpolate(run, val)
         shutil.copy2(run.path("student.pt"), run.path("pruned.pt"))
         student, ckpt = load_model(run.path("pruned.pt"))
         print("prune: --keep-ratio 1, student.pt kept as pruned.pt unchanged")
