@@ -51,6 +51,9 @@ from edge_fer.paths import DEFAULT_DATA
 from edge_fer.paths import PROJECT_ROOT as ROOT
 
 FAKES = ROOT / "tests" / "fakes"
+sys.path.insert(0, str(ROOT / "tests"))
+from streams_helpers import SilentServer  # noqa: E402 (the tests' silent server)
+
 FAULTS = (
     "camera",
     "stats",
@@ -69,30 +72,6 @@ FAULTS = (
 ALIAS_BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
     f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n" for p, n in zip("abcdefgh", "bcdefghi", strict=True)
 )
-
-
-class SilentServer:
-    """Accepts TCP connections and never answers: a hung camera or a broker without CONNACK."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
-        self.held: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                self.held.append(self.sock.accept()[0])
-            except OSError:
-                return
-
-    def close(self) -> None:
-        for conn in self.held:
-            conn.close()
-        self.sock.close()
 
 
 def free_port() -> int:

@@ -1,6 +1,6 @@
 """Real stream servers for the tests: Debian's GStreamer RTSP server (run with the system
-python, which has python3-gi) serving a looping set of JPEG frames, and a tiny HTTP MJPEG
-server. Both listen on 127.0.0.1 only."""
+python, which has python3-gi) serving a looping set of JPEG frames, a tiny HTTP MJPEG
+server, and a silent TCP server that accepts and never answers. All listen on 127.0.0.1 only."""
 
 from __future__ import annotations
 
@@ -175,3 +175,28 @@ class MjpegServer:
 def have_mosquitto() -> str | None:
     fallback = "/usr/sbin/mosquitto"
     return shutil.which("mosquitto") or (fallback if Path(fallback).exists() else None)
+
+
+class SilentServer:
+    """Accepts TCP connections on loopback and never sends a byte: a hung camera, or an MQTT
+    broker that never answers CONNECT (also used by benchmarks/bench_faults.py)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                self.held.append(self.sock.accept()[0])
+            except OSError:
+                return
+
+    def close(self) -> None:
+        for conn in self.held:
+            conn.close()
+        self.sock.close()

@@ -13,16 +13,15 @@ from __future__ import annotations
 import gc
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 import weakref
 from pathlib import Path
 
 import pytest
 import yaml
+from streams_helpers import SilentServer
 
 from edge_fer.capture import CaptureError
 from edge_fer.daemon import in_worker
@@ -76,30 +75,6 @@ def test_a_failed_build_frees_what_it_made_once_the_error_is_handled(no_gc):
     except CaptureError:
         pass
     assert refs[0]() is None, "the failure is kept alive by a reference cycle"
-
-
-class SilentServer:
-    """Accepts TCP connections on loopback and never sends a byte (a hung camera)."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.held: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                self.held.append(self.sock.accept()[0])
-            except OSError:
-                return
-
-    def close(self) -> None:
-        for conn in self.held:
-            conn.close()
-        self.sock.close()
 
 
 def _rss_mb(pid: int) -> float:
