@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-import math
 import os
 import stat
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ import numpy as np
 from edge_fer import safe_io
 from edge_fer.config import choices
 from edge_fer.labels import EMOTIONS
-from edge_fer.preprocess import MARGIN_RANGE, PreprocessSpec, normalize
+from edge_fer.preprocess import PreprocessSpec, SpecError, check_spec, normalize
 
 log = logging.getLogger(__name__)
 
@@ -301,42 +300,12 @@ def _numbers(where: str, value: object, limits: tuple[float, float], refit: str)
 
 
 def _checked_spec(path: Path, data: object) -> dict:
-    """The metadata's preprocessing, with every value in a range that can work."""
-    if not isinstance(data, dict):
-        raise ModelError(
-            f"model metadata {path}: 'preprocess' must be an object with input_size, "
-            "margin, mean and std; re-export the model"
-        )
-
-    def number(key: str, default: float) -> float:
-        value = data.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            raise ModelError(
-                f"model metadata {path}: preprocess.{key} is {value!r}, not a number; re-export the model"
-            )
-        return float(value)
-
-    size, margin = number("input_size", 48), number("margin", 0.1)
-    mean, std = number("mean", 0.5), number("std", 0.5)
-    if not 0 <= mean <= 1:
-        raise ModelError(
-            f"model metadata {path}: preprocess.mean {mean:g} must be in [0, 1] (pixels are "
-            "on a 0-1 scale); re-export the model"
-        )
-    if size != int(size) or not 8 <= size <= 512:
-        raise ModelError(
-            f"model metadata {path}: preprocess.input_size {size:g} must be a whole "
-            "number of pixels between 8 and 512"
-        )
-    lo, hi = MARGIN_RANGE
-    if not lo <= margin <= hi:
-        raise ModelError(f"model metadata {path}: preprocess.margin {margin:g} must be in [{lo:g}, {hi:g}]")
-    if not 1e-2 <= std <= 10:
-        raise ModelError(
-            f"model metadata {path}: preprocess.std {std:g} must be positive, 0.01 to 10 (every "
-            "face would get the same label); re-export the model"
-        )
-    return {"input_size": int(size), "margin": margin, "mean": mean, "std": std}
+    """The metadata's preprocessing, with every value in a range that can work (metadata
+    written before the margin was stored meant 0.1)."""
+    try:
+        return check_spec(data, default_margin=0.1)
+    except SpecError as exc:
+        raise ModelError(f"model metadata {path}: {exc}; re-export the model") from None
 
 
 def _checked_input(path: Path, data: object) -> dict:

@@ -6,6 +6,7 @@ three can never drift apart: crop with margin -> grayscale -> resize -> normaliz
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import cv2
@@ -30,8 +31,41 @@ class PreprocessSpec:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> PreprocessSpec:
-        return cls(**{k: data[k] for k in ("input_size", "margin", "mean", "std") if k in data})
+    def from_dict(cls, data: object, default_margin: float = 0.0) -> PreprocessSpec:
+        """The spec stored in a model's metadata (SpecError if any value cannot work)."""
+        return cls(**check_spec(data, default_margin))
+
+
+class SpecError(ValueError):
+    """Stored preprocessing that cannot work; the message names the value and its range."""
+
+
+def check_spec(data: object, default_margin: float = 0.0) -> dict:
+    """A stored `preprocess` section with every value checked against a range that can work
+    (missing keys take the defaults; `margin` defaults to `default_margin`)."""
+    if not isinstance(data, dict):
+        raise SpecError("'preprocess' must be an object with input_size, margin, mean and std")
+
+    def number(key: str, default: float) -> float:
+        value = data.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise SpecError(f"preprocess.{key} is {str(value)[:40]!r}, not a number")
+        return float(value)
+
+    size, margin = number("input_size", 48), number("margin", default_margin)
+    mean, std = number("mean", 0.5), number("std", 0.5)
+    if not 0 <= mean <= 1:
+        raise SpecError(f"preprocess.mean {mean:g} must be in [0, 1] (pixels are on a 0-1 scale)")
+    if size != int(size) or not 8 <= size <= 512:
+        raise SpecError(f"preprocess.input_size {size:g} must be a whole number of pixels between 8 and 512")
+    lo, hi = MARGIN_RANGE
+    if not lo <= margin <= hi:
+        raise SpecError(f"preprocess.margin {margin:g} must be in [{lo:g}, {hi:g}]")
+    if not 1e-2 <= std <= 10:
+        raise SpecError(
+            f"preprocess.std {std:g} must be positive, 0.01 to 10 (every face would get the same label)"
+        )
+    return {"input_size": int(size), "margin": margin, "mean": mean, "std": std}
 
 
 def to_gray(image: np.ndarray) -> np.ndarray:

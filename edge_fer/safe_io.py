@@ -8,6 +8,8 @@
 * `open_stream`: a file appended to or rewritten line by line (events, the monitor's CSV): a
   regular file, or a character device like /dev/null; never a FIFO, socket, block device or
   directory, and the open never blocks.
+* `check_writable`: an output path checked before the work that produces it (a regular file
+  or absent, in a folder that exists or can be made, and takes a new file).
 * `PathLock`: `flock` on a lock file beside a path, so a second daemon with the same stats
   path refuses to start instead of overwriting the first one's figures.
 * `dumps_json`: JSON that is always valid (NaN and infinity become null).
@@ -94,6 +96,23 @@ def check_replaceable(path: Path) -> None:
             return  # a dangling link: the rename replaces the link itself
         if stat.S_ISDIR(target.st_mode):
             raise PathRefused(f"{path} is a link to a directory, not a regular file")
+
+
+def check_writable(path: Path) -> None:
+    """Refuse an output path before anything is computed for it: no file name, not a regular
+    file, or a folder that cannot be made or cannot take a new file (probed with a temp file,
+    which also catches read-only and pseudo file systems). Makes the folder if it is missing."""
+    path = Path(path)
+    if not path.name or path.name in (".", ".."):
+        raise PathRefused(f"{str(path)!r} names no file")
+    check_replaceable(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".probe.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise PathRefused(f"{path} cannot be written ({exc.strerror or exc})") from None
 
 
 def read_bounded(path: Path, limit: int) -> bytes:

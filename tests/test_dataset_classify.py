@@ -89,7 +89,7 @@ def test_bad_model_files_give_clear_errors(tmp_path, shipped_model):
     with pytest.raises(ModelError, match="not valid JSON"):
         load_classifier(lonely)
     (tmp_path / "notackpt.pt").write_bytes(b"garbage")
-    with pytest.raises(ModelError, match="not a readable checkpoint"):
+    with pytest.raises(ModelError, match="not a checkpoint edge-fer can read"):
         TorchClassifier(tmp_path / "notackpt.pt")
 
 

@@ -76,4 +76,4 @@ def test_a_run_without_an_export_is_a_one_line_error(tmp_path):
     (tmp_path / "edge_fer_student.pte").write_bytes(b"junk")
     proc = _tool("--run", str(tmp_path), "--no-int8")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1 and "is not a readable checkpoint" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "not a checkpoint edge-fer can read" in proc.stderr

@@ -5,6 +5,7 @@ the checkpoints the project keeps still load."""
 from __future__ import annotations
 
 import json
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -156,6 +157,68 @@ def test_the_kept_checkpoints_still_load(path, kind, tmp_path):
     again = torch.load(tmp_path / "again.pt", weights_only=True)
     assert again["arch"] == ckpt["arch"]
     assert all(torch.equal(again["state_dict"][k], v) for k, v in ckpt["state_dict"].items())
+
+
+class _Unsafe:
+    """Pickles as a call to print: what a code-carrying checkpoint looks like."""
+
+    def __reduce__(self):
+        return (print, ("ran",))
+
+
+def _bad_checkpoints(tmp_path: Path) -> dict[str, tuple[Path, str]]:
+    """Each kind of file a user could pass as a checkpoint, with the message it must get."""
+    good = torch.load(ROOT / "artifacts" / "v10t" / "pruned.pt", weights_only=True)
+
+    def variant(name: str, change) -> Path:
+        ckpt = {**good, "state_dict": dict(good["state_dict"]), "preprocess": dict(good["preprocess"])}
+        change(ckpt)
+        torch.save(ckpt, tmp_path / name)
+        return tmp_path / name
+
+    (tmp_path / "text.pt").write_text("hello\n")
+    (tmp_path / "random.pt").write_bytes(b"\x80d" + bytes(range(256)) * 4)
+    whole = (ROOT / "artifacts" / "v10t" / "pruned.pt").read_bytes()
+    (tmp_path / "truncated.pt").write_bytes(whole[: len(whole) // 2])
+    (tmp_path / "empty.pt").write_bytes(b"")
+    (tmp_path / "folder.pt").mkdir()
+    torch.save({"kind": "mobilenetv2", "arch": {}, "state_dict": {}, "x": _Unsafe()}, tmp_path / "code.pt")
+    (tmp_path / "raw_code.pt").write_bytes(pickle.dumps({"kind": _Unsafe()}))
+    unreadable = "is not a checkpoint edge-fer can read"
+    first = next(k for k, v in good["state_dict"].items() if v.is_floating_point())
+    nan = torch.full_like(good["state_dict"][first], float("nan"))
+    return {
+        "text": (tmp_path / "text.pt", unreadable),
+        "random bytes": (tmp_path / "random.pt", unreadable),
+        "truncated": (tmp_path / "truncated.pt", unreadable),
+        "empty": (tmp_path / "empty.pt", unreadable),
+        "folder": (tmp_path / "folder.pt", "is not a regular file"),
+        "missing": (tmp_path / "missing.pt", "does not exist"),
+        "code": (tmp_path / "code.pt", "holds pickled objects other than weights"),
+        "raw pickle with code": (tmp_path / "raw_code.pt", "holds pickled objects other than weights"),
+        "no preprocess": (variant("nopre.pt", lambda c: c.pop("preprocess")), "no preprocessing metadata"),
+        "preprocess junk": (variant("junk.pt", lambda c: c.update(preprocess="junk")), "must be an object"),
+        "preprocess std 0": (variant("std0.pt", lambda c: c["preprocess"].update(std=0)), "preprocess.std 0"),
+        "NaN weights": (
+            variant("nan.pt", lambda c: c["state_dict"].update({first: nan})),
+            "non-finite weights",
+        ),
+        "wrong shapes": (
+            variant("shapes.pt", lambda c: c["state_dict"].update({first: torch.zeros(1)})),
+            "does not match its architecture",
+        ),
+    }
+
+
+def test_every_bad_checkpoint_is_one_checkpoint_error(tmp_path, recwarn):
+    """The checkpoint boundary is total: every file that is not a sound edge-fer checkpoint
+    gets one CheckpointError naming it and the problem, with no torch warning on the way."""
+    for case, (path, message) in _bad_checkpoints(tmp_path).items():
+        with pytest.raises(CheckpointError) as info:
+            load_model(path)
+        assert message in str(info.value) and str(path) in str(info.value), case
+        assert "\n" not in str(info.value), case
+    assert not [w for w in recwarn if "pickle" in str(w.message)]
 
 
 def test_the_student_setting_lists_the_registry(capsys):

@@ -177,6 +177,42 @@ def test_a_soup_averages_the_students_before_mixing_back(quick_run, data_dir, tm
     assert "Traceback" not in proc.stderr
 
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize(
+    ("case", "message", "code"),
+    [
+        ("corrupt", "is not a checkpoint edge-fer can read", 2),
+        ("other net", "the students differ in architecture", 1),
+        ("twice", "--soup names one student twice", 2),
+        ("own student", "--soup lists this run's own student", 2),
+        ("a folder", "is not a regular file", 2),
+        ("wise without init", "set --init-student", 2),
+        ("wise with pruning", "--wise-alpha mixes back an unpruned fine-tune; it needs --keep-ratio 1", 2),
+    ],
+)
+def test_a_bad_soup_is_refused_before_any_stage_runs(case, message, code, data_dir, tmp_path):
+    """Soup ingredients are checked when the run starts, not when it reaches prune hours later."""
+    junk, v10t = tmp_path / "junk.pt", str(ROOT / "artifacts" / "v10t" / "pruned.pt")
+    junk.write_bytes(b"\x80junk")
+    soup = {
+        "corrupt": ["--soup", str(junk), "--init-student", v10t],
+        "other net": ["--soup", str(ROOT / "teachers" / "t4" / "teacher.pt"), "--init-student", v10t],
+        "twice": ["--soup", f"{v10t},{v10t}"],
+        "own student": ["--soup", str(tmp_path / "b" / "student.pt")],
+        "a folder": ["--soup", str(tmp_path), "--init-student", v10t],
+        "wise without init": ["--wise-alpha", "0.5"],
+        "wise with pruning": ["--wise-alpha", "0.5", "--keep-ratio", "0.9", "--init-student", v10t],
+    }[case]
+    keep = [] if case == "wise with pruning" else ["--keep-ratio", "1"]
+    proc = train(*TINY, "--data", str(data_dir), "--runs", str(tmp_path), "--name", "b", *keep, *soup)
+    assert proc.returncode == code and message in proc.stderr, proc.stderr[-1000:]
+    # One error line (after argparse's usage block for a setting), no stage started.
+    assert message in proc.stderr.strip().splitlines()[-1] and "Traceback" not in proc.stderr
+    assert "running on" not in proc.stdout
+
+
 def _weights(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
 

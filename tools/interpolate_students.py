@@ -18,7 +18,6 @@ float weights, batch-norm statistics interpolated with the weights.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -26,9 +25,10 @@ import numpy as np
 import torch
 
 from edge_fer.dataset import DatasetError, load_split
-from edge_fer.nets.checkpoint import CheckpointError, load_model, save_model
+from edge_fer.nets.checkpoint import CheckpointError, load_model, save_model, takes_input_of
 from edge_fer.paths import DEFAULT_DATA
 from edge_fer.preprocess import PreprocessSpec
+from edge_fer.safe_io import PathRefused, check_writable, write_json_atomic
 from edge_fer.training.degrade import benchmark_suite
 from edge_fer.training.loop import predict_logits
 from edge_fer.training.stages import TrainingError, average_weights, interpolate_weights
@@ -36,7 +36,7 @@ from edge_fer.training.stages import TrainingError, average_weights, interpolate
 
 def _alphas(text: str) -> list[float]:
     try:
-        values = [float(v) for v in text.split(",") if v.strip()]
+        values = [float(v) + 0.0 for v in text.split(",") if v.strip()]  # + 0.0: no -0
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected comma-separated numbers in [0, 1], got {text!r}"
@@ -66,23 +66,35 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--pick A (in [0, 1]) and --out PATH go together")
     torch.set_num_threads(args.threads)
     try:
+        if len({path.resolve() for path in args.robust}) < len(args.robust):
+            raise TrainingError("--robust names one student twice; a soup takes each once")
+        if args.out is not None:  # before minutes of evaluation, not after them
+            check_writable(args.out)
+            check_writable(args.out.with_name("interpolation.json"))
         clean, ckpt = load_model(args.clean)
-        robust_students = [load_model(path)[0] for path in args.robust]
         spec = PreprocessSpec.from_dict(ckpt["preprocess"])
+        robust_students = []
+        for path in args.robust:
+            student, robust_ckpt = load_model(path)
+            if not takes_input_of(robust_ckpt, spec):
+                raise TrainingError(
+                    f"{path} was trained on other inputs than {args.clean} (preprocess "
+                    f"{robust_ckpt['preprocess']} vs {ckpt['preprocess']}); pass fine-tunes of --clean"
+                )
+            robust_students.append(student)
+        try:
+            robust = average_weights(robust_students)
+            interpolate_weights(clean, robust, 1.0)  # the same architecture as --clean
+        except TrainingError:
+            names = " ".join(str(path) for path in [args.clean, *args.robust])
+            raise TrainingError(f"{names}: not all one architecture; pass fine-tunes of --clean") from None
         data = load_split(args.data, "public", spec)
-    except (CheckpointError, DatasetError, TrainingError, OSError) as exc:
+    except (CheckpointError, DatasetError, TrainingError, PathRefused, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     suite = {k: torch.from_numpy(v) for k, v in benchmark_suite(data.images).items()}
     rows = []
     print(f"{'alpha':>6}{'clean':>9}{'degraded':>10}{'score':>8}{'worst':>22}")
-    try:
-        robust = average_weights(robust_students)
-        interpolate_weights(clean, robust, 1.0)
-    except TrainingError:
-        names = " ".join(str(path) for path in [args.clean, *args.robust])
-        print(f"error: {names}: not all the same architecture", file=sys.stderr)
-        return 2
     for alpha in sorted({*args.alphas, *([args.pick] if args.pick is not None else [])}):
         model = interpolate_weights(clean, robust, alpha)
         acc = {
@@ -104,13 +116,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{alpha:>6g}{row['clean'] * 100:>8.2f}%{mean * 100:>9.2f}%{row['score'] * 100:>7.2f}%"
               f"{worst:>14} {degraded[worst] * 100:.2f}%")  # fmt: skip
         if args.pick is not None and alpha == args.pick:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
             source = {"clean": str(args.clean), "robust": [str(path) for path in args.robust], "alpha": alpha}
             metrics = {"val_accuracy": row["clean"], "val_degraded_mean": mean, "interpolation": source}
-            save_model(args.out, model, spec, metrics)
-            args.out.with_name("interpolation.json").write_text(
-                json.dumps({"picked": row, "rows": rows}, indent=2)
-            )
+            try:
+                save_model(args.out, model, spec, metrics)
+                write_json_atomic(args.out.with_name("interpolation.json"), {"picked": row, "rows": rows})
+            except (PathRefused, OSError) as exc:
+                print(f"error: {args.out} not written: {exc}", file=sys.stderr)
+                return 2
             print(f"wrote {args.out} (alpha {alpha:g})")
     return 0
 

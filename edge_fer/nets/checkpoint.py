@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import pickle
+import pickletools
 import stat
+import warnings
 from pathlib import Path
 
 import torch
@@ -16,7 +18,8 @@ from torch import nn
 
 from edge_fer.labels import EMOTIONS
 from edge_fer.nets.students import STUDENTS, TEACHERS, kind_of, net_class
-from edge_fer.preprocess import PreprocessSpec
+from edge_fer.preprocess import PreprocessSpec, SpecError, check_spec
+from edge_fer.safe_io import check_replaceable
 
 
 class CheckpointError(RuntimeError):
@@ -46,19 +49,22 @@ def save_model(path: Path, model: nn.Module, spec: PreprocessSpec, metrics: dict
     kind = model_kind(model)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     path = Path(path)
+    check_replaceable(path)  # never replace a folder, FIFO or device (PathRefused)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(
-        {
-            "kind": kind,
-            "arch": model.arch_dict(),
-            "state_dict": state,
-            "metrics": metrics,
-            "preprocess": spec.to_dict(),
-            "classes": list(EMOTIONS),
-        },
-        tmp,
-    )
-    tmp.replace(path)
+    record = {
+        "kind": kind,
+        "arch": model.arch_dict(),
+        "state_dict": state,
+        "metrics": metrics,
+        "preprocess": spec.to_dict(),
+        "classes": list(EMOTIONS),
+    }
+    try:
+        torch.save(record, tmp)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def takes_input_of(ckpt: dict, spec: PreprocessSpec) -> bool:
@@ -69,15 +75,31 @@ def takes_input_of(ckpt: dict, spec: PreprocessSpec) -> bool:
     return ours == theirs
 
 
-def _looks_pickled(path: Path) -> bool:
-    """A torch.save zip archive or a raw pickle (protocol 2+), as opposed to any other bytes."""
+_CODE_OPCODES = {"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "NEWOBJ", "NEWOBJ_EX"}
+
+
+def _carries_code(path: Path, error: Exception) -> bool:
+    """Whether a file torch's weights-only loader refused names callables or classes (a pickle
+    that would run code), as opposed to being corrupt: torch names the global for its zip
+    format; a raw pickle's opcodes are read (never executed) up to the first bad byte."""
+    if "Unsupported global" in str(error):
+        return True
     with open(path, "rb") as f:
-        head = f.read(4)
-    return head[:1] == b"\x80" or head == b"PK\x03\x04"
+        data = f.read(64 << 20)
+    if data[:1] != b"\x80":
+        return False
+    try:
+        for opcode, _, _ in pickletools.genops(data):
+            if opcode.name in _CODE_OPCODES:
+                return True
+    except Exception:  # noqa: BLE001 - corrupt bytes: whatever came before them named nothing
+        return False
+    return False
 
 
 def load_checkpoint(path: Path) -> dict:
-    """The raw checkpoint dict, with a one-line error for missing or foreign files."""
+    """The raw checkpoint dict (its `preprocess` checked), with a one-line CheckpointError
+    for a missing, special, corrupt, foreign or code-carrying file."""
     path = Path(path)
     try:
         mode = os.stat(path).st_mode
@@ -87,24 +109,37 @@ def load_checkpoint(path: Path) -> dict:
         raise CheckpointError(f"checkpoint {path} cannot be read ({exc.strerror or exc})") from None
     if not stat.S_ISREG(mode):
         raise CheckpointError(f"checkpoint {path} is not a regular file")
+    unreadable = (
+        f"{path} is not a checkpoint edge-fer can read (corrupt, truncated or another format); "
+        "pass a .pt file written by tools/train_mobilenet.py"
+    )
     try:
         # weights_only: tensors, numbers, strings, lists and dicts; a pickle that would run
         # code (or build any other object) is refused before anything of it executes.
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about odd pickle protocols in junk files
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if _looks_pickled(path):
+        if _carries_code(path, exc):
             raise CheckpointError(
                 f"{path} holds pickled objects other than weights (code could run if it were "
                 "loaded); load only checkpoints written by edge-fer's training"
             ) from None
-        raise CheckpointError(f"{path} is not a readable checkpoint ({type(exc).__name__})") from None
-    except Exception as exc:  # noqa: BLE001 - any other failure: not a checkpoint we can read
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise CheckpointError(f"{path} is not a readable checkpoint ({first})") from None
+        raise CheckpointError(unreadable) from None
+    except Exception:  # noqa: BLE001 - any other failure (bad zip, bad pickle): not readable
+        raise CheckpointError(unreadable) from None
     if not isinstance(ckpt, dict) or not {"kind", "arch", "state_dict"} <= set(ckpt):
         raise CheckpointError(
             f"{path} is not an edge-fer model checkpoint; train one with tools/train_mobilenet.py"
         )
+    if "preprocess" not in ckpt:
+        raise CheckpointError(
+            f"{path} has no preprocessing metadata ('preprocess'); save it with edge-fer's save_model"
+        )
+    try:
+        ckpt["preprocess"] = check_spec(ckpt["preprocess"])
+    except SpecError as exc:
+        raise CheckpointError(f"{path}: {exc}; retrain or re-save the checkpoint") from None
     return ckpt
 
 
@@ -117,4 +152,9 @@ def load_model(path: Path) -> tuple[nn.Module, dict]:
     except Exception as exc:  # noqa: BLE001 - a wrong arch dict can fail in many ways
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise CheckpointError(f"{path} does not match its architecture ({first})") from None
+    bad = [k for k, v in model.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(
+            f"{path} holds non-finite weights (NaN or inf in {bad[0]}); retrain it or restore a good copy"
+        )
     return model.eval(), ckpt

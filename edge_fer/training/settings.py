@@ -392,8 +392,28 @@ def validate(settings: TrainSettings, check_files: bool = True) -> TrainSettings
         )
     if s.soup and s.keep_ratio < 1:
         raise SettingError("--soup averages unpruned fine-tunes; it needs --keep-ratio 1")
-    if check_files:
-        for path in (*s.teachers, *s.soup, *([s.init_student] if s.init_student else [])):
+    if s.wise_alpha < 1 and s.keep_ratio < 1:
+        raise SettingError("--wise-alpha mixes back an unpruned fine-tune; it needs --keep-ratio 1")
+    if s.wise_alpha < 1 and s.init_student is None:
+        raise SettingError(
+            "--wise-alpha < 1 mixes the student back towards --init-student; set --init-student "
+            "(or --wise-alpha 1)"
+        )
+    soup = [path.resolve() for path in s.soup]
+    if len(set(soup)) < len(soup):
+        raise SettingError("--soup names one student twice; a soup takes each fine-tune once")
+    own = (s.runs / s.name / "student.pt").resolve()
+    if own in soup:
+        raise SettingError(
+            f"--soup lists this run's own student ({portable(own)}), which the soup holds already; "
+            "list only the other fine-tunes"
+        )
+    if check_files:  # --soup students are checked when the run reaches prune (they may be training)
+        for path in (*s.teachers, *([s.init_student] if s.init_student else [])):
+            if path.exists() and not path.is_file():
+                raise SettingError(
+                    f"checkpoint {portable(path)} is not a regular file; pass a .pt file written by a run"
+                )
             if not path.is_file():
                 raise SettingError(
                     f"checkpoint {portable(path)} does not exist; pass a .pt file written by a finished run"

@@ -306,6 +306,26 @@ def average_weights(models: list[torch.nn.Module]) -> torch.nn.Module:
     return soup.eval()
 
 
+def check_soup(run: Run) -> None:
+    """Every --soup student loads (CheckpointError if not), takes this run's inputs and has
+    init_student's architecture (TrainingError if not)."""
+    s = run.settings
+    students = []
+    for path in s.soup:
+        if not Path(path).exists():
+            raise TrainingError(f"soup: {portable(path)} does not exist; run the recipe that trains it first")
+        student, ckpt = load_model(path)
+        if not takes_input_of(ckpt, run.spec):
+            raise TrainingError(
+                f"soup: {portable(path)} was trained on other inputs (preprocess {ckpt['preprocess']}) "
+                f"than this run's ({run.spec.to_dict()}); pass fine-tunes of the same init_student"
+            )
+        students.append(student)
+    if s.init_student is not None:
+        students.insert(0, load_model(s.init_student)[0])
+    _same_architecture(students, "soup")
+
+
 def _soup_and_interpolate(run: Run, val: FaceSet) -> dict:
     """This run's student averaged with the --soup students, then mixed back towards
     init_student by `wise_alpha` (WiSE-FT); either step may be off."""
@@ -334,7 +354,8 @@ def _soup_and_interpolate(run: Run, val: FaceSet) -> dict:
 
 
 def stage_prune(run: Run) -> dict:
-
+    """Cut the student's weakest hidden channels and fine-tune it (--keep-ratio < 1), or keep
+    it whole, averaged with --soup and mixed back by --wise-alpha when those are set."""
     s = run.settings
     _, val = run.data()
     if s.keep_ratio >= 1.0:  # nothing to cut: the student goes on as it is, no fine-tune
@@ -608,6 +629,9 @@ def run_stages(settings: TrainSettings, stages: list[str] | None) -> None:
     `settings.last_stage` that is not done yet."""
     run = Run(settings)
     last = STAGES.index(settings.last_stage)
+    prunes = "prune" in stages if stages else STAGES.index("prune") <= last and not run.is_done("prune")
+    if settings.soup and prunes:
+        check_soup(run)  # now, not after hours of distillation
     for stage in STAGES:
         if stages is not None and stage not in stages:
             continue
