@@ -52,12 +52,16 @@ def _read_face(path: Path, spec: PreprocessSpec) -> np.ndarray:
     return prepare_face(image, spec)
 
 
+def _missing_or_not_a_folder(path: Path) -> str:
+    return "is not a folder" if path.exists() or path.is_symlink() else "does not exist"
+
+
 def load_image_folder(folder: Path, spec: PreprocessSpec, prefix: str | None = None) -> FaceSet:
     """Load `folder/<class>/*.jpg`. With `prefix`, keep only files whose name starts with it."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DatasetError(
-            f"dataset folder {folder} does not exist; pass --data pointing at a "
+            f"dataset folder {folder} {_missing_or_not_a_folder(folder)}; pass --data pointing at a "
             "folder with train/ and test/ class subfolders or a fer2013.csv"
         )
     class_dirs = sorted(p for p in folder.iterdir() if p.is_dir())
@@ -146,7 +150,7 @@ def load_split(data: Path, split: str, spec: PreprocessSpec) -> FaceSet:
         return load_csv(csv_path, spec, SPLIT_USAGE[split])
     if not data.is_dir():
         raise DatasetError(
-            f"dataset {data} does not exist; pass --data with the FER2013 folder "
+            f"dataset {data} {_missing_or_not_a_folder(data)}; pass --data with the FER2013 folder "
             "(train/ and test/ class subfolders) or fer2013.csv"
         )
     if split == "train":

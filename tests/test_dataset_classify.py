@@ -53,6 +53,9 @@ def test_csv_layout_matches_folder_layout(small_fer, tmp_path):
 def test_dataset_errors_say_what_is_wrong(small_fer, tmp_path):
     with pytest.raises(DatasetError, match="does not exist"):
         load_split(tmp_path / "nowhere", "train", SPEC)
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(DatasetError, match="a_file is not a folder"):
+        load_split(tmp_path / "a_file", "train", SPEC)
     bad = tmp_path / "bad"
     shutil.copytree(small_fer / "train", bad)
     (bad / "contempt").mkdir()
