@@ -59,6 +59,13 @@ def peer_probs() -> object | None:
     return probs
 
 
+def _short_name(name: str) -> str:
+    """A table column's title: fer, shipped, or the model's run folder."""
+    if name == PEER:
+        return "fer"
+    return "shipped" if Path(name).resolve() == DEFAULT_MODEL.resolve() else Path(name).parent.name
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument(
@@ -113,10 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             "mean_ece_degraded": float(np.mean([rows[c]["ece"] for c in drops])),
         }
     names = list(results)
-    short = {
-        n: "fer" if n == PEER else "shipped" if Path(n) == DEFAULT_MODEL else Path(n).parent.name
-        for n in names
-    }
+    short = {n: _short_name(n) for n in names}
     print(f"PublicTest ({len(labels)} faces), seed {args.seed}: accuracy % (drop from clean)")
     print(f"{'condition':<12}{'strength':>9}" + "".join(f"{short[n]:>20}" for n in names))
     for cond in suite:

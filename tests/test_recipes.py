@@ -49,7 +49,7 @@ def _refused(argv: list[str], capsys) -> str:
 def test_the_recipes_are_there():
     names = {p.name for p in RECIPES}
     assert {"quick.yaml", "shipped.yaml", "teacher_t4.yaml", "teacher_t5.yaml", "v10t_distill.yaml",
-            "v10t.yaml", "robust.yaml", "robust_wise.yaml"} <= names  # fmt: skip
+            "v10t.yaml", "robust.yaml", "robust_wise.yaml", "robust_soup.yaml"} <= names  # fmt: skip
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
