@@ -232,3 +232,19 @@ def test_the_student_setting_lists_the_registry(capsys):
         cli.parse_args(["--student", "resnet18"])
     assert "--student must be one of mobilenetv2, got 'resnet18'" in capsys.readouterr().err
     assert json.loads(json.dumps(TrainSettings().to_json()))["student"] == "mobilenetv2"
+
+
+def test_a_checkpoint_that_cannot_be_written_is_one_checkpoint_error(tmp_path):
+    """save_model never replaces a folder or a device and leaves no temp file when it fails."""
+    model, _ = load_model(ROOT / "artifacts" / "v10t" / "pruned.pt")
+    (tmp_path / "folder.pt").mkdir()
+    (tmp_path / "file").write_text("x")
+    for target, message in (
+        (tmp_path / "folder.pt", "is a directory, not a regular file"),
+        (Path("/dev/null"), "is a character device, not a regular file"),
+        (tmp_path / "file" / "student.pt", "cannot"),
+    ):
+        with pytest.raises(CheckpointError, match=message):
+            save_model(target, model, PreprocessSpec(), {})
+    assert Path("/dev/null").is_char_device() and (tmp_path / "folder.pt").is_dir()
+    assert not list(tmp_path.rglob("*.tmp"))

@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 save_model(args.out, model, spec, metrics)
                 write_json_atomic(args.out.with_name("interpolation.json"), {"picked": row, "rows": rows})
-            except (PathRefused, OSError) as exc:
+            except (CheckpointError, PathRefused, OSError) as exc:
                 print(f"error: {args.out} not written: {exc}", file=sys.stderr)
                 return 2
             print(f"wrote {args.out} (alpha {alpha:g})")

@@ -19,7 +19,7 @@ from torch import nn
 from edge_fer.labels import EMOTIONS
 from edge_fer.nets.students import STUDENTS, TEACHERS, kind_of, net_class
 from edge_fer.preprocess import PreprocessSpec, SpecError, check_spec
-from edge_fer.safe_io import check_replaceable
+from edge_fer.safe_io import PathRefused, check_replaceable
 
 
 class CheckpointError(RuntimeError):
@@ -45,11 +45,15 @@ def build_model(kind: str, arch: dict) -> nn.Module:
 
 
 def save_model(path: Path, model: nn.Module, spec: PreprocessSpec, metrics: dict) -> None:
-    """Write weights + architecture + preprocessing + metrics atomically."""
+    """Write weights + architecture + preprocessing + metrics atomically (CheckpointError if
+    the target is a special file or the write fails; no temp file is left behind)."""
     kind = model_kind(model)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     path = Path(path)
-    check_replaceable(path)  # never replace a folder, FIFO or device (PathRefused)
+    try:
+        check_replaceable(path)  # never replace a folder, FIFO or device
+    except PathRefused as exc:
+        raise CheckpointError(f"cannot write checkpoint {path}: {exc}") from None
     tmp = path.with_name(path.name + ".tmp")
     record = {
         "kind": kind,
@@ -62,8 +66,11 @@ def save_model(path: Path, model: nn.Module, spec: PreprocessSpec, metrics: dict
     try:
         torch.save(record, tmp)
         tmp.replace(path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError | RuntimeError):  # torch reports a failed open as RuntimeError
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise CheckpointError(f"cannot write checkpoint {path} ({first})") from None
         raise
 
 
