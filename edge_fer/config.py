@@ -371,11 +371,9 @@ def _coerce(key: str, value: Any, annotation: str) -> Any:
     def bad(allowed: str) -> ConfigError:
         return ConfigError(f"config key '{key}': {shown(value)} is not valid; expected {allowed}")
 
-    optional = "None" in annotation
-    if value is None:
-        if optional:
-            return None
-        raise bad(annotation.replace(" | None", ""))
+    if value is None and "None" in annotation:
+        return None
+    # A None where a value is required fails the type's own check below, in its own words.
     base = annotation.replace(" | None", "")
     if base == "bool":
         if not isinstance(value, bool):
