@@ -25,13 +25,13 @@ import numpy as np
 import torch
 
 from edge_fer.dataset import DatasetError, load_split
-from edge_fer.nets.checkpoint import CheckpointError, load_model, save_model, takes_input_of
+from edge_fer.nets.checkpoint import CheckpointError, load_model, save_model
 from edge_fer.paths import DEFAULT_DATA
 from edge_fer.preprocess import PreprocessSpec
 from edge_fer.safe_io import PathRefused, check_writable, write_json_atomic
 from edge_fer.training.degrade import benchmark_suite
 from edge_fer.training.loop import predict_logits
-from edge_fer.training.stages import TrainingError, average_weights, interpolate_weights
+from edge_fer.training.stages import TrainingError, average_weights, interpolate_weights, load_fine_tunes
 
 
 def _alphas(text: str) -> list[float]:
@@ -66,28 +66,12 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--pick A (in [0, 1]) and --out PATH go together")
     torch.set_num_threads(args.threads)
     try:
-        if len({path.resolve() for path in args.robust}) < len(args.robust):
-            raise TrainingError("--robust names one student twice; a soup takes each once")
         if args.out is not None:  # before minutes of evaluation, not after them
             check_writable(args.out)
             check_writable(args.out.with_name("interpolation.json"))
         clean, ckpt = load_model(args.clean)
         spec = PreprocessSpec.from_dict(ckpt["preprocess"])
-        robust_students = []
-        for path in args.robust:
-            student, robust_ckpt = load_model(path)
-            if not takes_input_of(robust_ckpt, spec):
-                raise TrainingError(
-                    f"{path} was trained on other inputs than {args.clean} (preprocess "
-                    f"{robust_ckpt['preprocess']} vs {ckpt['preprocess']}); pass fine-tunes of --clean"
-                )
-            robust_students.append(student)
-        try:
-            robust = average_weights(robust_students)
-            interpolate_weights(clean, robust, 1.0)  # the same architecture as --clean
-        except TrainingError:
-            names = " ".join(str(path) for path in [args.clean, *args.robust])
-            raise TrainingError(f"{names}: not all one architecture; pass fine-tunes of --clean") from None
+        robust = average_weights(load_fine_tunes(args.robust, spec, clean, "--robust"))
         data = load_split(args.data, "public", spec)
     except (CheckpointError, DatasetError, TrainingError, PathRefused, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

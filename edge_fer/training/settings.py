@@ -410,13 +410,10 @@ def validate(settings: TrainSettings, check_files: bool = True) -> TrainSettings
         )
     if check_files:  # --soup students are checked when the run reaches prune (they may be training)
         for path in (*s.teachers, *([s.init_student] if s.init_student else [])):
-            if path.exists() and not path.is_file():
-                raise SettingError(
-                    f"checkpoint {portable(path)} is not a regular file; pass a .pt file written by a run"
-                )
             if not path.is_file():
+                problem = "is not a regular file" if path.exists() else "does not exist"
                 raise SettingError(
-                    f"checkpoint {portable(path)} does not exist; pass a .pt file written by a finished run"
+                    f"checkpoint {portable(path)} {problem}; pass a .pt file written by a finished run"
                 )
     return s
 

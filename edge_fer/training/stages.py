@@ -279,7 +279,10 @@ def _same_architecture(models: list[torch.nn.Module], what: str) -> list[dict]:
     first = states[0]
     for other in states[1:]:
         if other.keys() != first.keys() or any(first[k].shape != v.shape for k, v in other.items()):
-            raise TrainingError(f"{what}: the students differ in architecture; pass students of one net")
+            raise TrainingError(
+                f"{what}: the students differ in architecture (not all one architecture); pass "
+                "fine-tunes of one start"
+            )
     return states
 
 
@@ -306,24 +309,36 @@ def average_weights(models: list[torch.nn.Module]) -> torch.nn.Module:
     return soup.eval()
 
 
-def check_soup(run: Run) -> None:
-    """Every --soup student loads (CheckpointError if not), takes this run's inputs and has
-    init_student's architecture (TrainingError if not)."""
-    s = run.settings
+def load_fine_tunes(
+    paths: list[Path], spec: PreprocessSpec, start: torch.nn.Module | None, what: str
+) -> list[torch.nn.Module]:
+    """The students at `paths` (CheckpointError if one does not load), each once, each taking
+    the inputs `spec` makes and, with `start`, of its architecture (TrainingError naming the
+    `what` option if not): the ingredients of a soup or of a weight interpolation."""
+    if len({Path(p).resolve() for p in paths}) < len(paths):
+        raise TrainingError(f"{what} names one student twice; a soup takes each fine-tune once")
     students = []
-    for path in s.soup:
+    for path in paths:
         if not Path(path).exists():
-            raise TrainingError(f"soup: {portable(path)} does not exist; run the recipe that trains it first")
-        student, ckpt = load_model(path)
-        if not takes_input_of(ckpt, run.spec):
             raise TrainingError(
-                f"soup: {portable(path)} was trained on other inputs (preprocess {ckpt['preprocess']}) "
-                f"than this run's ({run.spec.to_dict()}); pass fine-tunes of the same init_student"
+                f"{what}: {portable(path)} does not exist; run the recipe that trains it first"
+            )
+        student, ckpt = load_model(path)
+        if not takes_input_of(ckpt, spec):
+            raise TrainingError(
+                f"{what}: {portable(path)} was trained on other inputs (preprocess "
+                f"{ckpt['preprocess']}) than {spec.to_dict()}; pass fine-tunes of one start"
             )
         students.append(student)
-    if s.init_student is not None:
-        students.insert(0, load_model(s.init_student)[0])
-    _same_architecture(students, "soup")
+    _same_architecture([*([start] if start is not None else []), *students], what)
+    return students
+
+
+def check_soup(run: Run) -> None:
+    """The --soup students load, take this run's inputs and have init_student's architecture."""
+    s = run.settings
+    start = load_model(s.init_student)[0] if s.init_student is not None else None
+    load_fine_tunes(list(s.soup), run.spec, start, "soup")
 
 
 def _soup_and_interpolate(run: Run, val: FaceSet) -> dict:
