@@ -31,6 +31,7 @@ from edge_fer.classify import ModelError, PteClassifier
 from edge_fer.config import DEFAULT_MODEL, Config
 from edge_fer.demo import build_demo_video
 from edge_fer.detect import make_detector
+from edge_fer.finder import FaceFinder
 from edge_fer.metrics import plot_coverage
 from edge_fer.paths import DEFAULT_DATA
 from edge_fer.paths import PROJECT_ROOT as ROOT
@@ -60,9 +61,8 @@ def record(video: Path, model: Path) -> list[dict]:
     """One pass of the real pipeline: per frame, its smoother calls and its faces."""
     config = Config()
     classifier = PteClassifier(model, threads=1)
-    pipeline = Pipeline(
-        make_detector(config.detector), classifier, config.detector, config.tracker, config.smoothing
-    )
+    finder = FaceFinder(lambda: make_detector(config.detector), config.detector)
+    pipeline = Pipeline(finder, classifier, config.detector, config.tracker, config.smoothing)
     calls = SmootherCalls()
     pipeline.smoother = calls  # type: ignore[assignment]
     frames, cap, index = [], cv2.VideoCapture(str(video)), 0

@@ -561,10 +561,10 @@ def make_source(
     """Choose the frame source named by `spec` (auto: camera, webcam, then fallback video).
     `realtime`: video files play at their own frame rate (False: as fast as they decode)."""
     if spec == "picamera2":
-        return Picamera2Source(cam.index, cam.main_size, cam.lores_size, cam.fps)
+        return Picamera2Source(cam.index, cam.main_size, cam.lores, cam.fps)
     if spec.startswith("webcam"):
         index = int(spec.split(":", 1)[1]) if ":" in spec else 0
-        return OpenCVSource(index, size=cam.main_size, fps=cam.fps)
+        return OpenCVSource(index, size=cam.webcam_size, fps=cam.fps)
     if spec.startswith("file:"):
         return OpenCVSource(Path(spec[5:]).expanduser(), loop=loop_video, realtime=realtime)
     if spec.split("://", 1)[0] in STREAM_SCHEMES:
@@ -572,11 +572,11 @@ def make_source(
     tried = []
     if Picamera2Source.available(cam.index):
         log.info("source auto: found a libcamera camera, using picamera2")
-        return Picamera2Source(cam.index, cam.main_size, cam.lores_size, cam.fps)
+        return Picamera2Source(cam.index, cam.main_size, cam.lores, cam.fps)
     tried.append("picamera2 (not installed or no camera)")
     if _webcam_works(cam.index):
         log.info("source auto: no picamera2 camera, using webcam %d", cam.index)
-        return OpenCVSource(cam.index, size=cam.main_size, fps=cam.fps)
+        return OpenCVSource(cam.index, size=cam.webcam_size, fps=cam.fps)
     tried.append(f"webcam {cam.index} (none that gives frames)")
     video = fallback_video
     if video is not None and Path(video).is_file():

@@ -100,9 +100,30 @@ class CameraConfig:
     """The Camera Module (picamera2) or USB webcam settings."""
 
     index: int = setting(0, "libcamera camera / webcam number (0: the CAM/DISP 0 port)", ge=0)
-    main_size: tuple[int, int] = setting((640, 480), "stream used for classification and the overlay")
-    lores_size: tuple[int, int] = setting((480, 360), "stream used for face detection (picamera2 only)")
+    main_size: tuple[int, int] = setting(
+        (2304, 1296),
+        "picamera2 stream faces are read from and the overlay shows (the IMX708's 2x2-binned mode:"
+        " a face 5 m away still has ~48 px)",
+    )
+    lores_size: tuple[int, int] | None = setting(
+        None,
+        "picamera2 stream the coarse face search runs on, the same shape as main_size (null:"
+        " main_size scaled to 576 px wide)",
+    )
+    webcam_size: tuple[int, int] | None = setting(
+        (1920, 1080), "size asked of a USB webcam; it gives the nearest it has (null: its default)"
+    )
     fps: float = setting(30.0, "frames per second asked of the camera", gt=0, le=240)
+
+    @property
+    def lores(self) -> tuple[int, int]:
+        """The lores stream's size: `lores_size`, or `main_size` scaled to 576 px wide (even
+        sides, as YUV420 needs)."""
+        if self.lores_size is not None:
+            return self.lores_size
+        w, h = self.main_size
+        lw = min(576, w) // 2 * 2
+        return max(2, lw), max(2, round(h * lw / w / 2) * 2)
 
 
 @dataclass
@@ -136,8 +157,33 @@ class DetectorConfig:
     detect_width: int = setting(
         480, "webcam/file frames are scaled to this width for detection", ge=32, le=8192
     )
-    min_face: int = setting(24, "smallest face, in detection-image pixels", ge=1, le=4096)
+    min_face: int = setting(
+        16, "smallest face to track, in main-frame pixels (the side of its square box)", ge=1, le=4096
+    )
     score_threshold: float = setting(0.6, "YuNet confidence threshold", gt=0, lt=1)
+    track_zoom_px: int = setting(
+        64,
+        "each tracked face is looked for again in a window around it, scaled so the face is this"
+        " many pixels (small faces zoomed in, big ones shrunk); 0: tracked faces are only found"
+        " again by the coarse pass and the tiles",
+        ge=0,
+        le=256,
+    )
+    tile_zoom: float = setting(
+        2.0,
+        "one full-resolution tile per frame, in rotation over the frame, is scaled by this before"
+        " detection: 2 finds faces from ~24 px, 1.5 from ~32 px, 1 from ~48 px; 0 turns tiles off"
+        " (only faces of ~150 px and up on a 1080p frame are then found)",
+        ge=0,
+        le=4,
+    )
+    tile_size: int = setting(
+        256,
+        "side of a tile in main-frame pixels; smaller tiles cost less per frame but take more"
+        " frames to sweep the frame",
+        ge=64,
+        le=4096,
+    )
 
     @property
     def yunet_file(self) -> Path:
@@ -206,6 +252,13 @@ class SmoothingConfig:
         "publish coarser labels: none (the 7 emotions) | valence (positive, neutral, negative) | "
         "four (angry+disgust, fear+sad, happy+surprise, neutral)",
         choices=tuple(LABEL_GROUPS),
+    )
+    min_readable_px: int = setting(
+        20,
+        "faces smaller than this (main-frame pixels) are tracked and drawn but published as"
+        " 'uncertain': too few pixels to read an emotion (0: always name a label)",
+        ge=0,
+        le=512,
     )
     restart_below: float = setting(
         0.7,
@@ -484,6 +537,16 @@ def validate(config: Config) -> Config:
         raise ConfigError(
             f"config key 'camera.index': {shown(config.camera.index)} is not valid; "
             f"expected a camera number from 0 to {MAX_CAMERA_INDEX}"
+        )
+    main, lores = config.camera.main_size, config.camera.lores
+    if (
+        lores[0] > main[0]
+        or lores[1] > main[1]
+        or abs(lores[0] * main[1] - lores[1] * main[0]) > 0.02 * main[0] * lores[1]
+    ):
+        raise ConfigError(
+            f"config key 'camera.lores_size': {list(lores)} must be no larger than camera.main_size"
+            f" {list(main)} and of its shape (faces found on it are boxed in main's pixels); e.g. null"
         )
     if config.events.path not in (None, "-"):
         checked_path("events.path", config.events.path)

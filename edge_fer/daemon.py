@@ -21,7 +21,8 @@ import cv2
 from edge_fer.capture import CaptureError, EndOfStream, ReconnectingSource, make_source
 from edge_fer.classify import Classifier, ModelError, load_classifier
 from edge_fer.config import Config, ConfigError, ModelConfig, flatten
-from edge_fer.detect import DetectorError, FaceDetector, make_detector
+from edge_fer.detect import DetectorError, make_detector
+from edge_fer.finder import FaceFinder
 from edge_fer.outputs import DisplayError, Output, OutputContext, OutputError, build_outputs
 from edge_fer.pipeline import Pipeline, run
 from edge_fer.safe_io import LockHeld, PathLock, PathRefused
@@ -46,7 +47,7 @@ class Prepared:
 
     config: Config
     classifier: Classifier
-    detector: FaceDetector
+    detector: FaceFinder
     source: ReconnectingSource
     outputs: list[Output] = field(default_factory=list)
     lock: PathLock | None = None
@@ -160,7 +161,7 @@ def prepare(
     try:
         if classifier is None:
             classifier = open_classifier(config.model)
-        detector = make_detector(config.detector)
+        detector = FaceFinder(lambda: make_detector(config.detector), config.detector)
         source = _make_source(config, signals, stats)
         p = Prepared(config, classifier, detector, source, lock=new_lock, model_info=classifier.info())
         # The source first: a build that stalls opening a camera then holds no port, file or

@@ -103,7 +103,9 @@ class YuNetDetector:
 
 
 def make_detector(config: DetectorConfig) -> FaceDetector:
-    """The detector `detector.kind` names."""
+    """The detector `detector.kind` names, keeping every face it can find in its input: the
+    smallest face worth tracking (`min_face`) is in main-frame pixels, which only the caller
+    that scaled the input knows (`edge_fer.finder`)."""
     if config.kind == "yunet":
-        return YuNetDetector(config.yunet_file, config.score_threshold, config.min_face)
-    return HaarDetector(config.min_face)
+        return YuNetDetector(config.yunet_file, config.score_threshold, min_face=1)
+    return HaarDetector()

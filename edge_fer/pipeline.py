@@ -11,65 +11,60 @@ import logging
 import time
 from collections.abc import Callable
 
-import cv2
 import numpy as np
 
 from edge_fer.capture import EndOfStream, FrameSource, RawFrame
 from edge_fer.classify import Classifier
 from edge_fer.config import DetectorConfig, SmoothingConfig, TrackerConfig
-from edge_fer.detect import FaceDetector
+from edge_fer.finder import FaceFinder
+from edge_fer.labels import UNCERTAIN
 from edge_fer.outputs import Output, OutputClosed, OutputError
 from edge_fer.preprocess import prepare_face
-from edge_fer.results import Box, FaceResult, FrameResult
+from edge_fer.results import FaceResult, FrameResult
 from edge_fer.smooth import AppearanceCheck, LabelSmoother
 from edge_fer.stats import RunStats
-from edge_fer.track import IoUTracker
+from edge_fer.track import IoUTracker, Track
 
 log = logging.getLogger(__name__)
 
 
-def _scale_box(box: Box, scale: float, limit: tuple[int, int]) -> Box:
-    x, y, w, h = (int(round(v * scale)) for v in box)
-    x, y = max(0, x), max(0, y)
-    return (x, y, min(w, limit[0] - x), min(h, limit[1] - y))
-
-
 class Pipeline:
-    """Detect (every N frames, tracking in between), classify all faces in one batch, smooth."""
+    """Find faces (a full detection round every N frames, one tile of the far-face search on
+    the others), track them, classify all faces in one batch, smooth."""
 
     def __init__(
         self,
-        detector: FaceDetector,
+        finder: FaceFinder,
         classifier: Classifier,
         detection: DetectorConfig,
         tracking: TrackerConfig,
         smoothing: SmoothingConfig,
         run_id: str = "",
     ) -> None:
-        self.detector = detector
+        self.finder = finder
         self.classifier = classifier
         self.every_n_frames = detection.every_n_frames
-        self.detect_width = detection.detect_width
         self.tracker = IoUTracker(tracking.iou_threshold, tracking.max_missed)
         self.smoother = LabelSmoother(
             smoothing.window, smoothing.hysteresis, smoothing.uncertain_below, smoothing.groups
         )
         self.appearance = AppearanceCheck(smoothing.restart_below)
+        self.min_readable_px = smoothing.min_readable_px
         self.run_id = run_id
         self.index = 0
 
-    def _detection_image(self, raw: RawFrame) -> tuple[np.ndarray, float]:
-        """The small image faces are found in, and main-frame pixels per pixel of it."""
-        h, w = raw.image.shape[:2]
-        if raw.lores_gray is not None:
-            return raw.lores_gray, w / raw.lores_gray.shape[1]
-        target = min(self.detect_width, w)
-        small = (
-            raw.image
-            if target == w
-            else cv2.resize(raw.image, (target, int(round(h * target / w))), interpolation=cv2.INTER_AREA)
-        )
-        return small, w / target
+    def _find(self, raw: RawFrame) -> tuple[list[Track], bool]:
+        """This frame's tracks, and whether it was a full detection round."""
+        if self.index % self.every_n_frames == 0:
+            tracked = [t.box for t in self.tracker.tracks]
+            boxes = self.finder.round(raw.image, tracked, raw.lores_gray)
+            tracks, dropped = self.tracker.update(boxes)
+            self.smoother.forget(dropped)
+            self.appearance.forget(dropped)
+            return tracks, True
+        # Between rounds the tracks keep their boxes; the next tile may add a new (far) face.
+        self.tracker.add_new(self.finder.next_tile(raw.image))
+        return self.tracker.visible(), False
 
     def _skip_nonfinite(self, face_id: int) -> None:
         """Leave a face whose scores are not finite out of the frame; log the first time."""
@@ -84,16 +79,7 @@ class Pipeline:
     def step(self, raw: RawFrame, capture_ms: float, seq: int) -> FrameResult:
         """One raw frame -> its result; `seq` is the daemon-wide frame number."""
         t0 = time.perf_counter()
-        h, w = raw.image.shape[:2]
-        detected = self.index % self.every_n_frames == 0
-        if detected:
-            small, scale = self._detection_image(raw)
-            boxes = [_scale_box(b, scale, (w, h)) for b in self.detector.detect(small)]
-            tracks, dropped = self.tracker.update([b for b in boxes if b[2] > 0 and b[3] > 0])
-            self.smoother.forget(dropped)
-            self.appearance.forget(dropped)
-        else:
-            tracks = self.tracker.visible()
+        tracks, detected = self._find(raw)
         t1 = time.perf_counter()
         classes = self.classifier.classes
         crops = [prepare_face(raw.image, self.classifier.spec, t.box) for t in tracks]
@@ -114,6 +100,8 @@ class Pipeline:
                 continue
             k = int(np.argmax(p))
             smoothed, smoothed_score = self.smoother.update(track.id, p)
+            if min(track.box[2], track.box[3]) < self.min_readable_px:
+                smoothed = UNCERTAIN  # too few pixels to read (model card: accuracy by face size)
             faces.append(
                 FaceResult(track.id, track.box, classes[k], float(p[k]), smoothed, p, smoothed_score)
             )

@@ -62,6 +62,17 @@ class IoUTracker:
                 self._next_id += 1
         return self.visible(), dropped
 
+    def add_new(self, detections: list[Box]) -> list[Track]:
+        """Start a track for each detection that overlaps no existing track (a search of part of
+        the frame: the tracks it did not cover are not missed). Returns the new tracks."""
+        new = []
+        for box in detections:
+            if all(iou(t.box, box) == 0.0 for t in self.tracks):
+                new.append(Track(self._next_id, box))
+                self._next_id += 1
+        self.tracks += new
+        return new
+
     def visible(self) -> list[Track]:
         """Tracks seen in the latest detection round (missed ones are kept but not shown)."""
         return [t for t in self.tracks if t.missed == 0]

@@ -381,10 +381,14 @@ class _TwoFaces:
 def test_non_finite_scores_never_reach_an_output(tmp_path, caplog):
     from edge_fer.capture import RawFrame
     from edge_fer.config import DetectorConfig, SmoothingConfig, TrackerConfig
+    from edge_fer.finder import FaceFinder
     from edge_fer.outputs.events import EventsLog
     from edge_fer.pipeline import Pipeline
 
-    pipeline = Pipeline(_TwoFaces(), _NanForFaceTwo(), DetectorConfig(), TrackerConfig(), SmoothingConfig())
+    near = DetectorConfig(tile_zoom=0, track_zoom_px=0)  # the stub's boxes only from the whole frame
+    pipeline = Pipeline(
+        FaceFinder(_TwoFaces, near), _NanForFaceTwo(), near, TrackerConfig(), SmoothingConfig()
+    )
     log = EventsLog(str(tmp_path / "e.jsonl"))
     image = np.zeros((240, 320, 3), np.uint8)
     for seq in range(3):

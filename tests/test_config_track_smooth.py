@@ -220,6 +220,7 @@ def test_a_new_face_in_the_same_place_restarts_its_smoothing(public_faces):
 
     from edge_fer.capture import RawFrame
     from edge_fer.config import DetectorConfig, SmoothingConfig, TrackerConfig
+    from edge_fer.finder import FaceFinder
     from edge_fer.labels import EMOTIONS
     from edge_fer.pipeline import Pipeline
     from edge_fer.preprocess import PreprocessSpec
@@ -246,8 +247,9 @@ def test_a_new_face_in_the_same_place_restarts_its_smoothing(public_faces):
             return [(0, 0, 48, 48)]
 
     def smoothed(restart_below: float) -> list[str]:
+        near = DetectorConfig(detect_width=48, every_n_frames=2, tile_zoom=0, track_zoom_px=0)
         pipeline = Pipeline(
-            OneBox(), ByFace(), DetectorConfig(detect_width=48, every_n_frames=2), TrackerConfig(),
+            FaceFinder(OneBox, near), ByFace(), near, TrackerConfig(),
             SmoothingConfig(window=7, restart_below=restart_below),
         )  # fmt: skip
         frames = [a] * 5 + [b] * 5  # the swap falls between two detections (frame 5 is not one)

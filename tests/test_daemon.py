@@ -239,9 +239,11 @@ def test_picamera2_source_with_drm_overlay_end_to_end(tmp_path, shipped_model, d
     )
     assert code == 0, err
     events = [json.loads(line) for line in out.splitlines()]
-    # Faces are found on the lores stream and boxed in main-stream pixels.
+    # Faces are found on the lores stream (576x324) and main (2304x1296) and boxed in main's pixels.
+    boxes = [f["box"] for e in events for f in e["faces"]]
     assert len(events) == 60 and sum(bool(e["faces"]) for e in events) >= 1
-    assert all(f["box"][0] + f["box"][2] <= 640 for e in events for f in e["faces"])
+    assert all(x + w <= 2304 and y + h <= 1296 for x, y, w, h in boxes)
+    assert max(x + w for x, y, w, h in boxes) > 576
     assert "display drm" in err
 
 

@@ -66,6 +66,7 @@ def test_training_evaluation_and_the_daemon_feed_the_model_identical_inputs(tmp_
     from edge_fer.capture import RawFrame
     from edge_fer.config import DetectorConfig, SmoothingConfig, TrackerConfig
     from edge_fer.dataset import load_eval_folder, load_image_folder
+    from edge_fer.finder import FaceFinder
     from edge_fer.labels import EMOTIONS
     from edge_fer.pipeline import Pipeline
     from edge_fer.preprocess import normalize
@@ -99,9 +100,8 @@ def test_training_evaluation_and_the_daemon_feed_the_model_identical_inputs(tmp_
             return [(0, 0, image.shape[1], image.shape[0])]
 
     frame = cv2.cvtColor(cv2.imread(str(tmp_path / "happy" / "PublicTest_1.png")), cv2.COLOR_BGR2BGRA)
-    pipeline = Pipeline(
-        WholeImage(), Spy(), DetectorConfig(detect_width=48), TrackerConfig(), SmoothingConfig()
-    )
+    near = DetectorConfig(detect_width=48, tile_zoom=0, track_zoom_px=0)  # the whole frame only
+    pipeline = Pipeline(FaceFinder(WholeImage, near), Spy(), near, TrackerConfig(), SmoothingConfig())
     pipeline.step(RawFrame(frame[:, :, :3]), 0.0, 0)
     daemon = seen[0]
     np.testing.assert_array_equal(training, evaluation)

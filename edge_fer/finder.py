@@ -1,0 +1,196 @@
+"""Where to look for faces in a frame, so small faces far from the camera are found too.
+
+A face detector only finds faces of ~40-50 px and up in the image it is given, so shrinking a
+1080p frame to 480 px wide (as the daemon once did) loses every face under ~150 px. Running it
+on the whole frame at full resolution finds more but costs ~140 ms a frame on two cores. The
+finder spends a fixed, small budget per frame instead, in three passes:
+
+- **coarse**: the whole frame at `detect_width` (or the camera's lores stream): big faces;
+- **windows**: around each tracked face, a window scaled so the face is `track_zoom_px` in it
+  (small faces are zoomed in, big ones shrunk): known faces stay found, cheaply, at any size;
+- **tiles**: one tile of the full-resolution frame per frame, zoomed by `tile_zoom`, in
+  rotation over the frame (a grid shifted by half a tile every other sweep, so a face on a
+  seam in one sweep is inside a tile in the next): new small faces are found within a sweep.
+
+All boxes come back in main-frame pixels, square, as the detector maps them to FER2013's crop.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+
+from edge_fer.config import DetectorConfig
+from edge_fer.detect import FaceDetector
+from edge_fer.results import Box
+
+# A window around a tracked face is this many face sides across: room for the face to drift
+# between detection rounds, small enough that the zoomed window stays cheap.
+WINDOW_SIDES = 2.5
+# Zoom limits: past 4x a 16 px face holds no more detail, and big faces need no less than 1/8.
+MAX_ZOOM = 4.0
+MIN_ZOOM = 0.125
+
+
+def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    h, w = image.shape[:2]
+    if (w, h) == size:
+        return image
+    shrink = size[0] < w
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def overlap(a: Box, b: Box) -> float:
+    """Intersection over the smaller box's area: 1 when one box lies inside the other."""
+    iw = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    ih = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    smaller = min(a[2] * a[3], b[2] * b[3])
+    return iw * ih / smaller if smaller > 0 else 0.0
+
+
+def merge(groups: list[list[Box]], same_face: float = 0.5) -> list[Box]:
+    """Boxes of several passes as one list, one box per face: a box that overlaps a kept one by
+    more than `same_face` (of the smaller) is the same face; earlier groups win."""
+    kept: list[Box] = []
+    for boxes in groups:
+        for box in boxes:
+            if all(overlap(box, k) <= same_face for k in kept):
+                kept.append(box)
+    return kept
+
+
+def tile_grid(size: tuple[int, int], tile: int, shifted: bool) -> list[tuple[int, int, int, int]]:
+    """Tiles (x, y, w, h) covering a frame of `size`: `tile` px squares overlapping by at least a
+    quarter, spread evenly edge to edge; `shifted`, the grid of the midpoints between them
+    (over the seams of the first). A frame smaller than a tile is one tile."""
+
+    def starts(length: int) -> list[int]:
+        if length <= tile:
+            return [0]
+        n = math.ceil((length - tile) / (tile * 0.75)) + 1
+        edge = [round(i * (length - tile) / (n - 1)) for i in range(n)]
+        if not shifted:
+            return edge
+        return [(a + b) // 2 for a, b in zip(edge, edge[1:], strict=False)]
+
+    w, h = size
+    tw, th = min(tile, w), min(tile, h)
+    return [(x, y, tw, th) for y in starts(h) for x in starts(w)]
+
+
+class FaceFinder:
+    """Finds faces of every size a frame resolves, within a small per-frame budget."""
+
+    def __init__(self, make_detector: Callable[[], FaceDetector], config: DetectorConfig) -> None:
+        # One detector per pass: each keeps its own input size, so none is re-planned per call.
+        self.coarse_detector = make_detector()
+        self.name = self.coarse_detector.name
+        self.window_detector = make_detector() if config.track_zoom_px > 0 else None
+        self.tile_detector = make_detector() if config.tile_zoom > 0 else None
+        self.detect_width = config.detect_width
+        self.min_face = config.min_face
+        self.track_zoom_px = config.track_zoom_px
+        self.tile_zoom = config.tile_zoom
+        self.tile_size = config.tile_size
+        self._tiles: list[tuple[int, int, int, int]] = []
+        self._tile_next = 0
+        self._sweeps = 0
+        self._frame_size: tuple[int, int] | None = None
+
+    def _keep(self, boxes: list[Box], size: tuple[int, int]) -> list[Box]:
+        """The boxes clipped to the frame, without those smaller than `min_face`."""
+        kept = []
+        for x, y, bw, bh in boxes:
+            x0, y0 = max(0, x), max(0, y)
+            x1, y1 = min(size[0], x + bw), min(size[1], y + bh)
+            if min(bw, bh) >= self.min_face and x1 > x0 and y1 > y0:
+                kept.append((x0, y0, x1 - x0, y1 - y0))
+        return kept
+
+    @staticmethod
+    def _to_frame(boxes: list[Box], x0: float, y0: float, zoom: float) -> list[Box]:
+        return [
+            (int(round(x0 + x / zoom)), int(round(y0 + y / zoom)), int(round(w / zoom)), int(round(h / zoom)))
+            for x, y, w, h in boxes
+        ]
+
+    def coarse(self, image: np.ndarray, lores: np.ndarray | None = None) -> list[Box]:
+        """Big faces: the whole frame at `detect_width` (or the camera's lores stream)."""
+        h, w = image.shape[:2]
+        if lores is not None:
+            small, zoom = lores, lores.shape[1] / w
+        else:
+            target = min(self.detect_width, w)
+            zoom = target / w
+            small = _resize(image, (target, max(1, int(round(h * zoom)))))
+        return self._keep(self._to_frame(self.coarse_detector.detect(small), 0, 0, zoom), (w, h))
+
+    def around(self, image: np.ndarray, tracked: list[Box]) -> list[Box]:
+        """Faces in a window around each tracked box, zoomed so the face is `track_zoom_px`."""
+        if self.window_detector is None:
+            return []
+        h, w = image.shape[:2]
+        found: list[Box] = []
+        for x, y, bw, bh in tracked:
+            side = max(bw, bh, 1)
+            zoom = min(MAX_ZOOM, max(MIN_ZOOM, self.track_zoom_px / side))
+            half = side * WINDOW_SIDES / 2
+            cx, cy = x + bw / 2, y + bh / 2
+            x0, y0 = max(0, int(cx - half)), max(0, int(cy - half))
+            x1, y1 = min(w, int(math.ceil(cx + half))), min(h, int(math.ceil(cy + half)))
+            if x1 - x0 < 2 or y1 - y0 < 2:
+                continue
+            # Every window the same input size (the face's zoomed side x WINDOW_SIDES), so the
+            # detector is planned once; a window cut by the frame's edge is padded.
+            full = int(round(side * WINDOW_SIDES * zoom))
+            size = (max(1, round((x1 - x0) * zoom)), max(1, round((y1 - y0) * zoom)))
+            crop = _resize(image[y0:y1, x0:x1], size)[:full, :full]
+            pad_x, pad_y = full - crop.shape[1], full - crop.shape[0]
+            if pad_x or pad_y:
+                crop = cv2.copyMakeBorder(crop, 0, pad_y, 0, pad_x, cv2.BORDER_CONSTANT, value=0)
+            found += self._to_frame(self.window_detector.detect(crop), x0, y0, zoom)
+        return self._keep(found, (w, h))
+
+    def next_tile(self, image: np.ndarray) -> list[Box]:
+        """Faces in the next tile of the rotation, at full resolution zoomed by `tile_zoom`."""
+        if self.tile_detector is None:
+            return []
+        h, w = image.shape[:2]
+        if self._frame_size != (w, h):
+            self._frame_size, self._sweeps, self._tile_next = (w, h), 0, 0
+            self._tiles = tile_grid((w, h), self.tile_size, shifted=False)
+        x, y, tw, th = self._tiles[self._tile_next]
+        self._tile_next += 1
+        if self._tile_next == len(self._tiles):
+            self._sweeps += 1
+            self._tile_next = 0
+            self._tiles = tile_grid((w, h), self.tile_size, shifted=self._sweeps % 2 == 1)
+        zoom = self.tile_zoom
+        patch = _resize(image[y : y + th, x : x + tw], (round(tw * zoom), round(th * zoom)))
+        return self._keep(self._to_frame(self.tile_detector.detect(patch), x, y, zoom), (w, h))
+
+    @property
+    def tiles_per_sweep(self) -> int:
+        """Frames one sweep of the tiles takes (0 before the first frame or with tiles off)."""
+        return len(self._tiles) if self.tile_detector is not None else 0
+
+    def round(self, image: np.ndarray, tracked: list[Box], lores: np.ndarray | None = None) -> list[Box]:
+        """A detection round: windows around the tracked faces, the coarse pass, the next tile;
+        one box per face, a window's box first (it saw the face at its best zoom)."""
+        return merge([self.around(image, tracked), self.next_tile(image), self.coarse(image, lores)])
+
+    def everything(self, image: np.ndarray) -> list[Box]:
+        """Every face in one still image: the coarse pass and both tile grids in full (photos)."""
+        h, w = image.shape[:2]
+        groups = [self.coarse(image)]
+        if self.tile_detector is not None:
+            zoom = self.tile_zoom
+            for shifted in (False, True):
+                for x, y, tw, th in tile_grid((w, h), self.tile_size, shifted):
+                    patch = _resize(image[y : y + th, x : x + tw], (round(tw * zoom), round(th * zoom)))
+                    boxes = self._to_frame(self.tile_detector.detect(patch), x, y, zoom)
+                    groups.append(self._keep(boxes, (w, h)))
+        return merge(groups)
