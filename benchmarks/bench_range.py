@@ -1,0 +1,350 @@
+#!/usr/bin/env python3
+"""Range: how far from the camera edge-fer finds and reads faces.
+
+    python benchmarks/bench_range.py [--sizes 20,24,32,48,64,96,128] [--faces 4]
+                                     [--hold 90] [--frames 450] [--configs default,full]
+
+Two parts, one JSON (benchmarks/results/range.json):
+
+1. **Reading by face size.** Every PublicTest face shrunk to S px (what a face S px tall in
+   the frame gives the classifier) and classified by the shipped model: accuracy and macro-F1
+   per size. This curve sets `smoothing.min_readable_px`.
+2. **Finding and reading in a room.** Synthetic rooms at 1920x1080 and at the Pi's default
+   main size (2304x1296): `--faces` real PublicTest faces per frame, each in an oval head with
+   context (`edge_fer.demo.face_patch`), at one size per video, drifting slowly, new people
+   every `--hold` frames; each stretch of people goes through one camera condition of
+   `bench_robustness` applied to the whole frame (clean, sensor noise, two stops under,
+   defocus, JPEG 20). The real `edge-fer` daemon runs over each video (1 thread, `--pace fast`)
+   with the default config and with full-resolution detection on every frame (the reference
+   the range targets are set against). Per size: recall (a true face counts as found when a
+   daemon box holds its centre and is 0.5-2x its size), false faces per frame, the share of
+   found faces given a label (not `uncertain`), the accuracy of those labels, fps and peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import yaml
+from common import daemon_command
+
+from edge_fer.paths import DEFAULT_DATA
+from edge_fer.paths import PROJECT_ROOT as ROOT
+
+RESOLUTIONS = {"1080p": (1920, 1080), "pi": (2304, 1296)}
+CONDITIONS = ("clean", "noise", "dark", "defocus", "jpeg")
+# Frame-level strengths: bench_robustness's, applied to the whole frame as a camera would.
+STRENGTHS = {"noise": 0.06, "dark": 0.25, "defocus": 1.5, "jpeg": 20.0}
+CONFIGS = {
+    # The daemon's defaults.
+    "default": {},
+    # The reference: the detector on the whole frame at full resolution, every frame.
+    "full": {"detector": {"detect_width": 8192, "every_n_frames": 1, "tile_zoom": 0, "track_zoom_px": 0}},
+    # The coarse pass alone (no windows, no tiles): what a shrunk detection image finds.
+    "coarse": {"detector": {"tile_zoom": 0, "track_zoom_px": 0}},
+}
+
+
+def read_by_size(model: Path, data: Path, sizes: list[int]) -> dict:
+    """Accuracy of the model on PublicTest faces shrunk to each size (then cropped as the daemon
+    crops a face of that size)."""
+    from edge_fer.classify import PteClassifier
+    from edge_fer.dataset import load_split
+    from edge_fer.metrics import confusion_matrix, summarize
+    from edge_fer.preprocess import PreprocessSpec, prepare_face
+
+    faces = load_split(data, "public", PreprocessSpec(input_size=48))
+    classifier = PteClassifier(model, threads=1)
+    out = {}
+    for size in sizes:
+        preds = []
+        for start in range(0, len(faces), 256):
+            crops = []
+            for img in faces.images[start : start + 256]:
+                small = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA) if size < 48 else img
+                small = cv2.resize(small, (size, size), interpolation=cv2.INTER_CUBIC) if size > 48 else small
+                crops.append(prepare_face(small, classifier.spec, (0, 0, size, size)))
+            preds.append(np.argmax(classifier.classify_batch(np.stack(crops)), axis=1))
+        pred = np.concatenate(preds)
+        out[str(size)] = {
+            "accuracy": float(np.mean(pred == faces.labels)),
+            "macro_f1": float(summarize(confusion_matrix(faces.labels, pred))["macro_f1"]),
+        }
+    classifier.close()
+    return out
+
+
+def min_readable(read: dict) -> int | None:
+    """The smallest face size whose accuracy is within 10 points of 48 px faces' (FER2013's)."""
+    ref = read.get("48", {}).get("accuracy")
+    if ref is None:
+        return None
+    ordered = sorted(read.items(), key=lambda kv: int(kv[0]))
+    return next((int(s) for s, v in ordered if v["accuracy"] >= ref - 0.10), None)
+
+
+def degrade_frame(gray: np.ndarray, condition: str, seed: int) -> np.ndarray:
+    """One camera condition over a whole gray frame (bench_robustness's strengths)."""
+    if condition == "clean":
+        return gray
+    import torch
+
+    from edge_fer.training.degrade import degrade
+
+    kind = {"noise": "noise", "dark": "dark", "defocus": "defocus", "jpeg": "jpeg"}[condition]
+    x = torch.from_numpy(gray).float().view(1, 1, *gray.shape) / 255.0
+    y = degrade(x, kind, STRENGTHS[condition], torch.Generator().manual_seed(seed))
+    return torch.round(y[0, 0] * 255).clamp(0, 255).to(torch.uint8).numpy()
+
+
+def room_background(size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """A plain room: a lit wall, a floor, a few boxes of furniture, fine texture."""
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w]
+    wall = 120 + 35 * np.cos(xx / w * 3.1) - 20 * (yy / h)
+    wall[yy > h * 0.7] = 70 + 20 * np.sin(xx[yy > h * 0.7] / 37.0)
+    for _ in range(6):
+        x0, y0 = int(rng.integers(0, w - w // 6)), int(rng.integers(h // 3, h - h // 8))
+        bh, bw = int(rng.integers(h // 12, h // 4)), int(rng.integers(w // 20, w // 6))
+        wall[y0 : y0 + bh, x0 : x0 + bw] = rng.integers(40, 200)
+    return np.clip(wall + rng.normal(0, 4, wall.shape), 0, 255).astype(np.uint8)
+
+
+def room_video(data: Path, out: Path, size: tuple[int, int], face_px: int, faces: int, frames: int, hold: int,
+               seed: int) -> dict:  # fmt: skip
+    """Write the room video (MJPG) and return its truth: per frame, labels and FER boxes."""
+    from edge_fer.dataset import load_split
+    from edge_fer.demo import face_patch
+    from edge_fer.labels import EMOTIONS
+    from edge_fer.preprocess import PreprocessSpec
+
+    faceset = load_split(data, "public", PreprocessSpec(input_size=48))
+    rng = np.random.default_rng(seed)
+    w, h = size
+    background = room_background(size, rng)
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"MJPG"), 30, (w, h))
+    if not writer.isOpened():
+        raise SystemExit(f"bench_range: cannot write {out}")
+    labels, boxes, conditions = [], [], []
+    people: list[tuple[int, np.ndarray, int, int]] = []
+    for i in range(frames):
+        stretch = i // hold
+        if i % hold == 0:  # new people at new places, none overlapping another
+            people, taken = [], []
+            patch_px = face_px + 2 * (face_px // 3)
+            margin = max(8, face_px // 2)
+            while len(people) < faces:
+                x0 = int(rng.integers(margin, w - patch_px - margin))
+                y0 = int(rng.integers(margin, h - patch_px - margin))
+                if any(abs(x0 - a) < patch_px + margin and abs(y0 - b) < patch_px + margin for a, b in taken):
+                    continue
+                taken.append((x0, y0))
+                k = int(rng.integers(0, len(faceset)))
+                people.append((k, face_patch(faceset.images[k], face_px), x0, y0))
+        frame = background.copy()
+        frame_labels, frame_boxes = [], []
+        for slot, (k, patch, x0, y0) in enumerate(people):
+            drift = max(2, face_px // 4)  # a person shifting a little as they sit or stand
+            dx = int(round(drift * np.sin(i / 40.0 + slot)))
+            dy = int(round(drift * 0.5 * np.cos(i / 55.0 + slot)))
+            x, y = min(max(0, x0 + dx), w - patch.shape[1]), min(max(0, y0 + dy), h - patch.shape[0])
+            frame[y : y + patch.shape[0], x : x + patch.shape[1]] = patch
+            pad = (patch.shape[1] - face_px) // 2
+            frame_labels.append(EMOTIONS[faceset.labels[k]])
+            frame_boxes.append([x + pad, y + pad, face_px, face_px])
+        condition = CONDITIONS[stretch % len(CONDITIONS)]
+        frame = degrade_frame(frame, condition, seed * 100000 + i)
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR))
+        labels.append(frame_labels)
+        boxes.append(frame_boxes)
+        conditions.append(condition)
+    writer.release()
+    return {
+        "labels": labels,
+        "boxes": boxes,
+        "conditions": conditions,
+        "size": list(size),
+        "face_px": face_px,
+    }
+
+
+def found_face(truth_box: list[int], faces: list[dict]) -> dict | None:
+    """The daemon face whose box holds the true face's centre and is 0.5-2x its size (nearest)."""
+    cx, cy = truth_box[0] + truth_box[2] / 2, truth_box[1] + truth_box[3] / 2
+    best, best_d = None, float("inf")
+    for f in faces:
+        x, y, bw, bh = f["box"]
+        if x <= cx <= x + bw and y <= cy <= y + bh and 0.5 <= bw / truth_box[2] <= 2.0:
+            d = (x + bw / 2 - cx) ** 2 + (y + bh / 2 - cy) ** 2
+            if d < best_d:
+                best, best_d = f, d
+    return best
+
+
+def score(events: list[dict], truth: dict) -> dict:
+    """Recall, false faces per frame, labelled share and accuracy of the labels, per condition."""
+    per: dict[str, dict[str, int]] = {}
+    for e in events:
+        i = e["frame"]
+        c = per.setdefault(
+            truth["conditions"][i], dict(faces=0, found=0, named=0, right=0, false=0, frames=0)
+        )
+        c["frames"] += 1
+        matched = set()
+        for label, box in zip(truth["labels"][i], truth["boxes"][i], strict=True):
+            c["faces"] += 1
+            face = found_face(box, e["faces"])
+            if face is None:
+                continue
+            matched.add(face["id"])
+            c["found"] += 1
+            if face["smoothed"] != "uncertain":
+                c["named"] += 1
+                c["right"] += face["smoothed"] == label
+        c["false"] += sum(f["id"] not in matched for f in e["faces"])
+
+    def rates(c: dict) -> dict:
+        return {
+            "recall": c["found"] / max(1, c["faces"]),
+            "false_per_frame": c["false"] / max(1, c["frames"]),
+            "named": c["named"] / max(1, c["found"]),
+            "accuracy": c["right"] / c["named"] if c["named"] else None,
+        }
+
+    total = {
+        k: sum(c[k] for c in per.values()) for k in ("faces", "found", "named", "right", "false", "frames")
+    }
+    return {**rates(total), "conditions": {name: rates(c) for name, c in per.items()}}
+
+
+def run_daemon(video: Path, model: Path, config: dict, workdir: Path, tag: str) -> tuple[list[dict], dict]:
+    """The real daemon over `video` with `config` (a dict of sections): its events and report."""
+    cfg, events, report = workdir / f"{tag}.yaml", workdir / f"{tag}.jsonl", workdir / f"{tag}.report.json"
+    cfg.write_text(yaml.safe_dump(config or {"log_level": "WARNING"}))
+    cmd = daemon_command(
+        video, workdir / f"{tag}.stats.json", "--config", str(cfg), "--no-loop", "--model", str(model),
+        "--threads", "1", "--events-jsonl", str(events), "--report-json", str(report),
+    )  # fmt: skip
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"bench_range: the daemon failed ({tag}): {done.stderr[-800:]}")
+    return [json.loads(line) for line in events.read_text().splitlines()], json.loads(report.read_text())
+
+
+def format_tables(results: dict) -> str:
+    lines = ["Reading: accuracy of the shipped model by face size (PublicTest, clean)", ""]
+    read = results["read_by_size"]
+    lines.append("  size px  " + "".join(f"{s:>8}" for s in read))
+    lines.append("  accuracy " + "".join(f"{v['accuracy'] * 100:>7.1f}%" for v in read.values()))
+    lines.append("  macro-F1 " + "".join(f"{v['macro_f1'] * 100:>7.1f}%" for v in read.values()))
+    lines.append(f"  min_readable_px (first size within 10 points of 48 px): {results['min_readable_px']}")
+    for res, rows in results["rooms"].items():
+        w, h = RESOLUTIONS[res]
+        lines += ["", f"Finding and reading: {w}x{h}, {results['faces']} faces per frame", ""]
+        lines.append(
+            f"  {'face px':>7}  {'config':<8} {'recall':>6} {'vs full':>7} {'false/fr':>8} {'named':>6}"
+            f" {'accuracy':>8} {'fps':>6} {'RSS MB':>6}"
+        )
+        for size, by_config in rows.items():
+            full = by_config.get("full", {}).get("recall")
+            for name, r in by_config.items():
+                vs = f"{r['recall'] / full:.2f}" if full else "-"
+                acc = f"{r['accuracy'] * 100:.1f}%" if r["accuracy"] is not None else "-"
+                lines.append(
+                    f"  {size:>7}  {name:<8} {r['recall']:>6.2f} {vs:>7} {r['false_per_frame']:>8.2f}"
+                    f" {r['named'] * 100:>5.0f}% {acc:>8} {r['fps']:>6.1f} {r['peak_rss_mb'] or 0:>6.0f}"
+                )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from edge_fer.config import DEFAULT_MODEL
+    from edge_fer.safe_io import check_writable, write_atomic
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    p.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    p.add_argument("--sizes", default="20,24,32,48,64,96,128", help="face sizes in the rooms (px)")
+    p.add_argument("--read-sizes", default="12,16,20,24,32,48,64,96")
+    p.add_argument("--faces", type=int, default=4)
+    p.add_argument("--hold", type=int, default=90, help="frames each set of people stays")
+    p.add_argument("--frames", type=int, default=450, help="frames per room video")
+    p.add_argument("--resolutions", default="1080p,pi")
+    p.add_argument("--configs", default="default,full,coarse")
+    p.add_argument("--pi-configs", default="default", help="configs run on the Pi-size rooms")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--work", type=Path, default=ROOT / "runs" / "bench_range", help="videos are cached here")
+    p.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "range.json")
+    args = p.parse_args(argv)
+    try:
+        sizes = [int(s) for s in args.sizes.split(",")]
+        read_sizes = [int(s) for s in args.read_sizes.split(",")]
+    except ValueError:
+        p.error("--sizes and --read-sizes take comma-separated integers, e.g. 24,48")
+    resolutions = args.resolutions.split(",")
+    configs = args.configs.split(",")
+    for name in resolutions:
+        if name not in RESOLUTIONS:
+            p.error(f"--resolutions: unknown {name!r}; choose from {', '.join(RESOLUTIONS)}")
+    for name in configs + args.pi_configs.split(","):
+        if name not in CONFIGS:
+            p.error(f"--configs: unknown {name!r}; choose from {', '.join(CONFIGS)}")
+    if not args.data.is_dir():
+        p.error(f"dataset {args.data} does not exist (set EDGE_FER_DATA or --data)")
+    check_writable(args.json)
+    args.work.mkdir(parents=True, exist_ok=True)
+
+    results: dict = {"faces": args.faces, "hold": args.hold, "frames": args.frames, "model": str(args.model)}
+    results["read_by_size"] = read_by_size(args.model, args.data, read_sizes)
+    results["min_readable_px"] = min_readable(results["read_by_size"])
+    print(format_tables({**results, "rooms": {}}), flush=True)
+    results["rooms"] = {}
+    for res in resolutions:
+        size = RESOLUTIONS[res]
+        rows: dict = {}
+        for face_px in sizes:
+            video = (
+                args.work / f"room_{res}_{face_px}px_{args.faces}f_{args.frames}_{args.hold}_{args.seed}.avi"
+            )
+            truth_file = video.with_suffix(".json")
+            if not (video.is_file() and truth_file.is_file()):
+                t = time.time()
+                truth = room_video(
+                    args.data, video, size, face_px, args.faces, args.frames, args.hold, args.seed
+                )
+                truth_file.write_text(json.dumps(truth))
+                print(f"  built {video.name} in {time.time() - t:.0f} s", file=sys.stderr, flush=True)
+            truth = json.loads(truth_file.read_text())
+            rows[face_px] = {}
+            for name in configs if res == "1080p" else args.pi_configs.split(","):
+                with tempfile.TemporaryDirectory() as tmp:
+                    events, report = run_daemon(video, args.model, CONFIGS[name], Path(tmp), name)
+                rows[face_px][name] = {
+                    **score(events, truth),
+                    "fps": report.get("fps"),
+                    "peak_rss_mb": report.get("peak_rss_mb"),
+                    "faces_seen": report.get("faces_seen"),
+                }
+                r = rows[face_px][name]
+                line = f"  {res} {face_px}px {name}: recall {r['recall']:.2f} fps {r['fps']:.1f}"
+                print(line, file=sys.stderr, flush=True)
+        results["rooms"][res] = rows
+    results["cpu"] = os.cpu_count()
+    print()
+    print(format_tables(results))
+    write_atomic(args.json, (json.dumps(results, indent=1) + "\n").encode())
+    print(f"\nwrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
