@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -41,6 +42,16 @@ from edge_fer.paths import DEFAULT_DATA
 from edge_fer.paths import PROJECT_ROOT as ROOT
 
 RESOLUTIONS = {"1080p": (1920, 1080), "pi": (2304, 1296)}
+# Cameras for the distance table: (rooms measured at, width in px, horizontal field of view):
+# the Camera Module 3 at its default main size (the 2x2-binned mode keeps the whole field) with
+# the standard and the wide lens, and a typical 1080p USB webcam.
+CAMERAS = {
+    "Camera Module 3 (66 deg), 2304x1296": ("pi", 2304, 66.0),
+    "Camera Module 3 Wide (102 deg), 2304x1296": ("pi", 2304, 102.0),
+    "1080p webcam (70 deg)": ("1080p", 1920, 70.0),
+}
+DISTANCES = (1.0, 2.0, 3.0, 4.0, 5.0, 7.0, 10.0)
+FACE_M = 0.16  # a face's height, brow to chin, as FER2013 crops it
 CONDITIONS = ("clean", "noise", "dark", "defocus", "jpeg")
 # Frame-level strengths: bench_robustness's, applied to the whole frame as a camera would.
 STRENGTHS = {"noise": 0.06, "dark": 0.25, "defocus": 1.5, "jpeg": 20.0}
@@ -49,8 +60,11 @@ CONFIGS = {
     "default": {},
     # The reference: the detector on the whole frame at full resolution, every frame.
     "full": {"detector": {"detect_width": 8192, "every_n_frames": 1, "tile_zoom": 0, "track_zoom_px": 0}},
-    # The coarse pass alone (no windows, no tiles): what a shrunk detection image finds.
-    "coarse": {"detector": {"tile_zoom": 0, "track_zoom_px": 0}},
+    # No tiles: tracked faces are still followed in zoomed windows, new ones found by the coarse
+    # pass only (faces of ~150 px and up on 1080p); the cheapest.
+    "near": {"detector": {"tile_zoom": 0}},
+    # Tiles zoomed 1.5x: faces from ~32 px, cheaper tiles than the default's 2x.
+    "mid": {"detector": {"tile_zoom": 1.5, "tile_size": 320}},
 }
 
 
@@ -190,8 +204,11 @@ def found_face(truth_box: list[int], faces: list[dict]) -> dict | None:
     return best
 
 
-def score(events: list[dict], truth: dict) -> dict:
-    """Recall, false faces per frame, labelled share and accuracy of the labels, per condition."""
+def score(events: list[dict], truth: dict, hold: int) -> dict:
+    """Recall, false faces per frame, labelled share and accuracy of the labels, per condition;
+    and identity swaps: a daemon face id given to two different people (people change every
+    `hold` frames)."""
+    people_of: dict[int, set[tuple[int, int]]] = {}
     per: dict[str, dict[str, int]] = {}
     for e in events:
         i = e["frame"]
@@ -200,12 +217,13 @@ def score(events: list[dict], truth: dict) -> dict:
         )
         c["frames"] += 1
         matched = set()
-        for label, box in zip(truth["labels"][i], truth["boxes"][i], strict=True):
+        for slot, (label, box) in enumerate(zip(truth["labels"][i], truth["boxes"][i], strict=True)):
             c["faces"] += 1
             face = found_face(box, e["faces"])
             if face is None:
                 continue
             matched.add(face["id"])
+            people_of.setdefault(face["id"], set()).add((i // hold, slot))
             c["found"] += 1
             if face["smoothed"] != "uncertain":
                 c["named"] += 1
@@ -223,7 +241,8 @@ def score(events: list[dict], truth: dict) -> dict:
     total = {
         k: sum(c[k] for c in per.values()) for k in ("faces", "found", "named", "right", "false", "frames")
     }
-    return {**rates(total), "conditions": {name: rates(c) for name, c in per.items()}}
+    swaps = sum(len(people) - 1 for people in people_of.values())
+    return {**rates(total), "id_swaps": swaps, "conditions": {name: rates(c) for name, c in per.items()}}
 
 
 def run_daemon(video: Path, model: Path, config: dict, workdir: Path, tag: str) -> tuple[list[dict], dict]:
@@ -252,7 +271,7 @@ def format_tables(results: dict) -> str:
         lines += ["", f"Finding and reading: {w}x{h}, {results['faces']} faces per frame", ""]
         lines.append(
             f"  {'face px':>7}  {'config':<8} {'recall':>6} {'vs full':>7} {'false/fr':>8} {'named':>6}"
-            f" {'accuracy':>8} {'fps':>6} {'RSS MB':>6}"
+            f" {'accuracy':>8} {'id swaps':>8} {'fps':>6} {'RSS MB':>6}"
         )
         for size, by_config in rows.items():
             full = by_config.get("full", {}).get("recall")
@@ -261,13 +280,72 @@ def format_tables(results: dict) -> str:
                 acc = f"{r['accuracy'] * 100:.1f}%" if r["accuracy"] is not None else "-"
                 lines.append(
                     f"  {size:>7}  {name:<8} {r['recall']:>6.2f} {vs:>7} {r['false_per_frame']:>8.2f}"
-                    f" {r['named'] * 100:>5.0f}% {acc:>8} {r['fps']:>6.1f} {r['peak_rss_mb'] or 0:>6.0f}"
+                    f" {r['named'] * 100:>5.0f}% {acc:>8} {r['id_swaps']:>8} {r['fps']:>6.1f}"
+                    f" {r['peak_rss_mb'] or 0:>6.0f}"
                 )
+    if results.get("distances"):
+        lines += [
+            "",
+            "How far it sees (a 16 cm face; recall of the default config, accuracy of the read curve)",
+            "",
+        ]
+        lines.append(f"  {'camera':<46} " + "".join(f"{d:>6g} m" for d in DISTANCES))
+        for camera, row in results["distances"].items():
+            lines.append(f"  {camera + ', face px':<46} " + "".join(f"{c['px']:>8.0f}" for c in row))
+            lines.append(f"  {'  recall':<46} " + "".join(f"{_pct(c['recall']):>8}" for c in row))
+            lines.append(
+                f"  {'  accuracy (uncertain below min_readable)':<46} "
+                + "".join(f"{_pct(c['accuracy']):>8}" for c in row)
+            )
     return "\n".join(lines)
 
 
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{v * 100:.0f}%"
+
+
+def face_px(width_px: int, hfov_deg: float, distance_m: float, face_m: float = FACE_M) -> float:
+    """Pixels across a face `face_m` tall at `distance_m` from a camera `width_px` wide with a
+    horizontal field of view of `hfov_deg` (a pinhole camera, square pixels)."""
+    focal_px = width_px / 2 / math.tan(math.radians(hfov_deg) / 2)
+    return focal_px * face_m / distance_m
+
+
+def _interp(x: float, points: dict[int, float | None]) -> float | None:
+    """Linear in log face size between measured sizes; None below the smallest (not measured),
+    the largest's value above it."""
+    known = sorted((k, v) for k, v in points.items() if v is not None)
+    if not known or x < known[0][0]:
+        return None
+    for (a, va), (b, vb) in zip(known, known[1:], strict=False):
+        if a <= x <= b:
+            t = (math.log(x) - math.log(a)) / (math.log(b) - math.log(a))
+            return va + t * (vb - va)
+    return known[-1][1]
+
+
+def distance_table(results: dict, min_readable_px: int) -> dict:
+    """Per camera, per distance: face px, the default config's recall there (from the rooms at
+    that camera's resolution) and the read curve's accuracy (None where faces are uncertain)."""
+    read = {int(k): v["accuracy"] for k, v in results["read_by_size"].items()}
+    out = {}
+    for camera, (res, width, hfov) in CAMERAS.items():
+        rows = results["rooms"].get(res)
+        if not rows:
+            continue
+        recall = {int(k): v.get("default", {}).get("recall") for k, v in rows.items()}
+        out[camera] = []
+        for d in DISTANCES:
+            px = face_px(width, hfov, d)
+            out[camera].append(
+                {"distance_m": d, "px": px, "recall": _interp(px, recall),
+                 "accuracy": _interp(px, read) if px >= min_readable_px else None}
+            )  # fmt: skip
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
-    from edge_fer.config import DEFAULT_MODEL
+    from edge_fer.config import DEFAULT_MODEL, Config
     from edge_fer.safe_io import check_writable, write_atomic
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
@@ -279,7 +357,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hold", type=int, default=90, help="frames each set of people stays")
     p.add_argument("--frames", type=int, default=450, help="frames per room video")
     p.add_argument("--resolutions", default="1080p,pi")
-    p.add_argument("--configs", default="default,full,coarse")
+    p.add_argument("--configs", default="default,mid,near,full")
+    p.add_argument("--full-sizes", default="24,32,48,64", help="sizes the (slow) full config runs on")
     p.add_argument("--pi-configs", default="default", help="configs run on the Pi-size rooms")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--work", type=Path, default=ROOT / "runs" / "bench_range", help="videos are cached here")
@@ -325,11 +404,14 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  built {video.name} in {time.time() - t:.0f} s", file=sys.stderr, flush=True)
             truth = json.loads(truth_file.read_text())
             rows[face_px] = {}
-            for name in configs if res == "1080p" else args.pi_configs.split(","):
+            names = configs if res == "1080p" else args.pi_configs.split(",")
+            for name in names:
+                if name == "full" and str(face_px) not in args.full_sizes.split(","):
+                    continue
                 with tempfile.TemporaryDirectory() as tmp:
                     events, report = run_daemon(video, args.model, CONFIGS[name], Path(tmp), name)
                 rows[face_px][name] = {
-                    **score(events, truth),
+                    **score(events, truth, args.hold),
                     "fps": report.get("fps"),
                     "peak_rss_mb": report.get("peak_rss_mb"),
                     "faces_seen": report.get("faces_seen"),
@@ -339,6 +421,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(line, file=sys.stderr, flush=True)
         results["rooms"][res] = rows
     results["cpu"] = os.cpu_count()
+    results["distances"] = distance_table(results, Config().smoothing.min_readable_px)
     print()
     print(format_tables(results))
     write_atomic(args.json, (json.dumps(results, indent=1) + "\n").encode())
