@@ -254,9 +254,10 @@ class SmoothingConfig:
         choices=tuple(LABEL_GROUPS),
     )
     min_readable_px: int = setting(
-        20,
+        24,
         "faces smaller than this (main-frame pixels) are tracked and drawn but published as"
-        " 'uncertain': too few pixels to read an emotion (0: always name a label)",
+        " 'uncertain': the model reads them more than 10 points worse than 48 px faces"
+        " (benchmarks/bench_range.py; 0: always name a label)",
         ge=0,
         le=512,
     )
