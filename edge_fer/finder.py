@@ -1,17 +1,22 @@
 """Where to look for faces in a frame, so small faces far from the camera are found too.
 
 A face detector only finds faces of ~40-50 px and up in the image it is given, so shrinking a
-1080p frame to 480 px wide (as the daemon once did) loses every face under ~150 px. Running it
-on the whole frame at full resolution finds more but costs ~140 ms a frame on two cores. The
-finder spends a fixed, small budget per frame instead, in three passes:
+1080p frame to 480 px wide loses every face under ~150 px, while running it on the whole frame
+at full resolution costs ~140 ms a frame on two cores. The finder spends a small budget per
+frame instead, where it is needed:
 
-- **coarse**: the whole frame at `detect_width` (or the camera's lores stream): big faces;
-- **windows**: around each tracked face, a window scaled so the face is `track_zoom_px` in it
-  (small faces are zoomed in, big ones shrunk): known faces stay found, cheaply, at any size;
-- **tiles**: one tile of the full-resolution frame per frame, zoomed by `tile_zoom`: every
-  other frame the tile where most has changed (a person walking in is searched for at once),
-  the others in rotation over the frame (a grid shifted by half a tile every other sweep, so a
-  face on a seam in one sweep is inside a tile in the next), so still faces are found too.
+- **windows**, every detection round: around each tracked face, a window scaled so the face
+  is `track_zoom_px` in it (small faces zoomed in, big ones shrunk): known faces stay found,
+  cheaply, at any size, and each keeps its own box when faces sit close together;
+- **tiles**, between and during rounds: a tile of the full-resolution frame zoomed by
+  `tile_zoom`; every other frame the tile where something moved (outside the tracked faces)
+  since it was last searched, so a person who walks in is looked for at once; otherwise the
+  next tile of a rotation over the frame, paced so a sweep takes about SWEEP_FRAMES frames
+  (the grid shifts by half a tile every other sweep, so a face on a seam in one sweep is
+  inside a tile in the next): faces that sit still are found too;
+- **coarse**: the whole frame at `detect_width` (or the camera's lores stream), for big new
+  faces: every round while nothing is tracked or something moved elsewhere, else every
+  COARSE_EVERY rounds.
 
 All boxes come back in main-frame pixels, square, as the detector maps them to FER2013's crop.
 """
@@ -40,6 +45,12 @@ MIN_ZOOM = 0.125
 MOTION_SCALE = 8
 MOTION_LEVEL = 12
 MOTION_MIN_PIXELS = 4
+# A still face anywhere is searched for at least once every SWEEP_FRAMES frames (2 s at 30 fps):
+# a 1080p frame's 60 tiles take a tile a frame, a 640x480 frame's 9 one every ~7 frames.
+SWEEP_FRAMES = 60
+# With faces tracked (their windows keep them) and nothing moving elsewhere, the coarse pass
+# for new big faces runs every COARSE_EVERY rounds only.
+COARSE_EVERY = 4
 
 
 def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -105,7 +116,11 @@ class FaceFinder:
         self._tiles: list[tuple[int, int, int, int]] = []
         self._tile_next = 0
         self._sweeps = 0
-        self._picks = 0
+        self._frames = 0
+        self._credit = 1.0  # rotation tiles owed (a sweep is paced over SWEEP_FRAMES frames)
+        self._rounds = 0
+        self._coarse_round = 0
+        self._coarse_due = True
         self._frame_size: tuple[int, int] | None = None
         self._thumb: np.ndarray | None = None  # the last frame, 1/8 size, gray
         self._moved: np.ndarray | None = None  # where it changed since each place was searched
@@ -175,25 +190,32 @@ class FaceFinder:
         thumb = cv2.resize(half, size, interpolation=cv2.INTER_AREA)
         thumb = cv2.cvtColor(thumb, cv2.COLOR_BGR2GRAY) if thumb.ndim == 3 else thumb
         if self._thumb is None or self._thumb.shape != thumb.shape:
-            self._moved = np.zeros(thumb.shape, bool)
-        else:
-            self._moved |= cv2.absdiff(thumb, self._thumb) > MOTION_LEVEL
+            self._thumb, self._moved = thumb, np.zeros(thumb.shape, bool)
+            return
+        fresh = cv2.absdiff(thumb, self._thumb) > MOTION_LEVEL
         self._thumb = thumb
+        m = MOTION_SCALE
         for x, y, bw, bh in tracked:  # a tracked face moving is not news
-            m = MOTION_SCALE
-            self._moved[
-                max(0, (y - bh // 2) // m) : (y + bh + bh // 2) // m + 1,
-                max(0, (x - bw // 2) // m) : (x + bw + bw // 2) // m + 1,
-            ] = False
+            near = (
+                slice(max(0, (y - bh // 2) // m), (y + bh + bh // 2) // m + 1),
+                slice(max(0, (x - bw // 2) // m), (x + bw + bw // 2) // m + 1),
+            )
+            fresh[near] = False
+            self._moved[near] = False
+        self._moved |= fresh
+        if int(fresh.sum()) >= MOTION_MIN_PIXELS:
+            self._coarse_due = True
 
-    def _pick_tile(self, size: tuple[int, int]) -> tuple[int, int, int, int]:
-        """Every other frame the tile where most has moved since it was last searched (if
-        anything has); otherwise the next tile of the rotation, so still faces are found too."""
+    def _tile_for_frame(self, size: tuple[int, int]) -> tuple[int, int, int, int] | None:
+        """This frame's tile, if any: every other frame the tile where most has moved since it
+        was last searched (if anything has); otherwise the next of the rotation, paced so a
+        sweep of the frame takes about SWEEP_FRAMES frames (at most one tile a frame)."""
         if self._frame_size != size:
-            self._frame_size, self._sweeps, self._tile_next = size, 0, 0
+            self._frame_size, self._sweeps, self._tile_next, self._credit = size, 0, 0, 1.0
             self._tiles = tile_grid(size, self.tile_size, shifted=False)
-        self._picks += 1
-        if self._picks % 2 == 0 and self._moved is not None:
+        self._frames += 1
+        self._credit = min(1.0, self._credit + len(self._tiles) / SWEEP_FRAMES)
+        if self._frames % 2 == 0 and self._moved is not None:
             m = MOTION_SCALE
             counts = [
                 int(self._moved[y // m : (y + th) // m, x // m : (x + tw) // m].sum())
@@ -202,6 +224,9 @@ class FaceFinder:
             best = int(np.argmax(counts))
             if counts[best] >= MOTION_MIN_PIXELS:
                 return self._tiles[best]
+        if self._credit < 1.0:
+            return None
+        self._credit -= 1.0
         tile = self._tiles[self._tile_next]
         self._tile_next += 1
         if self._tile_next == len(self._tiles):
@@ -210,14 +235,15 @@ class FaceFinder:
             self._tiles = tile_grid(size, self.tile_size, shifted=self._sweeps % 2 == 1)
         return tile
 
-    def next_tile(self, image: np.ndarray, tracked: list[Box] | None = None) -> list[Box]:
-        """Faces in the next tile (where something moved, or the next of the rotation), at full
-        resolution zoomed by `tile_zoom`; `tracked`: the faces already tracked."""
+    def _search_tile(self, image: np.ndarray) -> list[Box]:
+        """Faces in this frame's tile (none if no tile is due), at full resolution x `tile_zoom`."""
         if self.tile_detector is None:
             return []
         h, w = image.shape[:2]
-        self._watch_motion(image, tracked or [])
-        x, y, tw, th = self._pick_tile((w, h))
+        tile = self._tile_for_frame((w, h))
+        if tile is None:
+            return []
+        x, y, tw, th = tile
         if self._moved is not None:  # searched: what moved there is no longer news
             m = MOTION_SCALE
             self._moved[y // m : (y + th) // m, x // m : (x + tw) // m] = False
@@ -226,14 +252,34 @@ class FaceFinder:
         return self._keep(self._to_frame(self.tile_detector.detect(patch), x, y, zoom), (w, h))
 
     @property
-    def tiles_per_sweep(self) -> int:
-        """Frames one sweep of the tiles takes (0 before the first frame or with tiles off)."""
-        return len(self._tiles) if self.tile_detector is not None else 0
+    def sweep_frames(self) -> int:
+        """Frames one sweep of the tiles takes at most, in a still scene (0: tiles off)."""
+        return max(len(self._tiles), SWEEP_FRAMES) if self.tile_detector is not None else 0
 
     def round(self, image: np.ndarray, tracked: list[Box], lores: np.ndarray | None = None) -> list[Box]:
-        """A detection round: windows around the tracked faces, the coarse pass, the next tile;
-        one box per face, a window's box first (it saw the face at its best zoom)."""
-        return merge([self.around(image, tracked), self.next_tile(image, tracked), self.coarse(image, lores)])
+        """A full detection round: windows around every tracked face, this frame's tile, and the
+        coarse pass when it is due (no tracked faces, something moved elsewhere, or every
+        COARSE_EVERY rounds); one box per face, a window's box first (it saw the face at its
+        best zoom). Every tracked face was searched for."""
+        self._watch_motion(image, tracked)
+        self._rounds += 1
+        coarse_due = (
+            self.window_detector is None
+            or not tracked
+            or self._coarse_due
+            or self._rounds - self._coarse_round >= COARSE_EVERY
+        )
+        groups = [self.around(image, tracked), self._search_tile(image)]
+        if coarse_due:
+            self._coarse_due, self._coarse_round = False, self._rounds
+            groups.append(self.coarse(image, lores))
+        return merge(groups)
+
+    def between(self, image: np.ndarray, tracked: list[Box]) -> list[Box]:
+        """A frame between rounds: this frame's tile only (new faces; the tracked ones were not
+        searched for)."""
+        self._watch_motion(image, tracked)
+        return [b for b in self._search_tile(image) if all(overlap(b, t) <= 0.5 for t in tracked)]
 
     def everything(self, image: np.ndarray) -> list[Box]:
         """Every face in one still image: the coarse pass and both tile grids in full (photos)."""

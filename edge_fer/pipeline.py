@@ -62,8 +62,8 @@ class Pipeline:
             self.smoother.forget(dropped)
             self.appearance.forget(dropped)
             return tracks, True
-        # Between rounds the tracks keep their boxes; the next tile may add a new (far) face.
-        self.tracker.add_new(self.finder.next_tile(raw.image, [t.box for t in self.tracker.tracks]))
+        # Between rounds the tracks keep their boxes; this frame's tile may add a new (far) face.
+        self.tracker.add_new(self.finder.between(raw.image, [t.box for t in self.tracker.tracks]))
         return self.tracker.visible(), False
 
     def _skip_nonfinite(self, face_id: int) -> None:

@@ -134,7 +134,7 @@ def test_small_faces_on_a_1080p_frame_are_found_and_keep_their_ids(public_faces,
             seen_all_at = i
         if seen_all_at is not None and i > seen_all_at + 90:  # three seconds of tracking
             break
-    assert seen_all_at is not None and seen_all_at <= 2 * pipeline.finder.tiles_per_sweep
+    assert seen_all_at is not None and seen_all_at <= 2 * pipeline.finder.sweep_frames
     assert all(len(s) == 1 for s in ids), f"ids swapped or restarted: {ids}"
     assert len(set().union(*ids)) == 4
 
@@ -150,7 +150,7 @@ def test_a_face_that_appears_where_nothing_was_is_searched_for_at_once(public_fa
     empty, _ = _room([], [], 40)
     for i in range(10):
         assert not pipeline.step(RawFrame(empty), 0.0, i).faces
-    assert pipeline.finder.tiles_per_sweep > 30
+    assert pipeline.finder.sweep_frames > 30
     frame, boxes = _room([face], [(1700, 900)], 40)  # the far corner: last in the rotation
     found_at = next(
         (i for i in range(10, 40) if _found(pipeline.step(RawFrame(frame), 0.0, i).faces, boxes[0])), None
