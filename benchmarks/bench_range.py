@@ -344,6 +344,61 @@ def distance_table(results: dict, min_readable_px: int) -> dict:
     return out
 
 
+def markdown(results: dict) -> dict[str, str]:
+    """The docs' tables from the results: 'distances' (per camera), 'sizes' (1080p rooms by face
+    size and config) and 'read' (accuracy by face size)."""
+    out = {}
+    dist = results.get("distances", {})
+    if dist:
+        head = "| camera | " + " | ".join(f"{d:g} m" for d in DISTANCES) + " |"
+        rows = [head, "|---" * (len(DISTANCES) + 1) + "|"]
+        for camera, row in dist.items():
+            rows.append(f"| {camera}: face px | " + " | ".join(f"{c['px']:.0f}" for c in row) + " |")
+            rows.append("| found (recall) | " + " | ".join(_pct(c["recall"]) for c in row) + " |")
+            rows.append("| read (accuracy) | " + " | ".join(_pct(c["accuracy"]) for c in row) + " |")
+        out["distances"] = "\n".join(rows)
+    rooms = results.get("rooms", {}).get("1080p", {})
+    if rooms:
+        rows = [
+            "| face px | config | recall | vs full-res | false faces/frame | named | accuracy | id swaps"
+            " | fps | peak RSS |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for size, by_config in rooms.items():
+            full = by_config.get("full", {}).get("recall")
+            for name, r in by_config.items():
+                vs = f"{r['recall'] / full:.2f}" if full else "-"
+                cells = [str(size), name, f"{r['recall']:.2f}", vs, f"{r['false_per_frame']:.2f}", _pct(r["named"]),
+                         _pct(r["accuracy"]), str(r["id_swaps"]), f"{r['fps']:.1f}", f"{r['peak_rss_mb'] or 0:.0f} MB"]  # fmt: skip
+                rows.append("| " + " | ".join(cells) + " |")
+        out["sizes"] = "\n".join(rows)
+    read = results.get("read_by_size", {})
+    if read:
+        out["read"] = "\n".join(
+            [
+                "| face px | " + " | ".join(read) + " |",
+                "|---" * (len(read) + 1) + "|",
+                "| accuracy | " + " | ".join(_pct(v["accuracy"]) for v in read.values()) + " |",
+                "| macro-F1 | " + " | ".join(_pct(v["macro_f1"]) for v in read.values()) + " |",
+            ]
+        )
+    return out
+
+
+def fill_docs(text: str, tables: dict[str, str]) -> str:
+    """`text` with each `<!-- range:NAME -->` ... `<!-- /range:NAME -->` section replaced by
+    its table (sections the text lacks are skipped)."""
+    for name, table in tables.items():
+        begin, end = f"<!-- range:{name} -->", f"<!-- /range:{name} -->"
+        if begin in text and end in text:
+            head, rest = text.split(begin, 1)
+            text = head + begin + "\n" + table + "\n" + end + rest.split(end, 1)[1]
+    return text
+
+
+DOCS = (ROOT / "docs" / "range.md", ROOT / "README.md", ROOT / "edge_fer" / "models" / "README.md")
+
+
 def main(argv: list[str] | None = None) -> int:
     from edge_fer.config import DEFAULT_MODEL, Config
     from edge_fer.safe_io import check_writable, write_atomic
@@ -363,6 +418,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--work", type=Path, default=ROOT / "runs" / "bench_range", help="videos are cached here")
     p.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "range.json")
+    p.add_argument(
+        "--docs",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="rewrite the range tables in docs/range.md, README.md and the model card",
+    )
     args = p.parse_args(argv)
     try:
         sizes = [int(s) for s in args.sizes.split(",")]
@@ -426,6 +487,12 @@ def main(argv: list[str] | None = None) -> int:
     print(format_tables(results))
     write_atomic(args.json, (json.dumps(results, indent=1) + "\n").encode())
     print(f"\nwrote {args.json}")
+    if args.docs:
+        tables = markdown(results)
+        for doc in DOCS:
+            if doc.is_file() and fill_docs(doc.read_text(), tables) != doc.read_text():
+                write_atomic(doc, fill_docs(doc.read_text(), tables).encode(), mode=0o644)
+                print(f"updated the range tables in {doc.relative_to(ROOT)}")
     return 0
 
 
