@@ -368,8 +368,18 @@ def markdown(results: dict) -> dict[str, str]:
             full = by_config.get("full", {}).get("recall")
             for name, r in by_config.items():
                 vs = f"{r['recall'] / full:.2f}" if full else "-"
-                cells = [str(size), name, f"{r['recall']:.2f}", vs, f"{r['false_per_frame']:.2f}", _pct(r["named"]),
-                         _pct(r["accuracy"]), str(r["id_swaps"]), f"{r['fps']:.1f}", f"{r['peak_rss_mb'] or 0:.0f} MB"]  # fmt: skip
+                cells = [
+                    str(size),
+                    name,
+                    f"{r['recall']:.2f}",
+                    vs,
+                    f"{r['false_per_frame']:.2f}",
+                    _pct(r["named"]),
+                    _pct(r["accuracy"]),
+                    str(r["id_swaps"]),
+                    f"{r['fps']:.1f}",
+                    f"{r['peak_rss_mb'] or 0:.0f} MB",
+                ]
                 rows.append("| " + " | ".join(cells) + " |")
         out["sizes"] = "\n".join(rows)
     read = results.get("read_by_size", {})
