@@ -106,6 +106,55 @@ def min_readable(read: dict) -> int | None:
     return next((int(s) for s, v in ordered if v["accuracy"] >= ref - 0.10), None)
 
 
+PI_MAIN_SIZES = ((640, 480), (1536, 864), (2304, 1296))
+
+
+def camera_cost(model: Path, video: Path, frames: int = 150) -> list[dict]:
+    """What a bigger picamera2 main stream costs: the pipeline (default config, real model, one
+    thread) on frames already in memory, as picamera2 hands them over (main BGR + the lores Y
+    plane), for each main size; and the main stream's four buffers' memory."""
+    from edge_fer.capture import RawFrame
+    from edge_fer.classify import PteClassifier
+    from edge_fer.config import Config
+    from edge_fer.detect import make_detector
+    from edge_fer.finder import FaceFinder
+    from edge_fer.pipeline import Pipeline
+
+    cap, source = cv2.VideoCapture(str(video)), []
+    while len(source) < frames:
+        ok, image = cap.read()
+        if not ok:
+            break
+        source.append(image)
+    cap.release()
+    classifier = PteClassifier(model, threads=1)
+    rows = []
+    for main in PI_MAIN_SIZES:
+        config = Config()
+        config.camera.main_size = main
+        lores = config.camera.lores
+        raws = []
+        for image in source:
+            big = cv2.resize(image, main, interpolation=cv2.INTER_AREA)
+            small = cv2.resize(big, lores, interpolation=cv2.INTER_AREA)
+            raws.append(RawFrame(big, cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)))
+        finder = FaceFinder(lambda c=config: make_detector(c.detector), config.detector)
+        pipeline = Pipeline(finder, classifier, config.detector, config.tracker, config.smoothing)
+        times, faces = [], 0
+        for i, raw in enumerate(raws):
+            t = time.perf_counter()
+            result = pipeline.step(raw, 0.0, i)
+            times.append(time.perf_counter() - t)
+            faces += len(result.faces)
+        ms = float(np.median(times[10:]) * 1e3)
+        rows.append(
+            {"main": list(main), "lores": list(lores), "pipeline_ms_p50": ms, "pipeline_fps": 1000 / ms,
+             "faces_per_frame": faces / len(raws), "buffers_mb": 4 * main[0] * main[1] * 3 / 2**20}
+        )  # fmt: skip
+    classifier.close()
+    return rows
+
+
 def degrade_frame(gray: np.ndarray, condition: str, seed: int) -> np.ndarray:
     """One camera condition over a whole gray frame (bench_robustness's strengths)."""
     if condition == "clean":
@@ -283,6 +332,12 @@ def format_tables(results: dict) -> str:
                     f" {r['named'] * 100:>5.0f}% {acc:>8} {r['id_swaps']:>8} {r['fps']:>6.1f}"
                     f" {r['peak_rss_mb'] or 0:>6.0f}"
                 )
+    for r in results.get("camera_cost", []):
+        main, lores = "x".join(map(str, r["main"])), "x".join(map(str, r["lores"]))
+        lines.append(
+            f"  picamera2 main {main} (lores {lores}): pipeline {r['pipeline_ms_p50']:.1f} ms/frame,"
+            f" {r['faces_per_frame']:.2f} faces/frame, main buffers {r['buffers_mb']:.0f} MB"
+        )
     if results.get("distances"):
         lines += [
             "",
@@ -382,6 +437,19 @@ def markdown(results: dict) -> dict[str, str]:
                 ]
                 rows.append("| " + " | ".join(cells) + " |")
         out["sizes"] = "\n".join(rows)
+    cost = results.get("camera_cost")
+    if cost:
+        rows = [
+            "| main stream | lores | pipeline ms/frame | fps | faces found per frame | main buffers |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in cost:
+            main, lores = "x".join(map(str, r["main"])), "x".join(map(str, r["lores"]))
+            rows.append(
+                f"| {main} | {lores} | {r['pipeline_ms_p50']:.1f} | {r['pipeline_fps']:.0f}"
+                f" | {r['faces_per_frame']:.2f} | {r['buffers_mb']:.0f} MB |"
+            )
+        out["camera"] = "\n".join(rows)
     read = results.get("read_by_size", {})
     if read:
         out["read"] = "\n".join(
@@ -491,6 +559,9 @@ def main(argv: list[str] | None = None) -> int:
                 line = f"  {res} {face_px}px {name}: recall {r['recall']:.2f} fps {r['fps']:.1f}"
                 print(line, file=sys.stderr, flush=True)
         results["rooms"][res] = rows
+    pi_video = args.work / f"room_pi_48px_{args.faces}f_{args.frames}_{args.hold}_{args.seed}.avi"
+    if "pi" in resolutions and pi_video.is_file():
+        results["camera_cost"] = camera_cost(args.model, pi_video)
     results["cpu"] = os.cpu_count()
     results["distances"] = distance_table(results, Config().smoothing.min_readable_px)
     print()
