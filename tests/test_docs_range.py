@@ -1,0 +1,42 @@
+"""The range tables in the docs are the ones benchmarks/bench_range.py made from its results
+file, so they cannot drift from the measurement (rerun the benchmark to change them)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+
+from edge_fer.paths import PROJECT_ROOT as ROOT
+
+
+def _bench_range():
+    spec = importlib.util.spec_from_file_location("bench_range", ROOT / "benchmarks" / "bench_range.py")
+    module = importlib.util.module_from_spec(spec)
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))  # its own `common` import
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    return module
+
+
+@pytest.mark.parametrize("doc", ["docs/range.md", "README.md", "edge_fer/models/README.md"])
+def test_range_tables_in_the_docs_come_from_the_results_file(doc):
+    bench = _bench_range()
+    results = json.loads((ROOT / "benchmarks" / "results" / "range.json").read_text())
+    text = (ROOT / doc).read_text()
+    tables = bench.markdown(results)
+    assert bench.fill_docs(text, tables) == text, f"rerun python benchmarks/bench_range.py to refresh {doc}"
+    if doc != "README.md":
+        assert any(f"<!-- range:{name} -->" in text for name in tables), f"{doc} shows no range table"
+
+
+def test_the_default_readable_size_is_the_one_the_read_curve_gives():
+    from edge_fer.config import Config
+
+    results = json.loads((ROOT / "benchmarks" / "results" / "range.json").read_text())
+    assert Config().smoothing.min_readable_px == _bench_range().min_readable(results["read_by_size"])
