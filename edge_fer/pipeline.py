@@ -103,8 +103,9 @@ class Pipeline:
             if self.appearance.changed(track.id, crop):
                 self.smoother.forget([track.id])
                 # Someone else in this face's place: a new face everywhere (events, MQTT
-                # tracked_faces, faces_seen), so the track gets a fresh id (`track` is the
-                # tracker's own object: the id changes for this frame too).
+                # tracked_faces, faces_seen), so the track gets a fresh id (kept while its box
+                # settles onto the new face; `track` is the tracker's own object, so the id
+                # changes for this frame too).
                 old_id = track.id
                 self.appearance.rename(old_id, self.tracker.reassign(old_id))
         probs = (

@@ -71,13 +71,13 @@ class LogSummary:
         self._first_of_run = stats.frames == 0
 
     def on_frame(self, result: FrameResult, stats: RunStats) -> None:
-        now = stats.tally()
         if self._rate_from is None:
-            self._rate_from = now
-            self._due = now.last_frame_mono + self.first_s
+            self._rate_from = stats.tally()
+            self._due = stats.last_frame_mono + self.first_s
             return
-        if now.last_frame_mono < self._due:
+        if stats.last_frame_mono < self._due:
             return
+        now = stats.tally()
         title = f"{'first' if self._first_of_run else 'last'} {self._span:g} s"
         log.info("%s", interval_line(title, self._before, self._rate_from, now, result, stats))
         self._first_of_run = False
