@@ -414,7 +414,7 @@ class MqttPublisher:
             log.warning(
                 "mqtt: broker %s dropped this client %d times in a row within %g s of accepting it "
                 "(last: %s): most likely another client is connected with the same client id %r "
-                "and each connection takes the other's over; %s",
+                "and each connection takes the other's over (if not, the broker's log says why); %s",
                 self.where,
                 self._quick_drops,
                 QUICK_DROP_S,
