@@ -168,3 +168,26 @@ def test_home_assistant_gets_fresh_figures_at_every_connect(tmp_path):
         pub.close()
         sub.close()
         broker.stop()
+
+
+def test_after_a_reload_the_first_stats_keep_the_runs_counts(tmp_path):
+    """SIGHUP builds a new publisher while the run's counters go on: its first stats carry
+    the run's frames and dropped frames (a total_increasing sensor must not fall back to 0,
+    which Home Assistant would count as a reset), with no rate or time measured yet."""
+    broker = Broker(tmp_path)
+    sub = ready_subscriber(broker.port)
+    stats = RunStats()
+    for i in range(4):
+        _frame(stats, i)
+    stats.bad_frames = 2
+    config = MqttConfig(url=f"mqtt://127.0.0.1:{broker.port}")
+    pub = MqttPublisher(config, 30.0, {"name": "test"}, run_stats=stats)
+    try:
+        assert sub.wait_for("/availability", "online", timeout=10)
+        (first,) = [json.loads(p) for _, _, p, _ in sub.topics("/stats")]
+    finally:
+        pub.close()
+        sub.close()
+        broker.stop()
+    assert first["frames"] == 4 and first["dropped_frames"] == 2
+    assert first["fps"] is None and first["latency_ms"] is None

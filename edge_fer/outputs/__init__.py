@@ -56,7 +56,7 @@ def _mqtt(ctx: OutputContext) -> Output | None:
 
     c = ctx.config
     labels = published_labels(c.smoothing.groups)
-    return MqttPublisher(c.mqtt, c.stats.interval_s, ctx.model_info, c.instance, labels)
+    return MqttPublisher(c.mqtt, c.stats.interval_s, ctx.model_info, c.instance, labels, ctx.stats)
 
 
 def _metrics(ctx: OutputContext) -> Output | None:

@@ -245,7 +245,11 @@ class MqttPublisher:
         model_info: dict[str, str],
         instance: str | None = None,
         label_set: tuple[str, ...] | None = None,
+        run_stats: RunStats | None = None,
     ) -> None:
+        """`run_stats`: the run's counters, whose counts (frames, dropped frames, reconnects)
+        the first stats message carries, also after a reload (Dropped frames is a
+        total_increasing sensor: a 0 would read as a reset)."""
         import paho.mqtt.client as mqtt
 
         host, port, tls = parse_mqtt_url(config.url or "")
@@ -291,6 +295,7 @@ class MqttPublisher:
         self.stats_every.due()  # the first stats wait one interval: fps is known by then
         self.expire_after = expire_after_s(stats_interval_s)
         self._stats_now = False  # publish stats at the next frame (reconnected mid-run)
+        self._run_stats = run_stats
         self.model_info = model_info
         self._last_state: tuple | None = None
         self._face_labels: dict[int, str] = {}
@@ -522,9 +527,17 @@ class MqttPublisher:
             self._publish_stats(stats)
 
     def _stats_payload(self, stats: RunStats | None) -> dict[str, Any]:
-        """The stats message; with no stats (before the first frame) nothing is known yet."""
+        """The stats message; with no stats (before this pipeline's first frame) no rate or
+        time is known yet, only the run's counts (plain integers: safe to read from paho's
+        thread)."""
         if stats is None:
-            live: dict[str, Any] = {"fps": 0.0, "frames": 0, "dropped_frames": 0, "reconnects": 0}
+            run = self._run_stats
+            live: dict[str, Any] = {
+                "fps": 0.0,
+                "frames": run.frames if run else 0,
+                "dropped_frames": run.bad_frames if run else 0,
+                "reconnects": run.reconnects if run else 0,
+            }
             latency = None
         else:
             live = stats.live()
