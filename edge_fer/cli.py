@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -148,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     from edge_fer.outputs import DisplayError, OutputError
     from edge_fer.service import Notifier
     from edge_fer.stats import RunStats
+    from edge_fer.summary import final_line
 
     signals.reload.clear()  # the config read next is the newest anyway
     try:
@@ -161,9 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     notifier = Notifier()
     stats = RunStats(config.stats.window_s)
     code = 0
+    why = "error"
     try:
         why = run_daemon(config, lambda: build_config(args), signals, notifier, stats, args.max_frames)
-        log.info("stopped (%s) after %d frames", why, stats.frames)
     except (ConfigError, OutputError) as exc:
         log.error("config error: %s", exc)
         code = EXIT_CONFIG
@@ -186,6 +188,10 @@ def main(argv: list[str] | None = None) -> int:
         code = 1
     finally:
         notifier.stopping()
+        # The run's summary, whatever stopped it (a start-up failure has only its error).
+        if why != "error" or stats.frames:
+            summary = final_line(stats, why, time.monotonic() - stats.started_mono)
+            logging.getLogger("edge_fer.summary").info("%s", summary)
     return code
 
 

@@ -317,7 +317,9 @@ class MqttConfig:
     password_file: Path | None = setting(
         None, "file holding the broker password (never the password itself in this file)"
     )
-    client_id: str | None = setting(None, "MQTT client id (null: edge-fer-<hostname>)")
+    client_id: str | None = setting(
+        None, "MQTT client id, one per daemon (null: edge-fer-<hostname>[-<instance>]-<random>, new each run)"
+    )
     topic_prefix: str | None = setting(None, "state topics go under this (null: edge-fer/<hostname>)")
     discovery_prefix: str = setting("homeassistant", "Home Assistant's discovery prefix")
     qos: int = setting(0, "QoS of state messages", ge=0, le=2)

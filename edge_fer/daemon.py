@@ -28,6 +28,7 @@ from edge_fer.pipeline import Pipeline, run
 from edge_fer.safe_io import LockHeld, PathLock, PathRefused
 from edge_fer.service import Notifier, SignalState, setup_logging
 from edge_fer.stats import RunStats
+from edge_fer.summary import fps_text
 
 log = logging.getLogger("edge_fer")
 
@@ -280,9 +281,11 @@ def config_changes(old: Config, new: Config) -> list[str]:
 def status_line(stats: RunStats, current: Prepared | None) -> str:
     """The line SIGUSR1/SIGUSR2 log."""
     where = f"source {current.source.name}, " if current is not None else "starting, "
+    fps = fps_text(stats.latency.rate())
     return (
-        f"{where}{stats.frames} frames, {stats.latency.fps():.1f} fps, {stats.faces_now} faces, "
-        f"{stats.bad_frames} dropped, {stats.reconnects} reconnects, run {stats.run_id}"
+        f"{where}{stats.frames} frames, {fps + ', ' if fps else ''}{stats.faces_now} faces, "
+        f"{stats.faces_seen} seen, {stats.bad_frames} dropped, {stats.reconnects} reconnects, "
+        f"run {stats.run_id}"
     )
 
 

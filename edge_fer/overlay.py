@@ -35,7 +35,7 @@ class Hud:
     '1/2 frames'); `frame_ms` is the mean time of a whole frame (capture + detect + classify);
     `outputs_ms` the mean time the outputs (this screen, files, network) then take."""
 
-    fps: float
+    fps: float | None  # None until two frames give a rate (then the line is left out)
     frame_ms: float
     capture_ms: float
     detect_ms: float
@@ -45,7 +45,7 @@ class Hud:
 
     def lines(self) -> list[str]:
         return [
-            f"{self.fps:.1f} fps",
+            *([f"{self.fps:.1f} fps"] if self.fps is not None else []),
             f"detect {self.detect_ms:.1f} ms ({self.detect_rate})",
             f"classify {self.classify_ms:.2f} ms",
             f"capture {self.capture_ms:.1f} ms",

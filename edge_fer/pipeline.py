@@ -88,6 +88,12 @@ class Pipeline:
         for track, crop in zip(tracks, crops, strict=True):
             if self.appearance.changed(track.id, crop):
                 self.smoother.forget([track.id])
+                # Someone else in this face's place: a new face everywhere (events, MQTT
+                # tracked_faces, faces_seen), so the track gets a fresh id (kept while its box
+                # settles onto the new face; `track` is the tracker's own object, so the id
+                # changes for this frame too).
+                old_id = track.id
+                self.appearance.rename(old_id, self.tracker.reassign(old_id))
         probs = (
             self.classifier.classify_batch(np.stack(crops))
             if crops

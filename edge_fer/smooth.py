@@ -137,6 +137,13 @@ class AppearanceCheck:
         for face_id in face_ids:
             self._looks.pop(face_id, None)
 
+    def rename(self, old_id: int, new_id: int) -> None:
+        """The face `old_id` is now `new_id` (a new person in the track): its latest look,
+        the new person's, is kept under the new id; the old id is forgotten."""
+        look = self._looks.pop(old_id, None)
+        if look is not None:
+            self._looks[new_id] = look
+
 
 def _unit(rows: np.ndarray) -> np.ndarray:
     """Each row zero-mean and unit-norm (a flat row stays all zeros)."""

@@ -7,6 +7,7 @@ import os
 import time
 import uuid
 from collections import Counter, deque
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -123,13 +124,19 @@ class LatencyWindow:
             out.append(item)
         return out[::-1]
 
-    def fps(self, seconds: float | None = None) -> float:
-        """Frames per second over the last `seconds` (default: the whole window)."""
+    def rate(self, seconds: float | None = None) -> float | None:
+        """Frames per second over the last `seconds` (default: the whole window), or None
+        until two frames span a real interval: what text shows, so a first line never reads
+        `0.0 fps`."""
         frames = self._last(seconds)
         if len(frames) < 2:
-            return 0.0
+            return None
         span = frames[-1][0] - frames[0][0]
-        return (len(frames) - 1) / span if span > 0 else 0.0
+        return (len(frames) - 1) / span if span > 0 else None
+
+    def fps(self, seconds: float | None = None) -> float:
+        """`rate`, with 0.0 while it is unknown (for gauges that need a number)."""
+        return self.rate(seconds) or 0.0
 
     def window_percentiles(self, seconds: float | None = None) -> dict[str, dict[str, float]]:
         """p50/p95/max/mean per stage over the last `seconds` (default: the whole window);
@@ -205,6 +212,18 @@ def write_json_atomic(path: Path, data: dict, mode: int = 0o640) -> None:
     safe_io.write_json_atomic(path, data, mode)
 
 
+@dataclass(frozen=True)
+class Tally:
+    """The run's counts at one moment (`RunStats.tally`): two of them give what happened in
+    between (`edge_fer.summary`)."""
+
+    frames: int
+    frames_with_faces: int
+    faces_seen: int
+    labels: Counter[str]
+    last_frame_mono: float  # monotonic time of the last frame counted (0.0 before any)
+
+
 class RunStats:
     """Everything counted over the daemon's life (across config reloads): frames, bad frames,
     reconnects, faces, labels, latencies. Outputs read it; only the frame loop writes it."""
@@ -221,6 +240,7 @@ class RunStats:
         self.faces_seen = 0  # track ids only grow, so a new face is an id above the last one
         self._last_face_id = 0
         self.face_detections = 0
+        self.frames_with_faces = 0
         self.labels: Counter[str] = Counter()
         self.faces_now = 0
         self.first_frame_mono: float | None = None
@@ -254,7 +274,20 @@ class RunStats:
             self.faces_seen += len(new_ids)
             self._last_face_id = max(new_ids)
         self.face_detections += len(face_ids)
+        self.frames_with_faces += bool(face_ids)
         self.labels.update(labels)
+
+    def tally(self) -> Tally:
+        """The counts so far (a copy: later frames do not change it)."""
+        return Tally(
+            self.frames, self.frames_with_faces, self.faces_seen, Counter(self.labels), self.last_frame_mono
+        )
+
+    def frame_rate(self) -> float | None:
+        """Frames per second from the first frame to the last, or None before two frames."""
+        first = self.first_frame_mono
+        span = self.last_frame_mono - first if first is not None else 0.0
+        return (self.frames - 1) / span if span > 0 and self.frames > 1 else None
 
     def live(self) -> dict:
         """The document published for edge-fer-monitor about once a second."""
@@ -280,7 +313,6 @@ class RunStats:
         elapsed = time.monotonic() - self.started_mono
         # fps over the frames themselves: start-up (imports, model, camera) is reported apart.
         first = self.first_frame_mono
-        frame_span = self.last_frame_mono - first if first is not None else 0.0
         return {
             "run_id": self.run_id,
             "source": self.source,
@@ -289,7 +321,7 @@ class RunStats:
             "reconnects": self.reconnects,
             "seconds": elapsed,
             "startup_s": first - self.started_mono if first is not None else None,
-            "fps": (self.frames - 1) / frame_span if frame_span > 0 else 0.0,
+            "fps": self.frame_rate() or 0.0,
             "latency_ms": self.latency.run_percentiles(),
             "detection_frames": self.latency.detection_frames,
             "outputs_ms": self.latency.run_outputs(),

@@ -1,7 +1,9 @@
 """A light IoU tracker: every face keeps a stable id across frames.
 
 Between detections (every N frames) tracks keep their last box; a track that finds no
-matching detection for `max_missed` detection rounds is dropped.
+matching detection for `max_missed` detection rounds is dropped. Ids only grow: a face that
+comes back after its track was dropped, or a track `reassign`ed because someone else stepped
+into its place, gets a new one.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ class Track:
     id: int
     box: Box
     missed: int = 0
+    # Detection rounds until an id given by `reassign` is settled (see there).
+    settling: int = 0
 
 
 class IoUTracker:
@@ -46,7 +50,8 @@ class IoUTracker:
         for score, ti, di in pairs:
             if score < self.iou_threshold or ti in used_t or di in used_d:
                 continue
-            self.tracks[ti].box, self.tracks[ti].missed = detections[di], 0
+            track = self.tracks[ti]
+            track.box, track.missed, track.settling = detections[di], 0, max(0, track.settling - 1)
             used_t.add(ti)
             used_d.add(di)
         dropped = []
@@ -72,6 +77,25 @@ class IoUTracker:
                 self._next_id += 1
         self.tracks += new
         return new
+
+    def reassign(self, track_id: int) -> int:
+        """Give the track `track_id` a fresh id and return it: someone else is now where that
+        face was (the boxes still overlap, so matching alone would keep the old id), and
+        everything downstream (events, MQTT, faces_seen) must see a new face.
+
+        An id given this way settles over the next detection that matches the track (two
+        rounds when given on a detection frame); until then the id is kept and returned:
+        between detections the new face is cut with the previous face's box, and the
+        detection that re-boxes it changes its look again without bringing anyone new.
+        KeyError if no track has that id."""
+        track = next((t for t in self.tracks if t.id == track_id), None)
+        if track is None:
+            raise KeyError(f"no track with id {track_id}")
+        if track.settling == 0:
+            track.id = self._next_id
+            self._next_id += 1
+            track.settling = 2
+        return track.id
 
     def visible(self) -> list[Track]:
         """Tracks seen in the latest detection round (missed ones are kept but not shown)."""

@@ -1,10 +1,12 @@
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
 from edge_fer.config import ConfigError, apply_overrides, load_config
 from edge_fer.labels import EMOTIONS, LABEL_GROUPS, UNCERTAIN, published_labels
+from edge_fer.preprocess import PreprocessSpec
 from edge_fer.smooth import LabelSmoother
 from edge_fer.track import IoUTracker, iou
 
@@ -115,6 +117,22 @@ def test_tracker_keeps_ids_and_drops_faces_that_leave():
     assert iou((0, 0, 10, 10), (5, 0, 10, 10)) == pytest.approx(50 / 150)
 
 
+def test_reassign_gives_a_track_a_fresh_id_that_settles_over_the_next_detection():
+    tracker = IoUTracker(iou_threshold=0.3, max_missed=1)
+    tracks, _ = tracker.update([(0, 0, 50, 50), (200, 0, 50, 50)])
+    left = tracks[0]
+    assert tracker.reassign(left.id) == 3 and left.id == 3  # above every id given so far
+    assert tracker.reassign(3) == 3  # the same round: the box is the previous face's, no new face
+    tracks, _ = tracker.update([(2, 0, 50, 50), (200, 0, 50, 50)])  # the detection that re-boxes it
+    assert tracker.reassign(3) == 3 and sorted(t.id for t in tracks) == [2, 3]
+    tracker.update([(2, 0, 50, 50), (200, 0, 50, 50)])  # settled: a change now is someone new
+    assert tracker.reassign(3) == 4 and tracker.reassign(2) == 5
+    tracks, _ = tracker.update([(2, 0, 50, 50), (200, 0, 50, 50), (400, 0, 40, 40)])
+    assert sorted(t.id for t in tracks) == [4, 5, 6]  # and the ids keep growing after it
+    with pytest.raises(KeyError):
+        tracker.reassign(1)  # that id is gone
+
+
 def _probs(**given: float) -> np.ndarray:
     """7 emotion probabilities: the named ones, the rest sharing what is left."""
     p = np.full(len(EMOTIONS), (1 - sum(given.values())) / (len(EMOTIONS) - len(given)))
@@ -214,8 +232,9 @@ def test_appearance_check_absorbs_a_shift_of_two_of_sixteen_pixels(public_faces)
 
 
 def test_a_new_face_in_the_same_place_restarts_its_smoothing(public_faces):
-    """One box, face A for 5 frames then face B: with the check on, B's label shows at once;
-    with it off, the rolling majority keeps A's label for several frames."""
+    """One box, face A for 5 frames then face B: with the check on, B is a new face (a new
+    id) whose label shows at once; with it off, the rolling majority keeps A's label for
+    several frames under A's id."""
     import numpy as np
 
     from edge_fer.capture import RawFrame
@@ -246,7 +265,7 @@ def test_a_new_face_in_the_same_place_restarts_its_smoothing(public_faces):
         def detect(self, image: np.ndarray) -> list:
             return [(0, 0, 48, 48)]
 
-    def smoothed(restart_below: float) -> list[str]:
+    def smoothed(restart_below: float) -> tuple[list[str], list[int]]:
         near = DetectorConfig(detect_width=48, every_n_frames=2, tile_zoom=0, track_zoom_px=0)
         pipeline = Pipeline(
             FaceFinder(OneBox, near), ByFace(), near, TrackerConfig(),
@@ -256,8 +275,58 @@ def test_a_new_face_in_the_same_place_restarts_its_smoothing(public_faces):
         results = [
             pipeline.step(RawFrame(np.repeat(f[:, :, None], 3, 2)), 0.0, i) for i, f in enumerate(frames)
         ]
-        assert len({r.faces[0].id for r in results}) == 1  # the tracker keeps one id throughout
-        return [r.faces[0].smoothed for r in results]
+        return [r.faces[0].smoothed for r in results], [r.faces[0].id for r in results]
 
-    assert smoothed(0.7) == ["happy"] * 5 + ["sad"] * 5
-    assert smoothed(0.0)[5:8] == ["happy"] * 3
+    labels, ids = smoothed(0.7)
+    assert labels == ["happy"] * 5 + ["sad"] * 5
+    assert ids == [1] * 5 + [2] * 5  # B is a new face from its first frame, and stays one
+    labels, ids = smoothed(0.0)
+    assert labels[5:8] == ["happy"] * 3 and ids == [1] * 10  # the check off: the track's id stays
+
+
+def test_a_face_swapped_between_detections_is_one_new_face_when_its_box_is_corrected(public_faces):
+    """B replaces A between two detections, so B's first frame is cut with A's box; the next
+    detection boxes B (a bigger face), which changes its look again: still one new face."""
+    from edge_fer.capture import RawFrame
+    from edge_fer.config import DetectorConfig, SmoothingConfig, TrackerConfig
+    from edge_fer.finder import FaceFinder
+    from edge_fer.pipeline import Pipeline
+
+    a = cv2.resize(public_faces.images[0], (60, 60))
+    b = cv2.resize(public_faces.images[1], (100, 100))  # its box still overlaps A's (IoU 0.36)
+
+    def scene(face: np.ndarray) -> np.ndarray:
+        image = np.full((120, 120), 128, np.uint8)
+        image[10 : 10 + len(face), 10 : 10 + len(face)] = face
+        return np.repeat(image[:, :, None], 3, 2)
+
+    class WhereTheFaceIs:
+        name = "stub"
+        size = 60
+
+        def detect(self, image: np.ndarray) -> list:
+            return [(10, 10, self.size, self.size)]
+
+    class Constant:
+        classes = EMOTIONS
+        spec = PreprocessSpec()
+
+        def classify_batch(self, faces: np.ndarray) -> np.ndarray:
+            return np.tile(np.eye(7, dtype=np.float32)[3], (len(faces), 1))
+
+    detector = WhereTheFaceIs()
+    near = DetectorConfig(detect_width=120, every_n_frames=2, tile_zoom=0, track_zoom_px=0)
+    pipeline = Pipeline(
+        FaceFinder(lambda: detector, near),
+        Constant(),
+        near,
+        TrackerConfig(),
+        SmoothingConfig(restart_below=0.7),
+    )
+    ids = []
+    for i in range(12):
+        face = a if i < 5 else b
+        detector.size = len(face)
+        ids.append(pipeline.step(RawFrame(scene(face)), 0.0, i).faces[0].id)
+    assert ids == [1] * 5 + [2] * 7, ids
+    assert pipeline.appearance._looks.keys() == {2}  # the old face's look is not kept

@@ -78,6 +78,12 @@ def test_every_discovery_payload_passes_home_assistants_own_checks(tmp_path, ha_
         ],
     )
     assert len(configs) == 7
+    # Every sensor expires when publishing stops (a 2024.3 key: the schema below keeps it).
+    assert {c["expire_after"] for c in configs.values()} == {10}
+    # Each run starts with stats that say nothing is known yet (unknown, not the last run's).
+    (stats,) = [[json.loads(m) for m in v] for k, v in messages.items() if k.endswith("/stats")]
+    starts = [m for m in stats if m["frames"] == 0]
+    assert len(starts) == 2 and all(m["fps"] is None and m["latency_ms"] is None for m in starts)
     proc = subprocess.run(
         [str(ha_python), str(ROOT / "tests" / "ha_validate.py")],
         input=json.dumps({"configs": configs, "messages": messages}),
@@ -105,6 +111,8 @@ def test_every_discovery_payload_passes_home_assistants_own_checks(tmp_path, ha_
     assert score["unknown"] > 0 and all(0 <= float(s) <= 100 for s in score["states"])
     fps = report["sensors"][f"{node}_fps"]
     assert fps["states"] and all(float(s) > 0 for s in fps["states"])  # never a 0.0 at start
+    for obj in ("fps", "classify_ms", "frame_ms"):  # the start of each run renders as unknown
+        assert report["sensors"][f"{node}_{obj}"]["unknown"] >= 2, obj
 
 
 def test_discovery_configs_say_what_home_assistant_needs():
@@ -185,6 +193,13 @@ def test_a_real_home_assistant_shows_the_device_the_way_its_users_expect(tmp_pat
     assert all(0 <= float(v) <= 100 for v in values("emotion_score")) and score[-2] == "unknown"
     assert {"0", "1"} <= set(values("faces"))
     assert values("fps") and all(float(v) > 0 for v in values("fps"))  # never 0.0 at start
+    # A restart never shows the previous run's figures as current: once a sensor has had a
+    # value, whenever it comes back from unavailable it is unknown until the new run's figures.
+    for obj in ("fps", "classify_ms", "frame_ms"):
+        seen = states[f"sensor.edge_fer_{node}_{obj}"]
+        first = next(i for i, v in enumerate(seen) if v not in ("unavailable", "unknown"))
+        back = [seen[i + 1] for i in range(first, len(seen) - 1) if seen[i] == "unavailable"]
+        assert back and set(back) == {"unknown"}, (obj, seen)
     assert set(values("dropped_frames")) == {"0"}
     tracked = [
         a["tracked_faces"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import subprocess
 import sys
 import time
@@ -83,24 +84,82 @@ def test_hud_console_stats_file_and_report_agree():
     assert "#1 happy 0.70" in line and "detect 14.0 ms (1/2 frames)" in line and "classify 0.30 ms" in line
 
 
-def test_log_summary_says_what_happened_since_its_last_line(caplog):
+def _face(face_id: int, label: str = "happy") -> FaceResult:
+    probs = np.full(7, 0.05, np.float32)
+    probs[EMOTIONS.index(label)] = 0.7
+    return FaceResult(face_id, (10, 10, 50, 50), label, 0.7, label, probs, smoothed_score=0.7)
+
+
+def _frame(stats: RunStats, faces: list[FaceResult]) -> FrameResult:
+    """Count a frame of these faces in `stats` and return its result."""
+    stats.add_frame(_timing(True), [f.id for f in faces], [f.smoothed for f in faces])
+    return FrameResult(stats.frames, time.time(), np.zeros((48, 64, 3), np.uint8), faces, {}, "", EMOTIONS)
+
+
+def test_log_summary_comes_soon_after_the_first_frame_then_every_interval(caplog):
     stats = RunStats()
-    summary = LogSummary(0.2)
+    summary = LogSummary(1.0, stats, first_s=0.3)
     caplog.set_level(logging.INFO, logger="edge_fer.summary")
-    result = _result(stats)
-    empty = FrameResult(0, time.time(), result.image, [], {}, "", EMOTIONS)
-    for i in range(4):
-        stats.add_frame(_timing(True), [1] if i else [], ["happy"] if i else [])
-        summary.on_frame(result if i else empty, stats)
-    assert not caplog.records  # nothing before the first interval
-    time.sleep(0.25)
-    stats.add_frame(_timing(True), [1], ["happy"])
-    summary.on_frame(result, stats)
+    summary.on_frame(_frame(stats, []), stats)
+    start = stats.last_frame_mono
+    for _ in range(3):
+        time.sleep(0.01)
+        summary.on_frame(_frame(stats, [_face(1)]), stats)
+    assert not caplog.records  # nothing before first_s
+    time.sleep(0.3)
+    summary.on_frame(_frame(stats, [_face(1)]), stats)
     (record,) = caplog.records
     line = record.getMessage()
-    assert line.startswith("last 0.2 s: 5 frames, ") and "faces in 80%" in line
-    assert "| happy 100% |" in line and "now #1 happy 0.70" in line and "detect 14.0 ms (every frame)" in line
-    assert summary.frames == 0  # counted afresh for the next line
+    fps = 4 / (stats.last_frame_mono - start)  # over the 4 intervals after the first frame
+    assert line.startswith(
+        f"first 0.3 s: 5 frames, {fps:.1f} fps | 1 face seen (1 new), a face in 80% of frames"
+    )
+    assert "| happy 100% | now #1 happy 0.70 | detect 14.0 ms (every frame), classify 0.30 ms" in line
+    caplog.clear()
+    mark = stats.last_frame_mono
+    for i in range(6):
+        time.sleep(0.05)
+        summary.on_frame(_frame(stats, [_face(2, "sad")] if i < 4 else [_face(3, "fear")]), stats)
+    assert not caplog.records  # the next one comes a whole interval after the first
+    time.sleep(1.0 - (stats.last_frame_mono - mark))
+    summary.on_frame(_frame(stats, []), stats)
+    (record,) = caplog.records
+    line = record.getMessage()
+    fps = 7 / (stats.last_frame_mono - mark)
+    assert line.startswith(
+        f"last 1 s: 7 frames, {fps:.1f} fps | 3 faces seen (2 new), a face in 86% of frames"
+    )
+    assert "| sad 67%, fear 33% | no face now |" in line
+
+
+def test_no_line_shows_a_rate_before_there_is_an_interval():
+    """One frame gives no rate: the console line, the HUD, the final summary and systemd's
+    status leave the fps out instead of showing 0.0 fps."""
+    from edge_fer.summary import final_line
+
+    stats = RunStats()
+    result = _frame(stats, [_face(1)])
+    assert stats.latency.rate() is None and stats.frame_rate() is None
+    line = status_line(result, stats)
+    assert "fps" not in line and line.startswith("1 face | #1 happy 0.70 | detect 14.0 ms")
+    assert "fps" not in " ".join(hud_for(result, stats).lines())
+    final = final_line(stats, "signal", 0.5)
+    assert final == (
+        "stopped (signal) after 0.5 s: 1 frame | 1 face seen, a face in 100% of frames "
+        "| happy 100% over 1 face-frame"
+    )
+    time.sleep(0.02)
+    result = _frame(stats, [_face(1)])
+    assert status_line(result, stats).startswith(f"{stats.latency.rate(1.0):.1f} fps | 1 face | ")
+    assert hud_for(result, stats).lines()[0].endswith(" fps")
+    assert final_line(RunStats(), "signal", 0.2) == "stopped (signal) after 0.2 s, before the first frame"
+    stats.bad_frames, stats.reconnects = 2, 1
+    for _ in range(300):
+        _frame(stats, [_face(1)])
+    _frame(stats, [_face(4, "angry")])
+    final = final_line(stats, "eos", 3.0)
+    assert "| 2 faces seen, a face in 100% of frames | happy 100%, angry <1% over 303 face-frames" in final
+    assert final.endswith("| 2 dropped frames, 1 reconnect")
 
 
 def test_paced_waits_are_not_capture_time_and_outputs_are_timed_apart():
@@ -181,7 +240,8 @@ def test_a_daemon_without_a_terminal_logs_its_results(tmp_path, video_args):
     assert proc.returncode == 0, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if "edge_fer.summary: last 0.5 s: " in line]
     assert len(lines) >= 2, proc.stderr  # 75 frames at the video's 30 fps: 2.5 s
-    assert all(
-        " fps, faces in " in line and "| detect " in line and " ms (1/2 frames)" in line for line in lines
-    )
+    pattern = re.compile(r" [0-9.]+ fps \| \d+ faces? seen \(\d+ new\), a face in \d+% of frames \|")
+    assert all(pattern.search(line) and " ms (1/2 frames), classify" in line for line in lines), lines
+    assert "edge_fer.summary: first 0.5 s: " in proc.stderr
+    assert "edge_fer.summary: stopped (max_frames) after " in proc.stderr
     assert not proc.stdout  # the console line stays off

@@ -56,7 +56,7 @@ def _mqtt(ctx: OutputContext) -> Output | None:
 
     c = ctx.config
     labels = published_labels(c.smoothing.groups)
-    return MqttPublisher(c.mqtt, c.stats.interval_s, ctx.model_info, c.instance, labels)
+    return MqttPublisher(c.mqtt, c.stats.interval_s, ctx.model_info, c.instance, labels, ctx.stats)
 
 
 def _metrics(ctx: OutputContext) -> Output | None:
@@ -105,7 +105,7 @@ def build_outputs(ctx: OutputContext) -> list[Output]:
         if console is not None:
             outputs.append(console)
         elif ctx.config.log_summary_s > 0:  # systemd's journal, nohup, a log file
-            outputs.append(LogSummary(ctx.config.log_summary_s))
+            outputs.append(LogSummary(ctx.config.log_summary_s, ctx.stats))
     except BaseException:
         for output in outputs:
             output.close()

@@ -44,7 +44,7 @@ def hud_for(result: FrameResult, stats: RunStats) -> Hud:
     p = latency.window_percentiles(seconds)
     detections, frames = latency.window_detection_frames(seconds)
     return Hud(
-        fps=latency.fps(seconds),
+        fps=latency.rate(seconds),
         frame_ms=p["total"]["mean"],
         capture_ms=p["capture"]["p50"],
         detect_ms=p["detect"]["p50"],

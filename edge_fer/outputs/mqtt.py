@@ -10,9 +10,18 @@ Topics, under `topic_prefix` (default `edge-fer/<hostname>`):
   face          {"id", "label", "score", "box"} when a face's smoothed label changes
   stats         {"fps", "frames", "dropped_frames", "reconnects", "mqtt_dropped",
                 "latency_ms": {stage: {"p50", "p95"}}} every stats interval (fps null until
-                it is known)
+                it is known, latency_ms null before the first frame). On connecting, before
+                `online`: fresh stats (nothing known yet), so after a restart Home Assistant
+                shows unknown, not the previous run's last figures.
 Discovery configs are retained under `<discovery_prefix>/sensor/<node>/<object>/config`; with
-`instance` (edge-fer@NAME) the node, topics, client id and device carry the instance name.
+`instance` (edge-fer@NAME) the node, topics and device carry the instance name. Every sensor
+expires (`expire_after`, unavailable in Home Assistant) when the daemon stops publishing for
+several stats intervals (frames stalled) without going offline.
+
+The client id is `mqtt.client_id`, or by default `edge-fer-<hostname>[-<instance>]-<random>`,
+new each run: two daemons on one host (or two hosts with one name) never share one. A broker
+that drops the client because another connected with its id ("Session taken over" in MQTT 5,
+repeated drops right after connecting in 3.1.1) is logged as that, with the fix.
 
 The frame loop never waits on the network: paho's own thread does the I/O, messages queue up
 to `queue_size` messages and `queue_bytes` bytes and further ones are dropped and counted;
@@ -23,9 +32,12 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import os
 import re
 import socket
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +74,27 @@ def dominant(result: FrameResult) -> tuple[str | None, float]:
 
 
 NO_VALUE = "None"  # what Home Assistant's MQTT sensor reads as unknown
+
+# Sensors expire after this many stats intervals without a message (at least EXPIRE_MIN_S):
+# enough for a slow frame or a reload to pass, not to show a stalled daemon's figures as live.
+EXPIRE_INTERVALS = 5
+EXPIRE_MIN_S = 10
+# A connection the broker ends within QUICK_DROP_S, QUICK_DROPS times in a row, is another
+# client taking the same client id over each time (MQTT 3.1.1 brokers give no reason).
+QUICK_DROP_S = 5.0
+QUICK_DROPS = 3
+TAKEN_OVER = "Session taken over"  # MQTT 5's reason (142) for exactly that
+
+
+def expire_after_s(stats_interval_s: float) -> int:
+    """Seconds without a message after which Home Assistant shows a sensor as unavailable."""
+    return max(EXPIRE_MIN_S, math.ceil(EXPIRE_INTERVALS * stats_interval_s))
+
+
+def default_client_id(hostname: str, instance: str | None) -> str:
+    """`edge-fer-<hostname>[-<instance>]-<6 random hex digits>`: unique per run, so daemons
+    never knock each other off the broker by sharing one."""
+    return f"edge-fer-{hostname}" + (f"-{instance}" if instance else "") + f"-{os.urandom(3).hex()}"
 
 
 def published_labels(groups: str = "none") -> tuple[str, ...]:
@@ -120,7 +153,7 @@ SENSORS: tuple[Sensor, ...] = (
         "classify_ms",
         "Classify time p50",
         "stats",
-        "{{ value_json.latency_ms.classify.p50 }}",
+        "{{ value_json.latency_ms.classify.p50 if value_json.latency_ms else 'None' }}",
         "mdi:timer-outline",
         unit="ms",
         device_class="duration",
@@ -131,7 +164,7 @@ SENSORS: tuple[Sensor, ...] = (
         "frame_ms",
         "Frame time p95",
         "stats",
-        "{{ value_json.latency_ms.total.p95 }}",
+        "{{ value_json.latency_ms.total.p95 if value_json.latency_ms else 'None' }}",
         "mdi:timer-outline",
         unit="ms",
         device_class="duration",
@@ -159,9 +192,11 @@ def discovery_configs(
     device_name: str,
     model: str,
     options: tuple[str, ...],
+    expire_after: int | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Each sensor's retained discovery topic and config. Both `object_id` (what releases
-    before 2025.10 read) and `default_entity_id` (what later ones read) name the entity."""
+    before 2025.10 read) and `default_entity_id` (what later ones read) name the entity;
+    `expire_after` (seconds) makes a sensor unavailable when no message came for that long."""
     device = {
         "identifiers": [f"edge_fer_{node}"],
         "name": device_name,
@@ -184,6 +219,8 @@ def discovery_configs(
             "device": device,
             "origin": {"name": "edge-fer", "sw_version": __version__},
         }
+        if expire_after is not None:
+            payload["expire_after"] = expire_after
         for key in ("unit", "device_class", "state_class", "entity_category"):
             value = getattr(sensor, key)
             if value is not None:
@@ -208,7 +245,11 @@ class MqttPublisher:
         model_info: dict[str, str],
         instance: str | None = None,
         label_set: tuple[str, ...] | None = None,
+        run_stats: RunStats | None = None,
     ) -> None:
+        """`run_stats`: the run's counters, whose counts (frames, dropped frames, reconnects)
+        the first stats message carries, also after a reload (Dropped frames is a
+        total_increasing sensor: a 0 would read as a reset)."""
         import paho.mqtt.client as mqtt
 
         host, port, tls = parse_mqtt_url(config.url or "")
@@ -223,8 +264,8 @@ class MqttPublisher:
         self.qos, self.retain = config.qos, config.retain
         self.where = f"{host}:{port}"
         self._mqtt = mqtt
-        client_id = config.client_id or f"edge-fer-{hostname}" + (f"-{instance}" if instance else "")
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+        self.client_id = config.client_id or default_client_id(hostname, instance)
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id)
         if config.username is not None:
             self.client.username_pw_set(config.username, self._password(config.password_file))
         if tls:
@@ -238,6 +279,9 @@ class MqttPublisher:
         self.client.on_connect_fail = self._on_connect_fail
         self.client.on_publish = self._on_publish
         self._connected = threading.Event()
+        self._connected_at = 0.0
+        self._quick_drops = 0  # connections in a row the broker ended within QUICK_DROP_S
+        self._taken_over_logged = False
         self._outage_logged = False
         self._closing = False
         self._pending: dict[int, int] = {}  # message id -> bytes, until paho has sent it
@@ -249,6 +293,9 @@ class MqttPublisher:
         self.every = Every(stats_interval_s)
         self.stats_every = Every(stats_interval_s)
         self.stats_every.due()  # the first stats wait one interval: fps is known by then
+        self.expire_after = expire_after_s(stats_interval_s)
+        self._stats_now = False  # publish stats at the next frame (reconnected mid-run)
+        self._run_stats = run_stats
         self.model_info = model_info
         self._last_state: tuple | None = None
         self._face_labels: dict[int, str] = {}
@@ -297,10 +344,23 @@ class MqttPublisher:
         if reason.is_failure:
             self._outage("mqtt: broker %s refused the connection: %s", self.where, reason)
             return
-        log.info("mqtt: connected to %s, publishing under %s", self.where, self.prefix)
+        # While another client keeps taking this id over, each reconnect is not news.
+        level = logging.DEBUG if self._quick_drops >= 2 else logging.INFO
+        log.log(
+            level, "mqtt: connected to %s as %s, publishing under %s", self.where, self.client_id, self.prefix
+        )
         self._outage_logged = False
+        self._connected_at = time.monotonic()
         self._connected.set()
         self._publish_discovery()
+        # Fresh figures before `online`, so Home Assistant never shows the previous run's (or
+        # the time before an outage's) as current: nothing known yet at start, the live ones
+        # at the next frame after a reconnect (stats are read on the frame loop's thread).
+        if self._stats is None:
+            self._send(f"{self.prefix}/stats", json.dumps(self._stats_payload(None)))
+        else:
+            self._stats_now = True
+        self._last_state = None  # the state too, at the next frame
         self._send(f"{self.prefix}/availability", "online", qos=1, retain=True)
 
     def _on_connect_fail(self, client: Any, userdata: Any) -> None:
@@ -318,13 +378,54 @@ class MqttPublisher:
             self._early.clear()
             self._pending_bytes = 0
         if was_connected:
-            self._outage("mqtt: lost broker %s (%s)", self.where, reason)
+            quick = time.monotonic() - self._connected_at < QUICK_DROP_S
+            self._quick_drops = self._quick_drops + 1 if quick else 0
+            if not quick:
+                self._taken_over_logged = False
+            if reason == TAKEN_OVER or self._quick_drops >= QUICK_DROPS:
+                self._taken_over(reason)
+            elif self._quick_drops >= 2 or self._taken_over_logged:
+                log.debug("mqtt: lost broker %s again (%s)", self.where, reason)
+            else:
+                self._outage("mqtt: lost broker %s (%s)", self.where, reason)
         else:
             self._outage(
                 "mqtt: broker %s closed the connection before accepting it (%s); check mqtt.url "
                 "names an MQTT broker and mqtts:// matches its TLS",
                 self.where,
                 reason,
+            )
+
+    def _taken_over(self, reason: Any) -> None:
+        """Another client connected with this client id: say so once, with the fix."""
+        if self._closing or self._taken_over_logged:
+            log.debug("mqtt: dropped by broker %s again (%s)", self.where, reason)
+            return
+        self._taken_over_logged = True
+        fix = (
+            "give each daemon its own mqtt.client_id (or leave it unset: each run then makes a "
+            "unique one); reconnecting meanwhile"
+        )
+        if reason == TAKEN_OVER:
+            log.warning(
+                "mqtt: broker %s dropped this client: another client connected with the same client "
+                "id %r (%s); %s",
+                self.where,
+                self.client_id,
+                reason,
+                fix,
+            )
+        else:
+            log.warning(
+                "mqtt: broker %s dropped this client %d times in a row within %g s of accepting it "
+                "(last: %s): most likely another client is connected with the same client id %r "
+                "and each connection takes the other's over (if not, the broker's log says why); %s",
+                self.where,
+                self._quick_drops,
+                QUICK_DROP_S,
+                reason,
+                self.client_id,
+                fix,
             )
 
     def _on_publish(
@@ -376,6 +477,7 @@ class MqttPublisher:
             self.device_name,
             self.model_info.get("name", "edge-fer"),
             self.labels,
+            self.expire_after,
         )
         for topic, payload in configs.items():
             self._send(topic, json.dumps(payload), qos=1, retain=True)
@@ -420,30 +522,45 @@ class MqttPublisher:
         for gone in set(self._face_labels) - seen:
             del self._face_labels[gone]
         self._stats = stats
-        if self.stats_every.due():
+        if self.stats_every.due() or self._stats_now:
+            self._stats_now = False
             self._publish_stats(stats)
 
+    def _stats_payload(self, stats: RunStats | None) -> dict[str, Any]:
+        """The stats message; with no stats (before this pipeline's first frame) no rate or
+        time is known yet, only the run's counts (plain integers: safe to read from paho's
+        thread)."""
+        if stats is None:
+            run = self._run_stats
+            live: dict[str, Any] = {
+                "fps": 0.0,
+                "frames": run.frames if run else 0,
+                "dropped_frames": run.bad_frames if run else 0,
+                "reconnects": run.reconnects if run else 0,
+            }
+            latency = None
+        else:
+            live = stats.live()
+            latency = {
+                k: {"p50": round(v["p50"], 3), "p95": round(v["p95"], 3)}
+                for k, v in live["latency_ms"].items()
+            }
+            if not live["window_frames"]:
+                latency = None  # no frame in the window: nothing measured
+        return {
+            # null (unknown in Home Assistant) until two frames give a rate
+            "fps": round(live["fps"], 2) if live["fps"] > 0 else None,
+            "frames": live["frames"],
+            "dropped_frames": live["dropped_frames"],
+            "reconnects": live["reconnects"],
+            "mqtt_dropped": self.dropped,
+            "latency_ms": latency,
+        }
+
     def _publish_stats(self, stats: RunStats) -> None:
-        live = stats.live()
-        self._stats_frames = live["frames"]
-        fps = live["fps"]
-        self._send(
-            f"{self.prefix}/stats",
-            json.dumps(
-                {
-                    # null (unknown in Home Assistant) until two frames give a rate
-                    "fps": round(fps, 2) if fps > 0 else None,
-                    "frames": live["frames"],
-                    "dropped_frames": live["dropped_frames"],
-                    "reconnects": live["reconnects"],
-                    "mqtt_dropped": self.dropped,
-                    "latency_ms": {
-                        k: {"p50": round(v["p50"], 3), "p95": round(v["p95"], 3)}
-                        for k, v in live["latency_ms"].items()
-                    },
-                }
-            ),
-        )
+        payload = self._stats_payload(stats)
+        self._stats_frames = payload["frames"]
+        self._send(f"{self.prefix}/stats", json.dumps(payload))
 
     def close(self) -> None:
         self._closing = True

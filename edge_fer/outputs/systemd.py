@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from edge_fer.outputs.base import Every
 from edge_fer.results import FrameResult
 from edge_fer.service import Notifier
+from edge_fer.summary import fps_text
 
 if TYPE_CHECKING:
     from edge_fer.stats import RunStats
@@ -35,8 +36,9 @@ class SystemdStatus:
             self.ready = True
         self.notifier.frame_done(now)
         if self.every.due(now):
+            fps = fps_text(stats.latency.rate())
             self.notifier.status(
-                f"{stats.latency.fps():.1f} fps, {stats.faces_now} face(s), {stats.frames} frames"
+                f"{fps + ', ' if fps else ''}{stats.faces_now} face(s), {stats.frames} frames"
             )
 
     def close(self) -> None:
