@@ -20,7 +20,7 @@ from edge_fer.finder import FaceFinder
 from edge_fer.labels import UNCERTAIN
 from edge_fer.outputs import Output, OutputClosed, OutputError
 from edge_fer.preprocess import prepare_face
-from edge_fer.results import FaceResult, FrameResult
+from edge_fer.results import Box, FaceResult, FrameResult
 from edge_fer.smooth import AppearanceCheck, LabelSmoother
 from edge_fer.stats import RunStats
 from edge_fer.track import IoUTracker, Track
@@ -49,6 +49,7 @@ class Pipeline:
             smoothing.window, smoothing.hysteresis, smoothing.uncertain_below, smoothing.groups
         )
         self.appearance = AppearanceCheck(smoothing.restart_below)
+        self._cut_with: dict[int, Box] = {}  # the box each face's last look was cut with
         self.min_readable_px = smoothing.min_readable_px
         self.run_id = run_id
         self.index = 0
@@ -61,6 +62,8 @@ class Pipeline:
             tracks, dropped = self.tracker.update(boxes)
             self.smoother.forget(dropped)
             self.appearance.forget(dropped)
+            for face_id in dropped:
+                self._cut_with.pop(face_id, None)
             return tracks, True
         # Between rounds the tracks keep their boxes; this frame's tile may add a new (far) face.
         self.tracker.add_new(self.finder.between(raw.image, [t.box for t in self.tracker.tracks]))
@@ -86,14 +89,21 @@ class Pipeline:
         # Every frame, so a face swapped between detections restarts at once (the look's shift
         # search absorbs a box that stays put while the face drifts).
         for track, crop in zip(tracks, crops, strict=True):
-            if self.appearance.changed(track.id, crop):
+            before = self._cut_with.get(track.id, track.box)
+            same_place = (
+                None if before == track.box else prepare_face(raw.image, self.classifier.spec, before)
+            )
+            self._cut_with[track.id] = track.box
+            if self.appearance.changed(track.id, crop, same_place):
                 self.smoother.forget([track.id])
                 # Someone else in this face's place: a new face everywhere (events, MQTT
                 # tracked_faces, faces_seen), so the track gets a fresh id (kept while its box
                 # settles onto the new face; `track` is the tracker's own object, so the id
                 # changes for this frame too).
                 old_id = track.id
-                self.appearance.rename(old_id, self.tracker.reassign(old_id))
+                new_id = self.tracker.reassign(old_id)
+                self.appearance.rename(old_id, new_id)
+                self._cut_with[new_id] = self._cut_with.pop(old_id)
         probs = (
             self.classifier.classify_batch(np.stack(crops))
             if crops

@@ -124,14 +124,18 @@ class AppearanceCheck:
         windows = np.lib.stride_tricks.sliding_window_view(look, (inner, inner))
         return float((_unit(windows.reshape(-1, inner * inner)) @ centre.T).max())
 
-    def changed(self, face_id: int, crop: np.ndarray) -> bool:
-        """Remember this crop's look; True if it differs from the face's previous one."""
+    def changed(self, face_id: int, crop: np.ndarray, same_place: np.ndarray | None = None) -> bool:
+        """Remember this crop's look; True if it differs from the face's previous one.
+        `same_place`: this frame cut with the box the previous look was cut with, when a
+        detection has re-boxed the face since; it is compared instead, so a face whose box
+        changed size (a small face's box jitters by a fifth) is not taken for someone else."""
         look = self.look(crop)
         previous = self._looks.get(face_id)
         self._looks[face_id] = look
         if previous is None or self.restart_below <= 0:
             return False
-        return self.similarity(previous, look) < self.restart_below
+        now = self.look(same_place) if same_place is not None else look
+        return self.similarity(previous, now) < self.restart_below
 
     def forget(self, face_ids: list[int]) -> None:
         for face_id in face_ids:
