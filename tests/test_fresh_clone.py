@@ -42,6 +42,18 @@ def quick_start() -> str:
     return lines[0].split("#")[0].strip()
 
 
+def readme_log_lines() -> list[str]:
+    """Regexes of the log lines the README's "What you will see" shows (`...`: any text,
+    numbers: any number; the timestamps it leaves out)."""
+    block = re.search(r"### What you will see\n.*?```text\n(.*?)```", README, re.S)
+    assert block, "no log example under 'What you will see' in the README"
+    patterns = []
+    for line in block[1].strip().splitlines():
+        pattern = re.escape(line).replace(re.escape("..."), ".*")
+        patterns.append(re.sub(r"\d+", r"\\d+", pattern))
+    return patterns
+
+
 class Output:
     """A process's output lines, read as they come, with the time each arrived."""
 
@@ -123,7 +135,9 @@ def test_a_fresh_clone_runs_the_quick_start_as_written(tmp_path, as_user, runner
     assert rc == 0, text
     stopped = re.search(r"stopped \(signal\) after (\d+) frames", text)
     assert stopped and int(stopped[1]) >= 60, text  # ~30 fps for the seconds it ran
-    assert "error" not in text.lower().replace("stderr", ""), text
+    assert "error" not in text.lower(), text
+    for pattern in readme_log_lines():  # what the README says you will see
+        assert re.search(pattern, text), f"the README shows a line like {pattern!r}; the run printed:\n{text}"
     steps = re.findall(r"^setup\.sh: \[(\d+)/(\d+)\] .* \.\.\. (\d+) s$", text, re.M)
     assert steps and all(total == steps[0][1] for _, total, _ in steps) and len(steps) == int(steps[0][1])
     calls = (tmp_path / "calls.txt").read_text().splitlines()
