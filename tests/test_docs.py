@@ -192,3 +192,71 @@ def test_the_fuzz_counts_in_the_tests_page_are_the_fuzz_tests():
     assert said, "docs/tests.md no longer counts the fuzz inputs"
     assert int(said[1].replace(",", "")) == sum(counts)
     assert sorted(int(n) for n in re.findall(r"\b(\d+) [a-zA-Z]", said[2])) == counts
+
+
+def _span(values: list[float], digits: int, unit: str) -> str:
+    low, high = f"{min(values):.{digits}f}", f"{max(values):.{digits}f}"
+    return f"{low} {unit}" if low == high else f"{low}-{high} {unit}"
+
+
+def test_speed_and_memory_figures_are_the_benchmarks_results():
+    rows = json.loads((RESULTS / "pipeline_scale.json").read_text())["rows"]
+
+    def at(size: str, key) -> list[float]:
+        return [key(r) for r in rows if r["size"] == size]
+
+    capture = lambda r: r["latency_ms"]["capture"]["p50"]  # noqa: E731
+    per_face = []
+    for size in ("640x480", "1280x720", "1920x1080"):
+        by_faces = {r["faces"]: r["latency_ms"]["classify"]["p50"] for r in rows if r["size"] == size}
+        per_face.append((by_faces[max(by_faces)] - by_faces[min(by_faces)]) / (max(by_faces) - min(by_faces)))
+    rss_vga = at("640x480", lambda r: r["peak_rss_mb"])
+    rss_full_hd = at("1920x1080", lambda r: r["peak_rss_mb"])
+    cameras = " ".join(text(ROOT / "docs" / "network-cameras.md").split())
+    for quoted in (
+        f"capture p50 {_span(at('640x480', capture), 1, 'ms')} at 640x480",
+        f"{_span(at('1920x1080', capture), 1, 'ms')} at 1080p",
+        f"one batch, {_span(per_face, 2, 'ms')} per extra face",
+        f"({_span(rss_vga, 0, 'MB')} at 640x480, {_span(rss_full_hd, 0, 'MB')} at 1080p)",
+    ):
+        assert quoted in cameras, f"docs/network-cameras.md should say {quoted!r} (pipeline_scale.json)"
+    runtime = {r["way"]: r for r in json.loads((RESULTS / "runtime.json").read_text())["rows"]}
+    daemon = " ".join(text(ROOT / "docs" / "daemon.md").split())
+    for quoted in (
+        f"daemon peak RSS {_span(rss_vga, 0, 'MB')} headless on a 640x480 video",
+        f"import, load and first inference {runtime['native']['total_s']:.2f} s",
+        f"{runtime['native']['rss_mb']:.0f} MB resident after it",
+        f"({runtime['pybind']['total_s']:.2f} s and {runtime['pybind']['rss_mb']:.0f} MB for the same)",
+    ):
+        assert quoted in daemon, f"docs/daemon.md should say {quoted!r} (benchmarks/results)"
+
+
+def test_the_failure_figures_are_bench_faults_results():
+    faults = json.loads((RESULTS / "faults.json").read_text())["faults"]
+    flood = [
+        re.search(r"(\d+) requests in ([\d.]+) s, .*\((\d+)% less\)", seen)
+        for seen in faults["flood"]["seen"]
+    ]
+    requests = {int(m[1]) for m in flood}
+    less = [int(m[3]) for m in flood]
+    page = " ".join(text(ROOT / "docs" / "failures.md").split())
+    assert (
+        len(requests) == 1
+        and f"so {requests.pop():,} requests in 3 s cost {_span(less, 0, '%')}".replace(" %", "%") in page
+    )
+    scrapes = [seen.endswith("scrape after: True") for seen in faults["half-open"]["seen"]]
+    assert (
+        f"a scrape went through after 300 half-open clients, {sum(scrapes)} of {len(scrapes)} times" in page
+    )
+
+
+def test_the_training_and_install_figures_are_their_records():
+    hours = {
+        round(json.loads((ROOT / "teachers" / t / "teacher.done.json").read_text())["seconds"] / 3600, 1)
+        for t in ("t4", "t5")
+    }
+    assert len(hours) == 1, hours
+    training = " ".join(text(ROOT / "docs" / "training.md").split())
+    assert f"`teachers/t5/`, ~{hours.pop()} h of CPU each)" in training
+    venv_mb = re.search(r"the venv is \*\*(\d+) MB\*\*", text(ROOT / "deploy" / "README.md"))[1]
+    assert f"has its last table: a {venv_mb} MB venv)" in " ".join(text(ROOT / "docs" / "deploy.md").split())
