@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -132,8 +133,10 @@ def test_the_photo_examples_are_what_edge_fer_classify_prints(page):
 
 
 def _help(module: str) -> set[str]:
+    """The flags `--help` lists, of a module (`edge_fer.cli`) or a script (`tools/x.py`)."""
+    program = [module] if module.endswith(".py") else ["-m", module]
     out = subprocess.run(
-        [sys.executable, "-m", module, "--help"], capture_output=True, text=True, check=True, cwd=ROOT
+        [sys.executable, *program, "--help"], capture_output=True, text=True, check=True, cwd=ROOT
     ).stdout
     return set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]+", out))
 
@@ -152,7 +155,7 @@ def test_the_synopses_list_every_flag(page, program, module):
 
 
 def test_every_flag_the_readme_uses_exists():
-    flags = _help("edge_fer.cli") | _help("edge_fer.photo")
+    flags = _help("edge_fer.cli") | _help("edge_fer.photo") | _help("tools/overlay_screenshot.py")
     used = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]+", text(README)))
     assert used - flags == set(), f"the README uses unknown flags {sorted(used - flags)}"
 
@@ -260,3 +263,22 @@ def test_the_training_and_install_figures_are_their_records():
     assert f"`teachers/t5/`, ~{hours.pop()} h of CPU each)" in training
     venv_mb = re.search(r"the venv is \*\*(\d+) MB\*\*", text(ROOT / "deploy" / "README.md"))[1]
     assert f"has its last table: a {venv_mb} MB venv)" in " ".join(text(ROOT / "docs" / "deploy.md").split())
+
+
+def test_the_exposure_table_is_what_systemd_analyze_says(tmp_path):
+    exe = shutil.which("systemd-analyze")
+    if exe is None:
+        pytest.skip("systemd-analyze not installed (apt install systemd)")
+    rows = re.findall(
+        r"^\| `(edge-fer[\w@.-]*\.service)` \| ([\d.]+) (\w+) \|", text(ROOT / "docs" / "deploy.md"), re.M
+    )
+    assert len(rows) == len(list((ROOT / "systemd").glob("*.service"))), rows
+    for unit, score, level in rows:
+        shutil.copy(ROOT / "systemd" / unit, tmp_path / unit)
+        out = subprocess.run(
+            [exe, "security", "--offline=yes", "--no-pager", str(tmp_path / unit)],
+            capture_output=True,
+            text=True,
+        ).stdout
+        name = re.escape(unit).replace("@", "@\\w*")  # a template is analysed as an instance
+        assert re.search(rf"Overall exposure level for {name}: {score} {level}", out), (unit, out[-300:])
