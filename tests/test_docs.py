@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -282,3 +283,31 @@ def test_the_exposure_table_is_what_systemd_analyze_says(tmp_path):
         ).stdout
         name = re.escape(unit).replace("@", "@\\w*")  # a template is analysed as an instance
         assert re.search(rf"Overall exposure level for {name}: {score} {level}", out), (unit, out[-300:])
+
+
+def _yaml_blocks(page: Path) -> list[str]:
+    return [textwrap.dedent(b) for b in re.findall(r"```yaml\n(.*?)```", text(page), re.S)]
+
+
+def test_every_config_example_in_the_docs_is_a_valid_config_and_its_defaults_are_the_codes(tmp_path):
+    import yaml
+
+    from edge_fer.config import Config, load_config
+
+    defaults = Config()
+    seen = 0
+    for page in PAGES:
+        for block in _yaml_blocks(page):
+            if "scrape_configs" in block:
+                continue  # Prometheus's, not ours
+            (tmp_path / "secret").write_text("x\n")
+            (tmp_path / "secret").chmod(0o600)
+            path = tmp_path / "config.yaml"
+            path.write_text(block.replace("/etc/edge-fer/camera.pass", str(tmp_path / "secret")))
+            load_config(path)  # a ConfigError fails the test: the docs show a config that is refused
+            seen += 1
+            if "the defaults" in block:
+                for section, values in yaml.safe_load(block).items():
+                    for key, value in values.items():
+                        assert getattr(getattr(defaults, section), key) == value, (page.name, section, key)
+    assert seen >= 2
