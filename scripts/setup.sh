@@ -23,8 +23,9 @@ die() {
     exit 2
 }
 
-# Each step prints what it does and how long it took, on one line:
-#   setup.sh: [4/8] pip install the runtime ... 42 s
+# Each step prints what it does and how long it took, on one line, with a dot every 15 s
+# while it runs:
+#   setup.sh: [4/8] pip install the runtime ..... 42 s
 # Its own output goes to a log that is shown only when it fails, then one line with the fix.
 log=$(mktemp "${TMPDIR:-/tmp}/edge-fer-setup.XXXXXX")
 trap 'rm -f "$log"' EXIT
@@ -34,15 +35,22 @@ step() {
     local what=$1 fix=$2 started=$SECONDS rc=0
     shift 2
     step_no=$((step_no + 1))
-    printf 'setup.sh: [%d/%d] %s ... ' "$step_no" "$steps_total" "$what"
-    "$@" >"$log" 2>&1 || rc=$?
+    printf 'setup.sh: [%d/%d] %s ...' "$step_no" "$steps_total" "$what"
+    "$@" >"$log" 2>&1 </dev/null &
+    local pid=$! ticks=0
+    while kill -0 "$pid" 2>/dev/null; do
+        sleep 0.2
+        ticks=$((ticks + 1))
+        if [ $((ticks % 75)) -eq 0 ]; then printf '.'; fi
+    done
+    wait "$pid" || rc=$?
     if [ "$rc" -ne 0 ]; then
-        echo "failed after $((SECONDS - started)) s"
+        echo " failed after $((SECONDS - started)) s"
         tail -n 25 "$log" >&2
         echo "setup.sh: error: $what failed (exit $rc): $fix" >&2
         exit 1
     fi
-    echo "$((SECONDS - started)) s"
+    echo " $((SECONDS - started)) s"
 }
 
 mode=${1:-}

@@ -138,7 +138,7 @@ def test_a_fresh_clone_runs_the_quick_start_as_written(tmp_path, as_user, runner
     assert "error" not in text.lower(), text
     for pattern in readme_log_lines():  # what the README says you will see
         assert re.search(pattern, text), f"the README shows a line like {pattern!r}; the run printed:\n{text}"
-    steps = re.findall(r"^setup\.sh: \[(\d+)/(\d+)\] .* \.\.\. (\d+) s$", text, re.M)
+    steps = re.findall(r"^setup\.sh: \[(\d+)/(\d+)\] .* \.\.\.\.* (\d+) s$", text, re.M)
     assert steps and all(total == steps[0][1] for _, total, _ in steps) and len(steps) == int(steps[0][1])
     calls = (tmp_path / "calls.txt").read_text().splitlines()
     through_sudo = [c for c in calls if c.startswith("sudo ")]

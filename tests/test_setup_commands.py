@@ -198,3 +198,48 @@ def test_ci_runs_the_readme_test_command():
     assert " && ".join(steps) == readme_commands()["test"]
     assert "apt-get" not in text  # one package list: scripts/setup.sh
     assert os.access(ROOT / "scripts" / "setup.sh", os.X_OK)
+
+
+def test_with_fer2013_there_the_daemon_setup_builds_its_demo_too(tmp_path):
+    data = tmp_path / "fer2013"
+    data.mkdir()
+    rc, out, err, calls = run_setup(
+        tmp_path / "run", readme_commands()["daemon"], uid=0, sudo=False, EDGE_FER_DATA=str(data)
+    )
+    assert rc == 0, err
+    assert f"python tools/make_demo_video.py --data {data}" in calls
+    assert "edge-fer plays the FER2013 demo video" in out
+
+
+@pytest.mark.parametrize("mode", ["daemon", "test"])
+def test_every_step_says_what_it_does_and_how_long_it_took(tmp_path, mode):
+    rc, out, err, _ = run_setup(tmp_path, f"scripts/setup.sh {mode}", uid=0, sudo=False)
+    assert rc == 0, err
+    lines = out.strip().splitlines()
+    steps = [line for line in lines if line.startswith("setup.sh: [")]
+    total = len(steps)
+    assert total >= 7
+    for n, line in enumerate(steps, 1):
+        assert re.fullmatch(rf"setup\.sh: \[{n}/{total}\] .+ \.\.\.\.* \d+ s", line), line
+    assert lines[-1].startswith("setup.sh: ready; ")
+    if mode == "daemon":
+        assert "plays the demo that ships with it (edge_fer/samples/" in out
+
+
+@pytest.mark.parametrize(
+    ("mode", "prog", "what", "fix"),
+    [
+        ("daemon", "pip", "pip install the runtime", "check that pip reaches PyPI"),
+        ("daemon", "edge-fer-build-runtime", "build the native runner", "install g++"),
+        ("daemon", "edge-fer", "check: edge-fer classifies 30 frames", "the daemon does not start"),
+        ("test", "pip", "pip install the dev extras", "check that pip reaches PyPI"),
+        ("test", "apt-get", "apt-get update", "check the network and apt's sources"),
+    ],
+)
+def test_a_step_that_fails_is_one_line_with_the_fix_and_no_ready(tmp_path, mode, prog, what, fix):
+    rc, out, err, _ = run_setup(tmp_path, f"scripts/setup.sh {mode}", uid=0, sudo=False, FAIL_PROG=prog)
+    assert rc == 1 and "ready" not in out
+    assert re.search(r"\.\.\.\.* failed after \d+ s$", out.strip())
+    assert f"{prog}: simulated failure" in err  # its own output, shown because it failed
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"setup.sh: error: {what}") and fix in last, last
