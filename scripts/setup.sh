@@ -146,6 +146,6 @@ else
     step "pip install Home Assistant's dependencies (its package_constraints.txt)" "$pip_fix" \
         .venv-ha/bin/pip install -q -c "$ha_pins" homeassistant==2024.3.3 paho-mqtt janus
     step "check: pytest and ruff run" "the test tools did not install (above); run this again" \
-        .venv/bin/python -m pytest --version
+        bash -c '.venv/bin/python -m pytest --version && .venv/bin/ruff --version'
     echo "setup.sh: ready; run the tests with: .venv/bin/python -m pytest -q -rs"
 fi
