@@ -4,6 +4,7 @@ synopses list exactly the flags `--help` has, and the descriptions of the code m
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -311,3 +312,26 @@ def test_every_config_example_in_the_docs_is_a_valid_config_and_its_defaults_are
                     for key, value in values.items():
                         assert getattr(getattr(defaults, section), key) == value, (page.name, section, key)
     assert seen >= 2
+
+
+def test_the_config_errors_quoted_in_the_docs_are_what_the_daemon_says(tmp_path):
+    from edge_fer.config import Config, ConfigError, load_config
+
+    daemon = " ".join(text(ROOT / "docs" / "daemon.md").split())
+    failures = " ".join(text(ROOT / "docs" / "failures.md").split())
+    bad = tmp_path / "config.yaml"
+    bad.write_text("smoothing:\n  window: 0\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(bad)
+    assert f"a bad key stops it with e.g. `{error.value}`" in daemon
+    bad.write_text("source: auto\nsmoothing:\n  window: 30\nsmoothing:\n  window: 20\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(bad)
+    quoted = str(error.value).replace(str(bad), "/etc/edge-fer/config.yaml")
+    assert f"(e.g. `{quoted}`)" in failures
+    fields = {f.name: f for f in dataclasses.fields(Config)}
+    timeout = fields["reload_timeout_s"]
+    low, high = timeout.metadata["ge"], timeout.metadata["le"]
+    assert f"`reload_timeout_s` ({low:g}-{high:g} s, default {timeout.default:g})" in daemon
+    backoff = fields["reconnect_max_backoff_s"].default
+    assert f"back-off ({backoff:g} s cap by default)" in failures

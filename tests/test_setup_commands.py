@@ -27,7 +27,8 @@ PYTHON3 = (
     RECORD
     + 'if [ "$1" = -c ]; then exit "${PY_TOO_OLD:-0}"; fi\n'
     + 'if [ "$1 $2" = "-m venv" ]; then for dir in "$@"; do :; done; mkdir -p "$dir/bin"; '
-    + 'for p in pip python ruff edge-fer edge-fer-build-runtime; do cp "$STUBS/record" "$dir/bin/$p"; done; fi\n'
+    + "for p in pip python ruff edge-fer edge-fer-build-runtime; do "
+    + 'cp "$STUBS/record" "$dir/bin/$p"; done; fi\n'
 )
 SUDO = RECORD + 'exec "$@"\n'
 ID = '#!/bin/sh\nif [ "$1" = -u ]; then echo 1000; else exec /usr/bin/id "$@"; fi\n'
