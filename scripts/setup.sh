@@ -32,6 +32,14 @@ trap 'rm -f "$log"' EXIT
 step_no=0
 steps_total=0
 step() {
+    run_step "$@" || exit 1
+}
+# optional_step WHAT CONSEQUENCE COMMAND...: a step whose failure is one warning saying what
+# will not work, and set-up goes on.
+optional_step() {
+    on_failure=warn run_step "$@"
+}
+run_step() {
     local what=$1 fix=$2 started=$SECONDS rc=0
     shift 2
     step_no=$((step_no + 1))
@@ -47,8 +55,12 @@ step() {
     if [ "$rc" -ne 0 ]; then
         echo " failed after $((SECONDS - started)) s"
         tail -n 25 "$log" >&2
-        echo "setup.sh: error: $what failed (exit $rc): $fix" >&2
-        exit 1
+        if [ "${on_failure:-}" = warn ]; then
+            echo "setup.sh: warning: $what failed (exit $rc): $fix" >&2
+        else
+            echo "setup.sh: error: $what failed (exit $rc): $fix" >&2
+        fi
+        return 1
     fi
     echo " $((SECONDS - started)) s"
 }
@@ -93,6 +105,8 @@ if [ "$mode" = daemon ] && apt-cache show python3-picamera2 >/dev/null 2>&1; the
 fi
 step "apt-get install ${packages[*]}" "$apt_fix" \
     "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}"
+command -v python3 >/dev/null 2>&1 ||
+    die "python3 not found after installing ${packages[*]}; install Python 3.11+ (apt-get install python3)"
 python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null ||
     die "$(python3 -V 2>&1) is too old or missing; edge-fer needs Python 3.11+ (Pi OS Bookworm, Debian 12, Ubuntu 24.04)"
 
@@ -110,20 +124,22 @@ if [ "$mode" = daemon ]; then
         if [ -f runs/demo/faces_640x480.mp4 ]; then
             step "FER2013 demo video runs/demo/faces_640x480.mp4 (there already)" "" true
         else
-            step "FER2013 demo video from $data (tools/make_demo_video.py)" \
-                "check the dataset at $data (or EDGE_FER_DATA), then run this again" \
-                .venv/bin/python tools/make_demo_video.py --data "$data"
+            optional_step "FER2013 demo video from $data (tools/make_demo_video.py)" \
+                "edge-fer plays the shipped demo instead; check the dataset at $data (or EDGE_FER_DATA) and run this again for the FER2013 one" \
+                .venv/bin/python tools/make_demo_video.py --data "$data" || true
         fi
     fi
     # The check: the command named below, on the video it will play when there is no camera.
     check_dir=$(mktemp -d "${TMPDIR:-/tmp}/edge-fer-check.XXXXXX")
     trap 'rm -f "$log"; rm -rf "$check_dir"' EXIT
-    step "check: edge-fer classifies 30 frames of its demo video" \
+    step "check: edge-fer classifies 30 frames from its default source (a camera, else a demo video)" \
         "the daemon does not start (its error is above); fix that, then run this again" \
         timeout 120 .venv/bin/edge-fer --display none --max-frames 30 --pace fast --console off \
         --stats-path "$check_dir/stats.json"
-    if [ -d "$data" ]; then
+    if [ -f runs/demo/faces_640x480.mp4 ]; then
         echo "setup.sh: with no camera, edge-fer plays the FER2013 demo video (runs/demo/faces_640x480.mp4)"
+    elif [ -d "$data" ]; then
+        echo "setup.sh: with no camera, edge-fer plays the demo that ships with it (edge_fer/samples/)"
     else
         echo "setup.sh: no FER2013 at $data (not needed): with no camera, edge-fer plays the demo" \
             "that ships with it (edge_fer/samples/, Face Research Lab London Set, CC BY 4.0)"

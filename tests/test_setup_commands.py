@@ -209,7 +209,8 @@ def test_with_fer2013_there_the_daemon_setup_builds_its_demo_too(tmp_path):
     )
     assert rc == 0, err
     assert f"python tools/make_demo_video.py --data {data}" in calls
-    assert "edge-fer plays the FER2013 demo video" in out
+    # (the stub made no video, so the shipped demo is what plays, and setup says so)
+    assert "edge-fer plays the demo that ships with it (edge_fer/samples/)" in out
 
 
 @pytest.mark.parametrize("mode", ["daemon", "test"])
@@ -244,3 +245,23 @@ def test_a_step_that_fails_is_one_line_with_the_fix_and_no_ready(tmp_path, mode,
     assert f"{prog}: simulated failure" in err  # its own output, shown because it failed
     last = err.strip().splitlines()[-1]
     assert last.startswith(f"setup.sh: error: {what}") and fix in last, last
+
+
+def test_a_fer2013_demo_that_cannot_be_built_is_a_warning_and_the_shipped_demo_plays(tmp_path):
+    data = tmp_path / "fer2013"
+    data.mkdir()
+    rc, out, err, calls = run_setup(
+        tmp_path / "run",
+        "scripts/setup.sh daemon",
+        uid=0,
+        sudo=False,
+        EDGE_FER_DATA=str(data),
+        FAIL_PROG="python",
+    )
+    assert rc == 0, err
+    assert (
+        err.strip().splitlines()[-1].startswith("setup.sh: warning: FER2013 demo video from")
+        and "edge-fer plays the shipped demo instead" in err.strip().splitlines()[-1]
+    )
+    lines = out.strip().splitlines()
+    assert "plays the demo that ships with it" in lines[-2] and lines[-1].startswith("setup.sh: ready; ")
