@@ -45,11 +45,15 @@ run_step() {
     step_no=$((step_no + 1))
     printf 'setup.sh: [%d/%d] %s ...' "$step_no" "$steps_total" "$what"
     "$@" >"$log" 2>&1 </dev/null &
-    local pid=$! ticks=0
+    local pid=$! naps=0 dotted=$SECONDS
     while kill -0 "$pid" 2>/dev/null; do
-        sleep 0.2
-        ticks=$((ticks + 1))
-        if [ $((ticks % 75)) -eq 0 ]; then printf '.'; fi
+        # short naps first: most steps take well under a second when there is nothing to do
+        if [ "$naps" -lt 20 ]; then sleep 0.05; else sleep 0.5; fi
+        naps=$((naps + 1))
+        if [ $((SECONDS - dotted)) -ge 15 ]; then
+            printf '.'
+            dotted=$SECONDS
+        fi
     done
     wait "$pid" || rc=$?
     if [ "$rc" -ne 0 ]; then
