@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from edge_fer.config import STREAM_SCHEMES, CameraConfig, StreamConfig
+from edge_fer.paths import SHIPPED_DEMO_VIDEO
 from edge_fer.secrets import SecretError, read_secret
 
 log = logging.getLogger(__name__)
@@ -349,8 +350,7 @@ class OpenCVSource:
                 cap.release()
                 raise CaptureError(
                     f"video file {self.target} has no readable frames; check it "
-                    "plays (e.g. with ffprobe) or make one with "
-                    "tools/make_demo_video.py"
+                    "plays (e.g. with ffprobe) or pick another video"
                 )
             cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
             fps = cap.get(cv2.CAP_PROP_FPS)
@@ -557,8 +557,9 @@ def make_source(
     loop_video: bool = True,
     stream: StreamConfig | None = None,
     realtime: bool = True,
+    shipped_demo: Path = SHIPPED_DEMO_VIDEO,
 ) -> FrameSource:
-    """Choose the frame source named by `spec` (auto: camera, webcam, then fallback video).
+    """Choose the frame source named by `spec` (auto: camera, webcam, then `fallback_chain`).
     `realtime`: video files play at their own frame rate (False: as fast as they decode)."""
     if spec == "picamera2":
         return Picamera2Source(cam.index, cam.main_size, cam.lores, cam.fps)
@@ -578,15 +579,30 @@ def make_source(
         log.info("source auto: no picamera2 camera, using webcam %d", cam.index)
         return OpenCVSource(cam.index, size=cam.webcam_size, fps=cam.fps)
     tried.append(f"webcam {cam.index} (none that gives frames)")
-    video = fallback_video
-    if video is not None and Path(video).is_file():
-        log.info("source auto: no camera found, playing fallback video %s", video)
-        return OpenCVSource(Path(video), loop=loop_video, realtime=realtime)
-    tried.append(f"fallback video {video} (missing)")
+    if fallback_video is None:
+        tried.append("no fallback video (fallback_video: null)")
+    for video in fallback_chain(fallback_video, shipped_demo):
+        if Path(video).is_file():
+            what = "the shipped demo video" if video == shipped_demo else "fallback video"
+            log.info("source auto: no camera found, playing %s %s", what, video)
+            return OpenCVSource(Path(video), loop=loop_video, realtime=realtime)
+        tried.append(f"fallback video {video} (missing)")
     raise CaptureError(
         "no frame source found; tried " + ", ".join(tried) + ". Connect a camera, "
-        "or set source: file:PATH (python tools/make_demo_video.py makes one)"
+        "or set source: file:PATH to a video"
     )
+
+
+def fallback_chain(fallback_video: Path | None, shipped_demo: Path = SHIPPED_DEMO_VIDEO) -> list[Path]:
+    """The videos `auto` plays when there is no camera, first found first: the configured
+    `fallback_video` (by default the FER2013 demo, when it was built), then the demo that
+    ships in the package. `fallback_video: null` turns both off."""
+    if fallback_video is None:
+        return []
+    chain = [Path(fallback_video)]
+    if Path(shipped_demo) != chain[0]:
+        chain.append(Path(shipped_demo))
+    return chain
 
 
 class ReconnectingSource:

@@ -363,7 +363,10 @@ class Config:
         "the Prometheus camera label",
     )
     fallback_video: Path | None = setting(
-        DEFAULT_DEMO_VIDEO, "a video to play when no camera is found (null: none)", example=None
+        DEFAULT_DEMO_VIDEO,
+        "a video to play when no camera is found; when it is missing, the demo that ships in the "
+        "package (null: neither)",
+        example=None,
     )
     loop_video: bool = setting(True, "restart a file source at its end")
     camera: CameraConfig = setting(factory=CameraConfig)

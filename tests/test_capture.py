@@ -49,7 +49,7 @@ def test_auto_prefers_picamera2_then_reports_what_it_tried(fake_picamera2, monke
     monkeypatch.setenv("FAKE_PICAMERA2_CAMERAS", "0")
     config.camera.index = 7  # no webcam at /dev/video7 here
     with pytest.raises(CaptureError, match="tried picamera2.*webcam 7.*fallback video"):
-        make_source("auto", config.camera, tmp_path / "missing.mp4")
+        make_source("auto", config.camera, tmp_path / "missing.mp4", shipped_demo=tmp_path / "gone.mp4")
 
 
 def test_picamera2_reconnects_after_a_driver_error(fake_picamera2):

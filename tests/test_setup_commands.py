@@ -17,13 +17,18 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 
-RECORD = '#!/bin/sh\nprintf "%s\\n" "$(basename "$0") $*" >> "$CALLS"\n'
+RECORD = (
+    '#!/bin/sh\nprintf "%s\\n" "$(basename "$0") $*" >> "$CALLS"\n'
+    # FAIL_PROG=NAME: that program fails, as a pip without network or a broken build would
+    + 'if [ "$(basename "$0")" = "${FAIL_PROG:-}" ]; then echo "$FAIL_PROG: simulated failure"; exit 3; fi\n'
+)
 # python3: `-m venv [FLAGS] DIR` makes DIR/bin with recording stubs; `-c` is the version check.
 PYTHON3 = (
     RECORD
     + 'if [ "$1" = -c ]; then exit "${PY_TOO_OLD:-0}"; fi\n'
     + 'if [ "$1 $2" = "-m venv" ]; then for dir in "$@"; do :; done; mkdir -p "$dir/bin"; '
-    + 'for p in pip python edge-fer edge-fer-build-runtime; do cp "$STUBS/record" "$dir/bin/$p"; done; fi\n'
+    + "for p in pip python ruff edge-fer edge-fer-build-runtime; do "
+    + 'cp "$STUBS/record" "$dir/bin/$p"; done; fi\n'
 )
 SUDO = RECORD + 'exec "$@"\n'
 ID = '#!/bin/sh\nif [ "$1" = -u ]; then echo 1000; else exec /usr/bin/id "$@"; fi\n'
@@ -67,6 +72,12 @@ def run_readme_command(
 ) -> tuple[int, str, list[str]]:
     """Run one README line in a copy of the checkout's scripts as user `uid`, with or without
     a sudo on the PATH; returns its exit status, its stderr and the recorded calls."""
+    rc, _, err, calls = run_setup(tmp, command, uid, sudo, **env)
+    return rc, err, calls
+
+
+def run_setup(tmp: Path, command: str, uid: int, sudo: bool, **env: str) -> tuple[int, str, str, list[str]]:
+    """`run_readme_command`, also returning what it printed on stdout."""
     work = tmp / "checkout"
     (work / "scripts").mkdir(parents=True)
     shutil.copy2(ROOT / "scripts" / "setup.sh", work / "scripts" / "setup.sh")
@@ -100,7 +111,7 @@ def run_readme_command(
         text=True,
         timeout=60,
     )
-    return proc.returncode, proc.stderr, calls.read_text().splitlines()
+    return proc.returncode, proc.stdout, proc.stderr, calls.read_text().splitlines()
 
 
 def _apt_packages(calls: list[str]) -> list[str]:
@@ -130,7 +141,11 @@ def test_readme_command_runs_as_written(tmp_path, mode, as_user):
     assert f"pip install -q -e {extras}" in calls
     if mode == "daemon":
         assert "pip install -q --no-deps -r deploy/requirements-runtime.txt" in calls
-        assert "edge-fer-build-runtime " in calls and "python tools/make_demo_video.py" in calls
+        assert "edge-fer-build-runtime " in calls
+        # no FER2013 beside this copy: no FER2013 demo, the shipped one instead; and the check
+        # that the daemon runs, before `ready`
+        assert not any("make_demo_video" in c for c in calls)
+        assert any(c.startswith("edge-fer --display none --max-frames 30 ") for c in calls)
     # ... and the README line's own last step ran, after the setup
     last = shlex.split(command.split("&&")[-1])
     assert calls[-1].strip() == " ".join([Path(last[0]).name, *last[1:]])
@@ -186,16 +201,67 @@ def test_ci_runs_the_readme_test_command():
     assert os.access(ROOT / "scripts" / "setup.sh", os.X_OK)
 
 
-def test_the_daemon_synopsis_lists_every_flag():
-    """The README's `edge-fer [...]` synopsis names every flag `edge-fer --help` has."""
-    import sys
+def test_with_fer2013_there_the_daemon_setup_builds_its_demo_too(tmp_path):
+    data = tmp_path / "fer2013"
+    data.mkdir()
+    rc, out, err, calls = run_setup(
+        tmp_path / "run", readme_commands()["daemon"], uid=0, sudo=False, EDGE_FER_DATA=str(data)
+    )
+    assert rc == 0, err
+    assert f"python tools/make_demo_video.py --data {data}" in calls
+    # (the stub made no video, so the shipped demo is what plays, and setup says so)
+    assert "edge-fer plays the demo that ships with it (edge_fer/samples/)" in out
 
-    helptext = subprocess.run(
-        [sys.executable, "-m", "edge_fer.cli", "--help"], capture_output=True, text=True, check=True
-    ).stdout
-    flags = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]+", helptext))
-    synopsis = re.search(r"```\nedge-fer \[(.*?)```", README, re.S)
-    assert synopsis, "no edge-fer synopsis block in the README"
-    listed = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]+", synopsis[1]))
-    assert flags - listed == set(), f"README synopsis lacks {sorted(flags - listed)}"
-    assert listed - flags == set(), f"README synopsis names unknown {sorted(listed - flags)}"
+
+@pytest.mark.parametrize("mode", ["daemon", "test"])
+def test_every_step_says_what_it_does_and_how_long_it_took(tmp_path, mode):
+    rc, out, err, _ = run_setup(tmp_path, f"scripts/setup.sh {mode}", uid=0, sudo=False)
+    assert rc == 0, err
+    lines = out.strip().splitlines()
+    steps = [line for line in lines if line.startswith("setup.sh: [")]
+    total = len(steps)
+    assert total >= 7
+    for n, line in enumerate(steps, 1):
+        assert re.fullmatch(rf"setup\.sh: \[{n}/{total}\] .+ \.\.\.\.* \d+ s", line), line
+    assert lines[-1].startswith("setup.sh: ready; ")
+    if mode == "daemon":
+        assert "plays the demo that ships with it (edge_fer/samples/" in out
+
+
+@pytest.mark.parametrize(
+    ("mode", "prog", "what", "fix"),
+    [
+        ("daemon", "pip", "pip install the runtime", "check that pip reaches PyPI"),
+        ("daemon", "edge-fer-build-runtime", "build the native runner", "install g++"),
+        ("daemon", "edge-fer", "check: edge-fer classifies 30 frames", "the daemon does not start"),
+        ("test", "pip", "pip install the dev extras", "check that pip reaches PyPI"),
+        ("test", "apt-get", "apt-get update", "check the network and apt's sources"),
+    ],
+)
+def test_a_step_that_fails_is_one_line_with_the_fix_and_no_ready(tmp_path, mode, prog, what, fix):
+    rc, out, err, _ = run_setup(tmp_path, f"scripts/setup.sh {mode}", uid=0, sudo=False, FAIL_PROG=prog)
+    assert rc == 1 and "ready" not in out
+    assert re.search(r"\.\.\.\.* failed after \d+ s$", out.strip())
+    assert f"{prog}: simulated failure" in err  # its own output, shown because it failed
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"setup.sh: error: {what}") and fix in last, last
+
+
+def test_a_fer2013_demo_that_cannot_be_built_is_a_warning_and_the_shipped_demo_plays(tmp_path):
+    data = tmp_path / "fer2013"
+    data.mkdir()
+    rc, out, err, calls = run_setup(
+        tmp_path / "run",
+        "scripts/setup.sh daemon",
+        uid=0,
+        sudo=False,
+        EDGE_FER_DATA=str(data),
+        FAIL_PROG="python",
+    )
+    assert rc == 0, err
+    assert (
+        err.strip().splitlines()[-1].startswith("setup.sh: warning: FER2013 demo video from")
+        and "edge-fer plays the shipped demo instead" in err.strip().splitlines()[-1]
+    )
+    lines = out.strip().splitlines()
+    assert "plays the demo that ships with it" in lines[-2] and lines[-1].startswith("setup.sh: ready; ")

@@ -4,17 +4,22 @@ fullscreen window of a private Xvfb screen (1920x1080 by default), grabbed from 
 
     python tools/overlay_screenshot.py [--out benchmarks/results/overlay.png] [--frames 150]
                                        [--screen 1920x1080]
+    python tools/overlay_screenshot.py --shipped-demo [--frames 130]   # .../overlay_demo.jpg
 
 Builds a 640x480 video of FER2013 PublicTest faces (two at a time), starts Xvfb, runs the
 daemon in this process on it with `display.mode: window` (fullscreen, top-3 bars, at the
 video's own pace) and keeps the screen as shown near the end with both faces found. The
 inside of each face box is pixelated, so no dataset face ends up in the repository; boxes,
-labels, bars and HUD stay as drawn. Needs Xvfb (apt install xvfb) and pygame.
+labels, bars and HUD stay as drawn. With --shipped-demo it runs on the demo video that ships
+in edge_fer/samples/ instead (people of the Face Research Lab London Set, CC BY 4.0, who
+consented to illustrating research), and nothing is pixelated. Needs Xvfb (apt install xvfb)
+and pygame.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -25,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from edge_fer.paths import DEFAULT_DATA, PROJECT_ROOT
+from edge_fer.paths import DEFAULT_DATA, PROJECT_ROOT, SHIPPED_DEMO_VIDEO
 
 
 class ScreenGrab:
@@ -124,12 +129,15 @@ def start_xvfb(size: tuple[int, int]) -> tuple[subprocess.Popen, str]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    p.add_argument("--out", type=Path, default=PROJECT_ROOT / "benchmarks" / "results" / "overlay.png")
+    p.add_argument("--out", type=Path, help="default: benchmarks/results/overlay.png (overlay_demo.jpg)")
     p.add_argument("--frames", type=int, default=150)
+    p.add_argument("--shipped-demo", action="store_true", help="the shipped demo video, not FER2013's")
     p.add_argument("--screen", default="1920x1080", help="the Xvfb screen's size, WxH")
     args = p.parse_args(argv)
-    if not (args.data / "test").is_dir():
-        print(f"error: FER2013 not found at {args.data}; pass --data", file=sys.stderr)
+    name = "overlay_demo.jpg" if args.shipped_demo else "overlay.png"
+    args.out = args.out or PROJECT_ROOT / "benchmarks" / "results" / name
+    if not args.shipped_demo and not (args.data / "test").is_dir():
+        print(f"error: FER2013 not found at {args.data}; pass --data or --shipped-demo", file=sys.stderr)
         return 2
     if args.frames < 10:
         print("error: --frames must be at least 10 (smoothing and fps need a few)", file=sys.stderr)
@@ -150,8 +158,13 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp_dir = Path(tmp)
-        video = tmp_dir / "faces.mp4"
-        truth = build_demo_video(args.data, video, frames=args.frames, faces=2, hold=45, seed=11)["boxes"]
+        if args.shipped_demo:  # two people in every frame; their faces stay as they are
+            video = SHIPPED_DEMO_VIDEO
+            people = json.loads(video.with_suffix(".json").read_text())["people"]
+            truth = [[[0, 0, 0, 0] for _ in frame] for frame in people]
+        else:
+            video = tmp_dir / "faces.mp4"
+            truth = build_demo_video(args.data, video, frames=args.frames, faces=2, hold=45, seed=11)["boxes"]
         grab = ScreenGrab(truth, args.frames)
         config = tmp_dir / "config.yaml"
         config.write_text(
@@ -191,7 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     import cv2
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(args.out), anonymize(grab.screen, grab.drawn, grab.boxes))
+    cv2.imwrite(
+        str(args.out), grab.screen if args.shipped_demo else anonymize(grab.screen, grab.drawn, grab.boxes)
+    )
     print(
         f"wrote {args.out}: {grab.screen.shape[1]}x{grab.screen.shape[0]}, "
         f"frame {grab.best[1]}, {grab.best[0]} face(s)"
