@@ -126,6 +126,11 @@ def test_a_fresh_clone_runs_the_quick_start_as_written(tmp_path, as_user, runner
         out.wait_for(r"playing the shipped demo video .*edge_fer/samples/london_faces_640x480\.mp4", 10)
         first_at, _ = out.wait_for(r"ready: first frame classified", 10)
         assert first_at - ready_at < 10, out.text()
+        # headless, a summary with faces and labels within a few seconds of the first frame
+        summary_at, _ = out.wait_for(
+            r"edge_fer\.summary: first \d+ s: .* faces? seen .*\| (neutral|happy) \d+%", 10
+        )
+        assert summary_at - ready_at < 10, out.text()
         time.sleep(max(0.0, ready_at + 6 - time.monotonic()))
     finally:
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C, as the README says
@@ -133,7 +138,7 @@ def test_a_fresh_clone_runs_the_quick_start_as_written(tmp_path, as_user, runner
         out.thread.join(timeout=5)
     text = out.text()
     assert rc == 0, text
-    stopped = re.search(r"stopped \(signal\) after (\d+) frames", text)
+    stopped = re.search(r"stopped \(signal\) after [\d.]+ s: (\d+) frames", text)
     assert stopped and int(stopped[1]) >= 60, text  # ~30 fps for the seconds it ran
     assert "error" not in text.lower(), text
     for pattern in readme_log_lines():  # what the README says you will see
