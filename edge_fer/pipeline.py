@@ -11,13 +11,12 @@ import logging
 import time
 from collections.abc import Callable
 
-import cv2
 import numpy as np
 
 from edge_fer.capture import EndOfStream, FrameSource, RawFrame
 from edge_fer.classify import Classifier
 from edge_fer.config import DetectorConfig, SmoothingConfig, TrackerConfig
-from edge_fer.detect import FaceDetector
+from edge_fer.detect import FaceDetector, detection_image
 from edge_fer.outputs import Output, OutputClosed, OutputError
 from edge_fer.preprocess import prepare_face
 from edge_fer.results import Box, FaceResult, FrameResult
@@ -60,16 +59,10 @@ class Pipeline:
 
     def _detection_image(self, raw: RawFrame) -> tuple[np.ndarray, float]:
         """The small image faces are found in, and main-frame pixels per pixel of it."""
-        h, w = raw.image.shape[:2]
+        w = raw.image.shape[1]
         if raw.lores_gray is not None:
             return raw.lores_gray, w / raw.lores_gray.shape[1]
-        target = min(self.detect_width, w)
-        small = (
-            raw.image
-            if target == w
-            else cv2.resize(raw.image, (target, int(round(h * target / w))), interpolation=cv2.INTER_AREA)
-        )
-        return small, w / target
+        return detection_image(raw.image, self.detect_width)
 
     def _skip_nonfinite(self, face_id: int) -> None:
         """Leave a face whose scores are not finite out of the frame; log the first time."""
