@@ -92,6 +92,8 @@ class YuNetDetector:
         boxes = []
         for f in faces:
             x, y, bw, bh = (float(v) for v in f[:4])
+            if not np.isfinite((x, y, bw, bh)).all():  # what YuNet gives on a sliver of an image
+                continue
             side = max(bw, bh) / self.FER_SIDE
             if side < self.min_face:
                 continue

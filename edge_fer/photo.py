@@ -66,6 +66,7 @@ EXIT_INPUT, EXIT_MODEL = 2, 3
 MAX_PIXELS = 100_000_000
 MAX_IMAGE_BYTES = 256 << 20  # far above any photo of MAX_PIXELS; a 2 GB "photo" is not read
 ANNOTATED = ".annotated"
+MIN_CROP, MAX_CROP_ASPECT = 16, 4  # --no-detect: what could be a face crop (FER2013's are 48x48)
 
 
 class ImageError(ValueError):
@@ -167,6 +168,11 @@ def classify_image(
     With no detector the whole image is one face (a crop such as a FER2013 picture)."""
     h, w = image.shape[:2]
     if detector is None:
+        if min(w, h) < MIN_CROP or max(w, h) > MAX_CROP_ASPECT * min(w, h):
+            raise ImageError(
+                f"{w}x{h} is not a face crop; --no-detect takes images of one face, roughly square "
+                f"and at least {MIN_CROP} pixels a side (leave it out to find the faces)"
+            )
         boxes: list[Box] = [(0, 0, w, h)]
     else:
         small, scale = detection_image(image, detect_width)  # the daemon's own scaling
@@ -225,11 +231,12 @@ def _fit_name(stem: str, tail: str) -> str:
     return stem + tail
 
 
-def plan_annotations(out: Path, images: list[Path]) -> dict[Path, Path]:
-    """Where the annotated copy of each image goes: `out` itself for one image when it names
-    an image file, else `out/<stem>.annotated<suffix>`. Every target is checked before any
-    work: never an input (by path or inode), never one target for two images (a second
-    p.jpg becomes p-2.annotated.jpg), the folder writable. ImageError says what to change."""
+def plan_annotations(out: Path, images: list[Path]) -> list[Path]:
+    """Where the annotated copy of each image goes (in the order of `images`): `out` itself
+    for one image when it names an image file, else `out/<stem>.annotated<suffix>`. Every
+    target is checked before any work: never an input (by path or inode), never one target
+    for two images (a second p.jpg becomes p-2.annotated.jpg), the folder writable.
+    ImageError says what to change."""
     name = shown_path(out)
     try:
         check_length(out)
@@ -260,8 +267,8 @@ def plan_annotations(out: Path, images: list[Path]) -> dict[Path, Path]:
             check_writable(out)
         except PathRefused as exc:
             raise ImageError(f"{exc}; name another file for --annotate") from None
-        return {images[0]: out}
-    plan: dict[Path, Path] = {}
+        return [out]
+    plan: list[Path] = []
     taken: set[str] = set()
     for image in images:
         stem, suffix = image.stem, _writable_suffix(image.suffix)
@@ -270,10 +277,10 @@ def plan_annotations(out: Path, images: list[Path]) -> dict[Path, Path]:
             if target.name not in taken and not any(same_file(target, p) for p in images):
                 break
         taken.add(target.name)
-        plan[image] = target
+        plan.append(target)
     if plan:
         try:
-            check_writable(next(iter(plan.values())))  # makes the folder, probes it
+            check_writable(plan[0])  # makes the folder, probes it
         except PathRefused as exc:
             raise ImageError(f"--annotate {name}: {exc}; name a folder you can write to") from None
     return plan
@@ -378,7 +385,7 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
         log.error("error: %s", error)
     if not images:
         return EXIT_INPUT
-    plan: dict[Path, Path] = {}
+    plan: list[Path] = []
     if args.annotate is not None:
         try:
             plan = plan_annotations(args.annotate, images)
@@ -399,14 +406,18 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     bad = bool(errors)
     mode = _file_mode()
     try:
-        for path in images:
+        for i, path in enumerate(images):
+            target = plan[i] if plan else None
             try:
                 image = read_image(path)
-                faces = classify_image(image, detector, classifier, config.detector.detect_width)
-                for line in face_lines(path, faces, classifier.classes, plan.get(path)):
+                try:
+                    faces = classify_image(image, detector, classifier, config.detector.detect_width)
+                except ImageError as exc:
+                    raise ImageError(f"{shown_path(path)}: {exc}") from None
+                for line in face_lines(path, faces, classifier.classes, target):
                     write_line(stream, json.dumps(line) + "\n")
-                if path in plan:
-                    write_annotated(plan[path], image, faces, classifier.classes, mode)
+                if target is not None:
+                    write_annotated(target, image, faces, classifier.classes, mode)
             except ImageError as exc:
                 log.error("error: %s", exc)
                 bad = True
