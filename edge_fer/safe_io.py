@@ -315,12 +315,15 @@ def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
     """True when `a` and `b` name one file: the same resolved path (whether or not it exists
     yet), or the same inode (a hard link, a symlink, a bind mount)."""
     try:
-        if os.path.realpath(a) == os.path.realpath(b):
-            return True
+        real_a, real_b = os.path.realpath(a), os.path.realpath(b)
     except (OSError, ValueError):
-        pass
-    ida = file_id(a)
-    return ida is not None and ida == file_id(b)
+        real_a, real_b = os.fspath(a), os.fspath(b)
+    if real_a == real_b:
+        return True
+    # A path through a folder that does not exist yet (sub/../x) names, once the folder is
+    # made, the file its resolved path names.
+    ida = file_id(a) or file_id(real_a)
+    return ida is not None and ida == (file_id(b) or file_id(real_b))
 
 
 def _is_char_device(path: str | os.PathLike) -> bool:

@@ -47,7 +47,7 @@ class StatsFile:
             check_replaceable(self.path)
         except PathRefused as exc:
             raise OutputError(f"stats: {exc}; set stats.path (--stats-path) to a file path") from None
-        if self.path.exists() and not is_stats_file(self.path):
+        if os.path.exists(self.path) and not is_stats_file(self.path):
             raise OutputError(
                 f"stats: {self.path} exists and is not an edge-fer stats file (edge-fer rewrites its "
                 "stats file and removes it at exit); set stats.path (--stats-path) to another path"
