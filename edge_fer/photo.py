@@ -357,8 +357,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
-    closed = out is None and _stdout_closed()
-    ensure_std_streams()  # fds 0-2 taken, so no image or temp file lands on them
+    closed = False
+    if out is None:  # the real command (tests pass `out` and keep their own streams)
+        closed = _stdout_closed()
+        ensure_std_streams()  # fds 0-2 taken, so no image or temp file lands on them
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="edge-fer-classify: %(message)s")
     if closed:
