@@ -28,7 +28,7 @@ from edge_fer.paths import (
     SHIPPED_YUNET,
     expand_user,
 )
-from edge_fer.safe_io import PathRefused, check_distinct, check_length, read_bounded
+from edge_fer.safe_io import PathLock, PathRefused, check_distinct, check_length, read_bounded
 
 DEFAULT_CONFIG_PATH = DEFAULT_CONFIG
 DEFAULT_MODEL = PACKAGE_DIR / "models" / "edge_fer_student.pte"
@@ -795,7 +795,7 @@ def output_paths(config: Config) -> list[tuple[str, Path]]:
         out.append(("report.path", config.report.path))
     if config.stats.path is not None:
         stats = config.stats.path
-        out += [("stats.path", stats), ("the stats lock file", stats.with_name(f".{stats.name[:240]}.lock"))]
+        out += [("stats.path", stats), ("the stats lock file", PathLock(stats).lock_path)]
     if config.record is not None:
         out.append(("record", config.record))
     return out

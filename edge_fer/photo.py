@@ -11,8 +11,8 @@ never over an input, a second p.jpg becomes p-2.annotated.jpg). A folder is read
 files (not recursively). Images are read through the daemon's file boundary (regular files
 only, at most MAX_IMAGE_BYTES, a header claiming more than MAX_PIXELS is refused before
 decoding). Exit codes: 0 every image read, 2 a bad argument, an unreadable image (the others
-are still classified) or stdout that cannot be written, 3 model or detector error, 141 the
-reader of stdout went away (`| head -1`).
+are still classified) or stdout that cannot be written, 3 model or detector error, 130
+interrupted (Ctrl-C), 141 the reader of stdout went away (`| head -1`).
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ from edge_fer.safe_io import (
     check_distinct,
     check_length,
     check_writable,
+    cut_name,
     read_regular,
     release_stdout,
     same_file,
@@ -62,6 +63,7 @@ from edge_fer.service import ensure_std_streams
 
 log = logging.getLogger("edge_fer.photo")
 EXIT_INPUT, EXIT_MODEL = 2, 3
+EXIT_INTERRUPTED = 128 + 2  # SIGINT, as a shell reports it
 # A 100-megapixel photo (300 MB decoded); a header claiming more is refused before decoding.
 MAX_PIXELS = 100_000_000
 MAX_IMAGE_BYTES = 256 << 20  # far above any photo of MAX_PIXELS; a 2 GB "photo" is not read
@@ -225,10 +227,8 @@ def _writable_suffix(suffix: str) -> str:
 
 
 def _fit_name(stem: str, tail: str) -> str:
-    """`stem + tail`, the stem cut (by characters) until the name fits NAME_MAX bytes."""
-    while stem and len(os.fsencode(stem + tail)) > MAX_NAME:
-        stem = stem[:-1]
-    return stem + tail
+    """`stem + tail`, the stem cut (by characters) so the name fits NAME_MAX bytes."""
+    return cut_name(stem, MAX_NAME - len(os.fsencode(tail))) + tail
 
 
 def plan_annotations(out: Path, images: list[Path]) -> list[Path]:
@@ -357,6 +357,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
+    """The command: its exit code (see the module doc)."""
+    try:
+        return _run(argv, out)
+    except KeyboardInterrupt:  # Ctrl-C: stop as other tools do, no traceback
+        return EXIT_INTERRUPTED
+
+
+def _run(argv: list[str] | None, out: TextIO | None) -> int:
     closed = False
     if out is None:  # the real command (tests pass `out` and keep their own streams)
         closed = _stdout_closed()

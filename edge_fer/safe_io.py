@@ -74,6 +74,13 @@ def check_length(path: str | os.PathLike) -> None:
             raise PathRefused(f"the name '{shown}...' is {len(part)} bytes long; the limit is {MAX_NAME}")
 
 
+def cut_name(name: str, limit: int) -> str:
+    """`name` cut (by whole characters) to at most `limit` bytes, for names built from it."""
+    while len(os.fsencode(name)) > limit:
+        name = name[:-1]
+    return name
+
+
 def _lstat(path: Path) -> os.stat_result | None:
     try:
         return os.lstat(path)
@@ -147,7 +154,7 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o640) -> tuple[int, int]:
     (st_dev, st_ino), so a caller can later tell whether the path is still its file."""
     path = Path(path)
     check_replaceable(path)
-    prefix = f".{path.name[:200]}."
+    prefix = f".{cut_name(path.name, 200)}."
     fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
     try:
         try:
@@ -233,7 +240,7 @@ class PathLock:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.lock_path = self.path.with_name(f".{self.path.name[:240]}.lock")
+        self.lock_path = self.path.with_name(f".{cut_name(self.path.name, 240)}.lock")
         self.fd: int | None = None
 
     def _holder(self) -> str:

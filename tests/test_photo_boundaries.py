@@ -8,9 +8,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import struct
 import subprocess
 import sys
+import time
 import zlib
 from pathlib import Path
 
@@ -278,3 +280,41 @@ def test_detection_scaling_is_area_interpolated_and_never_empty():
     assert sliver.shape == (1, 480, 3)
     same, one = detection_image(image, 2000)
     assert same is image and one == 1.0
+
+
+def test_ctrl_c_stops_quietly_with_130(tmp_path, face):
+    for i in range(600):  # more lines than a pipe holds: it blocks writing, unread
+        shutil.copy(face, tmp_path / f"f{i:03d}.jpg")
+    proc = subprocess.Popen(
+        [*CLASSIFY, str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env()
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and _state(proc.pid) != "S":
+            time.sleep(0.2)
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(60)
+    finally:
+        proc.kill()
+        stderr = proc.stderr.read().decode()
+        proc.stdout.close()
+        proc.stderr.close()
+    assert code == 130 and "Traceback" not in stderr, stderr
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return ""
+
+
+def test_a_long_input_name_gets_an_annotated_name_that_fits(tmp_path, face):
+    long = tmp_path / ("é" * 120 + ".jpg")  # 244 bytes: with ".annotated" it would pass 255
+    shutil.copy(face, long)
+    proc = run(str(long), str(face), "--annotate", "out", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    names = [Path(r["annotated"]).name for r in lines(proc)]
+    assert all(len(os.fsencode(n)) <= 255 and n.endswith(".annotated.jpg") for n in names), names
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(names)
