@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 from edge_fer import __version__
-from edge_fer.capture import IMAGE_SUFFIXES
+from edge_fer.capture import IMAGE_SUFFIXES, quiet_opencv
 from edge_fer.classify import Classifier, ModelError, load_classifier
 from edge_fer.config import (
     DEFAULT_CONFIG_PATH,
@@ -153,14 +153,25 @@ def read_image(path: Path) -> np.ndarray:
             "megapixels; scale it down first"
         )
     try:
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        with quiet_opencv():  # its own log lines would be a second, less clear, error
+            image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     except MemoryError:
         raise ImageError(f"{name}: not enough memory to decode {w}x{h} pixels; scale it down first") from None
-    except cv2.error:
+    except cv2.error as exc:
+        if _out_of_memory(exc):
+            raise ImageError(
+                f"{name}: not enough memory to decode {w}x{h} pixels; scale it down first"
+            ) from None
         image = None
     if image is None or image.size == 0:
         raise ImageError(f"{name}: a {kind} file OpenCV cannot decode (damaged or cut short?)")
     return image
+
+
+def _out_of_memory(exc: cv2.error) -> bool:
+    """An OpenCV error that is an allocation failure (its message says so; there is no code)."""
+    text = str(exc).lower()
+    return "memory" in text or "alloc" in text
 
 
 def classify_image(
@@ -297,11 +308,18 @@ def write_annotated(
     canvas = image.copy()
     draw_faces(canvas, faces, classes)
     try:
-        ok, data = cv2.imencode(path.suffix, canvas)
-    except cv2.error:
+        with quiet_opencv():
+            ok, data = cv2.imencode(path.suffix, canvas)
+    except cv2.error as exc:
+        if _out_of_memory(exc):
+            raise MemoryError from None
         ok = False
-    if not ok:
-        raise ImageError(f"{shown_path(path)}: cannot encode an image with this suffix; use .jpg or .png")
+    if not ok:  # the suffix was checked when the target was planned: this is OpenCV failing
+        h, w = canvas.shape[:2]
+        raise ImageError(
+            f"{shown_path(path)}: OpenCV could not encode the annotated {w}x{h} image (usually too "
+            "little memory); scale it down or allow edge-fer-classify more memory"
+        )
     try:
         write_atomic(path, data.tobytes(), mode)
     except PathRefused as exc:
@@ -418,6 +436,7 @@ def _run(argv: list[str] | None, out: TextIO | None) -> int:
     try:
         for i, path in enumerate(images):
             target = plan[i] if plan else None
+            image = None
             try:
                 image = read_image(path)
                 try:
@@ -430,6 +449,17 @@ def _run(argv: list[str] | None, out: TextIO | None) -> int:
                     write_annotated(target, image, faces, classifier.classes, mode)
             except ImageError as exc:
                 log.error("error: %s", exc)
+                bad = True
+            except MemoryError:  # the process's memory limit (ulimit -v, a cgroup) is too small
+                step = (
+                    "read" if image is None else f"classify or annotate ({image.shape[1]}x{image.shape[0]})"
+                )
+                log.error(
+                    "error: %s: not enough memory to %s it; scale it down or allow edge-fer-classify "
+                    "more memory",
+                    shown_path(path),
+                    step,
+                )
                 bad = True
     except StreamGone as exc:
         if out is None:

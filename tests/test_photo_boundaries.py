@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import signal
 import struct
@@ -318,3 +319,47 @@ def test_a_long_input_name_gets_an_annotated_name_that_fits(tmp_path, face):
     names = [Path(r["annotated"]).name for r in lines(proc)]
     assert all(len(os.fsencode(n)) <= 255 and n.endswith(".annotated.jpg") for n in names), names
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(names)
+
+
+def _limited(mb: int):
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (mb << 20, mb << 20))
+
+    return apply
+
+
+@pytest.mark.slow
+def test_too_little_memory_for_an_image_is_one_line_per_image(tmp_path, face):
+    """Under address-space limits from just enough to start up to enough for everything, each
+    step of a 24-megapixel image (read, decode, classify, annotate) that runs out of memory is
+    one line, and the small image beside it is still classified."""
+    big = tmp_path / "big.png"
+    noise = np.random.default_rng(5).integers(0, 255, (4000, 6000, 3), dtype=np.uint8)
+    cv2.imwrite(str(big), noise, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    del noise
+    start = next(  # the smallest limit (in 100 MB steps) the program starts under at all
+        mb
+        for mb in range(300, 4000, 100)
+        if subprocess.run(
+            [*CLASSIFY, str(face)], preexec_fn=_limited(mb), capture_output=True, env=_env(), timeout=60
+        ).returncode
+        == 0
+    )
+    codes = set()
+    for mb in range(start, start + 700, 100):
+        proc = subprocess.run(
+            [*CLASSIFY, str(big), str(face), "--annotate", "out"],
+            cwd=tmp_path,
+            preexec_fn=_limited(mb),
+            capture_output=True,
+            text=True,
+            env=_env(),
+            timeout=120,
+        )
+        codes.add(proc.returncode)
+        assert proc.returncode in (0, 2) and "Traceback" not in proc.stderr, (mb, proc.stderr)
+        assert len(proc.stderr.strip().splitlines()) <= 1, (mb, proc.stderr)
+        assert str(face) in proc.stdout, (mb, proc.stdout)  # the small one is still classified
+        if proc.returncode == 2:
+            assert "memory" in proc.stderr, (mb, proc.stderr)
+    assert 2 in codes, "no limit in the sweep was tight enough to test anything"
