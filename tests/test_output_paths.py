@@ -168,6 +168,28 @@ def test_the_daemon_refuses_colliding_outputs_at_start_and_loses_nothing(tmp_pat
         assert needle in errors[-1] and "config error" in errors[-1] and "Traceback" not in proc.stderr
     assert events.read_text() == '{"frame": 1}\n{"frame": 2}\n'
     assert unrelated.read_text() == "keep me"
+    report = tmp_path / "report.json"
+    with report.open("w") as stdout:  # edge-fer --events-jsonl - --report-json report.json > report.json
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "edge_fer.cli",
+                *common,
+                "--events-jsonl",
+                "-",
+                "--report-json",
+                str(report),
+            ],
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+    assert (
+        proc.returncode == 2 and "report.path and events.path '-' (stdout) name the same file" in proc.stderr
+    )
     assert demo_video.stat().st_size > 10_000
 
 
