@@ -84,7 +84,7 @@ def shown_path(path: str | Path) -> str:
 
 def _is_annotated_name(name: str) -> bool:
     stem, suffix = Path(name).stem, Path(name).suffix
-    return suffix.lower() in IMAGE_SUFFIXES and (stem.endswith(ANNOTATED) or ANNOTATED + "-" in stem)
+    return suffix.lower() in IMAGE_SUFFIXES and stem.endswith(ANNOTATED)
 
 
 def expand_inputs(paths: list[Path], annotate: Path | None = None) -> tuple[list[Path], list[str]]:
@@ -97,13 +97,18 @@ def expand_inputs(paths: list[Path], annotate: Path | None = None) -> tuple[list
             check_length(path)
             if path.is_dir():
                 skip = annotate is not None and same_file(path, annotate)
-                found = sorted(
-                    p
-                    for p in path.iterdir()
-                    if p.is_file()
-                    and p.suffix.lower() in IMAGE_SUFFIXES
-                    and not (skip and _is_annotated_name(p.name))
+                listed = sorted(
+                    p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
                 )
+                found = [p for p in listed if not (skip and _is_annotated_name(p.name))]
+                if len(found) < len(listed):
+                    log.warning(
+                        "%s: left out %d annotated copies from an earlier run (*%s.*), as it is also "
+                        "the --annotate folder",
+                        shown_path(path),
+                        len(listed) - len(found),
+                        ANNOTATED,
+                    )
                 if not found:
                     errors.append(
                         f"{shown_path(path)}: folder holds no image files ({', '.join(IMAGE_SUFFIXES)}); "

@@ -175,10 +175,11 @@ def test_two_images_with_one_name_get_two_annotated_files(tmp_path, face, data_d
 
 def test_annotating_a_folder_into_itself_twice_does_not_feed_on_its_output(tmp_path, face):
     shutil.copy(face, tmp_path / "p.jpg")
-    for _ in range(2):
+    for again in (False, True):
         proc = run(str(tmp_path), "--annotate", str(tmp_path), cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr
         assert [Path(r["image"]).name for r in lines(proc)] == ["face.jpg", "p.jpg"]
+        assert ("left out 2 annotated copies from an earlier run" in proc.stderr) == again, proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "face.annotated.jpg",
         "face.jpg",
