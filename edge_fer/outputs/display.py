@@ -78,7 +78,6 @@ class XConnectionWatch:
     def __init__(self) -> None:
         self.lost = False
         self.display_name = ""
-        self._hooked: set[int] = set()
         self._keep: list[object] = []  # the ctypes callbacks Xlib calls: alive as long as the process
 
     def install(self, pygame: Any) -> bool:
@@ -100,8 +99,8 @@ class XConnectionWatch:
         except (AttributeError, KeyError, OSError, TypeError, ValueError) as exc:
             log.debug("display window: cannot watch the X connection (%s)", exc)
             return False
-        if not handle or handle in self._hooked:
-            return bool(handle)
+        if not handle:
+            return False
         io_handler_t = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p)
         exit_handler_t = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
 
@@ -112,14 +111,14 @@ class XConnectionWatch:
         def on_exit(_display: int, _data: int) -> None:
             self.lost = True  # returning instead of exiting: Xlib marks the display dead
 
-        io_handler, exit_handler = io_handler_t(on_io_error), exit_handler_t(on_exit)
-        self._keep += [io_handler, exit_handler]
+        if not self._keep:  # made once: Xlib may call them until the process ends
+            self._keep = [io_handler_t(on_io_error), exit_handler_t(on_exit)]
+        io_handler, exit_handler = self._keep
         x11.XSetIOErrorHandler.argtypes = [io_handler_t]
         x11.XSetIOErrorHandler.restype = ctypes.c_void_p
         x11.XSetIOErrorHandler(io_handler)
         set_exit.argtypes = [ctypes.c_void_p, exit_handler_t, ctypes.c_void_p]
         set_exit(handle, exit_handler, None)
-        self._hooked.add(handle)
         self.display_name = os.environ.get("DISPLAY", "")
         return True
 
