@@ -290,9 +290,10 @@ def plan_annotations(out: Path, images: list[Path]) -> list[Path]:
         stem, suffix = image.stem, _writable_suffix(image.suffix)
         for k in range(1, len(images) + 2):  # one name in that range is free of the others
             target = out / _fit_name(stem, f"{'' if k == 1 else f'-{k}'}{ANNOTATED}{suffix}")
-            if target.name not in taken and not any(same_file(target, p) for p in images):
+            # Compared case-blind: on a FAT USB stick P.annotated.jpg and p.annotated.jpg are one file.
+            if target.name.casefold() not in taken and not any(same_file(target, p) for p in images):
                 break
-        taken.add(target.name)
+        taken.add(target.name.casefold())
         plan.append(target)
     if plan:
         try:

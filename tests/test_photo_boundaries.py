@@ -364,3 +364,15 @@ def test_too_little_memory_for_an_image_is_one_line_per_image(tmp_path, face):
         if proc.returncode == 2:
             assert "memory" in proc.stderr, (mb, proc.stderr)
     assert 2 in codes, "no limit in the sweep was tight enough to test anything"
+
+
+def test_annotated_names_differ_even_on_a_case_blind_file_system(tmp_path, face):
+    from edge_fer.photo import plan_annotations
+
+    (tmp_path / "x").mkdir()
+    images = [tmp_path / "P.jpg", tmp_path / "x" / "p.jpg", tmp_path / "p.JPG"]
+    for image in images:
+        shutil.copy(face, image)
+    names = [p.name for p in plan_annotations(tmp_path / "out", images)]
+    assert names == ["P.annotated.jpg", "p-2.annotated.jpg", "p-3.annotated.JPG"]
+    assert len({n.casefold() for n in names}) == 3
