@@ -18,13 +18,21 @@ class HeaderError(ValueError):
     """Not an image whose size can be read (the message says why)."""
 
 
+MAX_JPEG_SEGMENTS = 1000  # real files have tens before the frame header; more is a CPU trap
+
+
 def _jpeg(data: bytes) -> tuple[int, int]:
     i = 2
-    while i + 4 <= len(data):
+    for _ in range(MAX_JPEG_SEGMENTS):
+        if i + 4 > len(data):
+            break
         if data[i] != 0xFF:
             raise HeaderError("a JPEG with a broken marker")
-        while i < len(data) and data[i] == 0xFF:  # fill bytes
-            i += 1
+        window = data[i : i + 256]
+        fill = len(window) - len(window.lstrip(b"\xff"))  # 0xFF fill bytes before the marker
+        if fill >= 255:  # a run this long is not a marker
+            raise HeaderError("a JPEG with a broken marker")
+        i += fill
         if i >= len(data):
             break
         marker = data[i]
@@ -44,6 +52,8 @@ def _jpeg(data: bytes) -> tuple[int, int]:
         if length < 2:
             raise HeaderError("a JPEG with a broken segment length")
         i += length
+    else:
+        raise HeaderError(f"a JPEG with more than {MAX_JPEG_SEGMENTS} segments before its frame header")
     raise HeaderError("a JPEG cut short before its frame header")
 
 
