@@ -270,6 +270,12 @@ def test_image_headers_are_sized_as_opencv_would_decode_them():
     ):
         with pytest.raises(HeaderError):
             image_size(junk)
+    # CPU traps: 200 MB of fill bytes, 50 million empty segments before any frame header
+    t0 = time.monotonic()
+    for trap in (b"\xff\xd8\xff" + b"\xff" * (200 << 20), b"\xff\xd8" + b"\xff\xfe\x00\x02" * (50 << 20)):
+        with pytest.raises(HeaderError):
+            image_size(trap)
+    assert time.monotonic() - t0 < 5
 
 
 def test_detection_scaling_is_area_interpolated_and_never_empty():
