@@ -22,9 +22,17 @@ injects in rotation:
   broker       SIGHUP with MQTT on, to a broker that accepts and never sends CONNACK; then
                a good config again
   signals      SIGUSR1, SIGUSR2 (a status line each)
-After each fault it checks that the daemon is alive and frames are flowing again. Prints a
-table (faults injected, survived, what was seen; restarts needed, frames lost, RSS at start
-and end) and writes benchmarks/results/faults.json.
+  clash        SIGHUP with report.path a symlink to the events file, then the config file
+               itself (refused: the events file and the config must come through whole)
+  foreign-stats  SIGHUP with stats.path naming someone else's file (refused, the file kept)
+After each fault it checks that the daemon is alive and frames are flowing again. Then
+`edge-fer-classify` is run against hostile inputs and outputs (a FIFO named .jpg, /dev/zero,
+a 32000x32000 PNG bomb, a 2.2 GB sparse file, stdout into `head -1`, /dev/full and closed,
+--annotate onto its input, through a planted symlink, two inputs with one name): each is
+checked for its exit code, one-line stderr, no traceback, nothing lost on disk, and timed
+with its peak RSS. Prints both tables (faults injected, survived, what was seen; restarts
+needed, frames lost, RSS at start and end; the classify cases) and writes
+benchmarks/results/faults.json.
 """
 
 from __future__ import annotations
@@ -68,6 +76,8 @@ FAULTS = (
     "flood",
     "broker",
     "signals",
+    "clash",
+    "foreign-stats",
 )
 ALIAS_BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
     f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n" for p, n in zip("abcdefgh", "bcdefghi", strict=True)
@@ -286,6 +296,22 @@ class FaultRun:
             for sig in (signal.SIGUSR1, signal.SIGUSR2):
                 self.proc.send_signal(sig)
                 time.sleep(0.3)
+        elif fault == "clash":
+            link = self.workdir / "report-link.json"
+            if not link.is_symlink():
+                link.symlink_to(self.events)
+            lines = self.frames()
+            for target in (link, self.config_path):
+                self.reload({**self.good, "report": {"path": str(target)}})
+            kept = self.frames() >= lines and yaml.safe_load(self.config_path.read_text()) is not None
+            self.write_config(self.good)
+            self.notes[fault].append(f"events and config kept: {kept}")
+        elif fault == "foreign-stats":
+            foreign = self.workdir / "notes.txt"
+            foreign.write_text("someone's notes")
+            self.reload({**self.good, "stats": {"path": str(foreign), "interval_s": 0.5}})
+            self.notes[fault].append(f"file kept: {foreign.read_text() == 'someone' + chr(39) + 's notes'}")
+            self.write_config(self.good)
         self.round += 1
 
     def stop(self) -> int:
@@ -338,6 +364,123 @@ def run(video: Path, seconds: float, workdir: Path, model: Path) -> dict:
     }
 
 
+# Runs one shell command and reports its exit code and its peak RSS (the largest child's).
+CLASSIFY_RSS = """
+import resource, subprocess, sys
+code = subprocess.run(["bash", "-c", sys.argv[1]]).returncode
+print(code, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)
+"""
+
+
+def _png_bomb(w: int, h: int) -> bytes:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
+    idat = zlib.compress(bytes((w + 1) * 64), 9)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def classify_faults(workdir: Path, data: Path, model: Path) -> list[dict]:
+    """`edge-fer-classify` against hostile inputs and outputs: per case the exit code wanted and
+    got, stderr lines, tracebacks, whether what was on disk survived, seconds, peak RSS."""
+    root = workdir / "classify"
+    (root / "a").mkdir(parents=True)
+    (root / "b").mkdir()
+    faces = sorted((data / "test" / "happy").glob("*.jpg"))[:2]
+    shutil.copy(faces[0], root / "a" / "p.jpg")
+    shutil.copy(faces[1], root / "b" / "p.jpg")
+    face = root / "a" / "p.jpg"
+    original = face.read_bytes()
+    os.mkfifo(root / "x.jpg")
+    (root / "bomb.png").write_bytes(_png_bomb(32000, 32000))
+    with open(root / "huge.jpg", "wb") as f:
+        f.truncate(2200 << 20)
+    (root / "out").mkdir()
+    (root / "victim.txt").write_text("precious")
+    (root / "out" / "p.annotated.jpg").symlink_to(root / "victim.txt")
+    many = root / "many"
+    many.mkdir()
+    for i in range(200):
+        shutil.copy(faces[i % 2], many / f"f{i:03d}.jpg")
+    cli = f"{sys.executable} -m edge_fer.photo --model {model} --no-detect"
+    cases = [
+        ("FIFO named .jpg", f"{cli} x.jpg", 2, lambda: True),
+        ("/dev/zero", f"{cli} /dev/zero", 2, lambda: True),
+        ("32000x32000 PNG bomb", f"{cli} bomb.png", 2, lambda: True),
+        ("2.2 GB sparse file", f"{cli} huge.jpg", 2, lambda: True),
+        (
+            "stdout into head -1",
+            f"{cli} many | head -1 > /dev/null; exit ${{PIPESTATUS[0]}}",
+            141,
+            lambda: True,
+        ),
+        ("stdout on /dev/full", f"{cli} a/p.jpg > /dev/full", 2, lambda: True),
+        ("stdout closed", f"{cli} a/p.jpg >&-", 2, lambda: True),
+        (
+            "--annotate onto its input",
+            f"{cli} a/p.jpg --annotate a/p.jpg",
+            2,
+            lambda: face.read_bytes() == original,
+        ),
+        (
+            "planted symlink in --annotate folder",
+            f"{cli} a/p.jpg --annotate out > /dev/null",
+            0,
+            lambda: (root / "victim.txt").read_text() == "precious",
+        ),
+        (
+            "a/p.jpg and b/p.jpg into one folder",
+            f"{cli} a/p.jpg b/p.jpg --annotate two > /dev/null",
+            0,
+            lambda: len(list((root / "two").iterdir())) == 2,
+        ),
+    ]
+    rows = []
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for name, command, want, kept in cases:
+        t0 = time.monotonic()
+        proc = subprocess.run(
+            [sys.executable, "-c", CLASSIFY_RSS, command],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        seconds = time.monotonic() - t0
+        *errors, last = proc.stderr.strip().splitlines()
+        code, rss_kb = (int(v) for v in last.split())
+        rows.append(
+            {
+                "case": name,
+                "exit_wanted": want,
+                "exit": code,
+                "stderr_lines": len(errors),
+                "tracebacks": proc.stderr.count("Traceback"),
+                "kept": bool(kept()),
+                "seconds": round(seconds, 2),
+                "peak_rss_mb": round(rss_kb / 1024, 1),
+                "ok": code == want and len(errors) <= 1 and "Traceback" not in proc.stderr and bool(kept()),
+                "error": errors[0] if errors else "",
+            }
+        )
+    return rows
+
+
+def classify_table(rows: list[dict]) -> str:
+    lines = [f"{'classify case':<38}{'exit':>5}{'want':>5}{'lines':>6}{'kept':>6}{'s':>7}{'RSS MB':>8}  ok"]
+    for r in rows:
+        lines.append(
+            f"{r['case']:<38}{r['exit']:>5}{r['exit_wanted']:>5}{r['stderr_lines']:>6}{str(r['kept']):>6}"
+            f"{r['seconds']:>7.2f}{r['peak_rss_mb']:>8.1f}  {'yes' if r['ok'] else 'NO'}"
+        )
+    return "\n".join(lines)
+
+
 def table(result: dict) -> str:
     lines = [f"{'fault':<13}{'injected':>9}{'survived':>9}  seen"]
     for fault, row in result["faults"].items():
@@ -364,6 +507,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "faults.json")
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="the model the daemon runs")
+    p.add_argument(
+        "--classify-only", action="store_true", help="only the edge-fer-classify cases (no daemon run)"
+    )
     args = p.parse_args(argv)
     if not (args.data / "test").is_dir():
         print(f"error: FER2013 not found at {args.data}; pass --data", file=sys.stderr)
@@ -373,14 +519,21 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        video = workdir / "faces.mp4"
-        build_demo_video(args.data, video, frames=300, faces=2, hold=30, seed=5)
-        result = run(video, args.seconds, workdir, args.model)
-        shutil.rmtree(workdir / "run.away", ignore_errors=True)
-    print(table(result))
+        result: dict = {}
+        if not args.classify_only:
+            video = workdir / "faces.mp4"
+            build_demo_video(args.data, video, frames=300, faces=2, hold=30, seed=5)
+            result = run(video, args.seconds, workdir, args.model)
+            shutil.rmtree(workdir / "run.away", ignore_errors=True)
+        result["classify"] = classify_faults(workdir, args.data, args.model)
+    if not args.classify_only:
+        print(table(result))
+        print()
+    print(classify_table(result["classify"]))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2) + "\n")
-    return 0 if result["restarts_needed"] == 0 else 1
+    classify_ok = all(r["ok"] for r in result["classify"])
+    return 0 if result.get("restarts_needed", 0) == 0 and classify_ok else 1
 
 
 if __name__ == "__main__":

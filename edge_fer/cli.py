@@ -103,11 +103,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def build_config(args: argparse.Namespace) -> Config:
-    """The config file with the flags applied on top."""
-    from edge_fer.config import apply_overrides, load_config
+    """The config file with the flags applied on top, its output paths checked against each
+    other and against the files it reads."""
+    from edge_fer.config import apply_overrides, check_output_paths, load_config
 
     config = load_config(args.config)
-    return apply_overrides(
+    config = apply_overrides(
         config,
         {
             "source": args.source,
@@ -132,6 +133,7 @@ def build_config(args: argparse.Namespace) -> Config:
             "loop_video": False if args.no_loop else None,
         },
     )
+    return check_output_paths(config, args.config)
 
 
 def main(argv: list[str] | None = None) -> int:

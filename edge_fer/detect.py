@@ -92,6 +92,8 @@ class YuNetDetector:
         boxes = []
         for f in faces:
             x, y, bw, bh = (float(v) for v in f[:4])
+            if not np.isfinite((x, y, bw, bh)).all():  # what YuNet gives on a sliver of an image
+                continue
             side = max(bw, bh) / self.FER_SIDE
             if side < self.min_face:
                 continue
@@ -109,3 +111,14 @@ def make_detector(config: DetectorConfig) -> FaceDetector:
     if config.kind == "yunet":
         return YuNetDetector(config.yunet_file, config.score_threshold, min_face=1)
     return HaarDetector()
+
+
+def detection_image(image: np.ndarray, width: int) -> tuple[np.ndarray, float]:
+    """`image` scaled down to `width` pixels across for detection (never up, never to zero
+    rows), and how many `image` pixels one detection-image pixel spans."""
+    h, w = image.shape[:2]
+    target = min(width, w)
+    if target == w:
+        return image, 1.0
+    rows = max(1, round(h * target / w))
+    return cv2.resize(image, (target, rows), interpolation=cv2.INTER_AREA), w / target

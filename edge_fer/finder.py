@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 from edge_fer.config import DetectorConfig
-from edge_fer.detect import FaceDetector
+from edge_fer.detect import FaceDetector, detection_image
 from edge_fer.results import Box
 
 # A window around a tracked face is this many face sides across: room for the face to drift
@@ -51,6 +51,9 @@ SWEEP_FRAMES = 60
 # With faces tracked (their windows keep them) and nothing moving elsewhere, the coarse pass
 # for new big faces runs every COARSE_EVERY rounds only.
 COARSE_EVERY = 4
+# Photos are searched level by level in tiles of this many detector pixels.
+PHOTO_TILE = 640
+PHOTO_PIXELS = 4_000_000
 
 
 def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -148,9 +151,8 @@ class FaceFinder:
         if lores is not None:
             small, zoom = lores, lores.shape[1] / w
         else:
-            target = min(self.detect_width, w)
-            zoom = target / w
-            small = _resize(image, (target, max(1, int(round(h * zoom)))))
+            small, per_pixel = detection_image(image, self.detect_width)
+            zoom = 1 / per_pixel
         return self._keep(self._to_frame(self.coarse_detector.detect(small), 0, 0, zoom), (w, h))
 
     def around(self, image: np.ndarray, tracked: list[Box]) -> list[Box]:
@@ -282,14 +284,22 @@ class FaceFinder:
         return [b for b in self._search_tile(image) if all(overlap(b, t) <= 0.5 for t in tracked)]
 
     def everything(self, image: np.ndarray) -> list[Box]:
-        """Every face in one still image: the coarse pass and both tile grids in full (photos)."""
+        """Every face in one still image (photos), at every scale: the image at `detect_width`,
+        then twice as large at each level up to `tile_zoom` (at most PHOTO_PIXELS detector pixels
+        for the finest level: a 12 MP photo is searched down to ~70 px faces, a 1080p one to
+        ~30 px), each level cut into PHOTO_TILE px tiles that overlap by a quarter, so each face
+        is whole in some tile at the level where it is 40-160 px."""
         h, w = image.shape[:2]
+        top = min(max(self.tile_zoom, 1.0), math.sqrt(PHOTO_PIXELS / (w * h)))
+        zoom = min(1.0, self.detect_width / w)
         groups = [self.coarse(image)]
-        if self.tile_detector is not None:
-            zoom = self.tile_zoom
-            for shifted in (False, True):
-                for x, y, tw, th in tile_grid((w, h), self.tile_size, shifted):
-                    patch = _resize(image[y : y + th, x : x + tw], (round(tw * zoom), round(th * zoom)))
-                    boxes = self._to_frame(self.tile_detector.detect(patch), x, y, zoom)
-                    groups.append(self._keep(boxes, (w, h)))
+        while zoom < top - 1e-9:
+            zoom = min(top, zoom * 2)
+            span = PHOTO_TILE / zoom  # a tile's side in image pixels
+            for x, y, tw, th in tile_grid((w, h), max(1, round(span)), shifted=False):
+                patch = _resize(
+                    image[y : y + th, x : x + tw], (max(1, round(tw * zoom)), max(1, round(th * zoom)))
+                )
+                boxes = self._to_frame(self.coarse_detector.detect(patch), x, y, zoom)
+                groups.append(self._keep(boxes, (w, h)))
         return merge(groups)

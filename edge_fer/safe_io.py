@@ -74,6 +74,13 @@ def check_length(path: str | os.PathLike) -> None:
             raise PathRefused(f"the name '{shown}...' is {len(part)} bytes long; the limit is {MAX_NAME}")
 
 
+def cut_name(name: str, limit: int) -> str:
+    """`name` cut (by whole characters) to at most `limit` bytes, for names built from it."""
+    while len(os.fsencode(name)) > limit:
+        name = name[:-1]
+    return name
+
+
 def _lstat(path: Path) -> os.stat_result | None:
     try:
         return os.lstat(path)
@@ -140,13 +147,14 @@ def read_bounded(path: Path, limit: int) -> bytes:
         os.close(fd)
 
 
-def write_atomic(path: Path, data: bytes, mode: int = 0o640) -> None:
+def write_atomic(path: Path, data: bytes, mode: int = 0o640) -> tuple[int, int]:
     """Replace `path` with `data` so a reader sees the old file or the new one, never half;
     the temp file is unpredictable and created exclusively (a planted symlink is never
-    followed), the target must be a regular file or absent."""
+    followed), the target must be a regular file or absent. Returns the new file's
+    (st_dev, st_ino), so a caller can later tell whether the path is still its file."""
     path = Path(path)
     check_replaceable(path)
-    prefix = f".{path.name[:200]}."
+    prefix = f".{cut_name(path.name, 200)}."
     fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
     try:
         try:
@@ -155,9 +163,11 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o640) -> None:
             while view:
                 view = view[os.write(fd, view) :]
             os.fsync(fd)
+            st = os.fstat(fd)
         finally:
             os.close(fd)
         os.replace(tmp, path)
+        return st.st_dev, st.st_ino
     except BaseException:
         try:
             os.unlink(tmp)
@@ -186,9 +196,9 @@ def dumps_json(data: Any, **kwargs: Any) -> str:
         return json.dumps(_finite(data), allow_nan=False, **kwargs)
 
 
-def write_json_atomic(path: Path, data: Any, mode: int = 0o640) -> None:
+def write_json_atomic(path: Path, data: Any, mode: int = 0o640) -> tuple[int, int]:
     """`write_atomic` of `data` as valid JSON."""
-    write_atomic(path, dumps_json(data).encode(), mode)
+    return write_atomic(path, dumps_json(data).encode(), mode)
 
 
 def open_stream(path: Path, *, append: bool = True, mode: int = 0o640) -> int:
@@ -230,7 +240,7 @@ class PathLock:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.lock_path = self.path.with_name(f".{self.path.name[:240]}.lock")
+        self.lock_path = self.path.with_name(f".{cut_name(self.path.name, 240)}.lock")
         self.fd: int | None = None
 
     def _holder(self) -> str:
@@ -261,6 +271,9 @@ class PathLock:
                 if not same:
                     os.close(fd)
                     continue
+                held = os.pread(fd, 64, 0).strip()
+                if held and not held.isdigit():  # someone else's file: never truncated, never removed
+                    raise PathRefused(f"{self.lock_path} exists and is not a lock file (it holds other data)")
                 os.ftruncate(fd, 0)
                 os.write(fd, f"{os.getpid()}\n".encode())
             except BaseException:
@@ -281,3 +294,116 @@ class PathLock:
             pass
         os.close(self.fd)
         self.fd = None
+
+
+# --- Files named twice, regular-file reads, and stdout (the classifier and output paths) ------
+#
+# * `file_id` / `same_file` / `check_distinct`: two names for one file are found whatever
+#   spells them (relative or absolute, a symlink, a hard link): by resolved path, and by
+#   (st_dev, st_ino) when the file exists.
+# * `read_regular`: `read_bounded` that also looks before it opens, so a device node (a serial
+#   port whose open resets a board, a tape that rewinds) is never opened at all.
+# * `write_line` / `release_stdout`: output to a pipe or terminal as Unix tools do it: a reader
+#   that went away (EPIPE) is a quiet stop with status 141, any other failure one error.
+
+EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a process stopped by SIGPIPE
+
+
+def file_id(path: str | os.PathLike) -> tuple[int, int] | None:
+    """(st_dev, st_ino) of the file `path` names (links followed), or None when there is none."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return st.st_dev, st.st_ino
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """True when `a` and `b` name one file: the same resolved path (whether or not it exists
+    yet), or the same inode (a hard link, a symlink, a bind mount)."""
+    try:
+        real_a, real_b = os.path.realpath(a), os.path.realpath(b)
+    except (OSError, ValueError):
+        real_a, real_b = os.fspath(a), os.fspath(b)
+    if real_a == real_b:
+        return True
+    # A path through a folder that does not exist yet (sub/../x) names, once the folder is
+    # made, the file its resolved path names.
+    ida = file_id(a) or file_id(real_a)
+    return ida is not None and ida == (file_id(b) or file_id(real_b))
+
+
+def _is_char_device(path: str | os.PathLike) -> bool:
+    try:
+        return stat.S_ISCHR(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
+def check_distinct(
+    outputs: list[tuple[str, str | os.PathLike]], inputs: list[tuple[str, str | os.PathLike]]
+) -> None:
+    """PathRefused naming the first output that is the same file as another output or as an
+    input: one file written by two outputs loses one's data, an input written over is lost.
+    A character device (/dev/null) may take several outputs."""
+    for i, (name, path) in enumerate(outputs):
+        if _is_char_device(path):
+            continue
+        for other, other_path in outputs[:i]:
+            if same_file(path, other_path):
+                raise PathRefused(f"{name} and {other} name the same file ({path})")
+        for other, other_path in inputs:
+            if same_file(path, other_path):
+                raise PathRefused(
+                    f"{name} names the same file as {other} ({path}); writing it would destroy that input"
+                )
+
+
+def read_regular(path: Path, limit: int) -> bytes:
+    """`read_bounded`, refusing a path that is not a regular file (or one over `limit` bytes)
+    before opening it: only the inode is looked at, so no driver ever sees an open."""
+    path = Path(path)
+    check_length(path)
+    st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise PathRefused(f"{path} is {kind_of(st.st_mode)}, not a regular file")
+    if st.st_size > limit:
+        raise PathRefused(f"{path} is {st.st_size} bytes; the limit is {limit}")
+    return read_bounded(path, limit)
+
+
+class StreamGone(Exception):  # noqa: N818 - an end, not always an error
+    """A stream that can take no more output: `broken_pipe` when its reader went away
+    (quiet, as Unix tools stop), else `message` says why (disk full, closed)."""
+
+    def __init__(self, message: str, broken_pipe: bool) -> None:
+        super().__init__(message)
+        self.broken_pipe = broken_pipe
+
+
+def write_line(stream: Any, text: str) -> None:
+    """Write `text` to a text stream and flush it; StreamGone when that fails."""
+    try:
+        stream.write(text)
+        stream.flush()
+    except BrokenPipeError:
+        raise StreamGone("the reader closed the pipe", True) from None
+    except OSError as exc:
+        raise StreamGone(exc.strerror or str(exc), False) from None
+    except (ValueError, AttributeError):  # a closed file, or no stream at all
+        raise StreamGone("it is closed", False) from None
+
+
+def release_stdout() -> None:
+    """Point fd 1 at /dev/null after stdout failed, so the interpreter's last flush of what
+    is still buffered goes nowhere instead of printing a second error at exit."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return
+    try:
+        os.dup2(null, 1)
+    except OSError:
+        pass
+    finally:
+        os.close(null)

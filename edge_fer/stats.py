@@ -202,14 +202,15 @@ def peak_rss_mb(status: Path = Path("/proc/self/status")) -> float | None:
     return None
 
 
-def write_json_atomic(path: Path, data: dict, mode: int = 0o640) -> None:
+def write_json_atomic(path: Path, data: dict, mode: int = 0o640) -> tuple[int, int]:
     """Write JSON so a reader never sees a half-written file (`safe_io.write_json_atomic`:
     unpredictable exclusive temp file, fsync, rename; never through a device or FIFO), making
     the folder if needed. 0640 by default: the daemon's figures are for its group (the
-    monitor), not everyone. Raises OSError, or safe_io.PathRefused for a special target."""
+    monitor), not everyone. Returns the file's (st_dev, st_ino). Raises OSError, or
+    safe_io.PathRefused for a special target."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    safe_io.write_json_atomic(path, data, mode)
+    return safe_io.write_json_atomic(path, data, mode)
 
 
 @dataclass(frozen=True)

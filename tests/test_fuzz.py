@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -319,3 +320,192 @@ def test_generated_output_paths_open_or_are_output_errors(path):
             continue
         if isinstance(output, EventsLog):
             output.close()
+
+
+# --- edge-fer-classify: image bytes, inputs, --annotate targets, its command line ---------
+
+import cv2  # noqa: E402 - after the sections above, which need none of it
+import numpy as np  # noqa: E402
+
+from edge_fer import photo  # noqa: E402
+from edge_fer.image_header import HeaderError, image_size  # noqa: E402
+
+_PICTURE = np.random.default_rng(3).integers(0, 255, (24, 32, 3), dtype=np.uint8)
+REAL_IMAGES = [
+    cv2.imencode(ext, _PICTURE)[1].tobytes() for ext in (".jpg", ".png", ".bmp", ".webp", ".tif", ".ppm")
+]
+
+
+@st.composite
+def damaged_images(draw) -> bytes:
+    """A real encoded image with a few bytes overwritten (sizes in its header among them) or cut."""
+    data = bytearray(draw(st.sampled_from(REAL_IMAGES)))
+    for _ in range(draw(st.integers(0, 4))):
+        at = draw(st.integers(0, min(len(data) - 1, 64)))
+        data[at] = draw(st.integers(0, 255))
+    return bytes(data[: draw(st.integers(0, len(data)))])
+
+
+@settings(FUZZ, max_examples=300)
+@given(damaged_images() | st.binary(max_size=200))
+def test_generated_image_bytes_decode_within_the_budget_or_are_image_errors(data):
+    try:
+        kind, w, h = image_size(data)
+        assert isinstance(kind, str) and w >= 0 and h >= 0
+    except HeaderError as exc:
+        _one_line(exc)
+    path = WORK / "photo.img"
+    path.write_bytes(data)
+    try:
+        image = photo.read_image(path)
+    except photo.ImageError as exc:
+        _one_line(exc)
+        return
+    assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+    assert image.shape[0] * image.shape[1] <= photo.MAX_PIXELS
+
+
+NAMES = ["p.jpg", "p.png", "q.jpg", "p.annotated.jpg", "noext", "dir", "fifo.jpg", "link.jpg", "hard.jpg"]
+SANDBOX = WORK / "classify"
+
+
+def _sandbox() -> None:
+    """Inputs of every kind under SANDBOX: images in two folders with one name, a folder, a
+    FIFO, a symlink and a hard link to an image, a file without a suffix."""
+    if SANDBOX.exists():
+        shutil.rmtree(SANDBOX)
+    for folder in ("a", "b", "a/dir"):
+        (SANDBOX / folder).mkdir(parents=True)
+    for folder in ("a", "b"):
+        for name in ("p.jpg", "p.png", "q.jpg", "p.annotated.jpg"):
+            (SANDBOX / folder / name).write_bytes(REAL_IMAGES[0])
+        (SANDBOX / folder / "noext").write_text("notes")
+    os.mkfifo(SANDBOX / "a" / "fifo.jpg")
+    (SANDBOX / "a" / "link.jpg").symlink_to(SANDBOX / "b" / "p.jpg")
+    os.link(SANDBOX / "a" / "q.jpg", SANDBOX / "a" / "hard.jpg")
+
+
+_sandbox()
+sandbox_paths = st.tuples(
+    st.sampled_from(["a", "b", "a/dir", "a/../b", "."]), st.sampled_from(NAMES + [""])
+).map(lambda parts: SANDBOX / parts[0] / parts[1])
+
+
+@FUZZ
+@given(st.lists(sandbox_paths, min_size=1, max_size=5), sandbox_paths | st.sampled_from([SANDBOX / "out"]))
+def test_generated_annotate_plans_never_touch_an_input_or_name_one_file_twice(inputs, out):
+    images, errors = photo.expand_inputs(inputs, out)
+    for error in errors:
+        assert error and "\n" not in error
+    assert all(os.path.exists(p) or os.path.islink(p) for p in images)
+    if not images:
+        return
+    try:
+        plan = photo.plan_annotations(out, images)
+    except photo.ImageError as exc:
+        _one_line(exc)
+        return
+    assert len(plan) == len(images)
+    assert len({os.path.realpath(p) for p in plan}) == len(plan)  # never one target for two images
+    for target in plan:
+        assert not any(photo.same_file(target, image) for image in images)
+    for target in plan:  # what the check made (the folder, its probe) is cleaned up, nothing else
+        assert not target.exists() or target.is_file()
+
+
+CLASSIFY_VALUES = {
+    "--annotate": [
+        str(SANDBOX / "a" / "p.jpg"),
+        str(SANDBOX / "out"),
+        str(SANDBOX / "a" / "noext"),
+        "/dev/null",
+    ],
+    "--detector": ["haar", "yunet", "cnn"],
+    "--yunet-model": ["/nonexistent.onnx", str(FIFO)],
+    "--detect-width": ["0", "31", "480", "99999", "x"],
+    "--threads": ["0", "1", "17", "x"],
+    "--runtime": ["auto", "gpu"],
+    "--config": [str(FIFO), "/dev/zero", "/nonexistent.yaml"],
+}
+classify_argv = st.tuples(
+    st.lists(
+        st.sampled_from([str(p) for p in (SANDBOX / "a", SANDBOX / "a" / "fifo.jpg", "/dev/zero")])
+        | st.lists(sandbox_paths.map(str), max_size=3),
+        max_size=3,
+    ),
+    st.lists(
+        st.sampled_from(sorted(CLASSIFY_VALUES)).flatmap(
+            lambda flag: st.tuples(
+                st.just(flag), st.sampled_from(CLASSIFY_VALUES[flag]) | st.text(max_size=8)
+            )
+        ),
+        max_size=3,
+    ),
+    st.booleans(),
+).map(lambda t: [*t[0], *[part for pair in t[1] for part in pair], *(["--no-detect"] if t[2] else [])])
+
+
+@FUZZ
+@given(classify_argv)
+def test_generated_classify_command_lines_end_in_a_documented_exit(argv):
+    """Everything before the model loads (flags, config, inputs, the --annotate plan) is
+    checked: a generated command line exits 2 or reaches the (missing) model and exits 3."""
+    err = io.StringIO()
+    handler = logging.StreamHandler(err)
+    logging.getLogger("edge_fer.photo").addHandler(handler)
+    try:
+        with contextlib.redirect_stderr(err):
+            code = photo.main([*argv, "--model", "/nonexistent/model.pte"], out=io.StringIO())
+    except SystemExit as exc:  # argparse: its one usage line
+        code = exc.code
+    finally:
+        logging.getLogger("edge_fer.photo").removeHandler(handler)
+    assert code in (2, 3), (code, err.getvalue())
+    assert "Traceback" not in err.getvalue()
+
+
+# --- output paths against each other and the inputs ----------------------------------------
+
+OUTPUT_DIR = WORK / "outputs"
+OUTPUT_DIR.mkdir()
+(OUTPUT_DIR / "a.json").write_text("{}")
+(OUTPUT_DIR / "link.json").symlink_to(OUTPUT_DIR / "a.json")
+os.link(OUTPUT_DIR / "a.json", OUTPUT_DIR / "hard.json")
+(OUTPUT_DIR / "video.mp4").write_bytes(b"\0" * 10)
+(OUTPUT_DIR / "config.yaml").write_text("{}")
+# Each spelling and the file it names (written down by hand: the oracle is not the code under
+# test); /dev/null may take any number of outputs.
+SPELLINGS = {
+    "a.json": "A", "./a.json": "A", "link.json": "A", "hard.json": "A", "sub/../a.json": "A",
+    "b.json": "B", "./b.json": "B", "c.json": "C", "video.mp4": "input", "config.yaml": "input",
+    "/dev/null": None,
+}  # fmt: skip
+
+
+@FUZZ
+@given(
+    st.fixed_dictionaries(
+        {k: st.none() | st.sampled_from(sorted(SPELLINGS)) for k in ("events", "report", "stats", "record")}
+    )
+)
+def test_generated_output_paths_clash_exactly_when_they_name_one_file(chosen):
+    from edge_fer.config import check_output_paths
+
+    config = Config()
+    config.source = f"file:{OUTPUT_DIR / 'video.mp4'}"
+    full = {
+        k: None if v is None else (v if v.startswith("/") else str(OUTPUT_DIR / v)) for k, v in chosen.items()
+    }
+    config.events.path = full["events"]
+    config.report.path = None if full["report"] is None else Path(full["report"])
+    config.stats.path = None if full["stats"] is None else Path(full["stats"])
+    config.record = None if full["record"] is None else Path(full["record"])
+    files = [SPELLINGS[v] for v in chosen.values() if v is not None and SPELLINGS[v] is not None]
+    expect_clash = len(set(files)) < len(files) or "input" in files
+    try:
+        check_output_paths(config, OUTPUT_DIR / "config.yaml")
+    except ConfigError as exc:
+        _one_line(exc)
+        assert expect_clash, (chosen, str(exc))
+        return
+    assert not expect_clash, chosen

@@ -18,7 +18,7 @@ import numpy as np
 
 from edge_fer.capture import DRM_DEFAULT_WINDOW, Window, drm_picture_rect, drm_screen_size, drm_window
 from edge_fer.config import DisplayConfig
-from edge_fer.outputs.base import OutputClosed, PreviewHost
+from edge_fer.outputs.base import OutputClosed, OutputError, PreviewHost
 from edge_fer.overlay import Hud, fit_rect, render, render_overlay_rgba
 from edge_fer.results import FaceResult, FrameResult
 from edge_fer.stats import detection_rate
@@ -62,6 +62,76 @@ def _usable_screen(screen: object) -> bool:
         return False
 
 
+class XConnectionWatch:
+    """Turns the X server going away under SDL's window into a flag instead of the end of the
+    process.
+
+    Xlib's answer to a broken X connection (the server stopped, the session ended) is exit(1)
+    from inside whatever call noticed it. libX11 1.7 and later let a per-display "exit
+    handler" return instead: `install` sets one on SDL's display, and a quiet global I/O error
+    handler (the default prints "XIO: fatal IO error"). The window checks `lost` after its SDL
+    calls and, once set, never calls SDL again: SDL's own clean-up waits for X events that can
+    no longer come (it would spin for ever) and closing a dead display still exits, so the
+    broken window is left as it is until the process ends. The handlers are process-wide in
+    Xlib, so there is one watch per process (`X_WATCH`)."""
+
+    def __init__(self) -> None:
+        self.lost = False
+        self.display_name = ""
+        self._keep: list[object] = []  # the ctypes callbacks Xlib calls: alive as long as the process
+
+    def install(self, pygame: Any) -> bool:
+        """Watch SDL's X display (a no-op off X11). False where libX11 is too old to allow it."""
+        import ctypes
+        import ctypes.util
+
+        if pygame.display.get_driver() != "x11":
+            return False
+        try:
+            info = pygame.display.get_wm_info()
+            handle = info["display"]
+            if not isinstance(handle, int):
+                get = ctypes.pythonapi.PyCapsule_GetPointer
+                get.restype, get.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+                handle = get(handle, b"display")
+            x11 = ctypes.CDLL(ctypes.util.find_library("X11") or "libX11.so.6")
+            set_exit = x11.XSetIOErrorExitHandler  # libX11 >= 1.7 (Debian 12, Pi OS Bookworm)
+        except (AttributeError, KeyError, OSError, TypeError, ValueError) as exc:
+            log.debug("display window: cannot watch the X connection (%s)", exc)
+            return False
+        if not handle:
+            return False
+        io_handler_t = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p)
+        exit_handler_t = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
+
+        def on_io_error(_display: int) -> int:
+            self.lost = True
+            return 0
+
+        def on_exit(_display: int, _data: int) -> None:
+            self.lost = True  # returning instead of exiting: Xlib marks the display dead
+
+        if not self._keep:  # made once: Xlib may call them until the process ends
+            self._keep = [io_handler_t(on_io_error), exit_handler_t(on_exit)]
+        io_handler, exit_handler = self._keep
+        x11.XSetIOErrorHandler.argtypes = [io_handler_t]
+        x11.XSetIOErrorHandler.restype = ctypes.c_void_p
+        x11.XSetIOErrorHandler(io_handler)
+        set_exit.argtypes = [ctypes.c_void_p, exit_handler_t, ctypes.c_void_p]
+        set_exit(handle, exit_handler, None)
+        self.display_name = os.environ.get("DISPLAY", "")
+        return True
+
+    def abandon(self, pygame: Any) -> None:
+        """After a loss: keep SDL's clean-up from running at exit (see the class doc)."""
+        import atexit
+
+        atexit.unregister(pygame.quit)
+
+
+X_WATCH = XConnectionWatch()
+
+
 class WindowDisplay:
     """A pygame (SDL 2) window: fullscreen (the frame scaled to the screen, aspect kept) or a
     resizable window; on a desktop session or, through SDL's kmsdrm driver, on the Pi's HDMI
@@ -90,6 +160,7 @@ class WindowDisplay:
             ) from None
         self.pygame, self.classes, self.fullscreen, self.top3 = pygame, classes, fullscreen, top3
         self.title = title
+        self.watch = X_WATCH
         self.surface: Any = None
         self._size = (0, 0)
 
@@ -101,11 +172,30 @@ class WindowDisplay:
             self.surface = pg.display.set_mode(frame_size, pg.RESIZABLE)
         pg.display.set_caption(self.title)
         pg.mouse.set_visible(not self.fullscreen)
+        self.watch.install(pg)
+
+    def _check_display(self) -> None:
+        """OutputError once the X server has gone (the frame loop then drops the window)."""
+        if self.watch.lost:
+            self.watch.abandon(self.pygame)
+            where = f" {self.watch.display_name}" if self.watch.display_name else ""
+            raise OutputError(
+                f"window: the X display{where} went away; carrying on without a display "
+                "(restart edge-fer to show the window again)"
+            )
 
     def show(self, frame: np.ndarray, faces: list[FaceResult], hud: Hud) -> bool:
         """Draw a frame with its overlay, scaled to the window. Returns False when the user
         closed the window (or pressed Esc or q)."""
+        try:
+            return self._show(frame, faces, hud)
+        except self.pygame.error as exc:
+            self._check_display()
+            raise OutputError(f"window: SDL failed ({exc}); carrying on without a display") from None
+
+    def _show(self, frame: np.ndarray, faces: list[FaceResult], hud: Hud) -> bool:
         pg = self.pygame
+        self._check_display()
         h, w = frame.shape[:2]
         if self.surface is None:
             self._open((w, h))
@@ -120,7 +210,9 @@ class WindowDisplay:
         rgb = render(frame, faces, hud, self.classes, self.top3, (fw, fh), rgb=True)
         self.surface.blit(pg.image.frombuffer(rgb.data, (fw, fh), "RGB"), (x, y))
         pg.display.update(pg.Rect(x, y, fw, fh))
-        for event in pg.event.get():
+        events = pg.event.get()
+        self._check_display()  # a dead server is not the user closing the window
+        for event in events:
             if event.type == pg.QUIT or (event.type == pg.KEYDOWN and event.key in (pg.K_ESCAPE, pg.K_q)):
                 return False
         return True
@@ -133,7 +225,8 @@ class WindowDisplay:
         self.pygame.image.save(self.surface, str(path))
 
     def close(self) -> None:
-        self.pygame.display.quit()
+        if not self.watch.lost:  # SDL's clean-up of a dead X display never returns
+            self.pygame.display.quit()
 
 
 class DrmPreviewDisplay:
@@ -178,7 +271,13 @@ class DrmPreviewDisplay:
         layer = render_overlay_rgba(
             (w, h), result.faces, hud_for(result, stats), self.classes, self.top3, self.overlay_size((w, h))
         )
-        self.preview.set_overlay(layer)
+        try:
+            self.preview.set_overlay(layer)
+        except Exception as exc:  # noqa: BLE001 - the screen's driver failing (HDMI gone, DRM lost)
+            raise OutputError(
+                f"drm: the preview cannot show the overlay ({type(exc).__name__}: {exc}); carrying on "
+                "without a display"
+            ) from None
 
     def close(self) -> None:
         pass
@@ -198,6 +297,13 @@ def make_display(
         if preview is None:
             raise DisplayError("display drm needs source picamera2; use display window or none")
         return DrmPreviewDisplay(preview, classes, config.top3, fullscreen)
+    if X_WATCH.lost and config.mode in ("window", "auto"):
+        log.warning(
+            "display %s: the X display went away earlier in this run; running without a display "
+            "(restart edge-fer to show the window again)",
+            config.mode,
+        )
+        return None
     if config.mode == "window":
         return WindowDisplay(classes, fullscreen, config.top3)
     if config.mode == "none":
