@@ -92,6 +92,9 @@ class LabelSmoother:
         return len(self._faces)
 
 
+FLAT_LOOK = 1.0  # grey levels of spread under which a look has no features to compare
+
+
 class AppearanceCheck:
     """Flags a face whose look changed abruptly since the previous frame.
 
@@ -135,6 +138,8 @@ class AppearanceCheck:
         if previous is None or self.restart_below <= 0:
             return False
         now = self.look(same_place) if same_place is not None else look
+        if min(float(previous.std()), float(now.std())) < FLAT_LOOK:
+            return False  # a featureless look (a black frame, a covered lens) tells no one apart
         return self.similarity(previous, now) < self.restart_below
 
     def forget(self, face_ids: list[int]) -> None:
