@@ -327,6 +327,7 @@ def format_tables(results: dict) -> str:
             for name, r in by_config.items():
                 vs = f"{r['recall'] / full:.2f}" if full else "-"
                 acc = f"{r['accuracy'] * 100:.1f}%" if r["accuracy"] is not None else "-"
+                name = name + ("*" if "kept_from" in r else "")
                 lines.append(
                     f"  {size:>7}  {name:<8} {r['recall']:>6.2f} {vs:>7} {r['false_per_frame']:>8.2f}"
                     f" {r['named'] * 100:>5.0f}% {acc:>8} {r['id_swaps']:>8} {r['fps']:>6.1f}"
@@ -425,7 +426,7 @@ def markdown(results: dict) -> dict[str, str]:
                 vs = f"{r['recall'] / full:.2f}" if full else "-"
                 cells = [
                     str(size),
-                    name,
+                    name + ("*" if "kept_from" in r else ""),
                     f"{r['recall']:.2f}",
                     vs,
                     f"{r['false_per_frame']:.2f}",
@@ -497,6 +498,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", type=Path, default=ROOT / "runs" / "bench_range", help="videos are cached here")
     p.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "range.json")
     p.add_argument(
+        "--keep-from",
+        type=Path,
+        help="a previous results file: its rows for configs this run leaves out are kept (marked)",
+    )
+    p.add_argument(
         "--docs",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -519,6 +525,12 @@ def main(argv: list[str] | None = None) -> int:
     if not args.data.is_dir():
         p.error(f"dataset {args.data} does not exist (set EDGE_FER_DATA or --data)")
     check_writable(args.json)
+    kept: dict = {}
+    if args.keep_from is not None:
+        try:
+            kept = json.loads(args.keep_from.read_text())
+        except (OSError, ValueError) as exc:
+            p.error(f"--keep-from {args.keep_from}: not a readable results file ({exc})")
     args.work.mkdir(parents=True, exist_ok=True)
 
     results: dict = {"faces": args.faces, "hold": args.hold, "frames": args.frames, "model": str(args.model)}
@@ -558,6 +570,9 @@ def main(argv: list[str] | None = None) -> int:
                 r = rows[face_px][name]
                 line = f"  {res} {face_px}px {name}: recall {r['recall']:.2f} fps {r['fps']:.1f}"
                 print(line, file=sys.stderr, flush=True)
+        for face_px, by_config in kept.get("rooms", {}).get(res, {}).items():
+            for name, row in by_config.items():  # configs this run left out, from --keep-from
+                rows.setdefault(int(face_px), {}).setdefault(name, {**row, "kept_from": str(args.keep_from)})
         results["rooms"][res] = rows
     pi_video = args.work / f"room_pi_48px_{args.faces}f_{args.frames}_{args.hold}_{args.seed}.avi"
     if "pi" in resolutions and pi_video.is_file():
