@@ -289,8 +289,7 @@ class MetricsConfig:
 
 @dataclass
 class WebConfig:
-    """The local web page: live overlay, faces, label mix and health (docs/web.md). Frames go
-    only to this page, only while it is on and watched, and are never stored."""
+    """The local web page (docs/web.md): live picture, faces, label mix, health; frames never stored."""
 
     enabled: bool = setting(False, "serve the page (off: no frame ever leaves the daemon this way)")
     bind: str = setting(

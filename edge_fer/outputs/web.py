@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 
 import cv2
 
+from edge_fer.config import is_loopback
 from edge_fer.outputs.base import OutputError
 from edge_fer.outputs.display import hud_for
 from edge_fer.outputs.http_server import BoundedHTTPServer, Listeners, Request, Response, not_found
@@ -80,7 +81,6 @@ ASSETS = {
     "/app.css": ("app.css", "text/css; charset=utf-8"),
 }
 PUBLIC = ("/app.js", "/app.css")  # hold no data: the login page needs the style sheet
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]", "ip6-localhost")
 
 
 def _hex(bgr: tuple[int, int, int]) -> str:
@@ -208,6 +208,7 @@ class WebPage:
         self._next_frame = self._next_state = 0.0
         self._last_refusal_log = -1e18
         self.history = LabelHistory()
+        self._closed = False
         self.listeners = listeners or Listeners()
         self.server: BoundedHTTPServer = self.listeners.acquire(config.port, config.bind, "web")
         self.routes = {
@@ -322,7 +323,7 @@ class WebPage:
         if not self.auth.required:
             host = request.headers.get("host", "").lower()
             name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-            if name not in LOOPBACK_HOSTS and not name.startswith("127."):
+            if not is_loopback(name):
                 return self._text(
                     "403 Forbidden", f"open this page as http://127.0.0.1:{self.server.port}/\n"
                 )
@@ -406,6 +407,9 @@ class WebPage:
         return self._text("404 Not Found", "not found\n")
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         for path, route in self.routes.items():
             if self.server.routes.get(path) == route:
                 del self.server.routes[path]
