@@ -35,13 +35,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import cv2
+import numpy as np
 
 from edge_fer.config import is_loopback
 from edge_fer.outputs.base import OutputError
 from edge_fer.outputs.display import hud_for
 from edge_fer.outputs.http_server import BoundedHTTPServer, Listeners, Request, Response, not_found
-from edge_fer.overlay import COLOURS, OTHER, render
-from edge_fer.results import FrameResult
+from edge_fer.overlay import COLOURS, OTHER, Hud, render
+from edge_fer.results import FaceResult, FrameResult
 from edge_fer.safe_io import dumps_json
 from edge_fer.secrets import SecretError, read_secret
 
@@ -256,7 +257,7 @@ class WebPage:
     def _state_doc(self, result: FrameResult, stats: RunStats) -> dict:
         p = stats.latency.window_percentiles()
         info = self.model_info
-        labels = [*self.labels, "uncertain"]
+        labels = [*self.labels, *(["uncertain"] if "uncertain" not in self.labels else [])]
         return {
             "frame": result.seq,
             "time": result.t,
@@ -285,11 +286,13 @@ class WebPage:
             },
             "mix": {
                 "bucket_s": self.history.bucket_s,
+                "slots": (self.history.done.maxlen or 0) + 1,
                 "labels": labels,
                 "buckets": self.history.snapshot(stats.labels),
             },
             "colours": {label: _hex(COLOURS.get(label, OTHER)) for label in labels},
             "picture_fps": self.config.fps,
+            "token": self.auth.required,
         }
 
     # -- the viewers' side: request threads ----------------------------------------------------
@@ -359,10 +362,7 @@ class WebPage:
         seq, image, faces, hud = job  # type: ignore[misc]
         with self._encode_lock:  # viewers asking at once share one picture
             if self._jpeg is None or self._jpeg[0] != seq:
-                h, w = image.shape[:2]
-                width = min(w, self.config.width)
-                size = (width, max(1, round(h * width / w)))
-                picture = render(image, faces, hud, self.classes, self.top3, size)
+                picture = self.draw(seq, image, faces, hud)
                 ok, encoded = cv2.imencode(".jpg", picture, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
                 if not ok:
                     return self._text("500 Internal Server Error", "could not encode the picture\n")
@@ -375,6 +375,13 @@ class WebPage:
             "image/jpeg",
             **{"X-Frame-Seq": str(seq), "X-Frame-Interval-Ms": str(round(1000 / self.config.fps))},
         )
+
+    def draw(self, seq: int, image: np.ndarray, faces: list[FaceResult], hud: Hud) -> np.ndarray:
+        """The picture a viewer gets: the HDMI overlay's drawing at most `web.width` wide."""
+        h, w = image.shape[:2]
+        width = min(w, self.config.width)
+        size = (width, max(1, round(h * width / w)))
+        return render(image, faces, hud, self.classes, self.top3, size)
 
     def _state_route(self, request: Request) -> Response:
         if (refusal := self._refusal(request)) is not None:

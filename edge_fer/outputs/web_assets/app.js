@@ -96,10 +96,13 @@
     const svg = $("mix");
     svg.replaceChildren();
     const width = 300, height = 96, top = 4;
-    const slots = Math.max(mix.buckets.length, 1);
+    // A fixed time axis: the newest bucket at the right, empty slots before the first one.
+    const slots = Math.max(mix.slots || 0, mix.buckets.length, 1);
     const slot = width / slots;
+    const offset = slots - mix.buckets.length;
     let bars = 0;
-    mix.buckets.forEach((counts, i) => {
+    mix.buckets.forEach((counts, j) => {
+      const i = offset + j;
       const total = Object.values(counts).reduce((a, b) => a + b, 0);
       if (!total) return;
       let y = top + height;
@@ -123,7 +126,7 @@
         bars += 1;
       }
     });
-    const minutes = (mix.buckets.length * mix.bucket_s) / 60;
+    const minutes = (slots * mix.bucket_s) / 60;
     for (const [x, text, anchor] of [[0, `-${Math.round(minutes)} min`, "start"], [width, "now", "end"]]) {
       const t = document.createElementNS(SVG, "text");
       t.setAttribute("x", String(x));
@@ -178,6 +181,7 @@
           showFaces(s.faces, s.colours);
           showMix(s.mix, s.colours);
           showHealth(s.health);
+          $("logout").hidden = !s.token;
           document.body.dataset.frame = String(s.frame);
         } catch (err) {
           status(`no data (${err.message})`, true);
