@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edge_fer.config import Config, ConfigError, WebConfig, load_config
 from edge_fer.labels import EMOTIONS
@@ -163,6 +165,13 @@ def test_cli_refuses_an_open_page_without_a_usable_token_in_one_line(tmp_path, v
         assert TOKEN not in done.stderr
     done = _cli("--web", "70000", *video_args)
     assert done.returncode == 2 and "web.port" in done.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        done = _cli("--web", str(taken.getsockname()[1]), "--max-frames", "5", *video_args)
+    errors = [line for line in done.stderr.splitlines() if "ERROR" in line]
+    assert done.returncode == 2 and len(errors) == 1 and "web: cannot listen on 127.0.0.1:" in errors[0]
+    assert "Traceback" not in done.stderr
 
 
 def test_load_token_needs_an_owner_only_file_with_a_long_token(tmp_path):
@@ -180,6 +189,29 @@ def test_load_token_needs_an_owner_only_file_with_a_long_token(tmp_path):
 
 
 # -- the server --------------------------------------------------------------------------------
+
+
+@given(st.binary(max_size=400), st.sampled_from([b"\r\n\r\n", b"\n\n"]))
+@settings(max_examples=300, deadline=None)
+def test_any_request_head_is_a_request_or_refused_never_an_exception(head, end):
+    from edge_fer.outputs.http_server import BoundedHTTPServer, Request, parse_head
+
+    request = parse_head(head + end)
+    assert request is None or isinstance(request, Request)
+    if request is not None:
+        # No route but the exact ones: anything else is the fallback's (404 by default).
+        answer = BoundedHTTPServer.answer(_Routes(), request)
+        assert answer.status == ("200 OK" if request.path == "/only" else "404 Not Found")
+
+
+class _Routes:
+    """Just what BoundedHTTPServer.answer reads."""
+
+    def __init__(self) -> None:
+        from edge_fer.outputs.http_server import Response, not_found
+
+        self.routes = {"/only": lambda request: Response("200 OK")}
+        self.fallback = not_found
 
 
 def test_assets_content_types_security_headers_and_no_file_system(page_factory):
@@ -494,3 +526,22 @@ def get_ok(port: int) -> bool:
         return get(port, "/app.css")[0] == 200
     except OSError:
         return False
+
+
+def test_label_history_buckets_gaps_and_bounds():
+    from collections import Counter
+
+    from edge_fer.outputs.web import LabelHistory
+
+    history, labels = LabelHistory(bucket_s=10, buckets=5), Counter()
+    history.tick(0.0, labels)
+    labels.update(["happy"] * 3)
+    history.tick(5.0, labels)
+    assert list(history.done) == [] and history.snapshot(labels) == [{"happy": 3}]
+    labels.update(["sad"])
+    history.tick(10.5, labels)
+    assert list(history.done) == [{"happy": 3, "sad": 1}]
+    history.tick(45.0, labels)  # no new label for a while: empty buckets, the axis keeps time
+    assert list(history.done) == [{"happy": 3, "sad": 1}, {}, {}, {}]
+    history.tick(86400.0, labels)  # a day later: still at most `buckets`, quickly
+    assert len(history.done) == 5 and all(b == {} for b in history.done)

@@ -165,9 +165,10 @@ class LabelHistory:
         self.done.append({k: v for k, v in (counts - self._base).items() if v > 0})
         self._base = counts
         self._start += self.bucket_s
-        while now - self._start >= self.bucket_s:  # no frame for a while: empty buckets
-            self.done.append({})
-            self._start += self.bucket_s
+        gap = int((now - self._start) // self.bucket_s)  # no frame for a while: empty buckets
+        if gap > 0:
+            self.done.extend({} for _ in range(min(gap, self.done.maxlen or gap)))
+            self._start += gap * self.bucket_s
 
     def snapshot(self, labels: Counter[str]) -> list[dict[str, int]]:
         """The closed buckets, oldest first, then the one still filling."""
@@ -326,7 +327,7 @@ class WebPage:
         if not self.auth.required:
             host = request.headers.get("host", "").lower()
             name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-            if not is_loopback(name):
+            if name and not is_loopback(name):  # no Host at all: not a browser, so no rebinding
                 return self._text(
                     "403 Forbidden", f"open this page as http://127.0.0.1:{self.server.port}/\n"
                 )
