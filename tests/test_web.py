@@ -545,3 +545,37 @@ def test_label_history_buckets_gaps_and_bounds():
     assert list(history.done) == [{"happy": 3, "sad": 1}, {}, {}, {}]
     history.tick(86400.0, labels)  # a day later: still at most `buckets`, quickly
     assert len(history.done) == 5 and all(b == {} for b in history.done)
+
+
+@pytest.mark.slow
+def test_a_reload_moves_the_page_to_its_new_settings(tmp_path, video_args):
+    import signal
+
+    port = free_port()
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"web: {{enabled: true, port: {port}, fps: 2}}\nconsole: 'off'\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "edge_fer.cli", "--config", str(cfg), *video_args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+    def interval() -> str | None:
+        try:
+            status, headers, _ = get(port, "/frame.jpg")
+        except OSError:
+            return None
+        return headers.get("x-frame-interval-ms") if status == 200 else None
+
+    try:
+        assert _wait(lambda: daemon.poll() is not None or interval(), timeout=60) == "500"
+        cfg.write_text(f"web: {{enabled: true, port: {port}, fps: 10}}\nconsole: 'off'\n")
+        daemon.send_signal(signal.SIGHUP)
+        _wait(lambda: interval() == "100", timeout=60)
+    finally:
+        daemon.terminate()
+        _, err = daemon.communicate(timeout=20)
+    assert daemon.returncode == 0 and "config reloaded: web.fps: 2.0 -> 10.0" in err, err[-2000:]
