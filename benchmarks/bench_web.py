@@ -17,7 +17,7 @@ mode is its median fps against the median with the page off (targets: 0 viewers 
 The soak (`--soak-seconds`, 0 to skip) runs the daemon at the video's own pace with the page
 on, one normal viewer and one that reads each picture at ~2 KB/s (so the server cuts it off
 at its deadline and it comes back), sampling the daemon's RSS every 10 s: memory is flat
-when the last minute's RSS is within a few MB of the second minute's.
+when the last minute's peak RSS is within a few MB of the second minute's, with no trend.
 """
 
 from __future__ import annotations
@@ -85,28 +85,40 @@ class Viewer(threading.Thread):
 
 
 class SlowViewer(threading.Thread):
-    """Asks for a picture and reads it at ~2 KB/s (a phone on a bad link), again and again."""
+    """Asks for a picture and reads it at ~2 KB/s (a phone on a bad link), again and again;
+    counts the answers it got whole and those the server cut off at its deadline."""
 
     def __init__(self, port: int, stop: threading.Event) -> None:
         super().__init__(daemon=True)
-        self.port, self.stop, self.requests, self.cut_off = port, stop, 0, 0
+        self.port, self.stop, self.requests, self.whole, self.cut_off = port, stop, 0, 0, 0
 
     def run(self) -> None:
         while not self.stop.is_set():
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=10) as s:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=30) as s:
                     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
                     s.sendall(b"GET /frame.jpg HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
                     self.requests += 1
-                    got = 0
+                    data = b""
                     while not self.stop.is_set():
                         chunk = s.recv(512)
                         if not chunk:
                             break
-                        got += len(chunk)
+                        data += chunk
                         time.sleep(0.25)
-                    if got and got < 4096 * 4:  # the server gave up on it before the picture was read
-                        self.cut_off += 1
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = next(
+                    (
+                        int(line.split(b":")[1])
+                        for line in head.split(b"\r\n")
+                        if line.lower().startswith(b"content-length")
+                    ),
+                    -1,
+                )
+                if length >= 0 and len(body) == length:
+                    self.whole += 1
+                elif not self.stop.is_set():
+                    self.cut_off += 1
             except OSError:
                 self.cut_off += 1
                 self.stop.wait(0.5)
@@ -212,9 +224,14 @@ def soak(video: Path, workdir: Path, seconds: float) -> dict:
         _stop(proc)
 
     def window(lo: float, hi: float) -> float:
+        # The peak of the window: RSS dips for a moment when the allocator gives pages back.
         values = [rss for t, rss in samples if lo <= t < hi]
-        return statistics.median(values) if values else float("nan")
+        return max(values) if values else float("nan")
 
+    import numpy as np
+
+    steady = np.array([(t, rss) for t, rss in samples if t >= 60])
+    slope = float(np.polyfit(steady[:, 0], steady[:, 1], 1)[0]) * 3600 if len(steady) > 2 else 0.0
     second_minute = window(60, 120)
     last_minute = window(seconds - 60, seconds + 20)
     return {
@@ -223,8 +240,10 @@ def soak(video: Path, workdir: Path, seconds: float) -> dict:
         "rss_second_minute_mb": second_minute,
         "rss_last_minute_mb": last_minute,
         "growth_mb": last_minute - second_minute,
+        "trend_mb_per_hour": slope,
         "normal_viewer_pictures": normal.pictures,
         "slow_viewer_requests": slow.requests,
+        "slow_viewer_whole": slow.whole,
         "slow_viewer_cut_off": slow.cut_off,
     }
 
@@ -378,8 +397,10 @@ def main() -> int:
             s = result["soak"]
             print(
                 f"soak {s['seconds']:.0f} s: RSS {s['rss_second_minute_mb']:.1f} MB in the second minute, "
-                f"{s['rss_last_minute_mb']:.1f} MB in the last ({s['growth_mb']:+.1f} MB); slow viewer "
-                f"{s['slow_viewer_requests']} requests, {s['slow_viewer_cut_off']} cut off"
+                f"{s['rss_last_minute_mb']:.1f} MB in the last ({s['growth_mb']:+.1f} MB; trend "
+                f"{s['trend_mb_per_hour']:+.1f} MB/h after the first minute); slow viewer "
+                f"{s['slow_viewer_requests']} requests, {s['slow_viewer_whole']} read whole, "
+                f"{s['slow_viewer_cut_off']} cut off; normal viewer {s['normal_viewer_pictures']} pictures"
             )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2))
