@@ -262,6 +262,7 @@ def test_a_viewer_less_page_costs_the_frame_loop_nothing(page_factory):
     before = page.snapshots, page.encoded
     feed(page, stats, 1000, 100)
     assert (page.snapshots, page.encoded) == before
+    assert page._job is None and page._jpeg is None and page._state is None  # no picture kept
 
 
 def test_frames_newest_wins_at_most_fps_and_shared_by_viewers(page_factory):

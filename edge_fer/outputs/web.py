@@ -240,6 +240,8 @@ class WebPage:
         now = time.monotonic()
         self.history.tick(now, stats.labels)
         if now - self._last_view > VIEWER_IDLE_S:
+            if self._job is not None:  # the last viewer just left: keep no picture of theirs
+                self._forget_pictures()
             return  # nobody watching: nothing is kept, drawn or encoded
         if now >= self._next_frame:
             self._next_frame = now + 1 / self.config.fps
@@ -254,6 +256,12 @@ class WebPage:
             with self._changed:
                 self._state = state
                 self._changed.notify_all()
+
+    def _forget_pictures(self) -> None:
+        with self._changed:
+            self._job = self._state = None
+        with self._encode_lock:
+            self._jpeg = None
 
     def _state_doc(self, result: FrameResult, stats: RunStats) -> dict:
         p = stats.latency.window_percentiles()
@@ -424,6 +432,4 @@ class WebPage:
         if self.server.fallback == self._not_found:
             self.server.fallback = not_found
         self.listeners.release(self.server)
-        with self._changed:
-            self._job = self._state = None
-        self._jpeg = None
+        self._forget_pictures()
