@@ -136,11 +136,15 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _rss_mb(pid: int) -> float:
+def _proc_status(pid: int, key: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def _rss_mb(pid: int) -> float:
+    return _proc_status(pid, "VmRSS") / 1024
 
 
 def _start(video: Path, workdir: Path, port: int | None, pace: str = "fast") -> tuple[subprocess.Popen, Path]:
@@ -210,12 +214,14 @@ def soak(video: Path, workdir: Path, seconds: float) -> dict:
     stop = threading.Event()
     normal, slow = Viewer(port, stop), SlowViewer(port, stop)
     samples: list[tuple[float, float]] = []
+    threads: list[int] = []
     try:
         normal.start()
         slow.start()
         t0 = time.monotonic()
         while (elapsed := time.monotonic() - t0) < seconds:
             samples.append((round(elapsed, 1), round(_rss_mb(proc.pid), 1)))
+            threads.append(_proc_status(proc.pid, "Threads"))
             print(f"  soak {elapsed:5.0f} s: RSS {samples[-1][1]:.1f} MB", file=sys.stderr, flush=True)
             time.sleep(10)
         samples.append((round(time.monotonic() - t0, 1), round(_rss_mb(proc.pid), 1)))
@@ -241,6 +247,7 @@ def soak(video: Path, workdir: Path, seconds: float) -> dict:
         "rss_last_minute_mb": last_minute,
         "growth_mb": last_minute - second_minute,
         "trend_mb_per_hour": slope,
+        "threads_max": max(threads),
         "normal_viewer_pictures": normal.pictures,
         "slow_viewer_requests": slow.requests,
         "slow_viewer_whole": slow.whole,
@@ -365,32 +372,35 @@ def main() -> int:
     if not (args.data / "test").is_dir():
         print(f"error: FER2013 not found at {args.data}; pass --data", file=sys.stderr)
         return 2
-    if args.seconds < 2 or args.rounds < 1 or (args.soak_seconds and args.soak_seconds < 150):
-        print("error: --seconds >= 2, --rounds >= 1, --soak-seconds 0 or >= 150", file=sys.stderr)
+    if args.seconds < 2 or args.rounds < 0 or (args.soak_seconds and args.soak_seconds < 150):
+        print(
+            "error: --seconds >= 2, --rounds >= 0 (0: soak only), --soak-seconds 0 or >= 150", file=sys.stderr
+        )
         return 2
     result: dict = {"cores": os.cpu_count(), "size": "1920x1080", "faces": args.faces}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         video = workdir / "grid_1080p.avi"
         grid_video(args.data, video, args.faces, (1920, 1080), 150)
-        rows = []
+        rows: list[dict] = []
         for round_ in range(args.rounds):
             for mode in MODES:
                 print(f"round {round_ + 1}: {mode} ...", file=sys.stderr, flush=True)
                 rows.append(measure(video, workdir, mode, args.seconds))
                 print(f"  {rows[-1]}", file=sys.stderr, flush=True)
-        result["rows"] = rows
-        result["summary"] = summary(rows)
-        print(format_table(result["summary"]))
-        result["picture"] = picture_cost_ms(video)
-        pic = result["picture"]
-        print(
-            f"CPU while watched (any number of viewers, web.fps {pic['web_fps']:g}): frame loop "
-            f"{pic['frame_loop_cpu_ms_per_s']:.1f} ms/s (HUD {pic['hud_cpu_ms']:.2f} ms a picture, state "
-            f"{pic['state_cpu_ms']:.2f} ms twice a second); request threads "
-            f"{pic['request_threads_cpu_ms_per_s']:.0f} ms/s (draw + encode "
-            f"{pic['draw_and_encode_cpu_ms']:.1f} ms a 1080p frame at {pic['width']} px)"
-        )
+        if rows:
+            result["rows"] = rows
+            result["summary"] = summary(rows)
+            print(format_table(result["summary"]))
+            result["picture"] = picture_cost_ms(video)
+            pic = result["picture"]
+            print(
+                f"CPU while watched (any number of viewers, web.fps {pic['web_fps']:g}): frame loop "
+                f"{pic['frame_loop_cpu_ms_per_s']:.1f} ms/s (HUD {pic['hud_cpu_ms']:.2f} ms a picture, state "
+                f"{pic['state_cpu_ms']:.2f} ms twice a second); request threads "
+                f"{pic['request_threads_cpu_ms_per_s']:.0f} ms/s (draw + encode "
+                f"{pic['draw_and_encode_cpu_ms']:.1f} ms a 1080p frame at {pic['width']} px)"
+            )
         if args.soak_seconds:
             print(f"soak: {args.soak_seconds:.0f} s with a slow viewer ...", file=sys.stderr, flush=True)
             result["soak"] = soak(video, workdir, args.soak_seconds)
@@ -400,7 +410,8 @@ def main() -> int:
                 f"{s['rss_last_minute_mb']:.1f} MB in the last ({s['growth_mb']:+.1f} MB; trend "
                 f"{s['trend_mb_per_hour']:+.1f} MB/h after the first minute); slow viewer "
                 f"{s['slow_viewer_requests']} requests, {s['slow_viewer_whole']} read whole, "
-                f"{s['slow_viewer_cut_off']} cut off; normal viewer {s['normal_viewer_pictures']} pictures"
+                f"{s['slow_viewer_cut_off']} cut off; normal viewer {s['normal_viewer_pictures']} pictures; "
+                f"at most {s['threads_max']} threads"
             )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2))
