@@ -580,3 +580,34 @@ def test_a_reload_moves_the_page_to_its_new_settings(tmp_path, video_args):
         daemon.terminate()
         _, err = daemon.communicate(timeout=20)
     assert daemon.returncode == 0 and "config reloaded: web.fps: 2.0 -> 10.0" in err, err[-2000:]
+
+
+def test_metrics_alone_answers_as_before():
+    """A /metrics server of its own: every path but /favicon.ico is the metrics (whatever the
+    query), gzip when asked, 405 for other methods, 404 for the favicon."""
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.core import CounterMetricFamily
+
+    from edge_fer.outputs.metrics import serve_registry
+
+    class One:
+        def collect(self):
+            yield CounterMetricFamily("one_test", "a counter", value=1)
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(One())
+    server = serve_registry(registry, 0, "127.0.0.1", "metrics")
+    port = server.server_address[1]
+    try:
+        for path in ("/metrics", "/", "/anything?x=1", "/metrics?" + "&".join(f"a{i}=1" for i in range(40))):
+            status, headers, body = get(port, path)
+            assert status == 200 and b"one_test_total 1.0" in body, path
+            assert (
+                headers["content-type"].startswith("text/plain") and "content-security-policy" not in headers
+            )
+        status, headers, body = get(port, "/metrics", {"Accept-Encoding": "gzip"})
+        assert headers["content-encoding"] == "gzip" and body[:2] == b"\x1f\x8b"
+        assert get(port, "/favicon.ico")[0] == 404
+        assert raw(port, b"POST /metrics HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 405")
+    finally:
+        server.close()

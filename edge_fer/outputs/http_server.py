@@ -83,7 +83,7 @@ def parse_head(data: bytes) -> Request | None:
     try:
         query = parse_qs(raw_query, keep_blank_values=True, max_num_fields=32)
     except ValueError:
-        return None
+        query = {}  # too many fields: no route here reads that many, and /metrics reads none
     return Request(method, unquote(raw_path.split("#", 1)[0]), query, headers)
 
 
