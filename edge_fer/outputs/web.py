@@ -402,7 +402,7 @@ class WebPage:
 
     def _login_route(self, request: Request) -> Response:
         if not self.auth.required:
-            return self._respond("303 See Other", b"", "text/plain", Location="/")
+            return self._respond("303 See Other", b"", "text/plain", Location="./")
         given = request.param("token")
         if given is None:
             return self._login("200 OK", "")
@@ -411,12 +411,12 @@ class WebPage:
             return self._login("403 Forbidden", "That token is not right.")
         # Redirected at once, so the address that held the token is left behind.
         return self._respond(
-            "303 See Other", b"", "text/plain", Location="/", **{"Set-Cookie": self.auth.set_cookie()}
+            "303 See Other", b"", "text/plain", Location="./", **{"Set-Cookie": self.auth.set_cookie()}
         )
 
     def _logout_route(self, request: Request) -> Response:
         return self._respond(
-            "303 See Other", b"", "text/plain", Location="/", **{"Set-Cookie": self.auth.clear_cookie()}
+            "303 See Other", b"", "text/plain", Location="./", **{"Set-Cookie": self.auth.clear_cookie()}
         )
 
     def _not_found(self, request: Request) -> Response:
