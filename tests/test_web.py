@@ -179,9 +179,16 @@ def test_load_token_needs_an_owner_only_file_with_a_long_token(tmp_path):
     token.write_text(TOKEN + "\n")
     token.chmod(0o600)
     assert load_token(token) == TOKEN
-    token.write_text("has a space in it, long enough")
-    with pytest.raises(OutputError, match="spaces"):
-        load_token(token)
+    for weak in (
+        "has a space in it, long enough",
+        "a" * 40,
+        "abababababababababab",
+        "short1",
+        "pässwörd-0123456789",
+    ):
+        token.write_text(weak)
+        with pytest.raises(OutputError, match="too short or too simple, or has spaces or non-ASCII"):
+            load_token(token)
     with pytest.raises(OutputError, match="does not exist; create it holding the token"):
         load_token(tmp_path / "missing")
     with pytest.raises(OutputError, match="not a regular file"):

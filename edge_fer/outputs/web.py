@@ -59,6 +59,7 @@ HISTORY_BUCKET_S = 10.0
 HISTORY_BUCKETS = 30  # the label mix of the last 5 minutes
 JPEG_QUALITY = 75
 MIN_TOKEN_CHARS = 16
+MIN_DISTINCT_CHARS = 6
 SESSION_TAG = b"edge-fer web session v1"
 
 CSP = (
@@ -96,10 +97,19 @@ def load_token(path: Path) -> str:
         token = read_secret(path, "web.token_file", "token")
     except SecretError as exc:
         raise OutputError(f"web: {exc}") from None
-    if len(token) < MIN_TOKEN_CHARS or not (token.isascii() and token.isprintable()) or " " in token:
+    # At least MIN_TOKEN_CHARS printable ASCII characters, not one or two repeated: a token is
+    # typed once per browser, so it can be long and random (there is no lock-out to lean on).
+    simple = len(set(token)) < MIN_DISTINCT_CHARS
+    if (
+        len(token) < MIN_TOKEN_CHARS
+        or simple
+        or not (token.isascii() and token.isprintable())
+        or " " in token
+    ):
         raise OutputError(
-            f"web: web.token_file {path} holds a token that is too short or has spaces or non-ASCII "
-            f"characters; write at least {MIN_TOKEN_CHARS} (e.g. openssl rand -hex 16 > {path})"
+            f"web: web.token_file {path} holds a token that is too short or too simple, or has spaces "
+            f"or non-ASCII characters; write a random one of at least {MIN_TOKEN_CHARS} characters "
+            f"(e.g. openssl rand -hex 16 > {path})"
         )
     return token
 
