@@ -81,6 +81,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="serve Prometheus /metrics on this port (127.0.0.1 unless metrics.bind)",
     )
     p.add_argument(
+        "--web",
+        nargs="?",
+        type=int,
+        const=0,
+        metavar="PORT",
+        help="serve the live web page (on web.port, or PORT; 127.0.0.1 unless web.bind)",
+    )
+    p.add_argument(
         "--console",
         choices=choices("console"),
         help="one status line a second on the terminal (auto: when headless)",
@@ -127,6 +135,8 @@ def build_config(args: argparse.Namespace) -> Config:
             "report.path": args.report_json,
             "mqtt.url": args.mqtt,
             "metrics.port": args.metrics_port,
+            "web.enabled": True if args.web is not None else None,
+            "web.port": args.web or None,
             "console": args.console,
             "log_level": args.log_level,
             "log_summary_s": args.log_summary,

@@ -345,6 +345,52 @@ class MetricsConfig:
 
 
 @dataclass
+class WebConfig:
+    """The local web page (docs/web.md): live picture, faces, label mix, health; frames never stored."""
+
+    enabled: bool = setting(False, "serve the page (off: no frame ever leaves the daemon this way)")
+    bind: str = setting(
+        "127.0.0.1", "address to listen on; any but a loopback address needs token_file (0.0.0.0: all)"
+    )
+    port: int = setting(8080, "TCP port (the same as metrics.port: one server for both)", ge=1, le=65535)
+    token_file: Path | None = setting(
+        None, "file holding the access token, mode 0600 (at least 16 characters; openssl rand -hex 16)"
+    )
+    fps: float = setting(5.0, "most pictures a second sent to a viewer", ge=0.2, le=15)
+    width: int = setting(
+        960, "widest picture sent, in pixels (smaller frames are sent as they are)", ge=160, le=3840
+    )
+
+
+def is_loopback(bind: str) -> bool:
+    """True for an address only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    if bind.lower() in ("localhost", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(bind.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: whatever it resolves to may change
+
+
+def check_web(web: WebConfig, metrics: MetricsConfig) -> None:
+    """A page reachable from other machines needs a token; a port shared with /metrics, one bind."""
+    if not web.enabled:
+        return
+    if not is_loopback(web.bind) and web.token_file is None:
+        raise ConfigError(
+            f"config key 'web.bind': {shown(web.bind)} lets other machines see the camera, so it needs "
+            "web.token_file (a file holding a token, chmod 600); or bind 127.0.0.1"
+        )
+    if metrics.port == web.port and metrics.bind != web.bind:
+        raise ConfigError(
+            f"config key 'web.port': {web.port} is also metrics.port but web.bind {shown(web.bind)} is not "
+            f"metrics.bind {shown(metrics.bind)}; one server listens on one address: set both alike"
+        )
+
+
+@dataclass
 class Config:
     """The whole daemon configuration (/etc/edge-fer/config.yaml)."""
 
@@ -382,6 +428,7 @@ class Config:
     report: ReportConfig = setting(factory=ReportConfig)
     mqtt: MqttConfig = setting(factory=MqttConfig)
     metrics: MetricsConfig = setting(factory=MetricsConfig)
+    web: WebConfig = setting(factory=WebConfig)
     console: str = setting(
         "auto",
         "one status line a second on a terminal: auto (when headless on a TTY, not under systemd) | on | off",
@@ -568,6 +615,7 @@ def validate(config: Config) -> Config:
     if config.mqtt.url is not None:
         parse_mqtt_url(config.mqtt.url)
     check_mqtt_names(config.mqtt)
+    check_web(config.web, config.metrics)
     if config.instance is not None:
         if not INSTANCE_PATTERN.match(config.instance):
             raise ConfigError(

@@ -107,6 +107,15 @@ if [ "$mode" = daemon ] && apt-cache show python3-picamera2 >/dev/null 2>&1; the
     venv_flags=(--system-site-packages)
     pip_flags=(-c deploy/constraints-pi.txt)
 fi
+# tests/test_web.py's browser: Debian's and Pi OS's Chromium with its driver (selenium, from the
+# dev extras, drives it); where apt has no such package (Ubuntu ships a snap) that test is skipped.
+if [ "$mode" = test ]; then
+    if apt-cache show chromium-driver >/dev/null 2>&1; then
+        packages+=(chromium chromium-driver)
+    else
+        echo "setup.sh: apt has no chromium-driver here; tests/test_web.py's browser test will be skipped"
+    fi
+fi
 step "apt-get install ${packages[*]}" "$apt_fix" \
     "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}"
 command -v python3 >/dev/null 2>&1 ||

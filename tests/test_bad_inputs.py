@@ -97,6 +97,7 @@ FLAG_CASES = [
     (["--threads", "0"], "--threads must be between 1 and 16"),
     (["--max-frames", "-3"], "--max-frames must be a positive integer"),
     (["--metrics-port", "70000"], "'metrics.port': 70000"),
+    (["--web", "70000"], "'web.port': 70000"),
     (["--mqtt", "broker:1883"], "'mqtt.url'"),
     (["--events-jsonl", "/nonexistent/dir/e.jsonl"], "folder /nonexistent/dir does not exist"),
     (["--report-json", "/nonexistent/dir/r.json"], "folder /nonexistent/dir does not exist"),

@@ -219,6 +219,7 @@ FLAG_VALUES = {
     "--stats-path": ["/tmp/s.json", "~nosuchuser/s", "/" + "s/" * 2100],
     "--mqtt": ["mqtt://localhost", "http://x", "mqtt://u:p@h", "mqtt://h:99999", "mqtt://"],
     "--metrics-port": ["0", "1", "65535", "65536", "-1", "x"],
+    "--web": ["0", "8080", "65536", "-1", "x", "--console"],
     "--console": ["auto", "on", "off", "maybe"],
     "--log-level": ["INFO", "TRACE"],
 }

@@ -152,6 +152,8 @@ def test_every_kind_of_bad_reload_keeps_the_daemon_classifying(setup, tmp_path, 
         ("events FIFO", with_(events={"path": str(fifo)}), "is a FIFO"),
         ("stats directory", with_(stats={"path": str(tmp_path)}), "is a directory"),
         ("metrics port taken", with_(metrics={"port": busy.getsockname()[1]}), "cannot listen"),
+        ("open page, no token", with_(web={"enabled": True, "bind": "0.0.0.0"}), "needs web.token_file"),
+        ("web port taken", with_(web={"enabled": True, "port": busy.getsockname()[1]}), "web: cannot listen"),
         (
             "stalled camera",
             with_(source=f"http://127.0.0.1:{port}/video.mjpg", stream={"open_timeout_s": 5}),

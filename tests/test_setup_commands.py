@@ -135,6 +135,7 @@ def test_readme_command_runs_as_written(tmp_path, mode, as_user):
     assert {"python3-venv", "g++"} <= set(packages)
     if mode == "test":
         assert {"xvfb", "mosquitto", "libsystemd-dev", "pkg-config", "python3-dev"} <= set(packages)
+        assert {"chromium", "chromium-driver"} <= set(packages)  # tests/test_web.py's browser
     assert calls.index("python3 -m venv .venv") > calls.index(apt[1])
     assert "python3-picamera2" not in packages  # Debian and Ubuntu have none
     extras = ".[display]" if mode == "daemon" else ".[dev,systemd]"

@@ -66,7 +66,22 @@ def _metrics(ctx: OutputContext) -> Output | None:
     from edge_fer.outputs.metrics import MetricsEndpoint  # prometheus_client only when on
 
     labels = published_labels(ctx.config.smoothing.groups)  # every label is a series from the start
-    return MetricsEndpoint(ctx.stats, ctx.model_info, labels, m.port, m.bind, ctx.config.instance)
+    return MetricsEndpoint(
+        ctx.stats, ctx.model_info, labels, m.port, m.bind, ctx.config.instance, ctx.listeners
+    )
+
+
+def _web(ctx: OutputContext) -> Output | None:
+    w = ctx.config.web
+    if not w.enabled:
+        return None
+    from edge_fer.outputs.web import WebPage, load_token
+
+    token = load_token(w.token_file) if w.token_file is not None else None
+    labels = published_labels(ctx.config.smoothing.groups)
+    return WebPage(
+        w, ctx.classes, labels, ctx.model_info, ctx.source_name, ctx.config.display.top3, ctx.listeners, token
+    )
 
 
 def _console(ctx: OutputContext, headless: bool) -> Output | None:
@@ -89,6 +104,7 @@ FACTORIES: list[Callable[[OutputContext], Output | None]] = [
     _report,
     _mqtt,
     _metrics,
+    _web,
 ]
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from edge_fer.outputs.http_server import Listeners
 from edge_fer.results import FrameResult
 
 if TYPE_CHECKING:
@@ -52,7 +53,8 @@ class PreviewHost(Protocol):
 
 @dataclass
 class OutputContext:
-    """What output factories may use: the config, the classes, systemd, the run's counters."""
+    """What output factories may use: the config, the classes, systemd, the run's counters,
+    and the pipeline's HTTP servers (outputs on one port share one)."""
 
     config: Config
     classes: tuple[str, ...]
@@ -61,6 +63,7 @@ class OutputContext:
     source_name: str
     stats: RunStats
     model_info: dict[str, str]
+    listeners: Listeners = field(default_factory=Listeners)
 
 
 class Every:

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
     from prometheus_client.metrics_core import Metric
 
+    from edge_fer.outputs.http_server import Listeners
     from edge_fer.outputs.metrics_server import MetricsHTTPServer
     from edge_fer.stats import RunStats
 
@@ -120,7 +121,9 @@ def serve_registry(registry: CollectorRegistry, port: int, bind: str, what: str)
 
 
 class MetricsEndpoint:
-    """Serves /metrics from a background thread for as long as the output is open."""
+    """Serves /metrics from a background thread for as long as the output is open, on the
+    pipeline's server for `bind:port` (`listeners`: shared with the web page when it asks for
+    the same port)."""
 
     name = "metrics"
 
@@ -132,17 +135,24 @@ class MetricsEndpoint:
         port: int,
         bind: str,
         instance: str | None = None,
+        listeners: Listeners | None = None,
     ) -> None:
         from prometheus_client import CollectorRegistry
 
+        from edge_fer.outputs.http_server import Listeners
+        from edge_fer.outputs.metrics_server import add_metrics
+
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(RunStatsCollector(stats, model_info, classes, instance or "default"))
-        self.server = serve_registry(self.registry, port, bind, "metrics")
-        log.info("Prometheus metrics on http://%s:%d/metrics", bind, port)
+        self.listeners = listeners or Listeners()
+        self.server = self.listeners.acquire(port, bind, "metrics")
+        self.route = add_metrics(self.server, self.registry)
+        log.info("Prometheus metrics on http://%s:%d/metrics", bind, self.server.port)
 
     def on_frame(self, result: FrameResult, stats: RunStats) -> None:
         pass
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        if self.server.routes.get("/metrics") is self.route:
+            del self.server.routes["/metrics"]
+        self.listeners.release(self.server)
