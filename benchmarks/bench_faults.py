@@ -49,6 +49,7 @@ import yaml
 from edge_fer.config import DEFAULT_MODEL
 from edge_fer.paths import DEFAULT_DATA
 from edge_fer.paths import PROJECT_ROOT as ROOT
+from edge_fer.user_input import path_arg
 
 FAKES = ROOT / "tests" / "fakes"
 sys.path.insert(0, str(ROOT / "tests"))
@@ -361,9 +362,9 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--seconds", type=float, default=180.0, help="how long to keep injecting")
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    p.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "faults.json")
-    p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="the model the daemon runs")
+    p.add_argument("--data", type=path_arg, default=DEFAULT_DATA)
+    p.add_argument("--json", type=path_arg, default=ROOT / "benchmarks" / "results" / "faults.json")
+    p.add_argument("--model", type=path_arg, default=DEFAULT_MODEL, help="the model the daemon runs")
     args = p.parse_args(argv)
     if not (args.data / "test").is_dir():
         print(f"error: FER2013 not found at {args.data}; pass --data", file=sys.stderr)

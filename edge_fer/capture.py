@@ -26,8 +26,9 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import cv2
 import numpy as np
 
-from edge_fer.config import STREAM_SCHEMES, CameraConfig, StreamConfig
+from edge_fer.config import STREAM_SCHEMES, CameraConfig, ConfigError, StreamConfig, checked_path
 from edge_fer.secrets import SecretError, read_secret
+from edge_fer.user_input import InputRefused, user_url
 
 log = logging.getLogger(__name__)
 
@@ -440,8 +441,8 @@ class NetworkSource:
         if self.stream.password_file is not None:
             try:
                 password = read_secret(self.stream.password_file, "stream.password_file")
-            except SecretError as exc:
-                raise CaptureError(str(exc)) from None
+            except SecretError as exc:  # the config names a bad file: a config error (exit 2)
+                raise ConfigError(str(exc)) from None
         parts = urlsplit(self.url)
         userinfo = quote(self.stream.username, safe="") + (":" + quote(password, safe="") if password else "")
         netloc = f"{userinfo}@{parts.netloc}"
@@ -550,6 +551,15 @@ class NetworkSource:
             thread.join(timeout=0.2)
 
 
+def checked_url(url: str) -> str:
+    """A stream URL through the user-input boundary (ConfigError otherwise): nothing that
+    would crash OpenCV's bindings reaches FFmpeg, whoever built the source."""
+    try:
+        return user_url(url, "config key 'source':")
+    except InputRefused as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def make_source(
     spec: str,
     cam: CameraConfig,
@@ -566,9 +576,9 @@ def make_source(
         index = int(spec.split(":", 1)[1]) if ":" in spec else 0
         return OpenCVSource(index, size=cam.main_size, fps=cam.fps)
     if spec.startswith("file:"):
-        return OpenCVSource(Path(spec[5:]).expanduser(), loop=loop_video, realtime=realtime)
+        return OpenCVSource(checked_path("source", spec[5:]), loop=loop_video, realtime=realtime)
     if spec.split("://", 1)[0] in STREAM_SCHEMES:
-        return NetworkSource(spec, stream or StreamConfig())
+        return NetworkSource(checked_url(spec), stream or StreamConfig())
     tried = []
     if Picamera2Source.available(cam.index):
         log.info("source auto: found a libcamera camera, using picamera2")

@@ -26,6 +26,7 @@ import numpy as np
 import yaml
 
 from edge_fer.paths import DEFAULT_DATA, PROJECT_ROOT
+from edge_fer.user_input import path_arg
 
 
 class ScreenGrab:
@@ -123,8 +124,8 @@ def start_xvfb(size: tuple[int, int]) -> tuple[subprocess.Popen, str]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    p.add_argument("--out", type=Path, default=PROJECT_ROOT / "benchmarks" / "results" / "overlay.png")
+    p.add_argument("--data", type=path_arg, default=DEFAULT_DATA)
+    p.add_argument("--out", type=path_arg, default=PROJECT_ROOT / "benchmarks" / "results" / "overlay.png")
     p.add_argument("--frames", type=int, default=150)
     p.add_argument("--screen", default="1920x1080", help="the Xvfb screen's size, WxH")
     args = p.parse_args(argv)
