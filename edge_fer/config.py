@@ -277,6 +277,35 @@ class MqttConfig:
 
 
 @dataclass
+class FramesConfig:
+    """Limits on every frame where it enters (camera, video, stream), and on decoding."""
+
+    max_pixels: int = setting(
+        8_294_400,
+        "a frame with more pixels is scaled down to this many (one warning); 3840x2160 by default",
+        ge=76_800,
+        le=33_177_600,
+    )
+    max_aspect: float = setting(
+        8.0, "a frame longer than this many times its other side is dropped (one warning)", ge=1.5, le=64
+    )
+    min_side: int = setting(16, "a frame with a side shorter than this many pixels is dropped", ge=1, le=4096)
+    max_decode_pixels: int = setting(
+        8_294_400,
+        "a video file or stream decoded larger than this many pixels is refused when opened (its "
+        "decoder would pass the unit's MemoryMax: 8K H.264 needs over 700 MB)",
+        ge=76_800,
+        le=33_177_600,
+    )
+    max_part_bytes: int = setting(
+        8_388_608,
+        "an HTTP (MJPEG) part or snapshot larger than this many bytes is dropped unread",
+        ge=65_536,
+        le=67_108_864,
+    )
+
+
+@dataclass
 class MetricsConfig:
     """Prometheus /metrics endpoint."""
 
@@ -319,6 +348,7 @@ class Config:
     report: ReportConfig = setting(factory=ReportConfig)
     mqtt: MqttConfig = setting(factory=MqttConfig)
     metrics: MetricsConfig = setting(factory=MetricsConfig)
+    frames: FramesConfig = setting(factory=FramesConfig)
     console: str = setting(
         "auto",
         "one status line a second on a terminal: auto (when headless on a TTY, not under systemd) | on | off",

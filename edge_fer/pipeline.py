@@ -67,7 +67,8 @@ class Pipeline:
         small = (
             raw.image
             if target == w
-            else cv2.resize(raw.image, (target, int(round(h * target / w))), interpolation=cv2.INTER_AREA)
+            # max(1, ...): the frame check keeps aspects sane; a row of zero is never asked for
+            else cv2.resize(raw.image, (target, max(1, round(h * target / w))), interpolation=cv2.INTER_AREA)
         )
         return small, w / target
 
