@@ -44,8 +44,15 @@ def shown(value: object) -> str:
     if isinstance(value, bytes):
         text = value.decode("utf-8", "backslashreplace")
     elif isinstance(value, str):
-        # Lone surrogates from undecodable bytes become their bytes again, then \xNN.
-        text = value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        # A lone surrogate U+DC80-U+DCFF stands for an undecodable byte: shown as \xNN.
+        text = "".join(
+            f"\\x{ord(c) - 0xDC00:02x}"
+            if 0xDC80 <= ord(c) <= 0xDCFF
+            else c.encode("unicode_escape").decode()
+            if 0xD800 <= ord(c) <= 0xDFFF
+            else c
+            for c in value
+        )
     else:
         text = str(value)
     text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
