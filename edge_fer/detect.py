@@ -6,6 +6,7 @@ return boxes in that image's pixels; the pipeline scales them to the main frame.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Protocol
 
@@ -101,7 +102,8 @@ class YuNetDetector:
         for f in faces:
             x, y, bw, bh = (float(v) for v in f[:4])
             side = max(bw, bh) / self.FER_SIDE
-            if side < self.min_face:
+            # YuNet gives NaN boxes on images of a few pixels: never a face
+            if not (math.isfinite(x) and math.isfinite(y) and math.isfinite(side)) or side < self.min_face:
                 continue
             cx, cy = x + bw / 2, y + bh / 2 - self.FER_CENTRE_DY * side
             boxes.append(
