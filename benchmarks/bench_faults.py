@@ -527,6 +527,7 @@ def run_network(video: Path, seconds: float, workdir: Path, model: Path) -> dict
         "reload_failures_logged": log.count("config reload failed"),
         "warnings_logged": log.count(" WARNING "),
         "status_lines_logged": 0,
+        "first_traceback": log[log.index("Traceback") :][:3000] if "Traceback" in log else None,
     }
 
 
