@@ -557,6 +557,8 @@ class NetworkSource:
             self._fail("the stream ended or stopped sending frames", ready)
         except HttpStreamError as exc:
             self._fail(str(exc), ready)
+        except Exception as exc:  # noqa: BLE001 - a reader thread never dies with a traceback
+            self._fail(f"reading the stream failed ({type(exc).__name__}: {exc})", ready)
         finally:
             camera.close()
         return True
