@@ -219,3 +219,35 @@ def test_a_memory_failure_while_loading_is_the_memory_line_not_a_model_error():
     assert is_memory_error(RuntimeError("can't start new thread"))
     assert is_memory_error(ImportError("libfoo.so: failed to map segment from shared object"))
     assert is_memory_error(OSError(12, "Cannot allocate memory"))
+
+
+def test_an_allocation_that_fails_while_loading_is_the_memory_line(monkeypatch, capfd, tmp_path, demo_video):
+    """Past the start-up floor, memory runs out as exceptions (the model's MemoryError wrapped
+    in a ModelError, OpenCV's bad_alloc in a DetectorError): the same line and code 6, not
+    'model error' (3)."""
+    import edge_fer.daemon
+    from edge_fer.classify import ModelError
+
+    def no_memory(*_args, **_kwargs):
+        try:
+            raise MemoryError()
+        except MemoryError:
+            raise ModelError("model x.pte cannot be loaded (MemoryError: )") from None
+
+    import edge_fer.cli
+
+    monkeypatch.setattr(edge_fer.daemon, "open_classifier", no_memory)
+    sigs = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGPIPE)
+    before = {sig: signal.getsignal(sig) for sig in sigs}
+    try:
+        code = edge_fer.cli.main(
+            ["--display", "none", "--console", "off", "--source", f"file:{demo_video}",
+             "--stats-path", str(tmp_path / "s.json")]
+        )  # fmt: skip
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+    assert code == ExitCode.MEMORY
+    err = capfd.readouterr().err
+    assert "not enough memory to run edge-fer (ModelError: model x.pte cannot be loaded" in err
+    assert "model error" not in err and "Traceback" not in err
