@@ -485,46 +485,53 @@ class NetworkSource:
         with quiet_opencv():
             return cv2.VideoCapture(self._credentialed, cv2.CAP_FFMPEG, params)
 
-    def _fail(self, why: str, ready: threading.Event) -> None:
+    def _fail(self, why: str, ready: threading.Event, stop: threading.Event) -> None:
         with self._lock:
-            self._error = why
-            self._lock.notify_all()
+            if not stop.is_set():  # a reader closed meanwhile speaks for a session that is over
+                self._error = why
+                self._lock.notify_all()
         ready.set()
 
-    def _publish(self, image: np.ndarray, ready: threading.Event) -> None:
+    def _publish(self, image: np.ndarray, ready: threading.Event, stop: threading.Event) -> None:
         with self._lock:
-            self._frame, self._fresh = image, True
-            self._lock.notify_all()
+            if not stop.is_set():
+                self._frame, self._fresh = image, True
+                self._lock.notify_all()
         ready.set()
 
-    def _reader(self, ready: threading.Event) -> None:
-        if urlsplit(self.url).scheme.lower() in ("http", "https") and self._read_http(ready):
+    def _reader(self, ready: threading.Event, stop: threading.Event) -> None:
+        """The reader thread of one open: `stop` is that open's own event, so a reader that
+        outlives its close (blocked in a read) ends instead of feeding the next session."""
+        if urlsplit(self.url).scheme.lower() in ("http", "https") and self._read_http(ready, stop):
             return
         cap = self._capture()
         try:
             if not cap.isOpened():
-                self._fail("cannot connect", ready)
+                self._fail("cannot connect", ready, stop)
                 return
             refusal = decode_size_refusal(
-                cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT), self.check.limits, "it"
+                cap.get(cv2.CAP_PROP_FRAME_WIDTH),
+                cap.get(cv2.CAP_PROP_FRAME_HEIGHT),
+                self.check.limits,
+                "the stream",
             )
             if refusal is not None:
-                self._fail(refusal, ready)
+                self._fail(refusal, ready, stop)
                 return
-            while not self._stop.is_set():
+            while not stop.is_set():
                 ok, image = cap.read()
-                if self._stop.is_set():
+                if stop.is_set():
                     return
                 if not ok or image is None:
-                    self._fail("the stream ended or stopped sending frames", ready)
+                    self._fail("the stream ended or stopped sending frames", ready, stop)
                     return
                 image = self.check(image)
                 if image is not None:  # a degenerate frame is dropped; the stall timer runs on
-                    self._publish(image, ready)
+                    self._publish(image, ready, stop)
         finally:
             cap.release()
 
-    def _read_http(self, ready: threading.Event) -> bool:
+    def _read_http(self, ready: threading.Event, stop: threading.Event) -> bool:
         """Read an MJPEG or snapshot camera with bounded memory (`HttpCamera`); False when
         the stream is of a kind FFmpeg reads (HLS, MPEG-TS...)."""
         camera = HttpCamera(
@@ -537,12 +544,14 @@ class NetworkSource:
             if not camera.open():
                 return False
         except HttpStreamError as exc:
-            self._fail(str(exc), ready)
+            self._fail(str(exc), ready, stop)
             return True
-        self._http = camera
+        with self._lock:
+            if not stop.is_set():  # close() closes it, which ends a read blocked in it
+                self._http = camera
         try:
             for part in camera.parts():
-                if self._stop.is_set():
+                if stop.is_set():
                     return True
                 if part.body is None:
                     self.check.warn("part", f"dropped {part.dropped}")
@@ -553,12 +562,12 @@ class NetworkSource:
                     continue
                 image = self.check(image)
                 if image is not None:
-                    self._publish(image, ready)
-            self._fail("the stream ended or stopped sending frames", ready)
+                    self._publish(image, ready, stop)
+            self._fail("the stream ended or stopped sending frames", ready, stop)
         except HttpStreamError as exc:
-            self._fail(str(exc), ready)
+            self._fail(str(exc), ready, stop)
         except Exception as exc:  # noqa: BLE001 - a reader thread never dies with a traceback
-            self._fail(f"reading the stream failed ({type(exc).__name__}: {exc})", ready)
+            self._fail(f"reading the stream failed ({type(exc).__name__}: {exc})", ready, stop)
         finally:
             camera.close()
         return True
@@ -583,7 +592,9 @@ class NetworkSource:
         self._stop = threading.Event()
         self._frame, self._fresh, self._error = None, False, None
         ready = threading.Event()
-        self._thread = threading.Thread(target=self._reader, args=(ready,), name="stream-reader", daemon=True)
+        self._thread = threading.Thread(
+            target=self._reader, args=(ready, self._stop), name="stream-reader", daemon=True
+        )
         self._thread.start()
         # FFmpeg's own timeouts bound the open; this bounds it again if FFmpeg ignores them.
         got = self._wait(ready, self.stream.open_timeout_s + self.stream.read_timeout_s)
@@ -594,6 +605,8 @@ class NetworkSource:
             if self.interrupted():
                 raise CaptureError(f"stream {self.name}: opening was interrupted by a stop request")
             why = error or f"no frame within {self.stream.open_timeout_s + self.stream.read_timeout_s:g} s"
+            if "max_decode_pixels" in why:  # the camera works: it is too large, and says the fix
+                raise CaptureError(f"stream {self.name}: {why}")
             raise CaptureError(
                 f"stream {self.name}: {why}; check the URL, that the camera is on and reachable, "
                 "and stream.username / stream.password_file"
@@ -622,7 +635,8 @@ class NetworkSource:
 
     def close(self) -> None:
         self._stop.set()
-        http, self._http = self._http, None
+        with self._lock:
+            http, self._http = self._http, None
         if http is not None:  # unblocks a read waiting on the socket
             http.close()
         thread, self._thread = self._thread, None
