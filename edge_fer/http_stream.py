@@ -64,12 +64,13 @@ def _opener(url: str, user: str | None, password: str | None) -> urllib.request.
             urllib.request.HTTPBasicAuthHandler(manager),
             urllib.request.HTTPDigestAuthHandler(manager),
         ]
-    # Cameras serve self-signed certificates; FFmpeg, which read these URLs before, does not
-    # verify them either by default.
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    handlers.append(urllib.request.HTTPSHandler(context=context))
+    if urlsplit(url).scheme.lower() == "https":
+        # Cameras serve self-signed certificates; FFmpeg, which read these URLs before, does
+        # not verify them either by default. (No CA store is loaded: it is not used.)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        handlers.append(urllib.request.HTTPSHandler(context=context))
     return urllib.request.build_opener(*handlers)
 
 
