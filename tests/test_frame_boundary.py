@@ -267,3 +267,66 @@ def test_an_rtsp_stream_past_the_decode_budget_is_refused_at_open(tmp_path, ship
         server.stop()
     assert proc.returncode == 4, proc.stderr
     assert "more than frames.max_decode_pixels=76800" in proc.stderr and "Traceback" not in proc.stderr
+
+
+class SnapshotServer:
+    """A camera's snapshot URL: one JPEG per GET (`endless`: a body that never ends)."""
+
+    def __init__(self, jpeg: bytes) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.jpeg, self.endless, self.requests = jpeg, False, 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                outer.requests += 1
+                self.send_response(200)
+                self.send_header("Content-Type", "image/jpeg")
+                if not outer.endless:
+                    self.send_header("Content-Length", str(len(outer.jpeg)))
+                self.end_headers()
+                try:
+                    if not outer.endless:
+                        self.wfile.write(outer.jpeg)
+                        return
+                    self.wfile.write(b"\xff\xd8")
+                    for _ in range(2000):  # 128 MB, far past any part limit
+                        self.wfile.write(b"\0" * 65536)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/snapshot.jpg"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_a_snapshot_url_is_polled_and_an_endless_snapshot_dropped(face_frames, caplog):
+    server = SnapshotServer(jpeg_frames(face_frames)[0])
+    source = make_source(
+        server.url, CameraConfig(), stream=stream(), frames=FramesConfig(max_part_bytes=1 << 20)
+    )
+    try:
+        source.open()
+        assert read_frames(source, 5) == 5 and server.requests >= 5
+        server.endless = True
+        before = psutil.Process().memory_info().rss
+        with pytest.raises(CaptureError, match="over frames.max_part_bytes"):
+            for _ in range(100):
+                source.read()
+        assert psutil.Process().memory_info().rss - before < 40 << 20
+        server.endless = False
+        source.open()
+        assert read_frames(source, 3) == 3
+    finally:
+        source.close()
+        server.close()
