@@ -19,6 +19,7 @@ from pathlib import Path
 
 from edge_fer.paths import DEFAULT_DATA
 from edge_fer.paths import PROJECT_ROOT as ROOT
+from edge_fer.user_input import path_arg
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,11 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     from edge_fer.training.quantize import export_pte, quantize_int8
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--run", type=Path, default=ROOT / "runs" / "main")
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    p.add_argument("--run", type=path_arg, default=ROOT / "runs" / "main")
+    p.add_argument("--data", type=path_arg, default=DEFAULT_DATA)
     p.add_argument("--faces", default="1,2,4")
     p.add_argument("--iters", type=int, default=300)
-    p.add_argument("--json", type=Path, default=ROOT / "benchmarks/results/batching.json")
+    p.add_argument("--json", type=path_arg, default=ROOT / "benchmarks/results/batching.json")
     args = p.parse_args(argv)
     if not (args.run / "pruned.pt").is_file():
         print(f"error: {args.run / 'pruned.pt'} not found; pass --run", file=sys.stderr)

@@ -34,6 +34,7 @@ from edge_fer.config import DEFAULT_MODEL, ConfigError, load_config
 from edge_fer.labels import EMOTIONS
 from edge_fer.paths import DEFAULT_DATA, DEFAULT_YUNET
 from edge_fer.paths import PROJECT_ROOT as ROOT
+from edge_fer.user_input import path_arg
 
 # Each shown face stays 1.5 s (at the video's 30 fps), drifting, as a person holds an expression.
 HOLD = 45
@@ -192,14 +193,14 @@ def main(argv: list[str] | None = None) -> int:
     from edge_fer.demo import build_demo_video
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    p.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    p.add_argument("--data", type=path_arg, default=DEFAULT_DATA)
+    p.add_argument("--model", type=path_arg, default=DEFAULT_MODEL)
     p.add_argument("--frames", type=int, default=9000)
     p.add_argument("--faces", type=int, default=2)
     p.add_argument("--margins", default="0,0.1,0.2,0.3")
     p.add_argument("--detectors", default="haar,yunet", help="comma list of haar, yunet")
-    p.add_argument("--config", type=Path, help="the daemon's config file (default: its defaults)")
-    p.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "e2e.json")
+    p.add_argument("--config", type=path_arg, help="the daemon's config file (default: its defaults)")
+    p.add_argument("--json", type=path_arg, default=ROOT / "benchmarks" / "results" / "e2e.json")
     args = p.parse_args(argv)
     if not (args.data / "test").is_dir():
         print(f"error: FER2013 not found at {args.data}; pass --data", file=sys.stderr)

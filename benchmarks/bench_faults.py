@@ -33,6 +33,21 @@ checked for its exit code, one-line stderr, no traceback, nothing lost on disk, 
 with its peak RSS. Prints both tables (faults injected, survived, what was seen; restarts
 needed, frames lost, RSS at start and end; the classify cases) and writes
 benchmarks/results/faults.json.
+`--scenario network` (also in `all`, the default) runs the daemon on network cameras instead
+(real servers on 127.0.0.1: tests/streams_helpers.py's HostileMjpegServer and the GStreamer
+RTSP server) and injects in rotation:
+  http-endless     an HTTP camera's part that never ends (random bytes at 16 MB/s)
+  http-hugelength  a part announcing 10 GB, then random bytes; the camera then hangs up
+  http-junk        bytes with no boundary at all
+  http-garbage     well-framed parts that are not JPEG
+  http-degenerate  JPEG frames of 2000x2 pixels
+  http-bomb        JPEGs whose header claims 60000x60000 pixels
+  http-headers     parts with 5,000 header lines
+  rtsp-drop        (reading RTSP) the RTSP server is killed for 3 s and started again
+  rtsp-overbudget  SIGHUP to the RTSP camera with frames.max_decode_pixels below its size
+                   (the reload is refused, the running camera kept)
+with the peak RSS during each fault and the open file descriptors after it, and writes
+benchmarks/results/faults_network.json.
 """
 
 from __future__ import annotations
@@ -57,10 +72,18 @@ import yaml
 from edge_fer.config import DEFAULT_MODEL
 from edge_fer.paths import DEFAULT_DATA
 from edge_fer.paths import PROJECT_ROOT as ROOT
+from edge_fer.user_input import path_arg
 
 FAKES = ROOT / "tests" / "fakes"
 sys.path.insert(0, str(ROOT / "tests"))
-from streams_helpers import SilentServer  # noqa: E402 (the tests' silent server)
+from streams_helpers import (  # noqa: E402 (the tests' servers)
+    HostileMjpegServer,
+    RtspServer,
+    SilentServer,
+    jpeg_frames,
+    rtsp_server_missing,
+    write_frames,
+)
 
 FAULTS = (
     "camera",
@@ -481,11 +504,190 @@ def classify_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+NETWORK_FAULTS = (
+    "http-endless",
+    "http-hugelength",
+    "http-junk",
+    "http-garbage",
+    "http-degenerate",
+    "http-bomb",
+    "http-headers",
+    "rtsp-drop",
+    "rtsp-overbudget",
+)
+HTTP_MODES = {f"http-{m.replace('-', '')}": m for m in HostileMjpegServer.MODES}
+
+
+class NetworkFaultRun:
+    """The daemon on a hostile HTTP camera and the GStreamer RTSP server."""
+
+    def __init__(self, workdir: Path, video: Path, model: Path) -> None:
+        self.workdir = workdir
+        pattern = write_frames(video, workdir / "frames", count=40, step=3)
+        self.http = HostileMjpegServer(jpeg_frames(pattern), fps=15, rate=16 << 20)
+        self.rtsp = RtspServer(pattern, fps=15)
+        self.notes: dict[str, list[str]] = {f: [] for f in NETWORK_FAULTS}
+        self.events = workdir / "events.jsonl"
+        self.report = workdir / "report.json"
+        self.config_path = workdir / "config.yaml"
+        self.http_config = {
+            "source": self.http.url,
+            "display": {"mode": "none"},
+            "stats": {"path": str(workdir / "stats.json"), "interval_s": 0.5},
+            "events": {"path": str(self.events)},
+            "report": {"path": str(self.report)},
+            "stream": {"open_timeout_s": 2, "read_timeout_s": 2},
+            "frames": {"max_part_bytes": 1 << 20},
+            "reconnect_max_backoff_s": 1.0,
+            "reload_timeout_s": 20,
+            "model": {"path": str(model)},
+            "log_level": "INFO",
+        }
+        self.rtsp_config = {**self.http_config, "source": self.rtsp.url}
+        FaultRun.write_config(self, self.http_config)  # type: ignore[arg-type]
+        self.log = (workdir / "daemon.log").open("w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "edge_fer.cli", "--config", str(self.config_path)],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            stdout=subprocess.DEVNULL,
+            stderr=self.log,
+        )
+        self.process = psutil.Process(self.proc.pid)
+
+    frames = FaultRun.frames
+    wait_for_frames = FaultRun.wait_for_frames
+    write_config = FaultRun.write_config
+
+    def reload(self, data: dict) -> None:
+        self.write_config(data)
+        self.proc.send_signal(signal.SIGHUP)
+
+    def rss_mb(self) -> float:
+        return self.process.memory_info().rss / 2**20
+
+    def watch(self, seconds: float) -> float:
+        """The peak RSS (MB) over `seconds`, sampled every 0.1 s."""
+        peak, end = 0.0, time.monotonic() + seconds
+        while time.monotonic() < end and self.proc.poll() is None:
+            peak = max(peak, self.rss_mb())
+            time.sleep(0.1)
+        return peak
+
+    def inject(self, fault: str) -> float:
+        """Inject `fault`; returns the peak RSS during it."""
+        if fault.startswith("http-"):
+            if self.http_config["source"] not in self.config_path.read_text():
+                self.reload(self.http_config)
+                self.wait_for_frames(10)
+            self.http.mode = HTTP_MODES[fault]
+            peak = self.watch(6 if fault in ("http-endless", "http-hugelength", "http-junk") else 4)
+            self.http.mode = "good"
+            return peak
+        self.reload(self.rtsp_config)
+        self.wait_for_frames(10)
+        if fault == "rtsp-drop":
+            self.rtsp.stop()
+            peak = self.watch(3)
+            self.rtsp.start()
+            return peak
+        # rtsp-overbudget: a reload to a camera past the decode budget is refused
+        before = self.log_text().count("config reload failed")
+        self.reload({**self.rtsp_config, "frames": {"max_decode_pixels": 76_800}})
+        peak = self.watch(6)
+        if self.log_text().count("config reload failed") > before:
+            self.notes[fault].append("reload refused, running camera kept")
+        self.write_config(self.rtsp_config)
+        return peak
+
+    def log_text(self) -> str:
+        self.log.flush()
+        return (self.workdir / "daemon.log").read_text(errors="replace")
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=15)
+        finally:
+            self.log.close()
+            self.http.close()
+            self.rtsp.stop()
+
+
+def run_network(video: Path, seconds: float, workdir: Path, model: Path) -> dict:
+    missing = rtsp_server_missing()
+    if missing:
+        raise SystemExit(f"error: {missing}")
+    daemon = NetworkFaultRun(workdir, video, model)
+    injected = {f: 0 for f in NETWORK_FAULTS}
+    survived = {f: 0 for f in NETWORK_FAULTS}
+    peaks: dict[str, float] = {f: 0.0 for f in NETWORK_FAULTS}
+    if not daemon.wait_for_frames(30, timeout=60):
+        daemon.stop()
+        raise SystemExit(f"the daemon did not start: {(workdir / 'daemon.log').read_text()[-800:]}")
+    rss_start, fds_start = daemon.rss_mb(), daemon.process.num_fds()
+    started = time.monotonic()
+    i = 0
+    while time.monotonic() - started < seconds or i < len(NETWORK_FAULTS):  # each kind at least once
+        fault = NETWORK_FAULTS[i % len(NETWORK_FAULTS)]
+        i += 1
+        injected[fault] += 1
+        peaks[fault] = max(peaks[fault], daemon.inject(fault))
+        if daemon.wait_for_frames(20, timeout=30):
+            survived[fault] += 1
+        elif daemon.proc.poll() is not None:
+            break
+    alive = daemon.proc.poll() is None
+    rss_end = daemon.rss_mb() if alive else None
+    fds_end = daemon.process.num_fds() if alive else None
+    log = daemon.log_text()
+    code = daemon.stop()
+    report = json.loads(daemon.report.read_text()) if daemon.report.is_file() else {}
+    return {
+        "seconds": round(time.monotonic() - started, 1),
+        "exit_code": code,
+        "faults": {
+            f: {
+                "injected": injected[f],
+                "survived": survived[f],
+                "peak_rss_mb": round(peaks[f], 1),
+                "seen": sorted(set(daemon.notes[f])),
+            }
+            for f in NETWORK_FAULTS
+        },
+        "http_bytes_sent": daemon.http.sent_bytes,
+        "restarts_needed": 0 if code == 0 else 1,
+        "frames": report.get("frames"),
+        "frames_lost": report.get("bad_frames"),
+        "reconnects": report.get("reconnects"),
+        "rss_start_mb": round(rss_start, 1),
+        "rss_end_mb": None if rss_end is None else round(rss_end, 1),
+        "rss_peak_mb": round(max(peaks.values()), 1),
+        "fds_start": fds_start,
+        "fds_end": fds_end,
+        "tracebacks": log.count("Traceback"),
+        "reload_failures_logged": log.count("config reload failed"),
+        "warnings_logged": log.count(" WARNING "),
+        "status_lines_logged": 0,
+        "first_traceback": log[log.index("Traceback") :][:3000] if "Traceback" in log else None,
+    }
+
+
 def table(result: dict) -> str:
-    lines = [f"{'fault':<13}{'injected':>9}{'survived':>9}  seen"]
+    network = "peak_rss_mb" in next(iter(result["faults"].values()))
+    head = f"{'fault':<16}{'injected':>9}{'survived':>9}" + (f"{'peak RSS MB':>12}" if network else "")
+    lines = [head + "  seen"]
     for fault, row in result["faults"].items():
         seen = "; ".join(row.get("seen", []))
-        lines.append(f"{fault:<13}{row['injected']:>9}{row['survived']:>9}  {seen}".rstrip())
+        peak = f"{row['peak_rss_mb']:>12}" if network else ""
+        lines.append(f"{fault:<16}{row['injected']:>9}{row['survived']:>9}{peak}  {seen}".rstrip())
+    if network:
+        lines.append(
+            f"\nHTTP camera sent {result['http_bytes_sent'] / 2**20:.0f} MB; "
+            f"open fds {result['fds_start']} at "
+            f"the start, {result['fds_end']} at the end; RSS peak {result['rss_peak_mb']} MB; "
+            f"warnings logged {result['warnings_logged']}"
+        )
     lines += [
         "",
         f"run {result['seconds']} s, exit code {result['exit_code']}, restarts needed "
@@ -504,11 +706,21 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--seconds", type=float, default=180.0, help="how long to keep injecting")
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    p.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "faults.json")
-    p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="the model the daemon runs")
+    p.add_argument("--data", type=path_arg, default=DEFAULT_DATA)
+    p.add_argument("--json", type=path_arg, default=ROOT / "benchmarks" / "results" / "faults.json")
+    p.add_argument("--model", type=path_arg, default=DEFAULT_MODEL, help="the model the daemon runs")
+    p.add_argument(
+        "--scenario",
+        choices=("camera", "network", "all"),
+        default="all",
+        help="camera: the Camera Module faults (and the edge-fer-classify cases); network: HTTP and"
+        " RTSP cameras; all: both in turn",
+    )
     p.add_argument(
         "--classify-only", action="store_true", help="only the edge-fer-classify cases (no daemon run)"
+    )
+    p.add_argument(
+        "--network-json", type=path_arg, default=ROOT / "benchmarks" / "results" / "faults_network.json"
     )
     args = p.parse_args(argv)
     if not (args.data / "test").is_dir():
@@ -517,23 +729,36 @@ def main(argv: list[str] | None = None) -> int:
     if not 10 <= args.seconds <= 86400:
         print("error: --seconds must be between 10 and 86400", file=sys.stderr)
         return 2
+    results = []
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        result: dict = {}
+        video = workdir / "faces.mp4"
         if not args.classify_only:
-            video = workdir / "faces.mp4"
             build_demo_video(args.data, video, frames=300, faces=2, hold=30, seed=5)
-            result = run(video, args.seconds, workdir, args.model)
-            shutil.rmtree(workdir / "run.away", ignore_errors=True)
-        result["classify"] = classify_faults(workdir, args.data, args.model)
-    if not args.classify_only:
-        print(table(result))
-        print()
-    print(classify_table(result["classify"]))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
-    classify_ok = all(r["ok"] for r in result["classify"])
-    return 0 if result.get("restarts_needed", 0) == 0 and classify_ok else 1
+        if args.classify_only or args.scenario in ("camera", "all"):
+            camera_dir = workdir / "camera"
+            camera_dir.mkdir()
+            result: dict = {}
+            if not args.classify_only:
+                result = run(video, args.seconds, camera_dir, args.model)
+                shutil.rmtree(camera_dir / "run.away", ignore_errors=True)
+            result["classify"] = classify_faults(camera_dir, args.data, args.model)
+            results.append((result, args.json))
+        if not args.classify_only and args.scenario in ("network", "all"):
+            network_dir = workdir / "network"
+            network_dir.mkdir()
+            results.append((run_network(video, args.seconds, network_dir, args.model), args.network_json))
+    ok = True
+    for result, path in results:
+        if "restarts_needed" in result:  # a daemon run (not --classify-only)
+            print(table(result) + "\n")
+        if "classify" in result:
+            print(classify_table(result["classify"]) + "\n")
+            ok = ok and all(r["ok"] for r in result["classify"])
+        ok = ok and result.get("restarts_needed", 0) == 0
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=2) + "\n")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

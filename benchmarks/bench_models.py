@@ -36,6 +36,7 @@ from common import latency_ms
 from edge_fer.config import DEFAULT_MODEL
 from edge_fer.paths import DEFAULT_DATA
 from edge_fer.paths import PROJECT_ROOT as ROOT
+from edge_fer.user_input import path_arg
 
 ROWS = (
     "reference_mnv2_224_fp32",
@@ -277,15 +278,15 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument(
         "--run",
-        type=Path,
+        type=path_arg,
         default=ROOT / "runs" / "main",
         help="training run folder with student.pt and pruned.pt",
     )
-    p.add_argument("--model", type=Path, default=DEFAULT_MODEL)
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    p.add_argument("--model", type=path_arg, default=DEFAULT_MODEL)
+    p.add_argument("--data", type=path_arg, default=DEFAULT_DATA)
     p.add_argument("--iters", type=int, default=300)
     p.add_argument("--rounds", type=int, default=20, help="head-to-head rounds against the peer")
-    p.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "models.json")
+    p.add_argument("--json", type=path_arg, default=ROOT / "benchmarks" / "results" / "models.json")
     p.add_argument("--one", choices=(*ROWS, "head_to_head"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.iters < 1 or args.rounds < 1:

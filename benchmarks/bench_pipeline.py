@@ -30,6 +30,7 @@ from common import daemon_command
 from edge_fer.config import DEFAULT_MODEL
 from edge_fer.paths import DEFAULT_DATA, DEFAULT_YUNET
 from edge_fer.paths import PROJECT_ROOT as ROOT
+from edge_fer.user_input import path_arg
 
 YUNET = DEFAULT_YUNET
 
@@ -216,8 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     from edge_fer.demo import build_demo_video
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    p.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    p.add_argument("--data", type=path_arg, default=DEFAULT_DATA)
+    p.add_argument("--model", type=path_arg, default=DEFAULT_MODEL)
     p.add_argument("--frames", type=int, default=300)
     p.add_argument("--threads", default="1,4")
     p.add_argument("--runtimes", default="native,pybind")
@@ -228,11 +229,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help="interleaved runs with MQTT + metrics on and off (0: skip)",
     )
-    p.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "pipeline.json")
+    p.add_argument("--json", type=path_arg, default=ROOT / "benchmarks" / "results" / "pipeline.json")
     p.add_argument("--scale", action=argparse.BooleanOptionalAction, default=True, help="the scale rows")
     p.add_argument("--only-scale", action="store_true", help="only the scale rows")
     p.add_argument("--scale-frames", type=int, default=150, help="frames per scale run")
-    p.add_argument("--scale-json", type=Path, default=ROOT / "benchmarks" / "results" / "pipeline_scale.json")
+    p.add_argument(
+        "--scale-json", type=path_arg, default=ROOT / "benchmarks" / "results" / "pipeline_scale.json"
+    )
     args = p.parse_args(argv)
     if not YUNET.is_file():
         print(f"error: YuNet model {YUNET} not found", file=sys.stderr)

@@ -33,6 +33,7 @@ from edge_fer.paths import DEFAULT_DATA
 from edge_fer.paths import PROJECT_ROOT as ROOT
 from edge_fer.safe_io import PathRefused, check_writable, dumps_json, write_atomic
 from edge_fer.training.degrade import BENCH_STRENGTHS, benchmark_suite
+from edge_fer.user_input import path_arg
 
 PEER = "fer (int8 tflite)"
 
@@ -70,14 +71,14 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument(
         "--model",
-        type=Path,
+        type=path_arg,
         action="append",
         help=".pte with metadata, or a .pt student (repeatable; default: shipped)",
     )
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    p.add_argument("--data", type=path_arg, default=DEFAULT_DATA)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-peer", action="store_true", help="skip the fer peer")
-    p.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "robustness.json")
+    p.add_argument("--json", type=path_arg, default=ROOT / "benchmarks" / "results" / "robustness.json")
     args = p.parse_args(argv)
     models = args.model or [DEFAULT_MODEL]
     try:

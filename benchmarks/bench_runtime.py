@@ -23,6 +23,7 @@ from pathlib import Path
 
 from edge_fer.config import DEFAULT_MODEL
 from edge_fer.paths import PROJECT_ROOT as ROOT
+from edge_fer.user_input import path_arg
 
 WAYS = ("native", "pybind", "executorch_runtime", "eager_float")
 
@@ -97,15 +98,15 @@ def format_table(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    p.add_argument("--model", type=path_arg, default=DEFAULT_MODEL)
     p.add_argument(
         "--checkpoint",
-        type=Path,
+        type=path_arg,
         default=None,
         help="float student checkpoint (runs/<name>/pruned.pt) for the eager row",
     )
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "runtime.json")
+    p.add_argument("--json", type=path_arg, default=ROOT / "benchmarks" / "results" / "runtime.json")
     args = p.parse_args(argv)
     if not args.model.is_file():
         print(f"error: model {args.model} not found; pass --model PATH", file=sys.stderr)

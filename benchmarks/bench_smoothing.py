@@ -37,6 +37,7 @@ from edge_fer.paths import DEFAULT_DATA
 from edge_fer.paths import PROJECT_ROOT as ROOT
 from edge_fer.pipeline import Pipeline
 from edge_fer.smooth import LabelSmoother
+from edge_fer.user_input import path_arg
 
 WINDOWS = (1, 7, 15, 30, 45)
 HYSTERESES = (0.0, 0.1, 0.2, 0.3)
@@ -108,10 +109,10 @@ def score(frames: list[dict], truth: dict, window: int, hysteresis: float, uncer
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    p.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    p.add_argument("--data", type=path_arg, default=DEFAULT_DATA)
+    p.add_argument("--model", type=path_arg, default=DEFAULT_MODEL)
     p.add_argument("--frames", type=int, default=3000, choices=range(HOLD, 100_001), metavar="N")
-    p.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "smoothing.json")
+    p.add_argument("--json", type=path_arg, default=ROOT / "benchmarks" / "results" / "smoothing.json")
     args = p.parse_args(argv)
     if not (args.data / "test").is_dir():
         print(f"error: FER2013 not found at {args.data}; pass --data", file=sys.stderr)

@@ -27,6 +27,7 @@ from common import daemon_command
 
 from edge_fer.paths import DEFAULT_DATA
 from edge_fer.paths import PROJECT_ROOT as ROOT
+from edge_fer.user_input import path_arg
 
 
 def soak(video: Path, seconds: float, warmup_s: float, runtime: str, workdir: Path) -> dict:
@@ -90,11 +91,11 @@ def main(argv: list[str] | None = None) -> int:
     from edge_fer.demo import build_demo_video
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    p.add_argument("--data", type=path_arg, default=DEFAULT_DATA)
     p.add_argument("--seconds", type=float, default=600.0)
     p.add_argument("--warmup", type=float, default=15.0, help="seconds before sampling starts")
     p.add_argument("--runtime", choices=("native", "pybind"), default="native")
-    p.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "soak.json")
+    p.add_argument("--json", type=path_arg, default=ROOT / "benchmarks" / "results" / "soak.json")
     args = p.parse_args(argv)
     if args.seconds < 10:
         print("error: --seconds must be at least 10 to fit a slope", file=sys.stderr)

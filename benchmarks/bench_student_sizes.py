@@ -26,6 +26,7 @@ from common import latency_ms
 
 from edge_fer.config import DEFAULT_MODEL
 from edge_fer.paths import PROJECT_ROOT as ROOT
+from edge_fer.user_input import path_arg
 
 MAX_BYTES = 1_000_000
 
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--candidates", default="1.25:512:0.95,1.5:512:0.9,1.5:384:0.95,1.75:384:0.85")
     p.add_argument("--iters", type=int, default=400)
-    p.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "student_sizes.json")
+    p.add_argument("--json", type=path_arg, default=ROOT / "benchmarks" / "results" / "student_sizes.json")
     args = p.parse_args(argv)
     if args.iters < 10:
         raise SystemExit("error: --iters must be at least 10")

@@ -26,9 +26,19 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import cv2
 import numpy as np
 
-from edge_fer.config import STREAM_SCHEMES, CameraConfig, StreamConfig
+from edge_fer.config import (
+    STREAM_SCHEMES,
+    CameraConfig,
+    ConfigError,
+    FramesConfig,
+    StreamConfig,
+    checked_path,
+)
+from edge_fer.frames import FrameCheck, check_lores, decode_jpeg, decode_size_refusal
+from edge_fer.http_stream import HttpCamera, HttpStreamError
 from edge_fer.paths import SHIPPED_DEMO_VIDEO
 from edge_fer.secrets import SecretError, read_secret
+from edge_fer.user_input import InputRefused, user_url
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +183,7 @@ class Picamera2Source:
         self.name = f"picamera2:{index}"
         self.index, self.main_size, self.lores_size, self.fps = index, main_size, lores_size, fps
         self.camera: Any = None
+        self.check = FrameCheck(source=self.name)  # make_source gives it the config's limits
         self._drm_preview = False
         self._screen = screen  # the HDMI screen's size, to keep the preview's window on it
         # Where the DRM preview letterboxes the main stream (x, y, w, h); None: no preview.
@@ -264,12 +275,13 @@ class Picamera2Source:
             lores = request.make_array("lores")
         finally:
             request.release()
-        if main is None or main.ndim != 3:
+        image = self.check(main)
+        if image is None:
             return None
         h = self.lores_size[1]
         # YUV420 arrives as a (h * 3/2, w) plane stack; the first h rows are luminance.
-        lores_gray = lores[:h, : self.lores_size[0]] if lores is not None else None
-        return RawFrame(main[:, :, :3], lores_gray)
+        lores_gray = check_lores(lores[:h, : self.lores_size[0]], image) if lores is not None else None
+        return RawFrame(image, lores_gray)
 
     def close(self) -> None:
         if self.camera is not None:
@@ -296,6 +308,7 @@ class OpenCVSource:
         self.is_file = not isinstance(target, int)
         self.name = f"file:{target}" if self.is_file else f"webcam:{target}"
         self.capture: cv2.VideoCapture | None = None
+        self.check = FrameCheck(source=self.name)  # make_source gives it the config's limits
         # A file plays at its own frame rate when `realtime` (a live camera paces itself).
         self.realtime = realtime and self.is_file
         self._sleep = sleep
@@ -345,6 +358,16 @@ class OpenCVSource:
             if self.fps:
                 cap.set(cv2.CAP_PROP_FPS, self.fps)
         if self.is_file:
+            # Before a frame is decoded: a video too large to decode within the memory budget.
+            refusal = decode_size_refusal(
+                cap.get(cv2.CAP_PROP_FRAME_WIDTH),
+                cap.get(cv2.CAP_PROP_FRAME_HEIGHT),
+                self.check.limits,
+                f"video file {self.target}",
+            )
+            if refusal is not None:
+                cap.release()
+                raise CaptureError(refusal)
             ok, first = cap.read()
             if not ok or first is None or first.ndim != 3:
                 cap.release()
@@ -382,9 +405,8 @@ class OpenCVSource:
             ok, image = self.capture.read()
             if not ok:  # it played before: the file changed or went away; reconnect logic
                 raise CaptureError(f"video file {self.target} stopped giving frames")
-        if not ok or image is None or image.ndim != 3 or image.size == 0:
-            return None
-        return RawFrame(image)
+        image = self.check(image) if ok else None
+        return RawFrame(image) if image is not None else None
 
     def preview_host(self) -> None:
         return None
@@ -429,8 +451,10 @@ class NetworkSource:
         self._fresh = False
         self._error: str | None = None
         self._thread: threading.Thread | None = None
+        self._http: HttpCamera | None = None
         self._stop = threading.Event()
         self._credentialed = self._with_credentials()
+        self.check = FrameCheck(source=self.name)  # make_source gives it the config's limits
 
     def _with_credentials(self) -> str:
         """The URL to open: with stream.username and the password file's password inserted."""
@@ -440,8 +464,8 @@ class NetworkSource:
         if self.stream.password_file is not None:
             try:
                 password = read_secret(self.stream.password_file, "stream.password_file")
-            except SecretError as exc:
-                raise CaptureError(str(exc)) from None
+            except SecretError as exc:  # the config names a bad file: a config error (exit 2)
+                raise ConfigError(str(exc)) from None
         parts = urlsplit(self.url)
         userinfo = quote(self.stream.username, safe="") + (":" + quote(password, safe="") if password else "")
         netloc = f"{userinfo}@{parts.netloc}"
@@ -461,29 +485,92 @@ class NetworkSource:
         with quiet_opencv():
             return cv2.VideoCapture(self._credentialed, cv2.CAP_FFMPEG, params)
 
-    def _reader(self, ready: threading.Event) -> None:
+    def _fail(self, why: str, ready: threading.Event, stop: threading.Event) -> None:
+        with self._lock:
+            if not stop.is_set():  # a reader closed meanwhile speaks for a session that is over
+                self._error = why
+                self._lock.notify_all()
+        ready.set()
+
+    def _publish(self, image: np.ndarray, ready: threading.Event, stop: threading.Event) -> None:
+        with self._lock:
+            if not stop.is_set():
+                self._frame, self._fresh = image, True
+                self._lock.notify_all()
+        ready.set()
+
+    def _reader(self, ready: threading.Event, stop: threading.Event) -> None:
+        """The reader thread of one open: `stop` is that open's own event, so a reader that
+        outlives its close (blocked in a read) ends instead of feeding the next session."""
+        if urlsplit(self.url).scheme.lower() in ("http", "https") and self._read_http(ready, stop):
+            return
         cap = self._capture()
         try:
             if not cap.isOpened():
-                with self._lock:
-                    self._error = "cannot connect"
-                ready.set()
+                self._fail("cannot connect", ready, stop)
                 return
-            while not self._stop.is_set():
+            refusal = decode_size_refusal(
+                cap.get(cv2.CAP_PROP_FRAME_WIDTH),
+                cap.get(cv2.CAP_PROP_FRAME_HEIGHT),
+                self.check.limits,
+                "the stream",
+            )
+            if refusal is not None:
+                self._fail(refusal, ready, stop)
+                return
+            while not stop.is_set():
                 ok, image = cap.read()
-                if self._stop.is_set():
+                if stop.is_set():
                     return
-                with self._lock:
-                    if not ok or image is None or image.ndim != 3 or image.size == 0:
-                        self._error = "the stream ended or stopped sending frames"
-                        self._lock.notify_all()
-                        ready.set()
-                        return
-                    self._frame, self._fresh = image, True
-                    self._lock.notify_all()
-                ready.set()
+                if not ok or image is None:
+                    self._fail("the stream ended or stopped sending frames", ready, stop)
+                    return
+                image = self.check(image)
+                if image is not None:  # a degenerate frame is dropped; the stall timer runs on
+                    self._publish(image, ready, stop)
         finally:
             cap.release()
+
+    def _read_http(self, ready: threading.Event, stop: threading.Event) -> bool:
+        """Read an MJPEG or snapshot camera with bounded memory (`HttpCamera`); False when
+        the stream is of a kind FFmpeg reads (HLS, MPEG-TS...)."""
+        camera = HttpCamera(
+            self._credentialed,
+            self.check.limits.max_part_bytes,
+            self.stream.open_timeout_s,
+            self.stream.read_timeout_s,
+        )
+        try:
+            if not camera.open():
+                return False
+        except HttpStreamError as exc:
+            self._fail(str(exc), ready, stop)
+            return True
+        with self._lock:
+            if not stop.is_set():  # close() closes it, which ends a read blocked in it
+                self._http = camera
+        try:
+            for part in camera.parts():
+                if stop.is_set():
+                    return True
+                if part.body is None:
+                    self.check.warn("part", f"dropped {part.dropped}")
+                    continue
+                image, why = decode_jpeg(part.body, self.check.limits)
+                if image is None:
+                    self.check.warn("decode", f"dropped {why}")
+                    continue
+                image = self.check(image)
+                if image is not None:
+                    self._publish(image, ready, stop)
+            self._fail("the stream ended or stopped sending frames", ready, stop)
+        except HttpStreamError as exc:
+            self._fail(str(exc), ready, stop)
+        except Exception as exc:  # noqa: BLE001 - a reader thread never dies with a traceback
+            self._fail(f"reading the stream failed ({type(exc).__name__}: {exc})", ready, stop)
+        finally:
+            camera.close()
+        return True
 
     def _wait(self, event: threading.Event, timeout_s: float) -> bool:
         """Wait for `event` in short slices so a stop request is seen within 0.1 s."""
@@ -505,7 +592,9 @@ class NetworkSource:
         self._stop = threading.Event()
         self._frame, self._fresh, self._error = None, False, None
         ready = threading.Event()
-        self._thread = threading.Thread(target=self._reader, args=(ready,), name="stream-reader", daemon=True)
+        self._thread = threading.Thread(
+            target=self._reader, args=(ready, self._stop), name="stream-reader", daemon=True
+        )
         self._thread.start()
         # FFmpeg's own timeouts bound the open; this bounds it again if FFmpeg ignores them.
         got = self._wait(ready, self.stream.open_timeout_s + self.stream.read_timeout_s)
@@ -516,6 +605,8 @@ class NetworkSource:
             if self.interrupted():
                 raise CaptureError(f"stream {self.name}: opening was interrupted by a stop request")
             why = error or f"no frame within {self.stream.open_timeout_s + self.stream.read_timeout_s:g} s"
+            if "max_decode_pixels" in why:  # the camera works: it is too large, and says the fix
+                raise CaptureError(f"stream {self.name}: {why}")
             raise CaptureError(
                 f"stream {self.name}: {why}; check the URL, that the camera is on and reachable, "
                 "and stream.username / stream.password_file"
@@ -529,8 +620,9 @@ class NetworkSource:
                     return None
                 left = deadline - time.monotonic()
                 if left <= 0:
+                    why = f"; its frames are dropped: {self.check.last}" if self.check.last else ""
                     raise CaptureError(
-                        f"stream {self.name}: no frame for {self.stream.read_timeout_s:g} s (stalled)"
+                        f"stream {self.name}: no frame for {self.stream.read_timeout_s:g} s (stalled){why}"
                     )
                 self._lock.wait(min(0.1, left))
             if self._fresh:
@@ -543,11 +635,24 @@ class NetworkSource:
 
     def close(self) -> None:
         self._stop.set()
+        with self._lock:
+            http, self._http = self._http, None
+        if http is not None:  # unblocks a read waiting on the socket
+            http.close()
         thread, self._thread = self._thread, None
         if thread is not None:
             # A read blocked in FFmpeg returns within its timeout and releases the capture
             # itself; the stop is not held up for it.
             thread.join(timeout=0.2)
+
+
+def checked_url(url: str) -> str:
+    """A stream URL through the user-input boundary (ConfigError otherwise): nothing that
+    would crash OpenCV's bindings reaches FFmpeg, whoever built the source."""
+    try:
+        return user_url(url, "config key 'source':")
+    except InputRefused as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def make_source(
@@ -557,19 +662,35 @@ def make_source(
     loop_video: bool = True,
     stream: StreamConfig | None = None,
     realtime: bool = True,
+    frames: FramesConfig | None = None,
     shipped_demo: Path = SHIPPED_DEMO_VIDEO,
 ) -> FrameSource:
     """Choose the frame source named by `spec` (auto: camera, webcam, then `fallback_chain`).
-    `realtime`: video files play at their own frame rate (False: as fast as they decode)."""
+    `realtime`: video files play at their own frame rate (False: as fast as they decode).
+    `frames`: the limits every frame is checked against where it enters."""
+    source = _pick_source(spec, cam, fallback_video, loop_video, stream, realtime, shipped_demo)
+    source.check = FrameCheck(frames, source.name)  # type: ignore[attr-defined]
+    return source
+
+
+def _pick_source(
+    spec: str,
+    cam: CameraConfig,
+    fallback_video: Path | None,
+    loop_video: bool,
+    stream: StreamConfig | None,
+    realtime: bool,
+    shipped_demo: Path,
+) -> FrameSource:
     if spec == "picamera2":
         return Picamera2Source(cam.index, cam.main_size, cam.lores, cam.fps)
     if spec.startswith("webcam"):
         index = int(spec.split(":", 1)[1]) if ":" in spec else 0
         return OpenCVSource(index, size=cam.webcam_size, fps=cam.fps)
     if spec.startswith("file:"):
-        return OpenCVSource(Path(spec[5:]).expanduser(), loop=loop_video, realtime=realtime)
+        return OpenCVSource(checked_path("source", spec[5:]), loop=loop_video, realtime=realtime)
     if spec.split("://", 1)[0] in STREAM_SCHEMES:
-        return NetworkSource(spec, stream or StreamConfig())
+        return NetworkSource(checked_url(spec), stream or StreamConfig())
     tried = []
     if Picamera2Source.available(cam.index):
         log.info("source auto: found a libcamera camera, using picamera2")

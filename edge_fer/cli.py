@@ -1,8 +1,9 @@
 """`edge-fer`: the camera daemon's command line.
 
-Exit codes: 0 clean stop, 2 bad config, flags or output path, 3 model error, 4 camera/source
-error (also when a video source can no longer be read), 5 display error. Each error is one
-line naming the problem and the fix.
+Exit codes (`edge_fer.exit_codes.ExitCode`, the table in docs/exit-codes.md): 0 clean stop,
+1 internal error, 2 bad config, flags or output path, 3 model error, 4 camera/source error
+(also when a video source can no longer be read), 5 display error, 6 not enough memory. Each
+error is one line naming the problem and the fix.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edge_fer import __version__
+from edge_fer.exit_codes import ExitCode
+from edge_fer.memory import LowMemory, low_memory_as_one_line, run_guarded
 
 # Only the standard library before the signal handlers are in place: everything else is
 # imported inside main() (OpenCV and numpy take ~0.2 s, and a SIGHUP then would kill us).
@@ -24,7 +27,12 @@ if TYPE_CHECKING:
     from edge_fer.config import Config
 
 log = logging.getLogger("edge_fer")
-EXIT_CONFIG, EXIT_MODEL, EXIT_SOURCE, EXIT_DISPLAY = 2, 3, 4, 5
+EXIT_CONFIG, EXIT_MODEL, EXIT_SOURCE, EXIT_DISPLAY = (
+    ExitCode.CONFIG,
+    ExitCode.MODEL,
+    ExitCode.SOURCE,
+    ExitCode.DISPLAY,
+)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -147,6 +155,11 @@ def build_config(args: argparse.Namespace) -> Config:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The daemon; under a memory limit too small to run it, one line and ExitCode.MEMORY."""
+    return run_guarded("edge-fer", lambda: _main(argv))
+
+
+def _main(argv: list[str] | None) -> int:
     ensure_std_streams()  # started with >&-: /dev/null, not a crash or stray writes
     signals = SignalState()
     signals.install()  # first: a SIGHUP, SIGUSR1 or SIGTERM during start-up must not kill it
@@ -165,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
 
     signals.reload.clear()  # the config read next is the newest anyway
     try:
-        config = build_config(args)
+        with low_memory_as_one_line("edge-fer"):
+            config = build_config(args)
     except ConfigError as exc:
         log.error("config error: %s", exc)
         return EXIT_CONFIG
@@ -174,10 +188,14 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(config.log_level)
     notifier = Notifier()
     stats = RunStats(config.stats.window_s)
-    code = 0
+    code = ExitCode.OK
     why = "error"
     try:
-        why = run_daemon(config, lambda: build_config(args), signals, notifier, stats, args.max_frames)
+        with low_memory_as_one_line("edge-fer"):
+            why = run_daemon(config, lambda: build_config(args), signals, notifier, stats, args.max_frames)
+    except LowMemory as exc:
+        log.error("%s", exc)
+        code = ExitCode.MEMORY
     except (ConfigError, OutputError) as exc:
         log.error("config error: %s", exc)
         code = EXIT_CONFIG
@@ -197,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
             exc,
         )
         log.debug("internal error", exc_info=exc)
-        code = 1
+        code = ExitCode.INTERNAL
     finally:
         notifier.stopping()
         # The run's summary, whatever stopped it (a start-up failure has only its error).

@@ -26,9 +26,10 @@ from edge_fer.paths import (
     PACKAGE_DIR,
     PROJECT_ROOT,
     SHIPPED_YUNET,
-    expand_user,
 )
-from edge_fer.safe_io import PathLock, PathRefused, check_distinct, check_length, read_bounded
+from edge_fer.safe_io import PathLock, PathRefused, check_distinct, check_text, read_bounded
+from edge_fer.user_input import STREAM_SCHEMES, InputRefused, user_path, user_url
+from edge_fer.user_input import shown as shown_input
 
 DEFAULT_CONFIG_PATH = DEFAULT_CONFIG
 DEFAULT_MODEL = PACKAGE_DIR / "models" / "edge_fer_student.pte"
@@ -36,7 +37,6 @@ DEFAULT_DEMO_VIDEO = PROJECT_ROOT / "runs" / "demo" / "faces_640x480.mp4"
 SOURCE_PATTERN = re.compile(
     r"^(auto|picamera2|webcam(:\d+)?|file:.+|(rtsps?|https?)://.+)$", re.ASCII | re.DOTALL
 )
-STREAM_SCHEMES = ("rtsp", "rtsps", "http", "https")
 # An instance (edge-fer@NAME): part of file names, MQTT topics and ids, and a Prometheus label.
 INSTANCE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 MAX_THREADS = 16  # the Pi 5 has 4 cores; thousands of threads only slow start-up or crash
@@ -65,16 +65,13 @@ def shown(value: Any) -> str:
 
 
 def checked_path(key: str, value: str | Path) -> Path:
-    """A path from the config or a flag: `~` expanded safely, within the OS's length limits."""
+    """A path from the config or a flag, through the user-input boundary (`user_path`): `~`
+    expanded safely, UTF-8, no control characters, within the OS's length limits."""
+    where = key if key.startswith("--") else f"config key '{key}':"
     try:
-        if any(ord(c) < 32 or ord(c) == 127 for c in str(value)):
-            raise ValueError("it contains a control character (a newline or tab?)")
-        path = expand_user(value)
-        check_length(path)
-    except (ValueError, OSError) as exc:
-        where = key if key.startswith("--") else f"config key '{key}':"
-        raise ConfigError(f"{where} {shown(str(value))} is not a usable path: {exc}") from None
-    return path
+        return user_path(value, where)
+    except InputRefused as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def setting(
@@ -337,6 +334,35 @@ class MqttConfig:
 
 
 @dataclass
+class FramesConfig:
+    """Limits on every frame where it enters (camera, video, stream), and on decoding."""
+
+    max_pixels: int = setting(
+        8_294_400,
+        "a frame with more pixels is scaled down to this many (one warning); 3840x2160 by default",
+        ge=76_800,
+        le=33_177_600,
+    )
+    max_aspect: float = setting(
+        8.0, "a frame longer than this many times its other side is dropped (one warning)", ge=1.5, le=64
+    )
+    min_side: int = setting(16, "a frame with a side shorter than this many pixels is dropped", ge=1, le=4096)
+    max_decode_pixels: int = setting(
+        8_294_400,
+        "a video file or stream decoded larger than this many pixels is refused when opened (its "
+        "decoder would pass the unit's MemoryMax: 8K H.264 needs over 700 MB)",
+        ge=76_800,
+        le=33_177_600,
+    )
+    max_part_bytes: int = setting(
+        8_388_608,
+        "an HTTP (MJPEG) part or snapshot larger than this many bytes is dropped unread",
+        ge=65_536,
+        le=67_108_864,
+    )
+
+
+@dataclass
 class MetricsConfig:
     """Prometheus /metrics endpoint."""
 
@@ -429,6 +455,7 @@ class Config:
     mqtt: MqttConfig = setting(factory=MqttConfig)
     metrics: MetricsConfig = setting(factory=MetricsConfig)
     web: WebConfig = setting(factory=WebConfig)
+    frames: FramesConfig = setting(factory=FramesConfig)
     console: str = setting(
         "auto",
         "one status line a second on a terminal: auto (when headless on a TTY, not under systemd) | on | off",
@@ -497,6 +524,11 @@ def _coerce(key: str, value: Any, annotation: str) -> Any:
     if base == "str":
         if not isinstance(value, str) or value == "":
             raise bad("a non-empty string")
+        try:
+            check_text(value)  # every string here reaches C libraries, topics or log lines
+        except PathRefused as exc:
+            reason = str(exc).replace("the path", "it")
+            raise ConfigError(f"config key '{key}': {shown_input(value)} is not valid: {reason}") from None
         return value
     if base == "Path":
         if not isinstance(value, str | Path) or str(value) == "" or "\0" in str(value):
@@ -643,6 +675,12 @@ def check_stream_url(url: str) -> None:
             "config key 'source': not a valid stream URL; expected e.g. rtsp://HOST:554/PATH "
             "or http://HOST:8080/video.mjpg"
         )
+    try:
+        user_url(url, "config key 'source':")
+    except InputRefused as exc:
+        raise ConfigError(
+            f"{exc}; expected e.g. rtsp://HOST:554/PATH or http://HOST:8080/video.mjpg"
+        ) from None
     if parts.password is not None:
         raise ConfigError(
             "config key 'source' must not hold a password; put the user in stream.username and "
@@ -703,6 +741,10 @@ def check_source(spec: Any) -> str:
 
     if not isinstance(spec, str) or not SOURCE_PATTERN.match(spec) or "\0" in spec:
         raise bad()
+    try:
+        check_text(spec)
+    except PathRefused as exc:
+        raise bad(f" ({str(exc).replace('the path', 'it')})") from None
     if spec.startswith("webcam:"):
         digits = spec.split(":", 1)[1]
         if len(digits) > 4 or int(digits) > MAX_CAMERA_INDEX:

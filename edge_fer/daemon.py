@@ -34,6 +34,7 @@ log = logging.getLogger("edge_fer")
 
 PROBE_FRAMES = 3  # a new source must give this many frames (a video must be able to loop)
 PROBE_DEADLINE_S = 10.0
+PROBE_DROPPED = 30  # frames in a row the frame check dropped: the source's frames are unusable
 # What a failed build may raise; anything else is a bug, but is still caught and logged.
 BUILD_ERRORS = (ConfigError, ModelError, DetectorError, CaptureError, OutputError, DisplayError)
 
@@ -102,10 +103,15 @@ def probe_source(source: ReconnectingSource, loop: bool, deadline_s: float = PRO
     """Read a few frames from a just-opened source: CaptureError unless it gives
     PROBE_FRAMES good frames (or ends cleanly after one, with looping off) in time."""
     inner = source.source  # no reconnecting here: a source that fails now is refused
-    good = 0
+    good = dropped = 0
     end = time.monotonic() + deadline_s
     while good < PROBE_FRAMES:
-        if time.monotonic() > end:
+        check = getattr(inner, "check", None)
+        why = getattr(check, "last", "")
+        # Frames the frame check drops (a 2000x2 video) fail the probe at once, saying why.
+        if time.monotonic() > end or (why and dropped >= PROBE_DROPPED):
+            if why and dropped >= PROBE_DROPPED:
+                raise CaptureError(f"source {source.name} gives no usable frames ({why}); check it works")
             raise CaptureError(
                 f"source {source.name} gave {good} frame(s) in {deadline_s:.0f} s; check it works"
             )
@@ -120,6 +126,7 @@ def probe_source(source: ReconnectingSource, loop: bool, deadline_s: float = PRO
         except Exception as exc:  # noqa: BLE001 - a driver error is the source's failure
             raise CaptureError(f"source {source.name} failed when first read ({exc})") from None
         good += frame is not None
+        dropped = 0 if frame is not None else dropped + 1
     if getattr(inner, "is_file", False):  # start the video from its first frame again
         inner.close()
         inner.open()
@@ -133,6 +140,7 @@ def _make_source(config: Config, signals: SignalState, stats: RunStats) -> Recon
         config.loop_video,
         config.stream,
         realtime=config.pace == "realtime",
+        frames=config.frames,
     )
     return ReconnectingSource(
         inner,

@@ -6,6 +6,7 @@ return boxes in that image's pixels; the pipeline scales them to the main frame.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Protocol
 
@@ -15,6 +16,9 @@ import numpy as np
 from edge_fer.config import DetectorConfig
 from edge_fer.preprocess import to_gray
 from edge_fer.results import Box
+from edge_fer.user_input import InputRefused, user_file
+
+MAX_YUNET_BYTES = 64 << 20  # the shipped model is 0.2 MB; OpenCV reads the whole file
 
 
 class DetectorError(RuntimeError):
@@ -68,11 +72,16 @@ class YuNetDetector:
 
     def __init__(self, model: Path, score_threshold: float = 0.7, min_face: int = 24) -> None:
         model = Path(model)
-        if not model.is_file():
+        try:  # before OpenCV's C++ sees the path: UTF-8, a regular file, a sane size
+            user_file(model, "YuNet model", MAX_YUNET_BYTES)
+        except InputRefused as exc:
+            missing = "does not exist" in str(exc)
             raise DetectorError(
                 f"YuNet model {model} does not exist; set detector.yunet_model "
                 "to a face_detection_yunet_*.onnx file"
-            )
+                if missing
+                else f"{exc}; set detector.yunet_model to a face_detection_yunet_*.onnx file"
+            ) from None
         try:
             self.net = cv2.FaceDetectorYN.create(str(model), "", (320, 240), score_threshold, 0.3, 5000)
         except cv2.error as exc:
@@ -95,7 +104,8 @@ class YuNetDetector:
             if not np.isfinite((x, y, bw, bh)).all():  # what YuNet gives on a sliver of an image
                 continue
             side = max(bw, bh) / self.FER_SIDE
-            if side < self.min_face:
+            # YuNet gives NaN boxes on images of a few pixels: never a face
+            if not (math.isfinite(x) and math.isfinite(y) and math.isfinite(side)) or side < self.min_face:
                 continue
             cx, cy = x + bw / 2, y + bh / 2 - self.FER_CENTRE_DY * side
             boxes.append(

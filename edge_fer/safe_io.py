@@ -27,6 +27,7 @@ import math
 import os
 import stat
 import tempfile
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -58,14 +59,33 @@ def kind_of(mode: int) -> str:
     return "a special file"
 
 
-def check_length(path: str | os.PathLike) -> None:
-    """Refuse paths longer than Linux allows (whole path and each name), and paths with NUL
-    or other control characters."""
-    text = os.fsencode(path)
-    if b"\0" in text:
+def check_text(value: str | bytes | os.PathLike) -> bytes:
+    """The UTF-8 bytes of a path or URL the libraries below can take, or PathRefused: no
+    byte that is not UTF-8 (Python carries one as a lone surrogate, which OpenCV's C++
+    bindings cannot convert: it crashes the process), no NUL, no control character."""
+    raw = os.fspath(value)
+    try:
+        text = raw if isinstance(raw, bytes) else raw.encode("utf-8")
+        decoded = text.decode("utf-8")
+    except UnicodeError as exc:
+        if isinstance(raw, bytes):
+            what = f"the byte \\x{raw[exc.start]:02x}"
+        else:  # a lone surrogate: U+DC80-U+DCFF stands for an undecodable byte
+            code = ord(raw[exc.start])
+            what = f"the byte \\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"U+{code:04X}"
+        raise PathRefused(f"it holds {what}, which is not UTF-8 (rename it in UTF-8)") from None
+    if "\0" in decoded:
         raise PathRefused("the path contains a NUL byte")
-    if any(b < 32 or b == 127 for b in text):  # legal, but never meant, and it breaks log lines
+    # Legal, but never meant, and they break log lines (C1 controls also steer terminals).
+    if any(unicodedata.category(c) == "Cc" for c in decoded):
         raise PathRefused("the path contains a control character (a newline or tab?)")
+    return text
+
+
+def check_length(path: str | os.PathLike) -> None:
+    """Refuse paths longer than Linux allows (whole path and each name), paths that are not
+    UTF-8, and paths with NUL or other control characters."""
+    text = check_text(path)
     if len(text) > MAX_PATH:
         raise PathRefused(f"the path is {len(text)} bytes long; the limit is {MAX_PATH}")
     for part in text.split(b"/"):

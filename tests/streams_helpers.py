@@ -200,3 +200,130 @@ class SilentServer:
         for conn in self.held:
             conn.close()
         self.sock.close()
+
+
+def degenerate_jpeg(width: int = 2000, height: int = 2) -> bytes:
+    """A real JPEG of a degenerate shape (a 2000x2 strip)."""
+    import cv2
+    import numpy as np
+
+    ok, data = cv2.imencode(".jpg", np.full((height, width, 3), 128, np.uint8))
+    assert ok
+    return data.tobytes()
+
+
+def bomb_jpeg(jpeg: bytes, width: int = 60000, height: int = 60000) -> bytes:
+    """`jpeg` with its frame header claiming `width` x `height`: a few KB that would decode
+    to gigabytes."""
+    data = bytearray(jpeg)
+    i = 2
+    while i + 9 <= len(data):
+        marker, length = data[i + 1], (data[i + 2] << 8) | data[i + 3]
+        if marker in (0xC0, 0xC1, 0xC2):
+            data[i + 5 : i + 7] = height.to_bytes(2, "big")
+            data[i + 7 : i + 9] = width.to_bytes(2, "big")
+            return bytes(data)
+        i += 2 + length
+    raise AssertionError("no frame header in the JPEG")
+
+
+class HostileMjpegServer:
+    """An MJPEG camera on 127.0.0.1 whose behaviour can be switched while clients read it
+    (`mode`), for the tests and benchmarks/bench_faults.py:
+
+      good         JPEG parts of real faces at `fps`
+      endless      one part with no Content-Length that never ends (random bytes at
+                   `rate` bytes/s) until the mode changes
+      huge-length  a part announcing 10 GB, then random bytes until the mode changes (then
+                   the connection is closed: the part can never be finished)
+      garbage      well-framed parts of random bytes
+      degenerate   well-framed JPEGs of 2000x2 pixels
+      bomb         well-framed JPEGs whose header claims 60000x60000 pixels
+      junk         bytes with no boundary at all until the mode changes
+      headers      parts with thousands of header lines
+    """
+
+    MODES = ("good", "endless", "huge-length", "garbage", "degenerate", "bomb", "junk", "headers")
+
+    def __init__(self, frames: list[bytes], fps: float = 15.0, rate: int = 8 << 20) -> None:
+        import os as _os
+
+        self.frames, self.fps, self.rate = frames, fps, rate
+        self.mode = "good"
+        self.connections = 0
+        self.sent_bytes = 0
+        self._stop = threading.Event()
+        self._random = _os.urandom
+        self._degenerate = degenerate_jpeg()
+        self._bomb = bomb_jpeg(frames[0])
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _part(self, body: bytes, length: int | None = None) -> None:
+                size = len(body) if length is None else length
+                self.wfile.write(
+                    b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                    + str(size).encode()
+                    + b"\r\n\r\n"
+                    + body
+                    + b"\r\n"
+                )
+                outer.sent_bytes += len(body)
+
+            def _stream_random(self, mode: str) -> None:
+                chunk = 64 << 10
+                while outer.mode == mode and not outer._stop.is_set():
+                    self.wfile.write(outer._random(chunk))
+                    outer.sent_bytes += chunk
+                    time.sleep(chunk / outer.rate)
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                outer.connections += 1
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                sent = 0
+                try:
+                    while not outer._stop.is_set():
+                        mode = outer.mode
+                        if mode == "good":
+                            self._part(outer.frames[sent % len(outer.frames)])
+                        elif mode == "endless":
+                            self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\n\r\n\xff\xd8")
+                            self._stream_random(mode)
+                            self.wfile.write(b"\r\n")
+                        elif mode == "huge-length":
+                            self.wfile.write(
+                                b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: 10000000000\r\n\r\n"
+                            )
+                            self._stream_random(mode)
+                            return
+                        elif mode == "garbage":
+                            self._part(outer._random(20_000 + sent % 5000))
+                        elif mode == "degenerate":
+                            self._part(outer._degenerate)
+                        elif mode == "bomb":
+                            self._part(outer._bomb)
+                        elif mode == "junk":
+                            self._stream_random(mode)
+                        elif mode == "headers":
+                            self.wfile.write(b"--frame\r\n" + b"X-Pad: 1\r\n" * 5000 + b"\r\n")
+                        sent += 1
+                        time.sleep(1.0 / outer.fps)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}/video.mjpg"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()

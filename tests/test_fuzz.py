@@ -15,6 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
@@ -22,7 +23,16 @@ from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 
 from edge_fer.classify import ModelError, load_classifier, read_metadata
-from edge_fer.config import DEFAULT_MODEL, Config, ConfigError, check_source, flatten, load_config, validate
+from edge_fer.config import (
+    DEFAULT_MODEL,
+    Config,
+    ConfigError,
+    FramesConfig,
+    check_source,
+    flatten,
+    load_config,
+    validate,
+)
 
 FUZZ_EXAMPLES = 150
 FUZZ = settings(
@@ -326,7 +336,6 @@ def test_generated_output_paths_open_or_are_output_errors(path):
 # --- edge-fer-classify: image bytes, inputs, --annotate targets, its command line ---------
 
 import cv2  # noqa: E402 - after the sections above, which need none of it
-import numpy as np  # noqa: E402
 
 from edge_fer import photo  # noqa: E402
 from edge_fer.image_header import HeaderError, image_size  # noqa: E402
@@ -510,3 +519,197 @@ def test_generated_output_paths_clash_exactly_when_they_name_one_file(chosen):
         assert expect_clash, (chosen, str(exc))
         return
     assert not expect_clash, chosen
+
+
+# --- the path and URL boundary: what argv and config files carry, any bytes included --------
+
+# argv reaches Python as bytes decoded with surrogateescape: a \xff byte is the lone surrogate
+# \udcff, which OpenCV's bindings cannot convert (it crashed the daemon). st.text() never
+# generates surrogates, so they are drawn here on purpose.
+surrogates = st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF)
+argv_strings = (
+    st.binary(max_size=40).map(os.fsdecode)
+    | st.text(max_size=30)
+    | st.lists(st.text(max_size=5) | surrogates, max_size=8).map("".join)
+    | st.sampled_from(NASTY_STRINGS)
+)
+URL_PREFIXES = ("rtsp://", "http://", "https://", "rtsps://", "http://127.0.0.1:8080/", "rtsp://u@h/")
+
+
+def _reaches_opencv_safely(value: str) -> None:
+    """What the boundary let through is what C libraries take: UTF-8, no NUL, no control
+    character; OpenCV's C++ gets it whole (cv2.utils.dumpString converts it as every OpenCV
+    call with a path does, without touching the file system: a lone surrogate there is a
+    SIGSEGV of this process)."""
+    import unicodedata
+
+    import cv2
+
+    value.encode("utf-8")
+    assert "\0" not in value and not any(unicodedata.category(c) == "Cc" for c in value)
+    assert cv2.utils.dumpString(value) == f"String: {value}"
+
+
+@settings(FUZZ, max_examples=300)
+@given(st.sampled_from(PREFIXES + list(URL_PREFIXES)), argv_strings)
+def test_generated_paths_and_urls_are_refused_in_one_line_or_safe_for_opencv(prefix, rest):
+    from edge_fer.capture import make_source
+    from edge_fer.config import CameraConfig, apply_overrides, checked_path
+    from edge_fer.user_input import InputRefused, user_file, user_url
+
+    spec = prefix + rest
+    try:
+        check_source(spec)
+        config = apply_overrides(Config(), {"source": spec, "detector.yunet_model": rest or None})
+    except ConfigError as exc:
+        _one_line(exc)
+    else:
+        _reaches_opencv_safely(config.source)
+        source = (
+            make_source(config.source, CameraConfig()) if config.source.startswith(URL_PREFIXES) else None
+        )
+        if source is not None:
+            _reaches_opencv_safely(source._credentialed)
+    for check in (
+        lambda: checked_path("model.path", rest),
+        lambda: user_url(spec, "--source"),
+        lambda: user_file(rest, "--yunet-model"),
+    ):
+        try:
+            value = check()
+        except (ConfigError, InputRefused) as exc:
+            _one_line(exc)
+            continue
+        _reaches_opencv_safely(str(value))
+
+
+# --- frames where they enter, and what a stream sends --------------------------------------
+
+FRAME_DTYPES = ["uint8", "uint16", "int8", "int16", "float32", "float64", "bool", "int64"]
+sides = st.sampled_from([0, 1, 2, 3, 15, 16, 17, 31, 32, 100, 239, 480, 640, 1000, 2000]) | st.integers(
+    0, 700
+)
+frame_shapes = st.one_of(
+    st.tuples(sides, sides),
+    st.tuples(sides, sides, st.integers(0, 6)),
+    st.tuples(st.integers(0, 3), st.integers(0, 40), st.integers(0, 40), st.integers(0, 4)),
+).filter(lambda shape: int(np.prod(shape)) <= 3_000_000)
+frame_limits = st.builds(
+    FramesConfig,
+    max_pixels=st.integers(76_800, 400_000),
+    max_aspect=st.floats(1.5, 64),
+    min_side=st.integers(1, 64),
+)
+
+
+@pytest.fixture(scope="module")
+def yunet():
+    from edge_fer.config import DetectorConfig
+    from edge_fer.detect import make_detector
+
+    return make_detector(DetectorConfig())
+
+
+@FUZZ
+@given(frame_shapes, st.sampled_from(FRAME_DTYPES), st.integers(0, 255), frame_limits, st.integers(32, 960))
+def test_generated_frames_are_used_within_the_limits_or_dropped(yunet, shape, dtype, fill, limits, width):
+    """Any array a driver could hand over: dropped with a reason, or a BGR uint8 frame within
+    the limits that the pipeline's detection image and the real detector take."""
+    from types import SimpleNamespace
+
+    from edge_fer.capture import RawFrame
+    from edge_fer.frames import check_frame
+    from edge_fer.pipeline import Pipeline
+
+    image = np.full(shape, fill).astype(dtype)
+    checked = check_frame(image, limits)
+    if checked.image is None:
+        assert checked.why and "\n" not in checked.why
+        return
+    frame = checked.image
+    h, w = frame.shape[:2]
+    assert frame.dtype == np.uint8 and frame.shape == (h, w, 3) and frame.flags.c_contiguous
+    assert min(h, w) >= min(limits.min_side, 1) and h * w <= limits.max_pixels
+    assert max(h, w) <= limits.max_aspect * min(h, w) + 1  # scaling may round a pixel
+    small, _scale = Pipeline._detection_image(SimpleNamespace(detect_width=width), RawFrame(frame))
+    assert small.shape[0] >= 1 and small.shape[1] >= 1
+    yunet.detect(small)
+
+
+@pytest.fixture(scope="module")
+def real_jpeg() -> bytes:
+    import cv2
+
+    from edge_fer.paths import DEFAULT_DATA
+
+    face = sorted((DEFAULT_DATA / "test" / "happy").glob("*.jpg"))[0]
+    image = cv2.resize(cv2.imread(str(face)), (96, 96))
+    return cv2.imencode(".jpg", image)[1].tobytes()
+
+
+mutations = st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=8)
+
+
+@FUZZ
+@given(st.binary(max_size=3000), mutations, st.booleans())
+def test_generated_stream_parts_decode_within_the_budget_or_are_dropped(real_jpeg, junk, flips, use_real):
+    from edge_fer.frames import decode_jpeg
+
+    data = bytearray(real_jpeg if use_real else junk)
+    for at, value in flips:
+        if data:
+            data[at % len(data)] = value
+    limits = FramesConfig(max_decode_pixels=76_800)
+    image, why = decode_jpeg(bytes(data), limits)
+    if image is None:
+        assert why and "\n" not in why
+    else:
+        assert image.ndim == 3 and image.shape[0] * image.shape[1] <= limits.max_decode_pixels
+
+
+part_bodies = st.binary(max_size=3000)
+stream_pieces = st.lists(
+    st.one_of(
+        st.tuples(st.just("part"), part_bodies, st.booleans()),  # (body, with Content-Length)
+        st.tuples(st.just("junk"), st.binary(max_size=500), st.just(False)),
+        st.tuples(st.just("big"), st.integers(5000, 20000).map(lambda n: b"\xab" * n), st.booleans()),
+    ),
+    max_size=12,
+)
+
+
+def _multipart(pieces) -> bytes:
+    out = bytearray()
+    for kind, body, sized in pieces:
+        if kind == "junk":
+            out += body
+            continue
+        out += b"\r\n--frame\r\nContent-Type: image/jpeg\r\n"
+        if sized:
+            out += b"Content-Length: %d\r\n" % len(body)
+        out += b"\r\n" + body + b"\r\n"
+    return bytes(out + b"\r\n--frame--\r\n")
+
+
+@FUZZ
+@given(stream_pieces, st.sampled_from([b"frame", None]))
+def test_generated_mjpeg_streams_yield_bounded_parts_and_end(pieces, boundary):
+    """Any byte stream an HTTP camera sends: the reader yields parts no larger than its limit
+    (larger ones dropped, saying why), well-formed sized parts intact, and ends at EOF."""
+    from edge_fer.http_stream import HttpCamera, HttpStreamError
+
+    camera = HttpCamera("http://127.0.0.1:9/v.mjpg", 4096, 1.0, 1.0)
+    camera.response = io.BufferedReader(io.BytesIO(_multipart(pieces)), buffer_size=1024)
+    camera.kind, camera.boundary = "multipart", boundary
+    got = []
+    try:
+        for part in camera.parts():
+            assert part.body is not None or part.dropped
+            assert part.body is None or len(part.body) <= 4096
+            got.append(part.body)
+    except HttpStreamError as exc:
+        _one_line(exc)
+        return
+    clean = all(kind == "part" and sized and b"--frame" not in body for kind, body, sized in pieces)
+    if clean and boundary is not None:
+        assert got == [body for _k, body, _s in pieces]

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 
@@ -42,6 +41,7 @@ from edge_fer.metrics import (
 )
 from edge_fer.paths import DEFAULT_DATA
 from edge_fer.preprocess import normalize
+from edge_fer.user_input import path_arg
 
 FOLDS = 5
 THRESHOLDS = [round(0.05 * i, 2) for i in range(0, 19)]
@@ -109,10 +109,12 @@ def grouped_accuracy(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help=".pte program with metadata beside it")
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="FER2013 folder (train/, test/)")
     p.add_argument(
-        "--out", type=Path, default=None, help="folder of the JSON and PNGs (default: the model's)"
+        "--model", type=path_arg, default=DEFAULT_MODEL, help=".pte program with metadata beside it"
+    )
+    p.add_argument("--data", type=path_arg, default=DEFAULT_DATA, help="FER2013 folder (train/, test/)")
+    p.add_argument(
+        "--out", type=path_arg, default=None, help="folder of the JSON and PNGs (default: the model's)"
     )
     p.add_argument("--no-write", action="store_true", help="report only; leave the metadata as it is")
     p.add_argument("--threads", type=int, default=2, choices=range(1, 17), metavar="1-16")

@@ -15,31 +15,31 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from edge_fer.classify import ModelError, load_classifier
 from edge_fer.config import DEFAULT_MODEL
 from edge_fer.dataset import DatasetError, load_eval_folder
 from edge_fer.metrics import confusion_matrix, format_report, plot_confusion, summarize
 from edge_fer.paths import PROJECT_ROOT
+from edge_fer.user_input import path_arg
 
 DEFAULT_OUT = PROJECT_ROOT / "runs" / "eval"
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--data", type=Path, required=True, help="folder of class subfolders")
-    p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help=".pte program or .pt student")
+    p.add_argument("--data", type=path_arg, required=True, help="folder of class subfolders")
+    p.add_argument("--model", type=path_arg, default=DEFAULT_MODEL, help=".pte program or .pt student")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument(
         "--out",
-        type=Path,
+        type=path_arg,
         default=DEFAULT_OUT,
         help=f"folder for the JSON summary and the confusion PNG (default {DEFAULT_OUT})",
     )
     p.add_argument(
         "--plot",
-        type=Path,
+        type=path_arg,
         default=None,
         help="confusion-matrix PNG elsewhere (default: <out>/<model>_on_<data>_confusion.png)",
     )

@@ -16,18 +16,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from edge_fer.paths import DEFAULT_DATA
+from edge_fer.user_input import path_arg
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--run", type=Path, required=True, help="a run folder that finished its export stage")
+    p.add_argument("--run", type=path_arg, required=True, help="a run folder that finished its export stage")
     p.add_argument(
-        "--out", type=Path, default=None, help="folder for the ONNX files (default: the run folder)"
+        "--out", type=path_arg, default=None, help="folder for the ONNX files (default: the run folder)"
     )
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="FER2013 (default: $EDGE_FER_DATA)")
+    p.add_argument("--data", type=path_arg, default=DEFAULT_DATA, help="FER2013 (default: $EDGE_FER_DATA)")
     p.add_argument("--int8", action=argparse.BooleanOptionalAction, default=True, help="also an int8 ONNX")
     p.add_argument(
         "--calibration", type=int, default=1024, help="training faces calibrating int8 (default 1024)"

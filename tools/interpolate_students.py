@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -32,6 +31,7 @@ from edge_fer.safe_io import PathRefused, check_writable, write_json_atomic
 from edge_fer.training.degrade import benchmark_suite
 from edge_fer.training.loop import predict_logits
 from edge_fer.training.stages import TrainingError, average_weights, interpolate_weights, load_fine_tunes
+from edge_fer.user_input import path_arg
 
 
 def _alphas(text: str) -> list[float]:
@@ -48,18 +48,18 @@ def _alphas(text: str) -> list[float]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--clean", type=Path, required=True, help="student.pt before the robust fine-tune")
+    p.add_argument("--clean", type=path_arg, required=True, help="student.pt before the robust fine-tune")
     p.add_argument(
         "--robust",
-        type=Path,
+        type=path_arg,
         nargs="+",
         required=True,
         help="student.pt after it (same architecture); several: their uniform average (a soup)",
     )
     p.add_argument("--alphas", type=_alphas, default=_alphas("0,0.5,0.6,0.7,0.8,0.9,1"))
     p.add_argument("--pick", type=float, default=None, help="write this alpha's student to --out")
-    p.add_argument("--out", type=Path, default=None, help="student.pt to write (with --pick)")
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    p.add_argument("--out", type=path_arg, default=None, help="student.pt to write (with --pick)")
+    p.add_argument("--data", type=path_arg, default=DEFAULT_DATA)
     p.add_argument("--threads", type=int, default=2, choices=range(1, 17), metavar="1-16")
     args = p.parse_args(argv)
     if (args.pick is None) != (args.out is None) or (args.pick is not None and not 0 <= args.pick <= 1):

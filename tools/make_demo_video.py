@@ -20,6 +20,7 @@ from pathlib import Path
 from edge_fer.dataset import DatasetError
 from edge_fer.demo import build_demo_video
 from edge_fer.paths import DEFAULT_DATA
+from edge_fer.user_input import path_arg
 
 # The checkout this tool is in (also /opt/edge-fer after deploy/install.sh, where the package
 # itself lives in the venv): the daemon's default fallback video in an editable install.
@@ -28,8 +29,8 @@ CHECKOUT = Path(__file__).resolve().parents[1]
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    p.add_argument("--out", type=Path, default=CHECKOUT / "runs/demo/faces_640x480.mp4")
+    p.add_argument("--data", type=path_arg, default=DEFAULT_DATA)
+    p.add_argument("--out", type=path_arg, default=CHECKOUT / "runs/demo/faces_640x480.mp4")
     p.add_argument("--frames", type=int, default=600)
     p.add_argument("--faces", type=int, default=1, help="faces per frame")
     p.add_argument("--hold", type=int, default=45, help="frames before a face is swapped")

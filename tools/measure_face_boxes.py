@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
 
 from edge_fer.demo import face_patch
 from edge_fer.paths import DEFAULT_DATA, DEFAULT_YUNET
+from edge_fer.user_input import path_arg
 
 
 def measure(detector, faces: np.ndarray, size: int, frame_size=(640, 480), detect_width=320) -> dict:
@@ -68,8 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     from edge_fer.preprocess import PreprocessSpec
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    p.add_argument("--yunet-model", type=Path, default=DEFAULT_YUNET)
+    p.add_argument("--data", type=path_arg, default=DEFAULT_DATA)
+    p.add_argument("--yunet-model", type=path_arg, default=DEFAULT_YUNET)
     p.add_argument("--faces", type=int, default=2000, help="train faces to measure on")
     p.add_argument("--size", type=int, default=134, help="face size in the 640x480 frame (the demo's)")
     p.add_argument("--raw", action="store_true", help="YuNet's own boxes, before the FER2013 mapping")

@@ -31,6 +31,7 @@ import numpy as np
 import yaml
 
 from edge_fer.paths import DEFAULT_DATA, PROJECT_ROOT, SHIPPED_DEMO_VIDEO
+from edge_fer.user_input import path_arg
 
 
 class ScreenGrab:
@@ -128,8 +129,8 @@ def start_xvfb(size: tuple[int, int]) -> tuple[subprocess.Popen, str]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    p.add_argument("--out", type=Path, help="default: benchmarks/results/overlay.png (overlay_demo.jpg)")
+    p.add_argument("--data", type=path_arg, default=DEFAULT_DATA)
+    p.add_argument("--out", type=path_arg, help="default: benchmarks/results/overlay.png (overlay_demo.jpg)")
     p.add_argument("--frames", type=int, default=150)
     p.add_argument("--shipped-demo", action="store_true", help="the shipped demo video, not FER2013's")
     p.add_argument("--screen", default="1920x1080", help="the Xvfb screen's size, WxH")

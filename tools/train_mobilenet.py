@@ -39,6 +39,7 @@ from edge_fer.training.settings import (
     read_recipe,
     validate,
 )
+from edge_fer.user_input import path_arg
 
 
 def _argument(name: str, text: str) -> object:
@@ -76,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument(
         "--recipe",
-        type=Path,
+        type=path_arg,
         default=None,
         help="YAML file of settings (recipes/*.yaml), or a chain of recipes; flags override it",
     )

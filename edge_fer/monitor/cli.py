@@ -29,6 +29,7 @@ from edge_fer.monitor.sensors import choose_power_source, read_thermals
 from edge_fer.paths import DEFAULT_STATS, expand_user
 from edge_fer.safe_io import PathRefused, check_length, dumps_json, kind_of, open_stream
 from edge_fer.service import ensure_std_streams, setup_logging
+from edge_fer.user_input import path_arg
 
 log = logging.getLogger("edge_fer.monitor")
 FIGURES = (
@@ -57,9 +58,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seconds", type=float, help="sample for this long, then print a summary")
     p.add_argument("--interval", type=float, default=0.5, help="seconds between samples")
     p.add_argument("--json", action="store_true", help="last stdout line: one JSON object")
-    p.add_argument("--csv", type=Path, help="also write every sample to this CSV file")
+    p.add_argument("--csv", type=path_arg, help="also write every sample to this CSV file")
     p.add_argument("--pid", type=int, help="watch this process instead of the stats file's pid")
-    p.add_argument("--stats", type=Path, default=DEFAULT_STATS, help="the daemon's stats file")
+    p.add_argument("--stats", type=path_arg, default=DEFAULT_STATS, help="the daemon's stats file")
     p.add_argument(
         "--metrics-port",
         type=int,
