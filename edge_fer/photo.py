@@ -42,6 +42,7 @@ from edge_fer.config import (
 )
 from edge_fer.detect import DetectorError, make_detector
 from edge_fer.finder import FaceFinder
+from edge_fer.frames import check_frame
 from edge_fer.image_header import HeaderError, image_size
 from edge_fer.labels import UNCERTAIN
 from edge_fer.preprocess import prepare_face
@@ -62,6 +63,7 @@ from edge_fer.safe_io import (
     write_line,
 )
 from edge_fer.service import ensure_std_streams
+from edge_fer.user_input import path_arg
 
 log = logging.getLogger("edge_fer.photo")
 EXIT_INPUT, EXIT_MODEL = 2, 3
@@ -355,16 +357,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="edge-fer-classify",
         description="The emotion on each face of photos: one JSON line per face on stdout.",
     )
-    p.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files or folders of them")
+    p.add_argument("images", nargs="+", type=path_arg, metavar="IMAGE", help="image files or folders of them")
     p.add_argument(
-        "--annotate", type=Path, metavar="OUT", help="write annotated images (a file, or a folder)"
+        "--annotate", type=path_arg, metavar="OUT", help="write annotated images (a file, or a folder)"
     )
     p.add_argument(
         "--no-detect", action="store_true", help="each image is one face already cropped (as FER2013's)"
     )
     p.add_argument(
         "--config",
-        type=Path,
+        type=path_arg,
         default=DEFAULT_CONFIG_PATH,
         help="the daemon's YAML config: its model and detector sections are used",
     )
@@ -445,6 +447,10 @@ def _run(argv: list[str] | None, out: TextIO | None) -> int:
             image = None
             try:
                 image = read_image(path)
+                checked = check_frame(image, config.frames)  # the daemon's frame boundary
+                if checked.image is None:
+                    raise ImageError(f"{shown_path(path)}: {checked.why}")
+                image = checked.image
                 try:
                     faces = classify_image(image, finder, classifier, config.smoothing.min_readable_px)
                 except ImageError as exc:
@@ -480,4 +486,6 @@ def _run(argv: list[str] | None, out: TextIO | None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from edge_fer.memory import classify  # the console script's memory rules for `python -m` too
+
+    classify()

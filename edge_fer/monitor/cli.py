@@ -295,4 +295,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from edge_fer.memory import monitor  # the console script's memory rules for `python -m` too
+
+    monitor()
