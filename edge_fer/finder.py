@@ -5,18 +5,18 @@ A face detector only finds faces of ~40-50 px and up in the image it is given, s
 at full resolution costs ~140 ms a frame on two cores. The finder spends a small budget per
 frame instead, where it is needed:
 
-- **windows**, every detection round: around each tracked face, a window scaled so the face
-  is `track_zoom_px` in it (small faces zoomed in, big ones shrunk): known faces stay found,
-  cheaply, at any size, and each keeps its own box when faces sit close together;
+- **windows**, every detection round: around each tracked face too small for the coarse pass
+  (under COARSE_SEES px in its image), a window scaled so the face is `track_zoom_px` in it:
+  small faces stay found, cheaply, and each keeps its own box when faces sit close together;
 - **tiles**, between and during rounds: a tile of the full-resolution frame zoomed by
   `tile_zoom`; every other frame the tile where something moved (outside the tracked faces)
   since it was last searched, so a person who walks in is looked for at once; otherwise the
   next tile of a rotation over the frame, paced so a sweep takes about SWEEP_FRAMES frames
   (the grid shifts by half a tile every other sweep, so a face on a seam in one sweep is
   inside a tile in the next): faces that sit still are found too;
-- **coarse**: the whole frame at `detect_width` (or the camera's lores stream), for big new
-  faces: every round while nothing is tracked or something moved elsewhere, else every
-  COARSE_EVERY rounds.
+- **coarse**: the whole frame at `detect_width` (or the camera's lores stream), for big faces:
+  every round while it follows a tracked face, nothing is tracked or something moved
+  elsewhere, else every COARSE_EVERY rounds.
 
 All boxes come back in main-frame pixels, square, as the detector maps them to FER2013's crop.
 """
@@ -51,6 +51,9 @@ SWEEP_FRAMES = 60
 # With faces tracked (their windows keep them) and nothing moving elsewhere, the coarse pass
 # for new big faces runs every COARSE_EVERY rounds only.
 COARSE_EVERY = 4
+# A tracked face this many pixels tall in the coarse pass's image is searched for there (the
+# detector finds ~9 in 10 faces of 64 px); a smaller one in a window zoomed around it.
+COARSE_SEES = 64
 # Photos are searched level by level in tiles of this many detector pixels.
 PHOTO_TILE = 640
 PHOTO_PIXELS = 4_000_000
@@ -259,22 +262,30 @@ class FaceFinder:
         return max(len(self._tiles), SWEEP_FRAMES) if self.tile_detector is not None else 0
 
     def round(self, image: np.ndarray, tracked: list[Box], lores: np.ndarray | None = None) -> list[Box]:
-        """A full detection round: windows around every tracked face, this frame's tile, and the
-        coarse pass when it is due (no tracked faces, something moved elsewhere, or every
-        COARSE_EVERY rounds); one box per face, a window's box first (it saw the face at its
-        best zoom). Every tracked face was searched for."""
+        """A full detection round: every tracked face is searched for at the scale that sees it
+        best (big faces in the coarse pass, as ever; faces too small for it in a zoomed window),
+        plus this frame's tile. The coarse pass runs when a tracked face needs it, nothing is
+        tracked, something moved elsewhere, or every COARSE_EVERY rounds. One box per face: a
+        window's first, then the coarse pass's (the box geometry the crops were measured on),
+        then the tile's (new faces only)."""
         self._watch_motion(image, tracked)
         self._rounds += 1
+        coarse_zoom = (
+            lores.shape[1] if lores is not None else min(self.detect_width, image.shape[1])
+        ) / image.shape[1]
+        small = [b for b in tracked if max(b[2], b[3]) * coarse_zoom < COARSE_SEES]
         coarse_due = (
             self.window_detector is None
+            or len(small) < len(tracked)
             or not tracked
             or self._coarse_due
             or self._rounds - self._coarse_round >= COARSE_EVERY
         )
-        groups = [self.around(image, tracked), self._search_tile(image)]
+        groups = [self.around(image, small)]
         if coarse_due:
             self._coarse_due, self._coarse_round = False, self._rounds
             groups.append(self.coarse(image, lores))
+        groups.append(self._search_tile(image))
         return merge(groups)
 
     def between(self, image: np.ndarray, tracked: list[Box]) -> list[Box]:
