@@ -205,3 +205,15 @@ def test_screenshot_tool_pixelates_inside_face_boxes_only():
     assert len(np.unique(inside.reshape(-1, 3), axis=0)) <= 36  # 6x6 blocks, detail gone
     np.testing.assert_array_equal(out[20:23, 10:70], image[20:23, 10:70])  # the rim is kept
     np.testing.assert_array_equal(out[:, 75:], image[:, 75:])  # outside untouched
+
+
+def test_a_window_for_big_camera_frames_fits_on_the_desktop():
+    """A 2304x1296 main stream (the Camera Module's default) opens a window that fits in 90% of
+    a 1080p desktop, aspect kept; frames that fit open at their own size."""
+    from edge_fer.outputs.display import window_size
+
+    assert window_size((2304, 1296), (1920, 1080)) == (1728, 972)
+    assert window_size((640, 480), (1920, 1080)) == (640, 480)
+    assert window_size((1920, 1080), (1280, 720)) == (1152, 648)
+    assert window_size((2304, 1296), None) == (2304, 1296)
+    assert window_size((2304, 1296), (0, 0)) == (2304, 1296)
