@@ -85,7 +85,7 @@ def test_face_boxes_land_on_the_picture_and_a_reopen_keeps_the_window(fake_picam
     display.on_frame(FrameResult(1, time.time(), frame.image, [_face()], {}, "", EMOTIONS), RunStats())
     alpha = source.camera.overlay[..., 3]
     # The box (200, 120, 180, 180) at 1440/640 = 2.25x: its top edge at y=270, x 450..855.
-    assert (alpha[266:275, 500:800] > 0).all(axis=0).any()
+    assert (alpha[266:275, 500:800] > 0).any(axis=0).all()  # the top edge runs across
     assert not (alpha[300:560, 520:780] > 0).any()  # inside the box: transparent
     # A reconnect closes and reopens the camera: the DRM preview comes back in the same window.
     source.close()
