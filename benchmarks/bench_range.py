@@ -325,7 +325,9 @@ def format_tables(results: dict) -> str:
         for size, by_config in rows.items():
             full = by_config.get("full", {}).get("recall")
             for name, r in by_config.items():
-                vs = f"{r['recall'] / full:.2f}" if full else "-"
+                vs = (
+                    f"{r['recall'] / full:.2f}" if full and full >= 0.05 else "-"
+                )  # a ratio to ~0 says nothing
                 acc = f"{r['accuracy'] * 100:.1f}%" if r["accuracy"] is not None else "-"
                 name = name + ("*" if "kept_from" in r else "")
                 lines.append(
@@ -423,7 +425,9 @@ def markdown(results: dict) -> dict[str, str]:
         for size, by_config in rooms.items():
             full = by_config.get("full", {}).get("recall")
             for name, r in by_config.items():
-                vs = f"{r['recall'] / full:.2f}" if full else "-"
+                vs = (
+                    f"{r['recall'] / full:.2f}" if full and full >= 0.05 else "-"
+                )  # a ratio to ~0 says nothing
                 cells = [
                     str(size),
                     name + ("*" if "kept_from" in r else ""),
@@ -475,6 +479,17 @@ def fill_docs(text: str, tables: dict[str, str]) -> str:
     return text
 
 
+def update_docs(results: dict) -> None:
+    """Rewrite the range tables in the docs that hold them."""
+    from edge_fer.safe_io import write_atomic
+
+    tables = markdown(results)
+    for doc in DOCS:
+        if doc.is_file() and fill_docs(doc.read_text(), tables) != doc.read_text():
+            write_atomic(doc, fill_docs(doc.read_text(), tables).encode(), mode=0o644)
+            print(f"updated the range tables in {doc.relative_to(ROOT)}")
+
+
 DOCS = (ROOT / "docs" / "range.md", ROOT / "README.md", ROOT / "edge_fer" / "models" / "README.md")
 
 
@@ -498,6 +513,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", type=Path, default=ROOT / "runs" / "bench_range", help="videos are cached here")
     p.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "range.json")
     p.add_argument(
+        "--tables-from", type=Path, help="print the tables of this results file (and update the docs)"
+    )
+    p.add_argument(
         "--keep-from",
         type=Path,
         help="a previous results file: its rows for configs this run leaves out are kept (marked)",
@@ -509,6 +527,15 @@ def main(argv: list[str] | None = None) -> int:
         help="rewrite the range tables in docs/range.md, README.md and the model card",
     )
     args = p.parse_args(argv)
+    if args.tables_from is not None:  # only the tables (and the docs) from a results file
+        try:
+            results = json.loads(args.tables_from.read_text())
+        except (OSError, ValueError) as exc:
+            p.error(f"--tables-from {args.tables_from}: not a readable results file ({exc})")
+        print(format_tables(results))
+        if args.docs:
+            update_docs(results)
+        return 0
     try:
         sizes = [int(s) for s in args.sizes.split(",")]
         read_sizes = [int(s) for s in args.read_sizes.split(",")]
@@ -584,11 +611,7 @@ def main(argv: list[str] | None = None) -> int:
     write_atomic(args.json, (json.dumps(results, indent=1) + "\n").encode())
     print(f"\nwrote {args.json}")
     if args.docs:
-        tables = markdown(results)
-        for doc in DOCS:
-            if doc.is_file() and fill_docs(doc.read_text(), tables) != doc.read_text():
-                write_atomic(doc, fill_docs(doc.read_text(), tables).encode(), mode=0o644)
-                print(f"updated the range tables in {doc.relative_to(ROOT)}")
+        update_docs(results)
     return 0
 
 
