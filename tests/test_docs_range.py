@@ -40,3 +40,15 @@ def test_the_default_readable_size_is_the_one_the_read_curve_gives():
 
     results = json.loads((ROOT / "benchmarks" / "results" / "range.json").read_text())
     assert Config().smoothing.min_readable_px == _bench_range().min_readable(results["read_by_size"])
+
+
+def test_the_eight_face_figures_in_the_range_page_are_the_results_files():
+    rows = json.loads((ROOT / "benchmarks" / "results" / "range_8faces.json").read_text())["rooms"]["1080p"][
+        "48"
+    ]
+    page = " ".join((ROOT / "docs" / "range.md").read_text().split())
+    said = (
+        f"runs at {rows['default']['fps']:.1f} fps and finds {rows['default']['recall']:.2f} of the faces"
+        f" (full resolution on every frame: {rows['full']['recall']:.2f} at {rows['full']['fps']:.1f} fps)"
+    )
+    assert said in page, f"docs/range.md should say: {said}"
