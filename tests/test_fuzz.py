@@ -615,11 +615,10 @@ def yunet():
 def test_generated_frames_are_used_within_the_limits_or_dropped(yunet, shape, dtype, fill, limits, width):
     """Any array a driver could hand over: dropped with a reason, or a BGR uint8 frame within
     the limits that the pipeline's detection image and the real detector take."""
-    from types import SimpleNamespace
 
-    from edge_fer.capture import RawFrame
+    from edge_fer.config import DetectorConfig
+    from edge_fer.finder import FaceFinder
     from edge_fer.frames import check_frame
-    from edge_fer.pipeline import Pipeline
 
     image = np.full(shape, fill).astype(dtype)
     checked = check_frame(image, limits)
@@ -631,9 +630,11 @@ def test_generated_frames_are_used_within_the_limits_or_dropped(yunet, shape, dt
     assert frame.dtype == np.uint8 and frame.shape == (h, w, 3) and frame.flags.c_contiguous
     assert min(h, w) >= min(limits.min_side, 1) and h * w <= limits.max_pixels
     assert max(h, w) <= limits.max_aspect * min(h, w) + 1  # scaling may round a pixel
-    small, _scale = Pipeline._detection_image(SimpleNamespace(detect_width=width), RawFrame(frame))
-    assert small.shape[0] >= 1 and small.shape[1] >= 1
-    yunet.detect(small)
+    # Every pass of the daemon's search (coarse, a tile, a window around a face) takes it.
+    finder = FaceFinder(lambda: yunet, DetectorConfig(detect_width=width))
+    finder.round(frame, [], None)
+    for box in finder.round(frame, [(0, 0, w, h), (w // 2, h // 2, 1, 1)], None):
+        assert 0 <= box[0] and 0 <= box[1] and box[0] + box[2] <= w and box[1] + box[3] <= h
 
 
 @pytest.fixture(scope="module")

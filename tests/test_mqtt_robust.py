@@ -108,7 +108,7 @@ def test_the_queue_is_bounded_in_bytes_when_the_broker_stops_reading():
     [
         ("topic_prefix: home/#", "MQTT wildcard"),
         ("topic_prefix: home/+/x", "MQTT wildcard"),
-        ('topic_prefix: "a\\0b"', "MQTT wildcard or NUL"),
+        ('topic_prefix: "a\\0b"', "contains a NUL byte"),  # the boundary every string goes through
         ("topic_prefix: " + "a" * 2000, "2000 bytes"),
         ("discovery_prefix: $SYS", "starts with $"),
         ("client_id: " + "c" * 300, "client_id"),
