@@ -68,7 +68,9 @@ def test_headless_the_first_summary_comes_within_seconds_and_a_signal_gets_a_fin
             assert proc.poll() is None, "".join(lines)
             time.sleep(0.1)
         proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=20)
+        # Not communicate(): it would read stderr too, racing the reader thread for the last lines.
+        proc.wait(timeout=20)
+        out = proc.stdout.read()
     finally:
         proc.kill()
     reader.join(timeout=5)
