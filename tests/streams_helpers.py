@@ -118,7 +118,27 @@ def jpeg_frames(pattern: str) -> list[bytes]:
     return [p.read_bytes() for p in sorted(folder.glob("f*.jpg"))]
 
 
-class MjpegServer:
+class _LocalHttpCamera:
+    """What the local HTTP cameras share: a threaded server on 127.0.0.1 serving `Handler` from
+    a background thread, its `/video.mjpg` URL, and a close that stops the handlers too."""
+
+    _stop: threading.Event
+
+    def _serve(self, handler: type) -> None:
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}/video.mjpg"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class MjpegServer(_LocalHttpCamera):
     """multipart/x-mixed-replace JPEG frames at `fps` on /video.mjpg (as IP cameras and phone
     apps serve them). `stall_after` frames, a connection stops sending but stays open."""
 
@@ -159,17 +179,7 @@ class MjpegServer:
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.port = self.httpd.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}/video.mjpg"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self._stop.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self._serve(Handler)
 
 
 def have_mosquitto() -> str | None:
@@ -227,7 +237,7 @@ def bomb_jpeg(jpeg: bytes, width: int = 60000, height: int = 60000) -> bytes:
     raise AssertionError("no frame header in the JPEG")
 
 
-class HostileMjpegServer:
+class HostileMjpegServer(_LocalHttpCamera):
     """An MJPEG camera on 127.0.0.1 whose behaviour can be switched while clients read it
     (`mode`), for the tests and benchmarks/bench_faults.py:
 
@@ -316,14 +326,4 @@ class HostileMjpegServer:
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.port = self.httpd.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}/video.mjpg"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self._stop.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self._serve(Handler)
