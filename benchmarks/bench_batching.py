@@ -17,9 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from edge_fer.paths import DEFAULT_DATA
-from edge_fer.paths import PROJECT_ROOT as ROOT
-from edge_fer.user_input import path_arg
+from edge_fer.core.paths import DEFAULT_DATA
+from edge_fer.core.paths import PROJECT_ROOT as ROOT
+from edge_fer.core.user_input import path_arg
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,8 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     from executorch.extension.pybindings import _C
     from train_mobilenet import load_student
 
-    from edge_fer.dataset import load_split, stratified_subset
-    from edge_fer.preprocess import PreprocessSpec, normalize
+    from edge_fer.data.fer2013 import load_split, stratified_subset
+    from edge_fer.emotions.preprocess import PreprocessSpec, normalize
     from edge_fer.training.quantize import export_pte, quantize_int8
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)

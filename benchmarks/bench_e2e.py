@@ -31,10 +31,10 @@ import yaml
 from common import daemon_command
 
 from edge_fer.config import DEFAULT_MODEL, ConfigError, load_config
-from edge_fer.labels import EMOTIONS
-from edge_fer.paths import DEFAULT_DATA, DEFAULT_YUNET
-from edge_fer.paths import PROJECT_ROOT as ROOT
-from edge_fer.user_input import path_arg
+from edge_fer.core.paths import DEFAULT_DATA, DEFAULT_YUNET
+from edge_fer.core.paths import PROJECT_ROOT as ROOT
+from edge_fer.core.user_input import path_arg
+from edge_fer.emotions.labels import EMOTIONS
 
 # Each shown face stays 1.5 s (at the video's 30 fps), drifting, as a person holds an expression.
 HOLD = 45
@@ -166,7 +166,7 @@ def margin_sweep(classifier, video: Path, pairs: list, margins: list[float]) -> 
     """Accuracy of the daemon's boxes cropped with each margin (same frames, same model)."""
     from dataclasses import replace
 
-    from edge_fer.preprocess import prepare_face
+    from edge_fer.emotions.preprocess import prepare_face
 
     by_frame: dict[int, list] = {}
     for i, box, label in pairs:
@@ -188,9 +188,9 @@ def margin_sweep(classifier, video: Path, pairs: list, margins: list[float]) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    from edge_fer.classify import PteClassifier
-    from edge_fer.dataset import load_split
-    from edge_fer.demo import build_demo_video
+    from edge_fer.data.demo_video import build_demo_video
+    from edge_fer.data.fer2013 import load_split
+    from edge_fer.emotions.classifier import PteClassifier
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--data", type=path_arg, default=DEFAULT_DATA)

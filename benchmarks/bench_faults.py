@@ -70,9 +70,9 @@ import psutil
 import yaml
 
 from edge_fer.config import DEFAULT_MODEL
-from edge_fer.paths import DEFAULT_DATA
-from edge_fer.paths import PROJECT_ROOT as ROOT
-from edge_fer.user_input import path_arg
+from edge_fer.core.paths import DEFAULT_DATA
+from edge_fer.core.paths import PROJECT_ROOT as ROOT
+from edge_fer.core.user_input import path_arg
 
 FAKES = ROOT / "tests" / "fakes"
 sys.path.insert(0, str(ROOT / "tests"))
@@ -154,7 +154,7 @@ class FaultRun:
         }
         self.log = (workdir / "daemon.log").open("w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "edge_fer.cli", "--config", str(self.config_path)],
+            [sys.executable, "-m", "edge_fer.apps.daemon", "--config", str(self.config_path)],
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,
@@ -429,7 +429,7 @@ def classify_faults(workdir: Path, data: Path, model: Path) -> list[dict]:
     many.mkdir()
     for i in range(200):
         shutil.copy(faces[i % 2], many / f"f{i:03d}.jpg")
-    cli = f"{sys.executable} -m edge_fer.photo --model {model} --no-detect"
+    cli = f"{sys.executable} -m edge_fer.apps.classify --model {model} --no-detect"
     cases = [
         ("FIFO named .jpg", f"{cli} x.jpg", 2, lambda: True),
         ("/dev/zero", f"{cli} /dev/zero", 2, lambda: True),
@@ -547,7 +547,7 @@ class NetworkFaultRun:
         FaultRun.write_config(self, self.http_config)  # type: ignore[arg-type]
         self.log = (workdir / "daemon.log").open("w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "edge_fer.cli", "--config", str(self.config_path)],
+            [sys.executable, "-m", "edge_fer.apps.daemon", "--config", str(self.config_path)],
             cwd=ROOT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
             stdout=subprocess.DEVNULL,
@@ -702,7 +702,7 @@ def table(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from edge_fer.demo import build_demo_video
+    from edge_fer.data.demo_video import build_demo_video
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--seconds", type=float, default=180.0, help="how long to keep injecting")

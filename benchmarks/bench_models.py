@@ -34,9 +34,9 @@ from pathlib import Path
 from common import latency_ms
 
 from edge_fer.config import DEFAULT_MODEL
-from edge_fer.paths import DEFAULT_DATA
-from edge_fer.paths import PROJECT_ROOT as ROOT
-from edge_fer.user_input import path_arg
+from edge_fer.core.paths import DEFAULT_DATA
+from edge_fer.core.paths import PROJECT_ROOT as ROOT
+from edge_fer.core.user_input import path_arg
 
 ROWS = (
     "reference_mnv2_224_fp32",
@@ -62,8 +62,8 @@ def measure_int8(row: str, run: Path, model: Path, data: Path, iters: int) -> di
     architecture figures), as in the daemon."""
     import numpy as np
 
-    from edge_fer.classify import PteClassifier
-    from edge_fer.dataset import load_split
+    from edge_fer.data.fer2013 import load_split
+    from edge_fer.emotions.classifier import PteClassifier
 
     runtime = row.rsplit("_", 1)[1]
     result: dict = {"row": row, "bytes": model.stat().st_size}
@@ -75,14 +75,14 @@ def measure_int8(row: str, run: Path, model: Path, data: Path, iters: int) -> di
         if threads == 1:
             result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             if data.is_dir():
-                from edge_fer.metrics import confusion_matrix, summarize
+                from edge_fer.evaluation.metrics import confusion_matrix, summarize
 
                 faces = load_split(data, "public", classifier.spec)
                 preds = classifier.classify_batch(faces.images).argmax(1)
                 summary = summarize(confusion_matrix(faces.labels, preds))
                 result["accuracy"], result["macro_f1"] = summary["accuracy"], summary["macro_f1"]
         classifier.close()
-    from edge_fer.classify import TorchClassifier
+    from edge_fer.emotions.classifier import TorchClassifier
     from edge_fer.nets.mobilenetv2 import count_macs
 
     ref = TorchClassifier(run / "pruned.pt")
@@ -135,10 +135,10 @@ def measure_fer(data: Path, iters: int) -> dict:
     """The peer: fer's int8 tflite with LiteRT's XNNPACK delegate, batch 1."""
     import numpy as np
 
-    from edge_fer.dataset import load_split
-    from edge_fer.labels import FER_CSV_TO_INDEX
-    from edge_fer.metrics import confusion_matrix, summarize
-    from edge_fer.preprocess import PreprocessSpec
+    from edge_fer.data.fer2013 import load_split
+    from edge_fer.emotions.labels import FER_CSV_TO_INDEX
+    from edge_fer.emotions.preprocess import PreprocessSpec
+    from edge_fer.evaluation.metrics import confusion_matrix, summarize
 
     path = fer_tflite_path()
     result: dict = {"row": "fer_tflite_int8", "bytes": path.stat().st_size}
@@ -179,7 +179,7 @@ def head_to_head(model: Path, rounds: int, iters: int) -> dict:
     latency ratios (ours / peer)."""
     import numpy as np
 
-    from edge_fer.classify import PteClassifier
+    from edge_fer.emotions.classifier import PteClassifier
 
     peer, _, peer_x = fer_forward(1)
     ours = PteClassifier(model, threads=1, runtime="native")
@@ -212,8 +212,8 @@ def measure_one(row: str, run: Path, model: Path, data: Path, iters: int) -> dic
         return measure_fer(data, iters)
     import torch
 
-    from edge_fer.classify import TorchClassifier
-    from edge_fer.dataset import load_split
+    from edge_fer.data.fer2013 import load_split
+    from edge_fer.emotions.classifier import TorchClassifier
     from edge_fer.nets import MobileNetV2
     from edge_fer.nets.mobilenetv2 import count_macs, student_arch
 
@@ -303,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"error: {need} not found; train with tools/train_mobilenet.py or pass --run", file=sys.stderr
             )
             return 2
-    from edge_fer.classify import ModelError, read_metadata
+    from edge_fer.emotions.classifier import ModelError, read_metadata
 
     try:  # a model the daemon would refuse fails here in one line, not in a row's traceback
         read_metadata(args.model)

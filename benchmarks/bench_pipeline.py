@@ -28,9 +28,9 @@ from pathlib import Path
 from common import daemon_command
 
 from edge_fer.config import DEFAULT_MODEL
-from edge_fer.paths import DEFAULT_DATA, DEFAULT_YUNET
-from edge_fer.paths import PROJECT_ROOT as ROOT
-from edge_fer.user_input import path_arg
+from edge_fer.core.paths import DEFAULT_DATA, DEFAULT_YUNET
+from edge_fer.core.paths import PROJECT_ROOT as ROOT
+from edge_fer.core.user_input import path_arg
 
 YUNET = DEFAULT_YUNET
 
@@ -124,9 +124,9 @@ def grid_video(data: Path, out: Path, faces: int, size: tuple[int, int], frames:
     import cv2
     import numpy as np
 
-    from edge_fer.dataset import load_split
-    from edge_fer.demo import face_patch
-    from edge_fer.preprocess import PreprocessSpec
+    from edge_fer.data.demo_video import face_patch
+    from edge_fer.data.fer2013 import load_split
+    from edge_fer.emotions.preprocess import PreprocessSpec
 
     faceset = load_split(data, "public", PreprocessSpec(input_size=48))
     rng = np.random.default_rng(seed)
@@ -214,7 +214,7 @@ def format_table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from edge_fer.demo import build_demo_video
+    from edge_fer.data.demo_video import build_demo_video
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--data", type=path_arg, default=DEFAULT_DATA)

@@ -11,7 +11,7 @@ Two parts, one JSON (benchmarks/results/range.json):
    per size. This curve sets `smoothing.min_readable_px`.
 2. **Finding and reading in a room.** Synthetic rooms at 1920x1080 and at the Pi's default
    main size (2304x1296): `--faces` real PublicTest faces per frame, each in an oval head with
-   context (`edge_fer.demo.face_patch`), at one size per video, drifting slowly, new people
+   context (`edge_fer.data.demo_video.face_patch`), at one size per video, drifting slowly, new people
    every `--hold` frames; each stretch of people goes through one camera condition of
    `bench_robustness` applied to the whole frame (clean, sensor noise, two stops under,
    defocus, JPEG 20). The real `edge-fer` daemon runs over each video (1 thread, `--pace fast`)
@@ -38,8 +38,8 @@ import numpy as np
 import yaml
 from common import daemon_command
 
-from edge_fer.paths import DEFAULT_DATA
-from edge_fer.paths import PROJECT_ROOT as ROOT
+from edge_fer.core.paths import DEFAULT_DATA
+from edge_fer.core.paths import PROJECT_ROOT as ROOT
 
 RESOLUTIONS = {"1080p": (1920, 1080), "pi": (2304, 1296)}
 # Cameras for the distance table: (rooms measured at, width in px, horizontal field of view):
@@ -71,10 +71,10 @@ CONFIGS = {
 def read_by_size(model: Path, data: Path, sizes: list[int]) -> dict:
     """Accuracy of the model on PublicTest faces shrunk to each size (then cropped as the daemon
     crops a face of that size)."""
-    from edge_fer.classify import PteClassifier
-    from edge_fer.dataset import load_split
-    from edge_fer.metrics import confusion_matrix, summarize
-    from edge_fer.preprocess import PreprocessSpec, prepare_face
+    from edge_fer.data.fer2013 import load_split
+    from edge_fer.emotions.classifier import PteClassifier
+    from edge_fer.emotions.preprocess import PreprocessSpec, prepare_face
+    from edge_fer.evaluation.metrics import confusion_matrix, summarize
 
     faces = load_split(data, "public", PreprocessSpec(input_size=48))
     classifier = PteClassifier(model, threads=1)
@@ -113,12 +113,12 @@ def camera_cost(model: Path, video: Path, frames: int = 150) -> list[dict]:
     """What a bigger picamera2 main stream costs: the pipeline (default config, real model, one
     thread) on frames already in memory, as picamera2 hands them over (main BGR + the lores Y
     plane), for each main size; and the main stream's four buffers' memory."""
-    from edge_fer.capture import RawFrame
-    from edge_fer.classify import PteClassifier
     from edge_fer.config import Config
-    from edge_fer.detect import make_detector
-    from edge_fer.finder import FaceFinder
-    from edge_fer.pipeline import Pipeline
+    from edge_fer.emotions.classifier import PteClassifier
+    from edge_fer.faces.detect import make_detector
+    from edge_fer.faces.finder import FaceFinder
+    from edge_fer.runtime.pipeline import Pipeline
+    from edge_fer.sources.capture import RawFrame
 
     cap, source = cv2.VideoCapture(str(video)), []
     while len(source) < frames:
@@ -185,10 +185,10 @@ def room_background(size: tuple[int, int], rng: np.random.Generator) -> np.ndarr
 def room_video(data: Path, out: Path, size: tuple[int, int], face_px: int, faces: int, frames: int, hold: int,
                seed: int) -> dict:  # fmt: skip
     """Write the room video (MJPG) and return its truth: per frame, labels and FER boxes."""
-    from edge_fer.dataset import load_split
-    from edge_fer.demo import face_patch
-    from edge_fer.labels import EMOTIONS
-    from edge_fer.preprocess import PreprocessSpec
+    from edge_fer.data.demo_video import face_patch
+    from edge_fer.data.fer2013 import load_split
+    from edge_fer.emotions.labels import EMOTIONS
+    from edge_fer.emotions.preprocess import PreprocessSpec
 
     faceset = load_split(data, "public", PreprocessSpec(input_size=48))
     rng = np.random.default_rng(seed)
@@ -481,7 +481,7 @@ def fill_docs(text: str, tables: dict[str, str]) -> str:
 
 def update_docs(results: dict) -> None:
     """Rewrite the range tables in the docs that hold them."""
-    from edge_fer.safe_io import write_atomic
+    from edge_fer.core.safe_io import write_atomic
 
     tables = markdown(results)
     for doc in DOCS:
@@ -495,7 +495,7 @@ DOCS = (ROOT / "docs" / "range.md", ROOT / "README.md", ROOT / "edge_fer" / "mod
 
 def main(argv: list[str] | None = None) -> int:
     from edge_fer.config import DEFAULT_MODEL, Config
-    from edge_fer.safe_io import check_writable, write_atomic
+    from edge_fer.core.safe_io import check_writable, write_atomic
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)

@@ -24,16 +24,16 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_fer.classify import ModelError, load_classifier
 from edge_fer.config import DEFAULT_MODEL, SmoothingConfig
-from edge_fer.dataset import DatasetError, load_split
-from edge_fer.labels import FER_CSV_TO_INDEX
-from edge_fer.metrics import expected_calibration_error
-from edge_fer.paths import DEFAULT_DATA
-from edge_fer.paths import PROJECT_ROOT as ROOT
-from edge_fer.safe_io import PathRefused, check_writable, dumps_json, write_atomic
+from edge_fer.core.paths import DEFAULT_DATA
+from edge_fer.core.paths import PROJECT_ROOT as ROOT
+from edge_fer.core.safe_io import PathRefused, check_writable, dumps_json, write_atomic
+from edge_fer.core.user_input import path_arg
+from edge_fer.data.fer2013 import DatasetError, load_split
+from edge_fer.emotions.classifier import ModelError, load_classifier
+from edge_fer.emotions.labels import FER_CSV_TO_INDEX
+from edge_fer.evaluation.metrics import expected_calibration_error
 from edge_fer.training.degrade import BENCH_STRENGTHS, benchmark_suite
-from edge_fer.user_input import path_arg
 
 PEER = "fer (int8 tflite)"
 

@@ -22,8 +22,8 @@ import sys
 from pathlib import Path
 
 from edge_fer.config import DEFAULT_MODEL
-from edge_fer.paths import PROJECT_ROOT as ROOT
-from edge_fer.user_input import path_arg
+from edge_fer.core.paths import PROJECT_ROOT as ROOT
+from edge_fer.core.user_input import path_arg
 
 WAYS = ("native", "pybind", "executorch_runtime", "eager_float")
 
@@ -41,7 +41,7 @@ def rss_mb():
 import numpy as np
 faces = np.random.default_rng(0).integers(0, 256, (1, 48, 48), dtype=np.uint8)
 if way in ("native", "pybind"):
-    from edge_fer.classify import PteClassifier
+    from edge_fer.emotions.classifier import PteClassifier
     t1 = time.perf_counter()
     clf = PteClassifier(model, threads=1, runtime=way)
     t2 = time.perf_counter()
@@ -54,7 +54,7 @@ elif way == "executorch_runtime":
     t2 = time.perf_counter()
     method.execute((torch.from_numpy(faces[:, None].astype(np.float32) / 255),))
 else:
-    from edge_fer.classify import TorchClassifier
+    from edge_fer.emotions.classifier import TorchClassifier
     t1 = time.perf_counter()
     clf = TorchClassifier(checkpoint, threads=1)
     t2 = time.perf_counter()

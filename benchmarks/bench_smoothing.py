@@ -26,18 +26,18 @@ import cv2
 import numpy as np
 from bench_e2e import HOLD, evaluate, steadiness
 
-from edge_fer.capture import RawFrame
-from edge_fer.classify import ModelError, PteClassifier
 from edge_fer.config import DEFAULT_MODEL, Config
-from edge_fer.demo import build_demo_video
-from edge_fer.detect import make_detector
-from edge_fer.finder import FaceFinder
-from edge_fer.metrics import plot_coverage
-from edge_fer.paths import DEFAULT_DATA
-from edge_fer.paths import PROJECT_ROOT as ROOT
-from edge_fer.pipeline import Pipeline
-from edge_fer.smooth import LabelSmoother
-from edge_fer.user_input import path_arg
+from edge_fer.core.paths import DEFAULT_DATA
+from edge_fer.core.paths import PROJECT_ROOT as ROOT
+from edge_fer.core.user_input import path_arg
+from edge_fer.data.demo_video import build_demo_video
+from edge_fer.emotions.classifier import ModelError, PteClassifier
+from edge_fer.emotions.smooth import LabelSmoother
+from edge_fer.evaluation.metrics import plot_coverage
+from edge_fer.faces.detect import make_detector
+from edge_fer.faces.finder import FaceFinder
+from edge_fer.runtime.pipeline import Pipeline
+from edge_fer.sources.capture import RawFrame
 
 WINDOWS = (1, 7, 15, 30, 45)
 HYSTERESES = (0.0, 0.1, 0.2, 0.3)

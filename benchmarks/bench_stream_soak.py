@@ -27,9 +27,9 @@ import numpy as np
 import psutil
 
 from edge_fer.config import DEFAULT_MODEL
-from edge_fer.paths import DEFAULT_DATA
-from edge_fer.paths import PROJECT_ROOT as ROOT
-from edge_fer.user_input import path_arg
+from edge_fer.core.paths import DEFAULT_DATA
+from edge_fer.core.paths import PROJECT_ROOT as ROOT
+from edge_fer.core.user_input import path_arg
 
 sys.path.insert(0, str(ROOT / "tests"))
 from streams_helpers import (  # noqa: E402 (the tests' servers)
@@ -50,9 +50,9 @@ def slope_per_hour(times: list[float], values: list[float]) -> float:
 def soak(url: str, kind: str, seconds: float, warmup_s: float, model: Path, workdir: Path) -> dict:
     stats_path = workdir / "stats.json"
     report_path = workdir / "report.json"
-    cmd = [sys.executable, "-m", "edge_fer.cli", "--source", url, "--display", "none", "--console", "off",
-           "--stats-path", str(stats_path), "--report-json", str(report_path), "--model", str(model),
-           "--log-level", "WARNING"]  # fmt: skip
+    cmd = [sys.executable, "-m", "edge_fer.apps.daemon", "--source", url, "--display", "none",
+           "--console", "off", "--stats-path", str(stats_path), "--report-json", str(report_path),
+           "--model", str(model), "--log-level", "WARNING"]  # fmt: skip
     log_path = workdir / "daemon.log"
     with log_path.open("w") as log:
         daemon = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
@@ -126,7 +126,7 @@ def format_table(row: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from edge_fer.demo import build_demo_video
+    from edge_fer.data.demo_video import build_demo_video
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--data", type=path_arg, default=DEFAULT_DATA)

@@ -25,8 +25,8 @@ import numpy as np
 from common import latency_ms
 
 from edge_fer.config import DEFAULT_MODEL
-from edge_fer.paths import PROJECT_ROOT as ROOT
-from edge_fer.user_input import path_arg
+from edge_fer.core.paths import PROJECT_ROOT as ROOT
+from edge_fer.core.user_input import path_arg
 
 MAX_BYTES = 1_000_000
 
@@ -68,7 +68,7 @@ def build_candidate(cand: Candidate, folder: Path) -> tuple[Path, dict]:
     """An untrained, pruned, int8 `.pte` of `cand` (with the shipped metadata's runtime fields)."""
     import torch
 
-    from edge_fer.classify import read_metadata
+    from edge_fer.emotions.classifier import read_metadata
     from edge_fer.nets import MobileNetV2, student_arch
     from edge_fer.nets.mobilenetv2 import count_macs
     from edge_fer.training.prune import prune_student
@@ -95,7 +95,7 @@ def build_candidate(cand: Candidate, folder: Path) -> tuple[Path, dict]:
 
 
 def pte_latency(path: Path, iters: int) -> float:
-    from edge_fer.classify import PteClassifier
+    from edge_fer.emotions.classifier import PteClassifier
 
     classifier = PteClassifier(path, threads=1)
     try:
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def read_shipped() -> dict:
-    from edge_fer.classify import read_metadata
+    from edge_fer.emotions.classifier import read_metadata
 
     meta = read_metadata(DEFAULT_MODEL)
     return {

@@ -38,8 +38,8 @@ from pathlib import Path
 from bench_pipeline import free_port, grid_video
 from common import daemon_command
 
-from edge_fer.paths import DEFAULT_DATA
-from edge_fer.paths import PROJECT_ROOT as ROOT
+from edge_fer.core.paths import DEFAULT_DATA
+from edge_fer.core.paths import PROJECT_ROOT as ROOT
 
 MODES = ("off", "web0", "web1", "web5")
 VIEWERS = {"off": 0, "web0": 0, "web1": 1, "web5": 5}
@@ -300,12 +300,12 @@ def picture_cost_ms(video: Path, width: int = 960, repeats: int = 50) -> dict:
     import numpy as np
 
     from edge_fer.config import WebConfig
-    from edge_fer.labels import EMOTIONS
-    from edge_fer.outputs.display import hud_for
+    from edge_fer.display.overlay import render
+    from edge_fer.display.screen import hud_for
+    from edge_fer.emotions.labels import EMOTIONS
     from edge_fer.outputs.web import JPEG_QUALITY, STATE_INTERVAL_S, WebPage
-    from edge_fer.overlay import render
-    from edge_fer.results import FaceResult, FrameResult
-    from edge_fer.stats import RunStats
+    from edge_fer.runtime.results import FaceResult, FrameResult
+    from edge_fer.runtime.stats import RunStats
 
     cv2.setNumThreads(1)  # as the daemon (model.threads: 1)
     cap = cv2.VideoCapture(str(video))

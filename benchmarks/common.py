@@ -13,7 +13,7 @@ def daemon_command(video: Path, stats: Path, *flags: str) -> list[str]:
     """The real `edge-fer` on a video file, headless, quiet, no console line, plus `flags`. The
     file is read as fast as it decodes (`--pace fast`), not at its own frame rate: the
     benchmarks measure how fast the daemon can go."""
-    return [sys.executable, "-m", "edge_fer.cli", "--source", f"file:{video}", "--display", "none",
+    return [sys.executable, "-m", "edge_fer.apps.daemon", "--source", f"file:{video}", "--display", "none",
             "--stats-path", str(stats), "--log-level", "WARNING", "--console", "off", "--pace", "fast",
             *flags]  # fmt: skip
 

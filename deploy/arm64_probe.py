@@ -23,10 +23,10 @@ def probe(data: Path, video: Path, out: Path, threads: int) -> int:
     import cv2
     import numpy as np
 
-    from edge_fer.classify import PteClassifier
     from edge_fer.config import DEFAULT_MODEL
-    from edge_fer.dataset import load_split
-    from edge_fer.detect import HaarDetector
+    from edge_fer.data.fer2013 import load_split
+    from edge_fer.emotions.classifier import PteClassifier
+    from edge_fer.faces.detect import HaarDetector
 
     classifier = PteClassifier(DEFAULT_MODEL, threads=threads, runtime="native")
     faces = load_split(data, "public", classifier.spec)
@@ -89,8 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     cmp.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     if args.command == "probe":
-        from edge_fer.classify import ModelError
-        from edge_fer.dataset import DatasetError
+        from edge_fer.data.fer2013 import DatasetError
+        from edge_fer.emotions.classifier import ModelError
 
         if not args.video.is_file():
             print(f"arm64_probe: video {args.video} does not exist", file=sys.stderr)

@@ -234,7 +234,7 @@ x86_agreement() {
   local args=("${DAEMON_ARGS[@]}")
   args[1]="file:$OUT/demo.mkv"
   args[${#args[@]} - 1]="$SRC/deploy/config.example.yaml"
-  "$HOST_PYTHON" -m edge_fer.cli "${args[@]}" --events-jsonl "$OUT/events-x86.jsonl" \
+  "$HOST_PYTHON" -m edge_fer.apps.daemon "${args[@]}" --events-jsonl "$OUT/events-x86.jsonl" \
     --report-json "$OUT/report-x86.json" --stats-path "$OUT/stats-x86.json"
   python3 "$SRC/deploy/compare_events.py" "$OUT/events-x86.jsonl" "$OUT/events-arm64.jsonl" \
     --json "$OUT/agreement.json"

@@ -19,17 +19,17 @@ from typing import Any
 
 import yaml
 
-from edge_fer.labels import LABEL_GROUPS
-from edge_fer.paths import (
+from edge_fer.core.paths import (
     DEFAULT_CONFIG,
     DEFAULT_STATS,
     PACKAGE_DIR,
     PROJECT_ROOT,
     SHIPPED_YUNET,
 )
-from edge_fer.safe_io import PathLock, PathRefused, check_distinct, check_text, read_bounded
-from edge_fer.user_input import STREAM_SCHEMES, InputRefused, user_path, user_url
-from edge_fer.user_input import shown as shown_input
+from edge_fer.core.safe_io import PathLock, PathRefused, check_distinct, check_text, read_bounded
+from edge_fer.core.user_input import STREAM_SCHEMES, InputRefused, user_path, user_url
+from edge_fer.core.user_input import shown as shown_input
+from edge_fer.emotions.labels import LABEL_GROUPS
 
 DEFAULT_CONFIG_PATH = DEFAULT_CONFIG
 DEFAULT_MODEL = PACKAGE_DIR / "models" / "edge_fer_student.pte"

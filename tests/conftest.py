@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from edge_fer.config import DEFAULT_MODEL as SHIPPED_MODEL
-from edge_fer.paths import DEFAULT_DATA as DATA
-from edge_fer.paths import DEFAULT_YUNET as YUNET
+from edge_fer.core.paths import DEFAULT_DATA as DATA
+from edge_fer.core.paths import DEFAULT_YUNET as YUNET
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -54,8 +54,8 @@ def small_fer(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def public_faces(data_dir: Path):
     """400 real PublicTest faces (stratified), preprocessed like the model expects."""
-    from edge_fer.dataset import load_split, stratified_subset
-    from edge_fer.preprocess import PreprocessSpec
+    from edge_fer.data.fer2013 import load_split, stratified_subset
+    from edge_fer.emotions.preprocess import PreprocessSpec
 
     faces = load_split(data_dir, "public", PreprocessSpec())
     return faces.subset(stratified_subset(faces.labels, 400 / len(faces), 0))
@@ -71,7 +71,7 @@ def shipped_model() -> Path:
 @pytest.fixture(scope="session")
 def demo_video(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
     """A real 640x480 video of FER2013 faces (built here, never committed)."""
-    from edge_fer.demo import build_demo_video
+    from edge_fer.data.demo_video import build_demo_video
 
     out = tmp_path_factory.mktemp("video") / "faces.mp4"
     build_demo_video(data_dir, out, frames=90, faces=1, hold=15, seed=0)

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def edge_fer(args: list[str], timeout: float = 90) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "edge_fer.cli", *args],
+        [sys.executable, "-m", "edge_fer.apps.daemon", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -34,7 +34,7 @@ def edge_fer(args: list[str], timeout: float = 90) -> subprocess.CompletedProces
 
 def monitor(args: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "edge_fer.monitor.cli", *args],
+        [sys.executable, "-m", "edge_fer.apps.monitor", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -156,7 +156,7 @@ def test_a_full_disk_stops_events_but_not_classifying(tmp_path, base):
 def test_a_failed_event_write_leaves_only_whole_lines(tmp_path, monkeypatch):
     from edge_fer.outputs.base import OutputError
     from edge_fer.outputs.events import EventsLog
-    from edge_fer.results import FrameResult
+    from edge_fer.runtime.results import FrameResult
 
     path = tmp_path / "events.jsonl"
     log = EventsLog(str(path))
@@ -196,7 +196,7 @@ def test_sigterm_while_the_camera_is_reconnecting_exits_at_once(tmp_path, shippe
     }
     flags = ["--model", str(shipped_model), "--stats-path", str(tmp_path / "s.json")]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "edge_fer.cli", *"--source picamera2 --display none".split(), *flags],
+        [sys.executable, "-m", "edge_fer.apps.daemon", *"--source picamera2 --display none".split(), *flags],
         cwd=ROOT,
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
@@ -232,7 +232,7 @@ def test_a_bad_reload_keeps_the_running_pipeline(tmp_path, shipped_model, demo_v
         [
             sys.executable,
             "-m",
-            "edge_fer.cli",
+            "edge_fer.apps.daemon",
             "--config",
             str(config),
             "--display",

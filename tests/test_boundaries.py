@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from test_bad_inputs import assert_one_line_error, edge_fer
 
-from edge_fer.classify import ModelError, load_classifier, read_metadata
 from edge_fer.config import Config, ConfigError, check_source, load_config, validate
+from edge_fer.emotions.classifier import ModelError, load_classifier, read_metadata
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -268,7 +268,7 @@ def stat_is_fifo(path: Path) -> bool:
 
 def _start(args: list[str], **kw) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "edge_fer.cli", *args],
+        [sys.executable, "-m", "edge_fer.apps.daemon", *args],
         cwd=ROOT,
         stderr=subprocess.PIPE,
         text=True,
@@ -337,7 +337,7 @@ def test_closed_stdout_and_a_missing_notify_socket_do_not_crash(tmp_path, video_
     args = [*video_args, "--max-frames", "10", "--console", "on", "--events-jsonl", str(events)]
     env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "missing.sock")}
     proc = subprocess.run(
-        [sys.executable, "-m", "edge_fer.cli", *args],
+        [sys.executable, "-m", "edge_fer.apps.daemon", *args],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -360,7 +360,7 @@ class _NanForFaceTwo:
     classes = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
 
     def __init__(self) -> None:
-        from edge_fer.preprocess import PreprocessSpec
+        from edge_fer.emotions.preprocess import PreprocessSpec
 
         self.spec = PreprocessSpec()
 
@@ -379,11 +379,11 @@ class _TwoFaces:
 
 
 def test_non_finite_scores_never_reach_an_output(tmp_path, caplog):
-    from edge_fer.capture import RawFrame
     from edge_fer.config import DetectorConfig, SmoothingConfig, TrackerConfig
-    from edge_fer.finder import FaceFinder
+    from edge_fer.faces.finder import FaceFinder
     from edge_fer.outputs.events import EventsLog
-    from edge_fer.pipeline import Pipeline
+    from edge_fer.runtime.pipeline import Pipeline
+    from edge_fer.sources.capture import RawFrame
 
     near = DetectorConfig(tile_zoom=0, track_zoom_px=0)  # the stub's boxes only from the whole frame
     pipeline = Pipeline(
@@ -411,7 +411,7 @@ def test_metrics_server_keeps_threads_bounded_and_scrapes_working_under_slow_cli
     from prometheus_client import CollectorRegistry
     from prometheus_client.core import CounterMetricFamily
 
-    from edge_fer.outputs.metrics import serve_registry
+    from edge_fer.outputs.prometheus import serve_registry
 
     class Renders:
         count = 0

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_fer.classify import ModelError, PteClassifier, softmax
-from edge_fer.labels import EMOTIONS, LABEL_GROUPS, UNCERTAIN
-from edge_fer.preprocess import normalize
+from edge_fer.emotions.classifier import ModelError, PteClassifier, softmax
+from edge_fer.emotions.labels import EMOTIONS, LABEL_GROUPS, UNCERTAIN
+from edge_fer.emotions.preprocess import normalize
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,7 +36,7 @@ def run_daemon(tmp_path: Path, model: Path, video: Path, smoothing: dict, *extra
     config = tmp_path / "config.yaml"
     config.write_text(json.dumps({"smoothing": smoothing}))  # JSON is YAML
     events = tmp_path / "events.jsonl"
-    cmd = [sys.executable, "-m", "edge_fer.cli", "--config", str(config), "--source", f"file:{video}",
+    cmd = [sys.executable, "-m", "edge_fer.apps.daemon", "--config", str(config), "--source", f"file:{video}",
            "--display", "none", "--model", str(model), "--stats-path", str(tmp_path / "stats.json"),
            "--events-jsonl", str(events), "--max-frames", "45", "--console", "off", *extra]  # fmt: skip
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)

@@ -4,7 +4,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_fer.capture import (
+from edge_fer.config import load_config
+from edge_fer.sources.capture import (
     CaptureError,
     EndOfStream,
     OpenCVSource,
@@ -13,7 +14,6 @@ from edge_fer.capture import (
     ReconnectingSource,
     make_source,
 )
-from edge_fer.config import load_config
 
 FAKES = Path(__file__).parent / "fakes"
 

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 from edge_fer.config import ConfigError, apply_overrides, load_config
-from edge_fer.labels import EMOTIONS, LABEL_GROUPS, UNCERTAIN, published_labels
-from edge_fer.preprocess import PreprocessSpec
-from edge_fer.smooth import LabelSmoother
-from edge_fer.track import IoUTracker, iou
+from edge_fer.emotions.labels import EMOTIONS, LABEL_GROUPS, UNCERTAIN, published_labels
+from edge_fer.emotions.preprocess import PreprocessSpec
+from edge_fer.emotions.smooth import LabelSmoother
+from edge_fer.faces.track import IoUTracker, iou
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,9 +33,9 @@ def test_example_config_documents_every_field_from_its_definition():
 
 
 def test_cli_choices_come_from_the_config_fields():
-    from edge_fer.classify import RUNTIMES
-    from edge_fer.cli import parse_args
+    from edge_fer.apps.daemon import parse_args
     from edge_fer.config import choices
+    from edge_fer.emotions.classifier import RUNTIMES
 
     assert RUNTIMES == choices("model.runtime") == ("auto", "native", "pybind")
     with pytest.raises(SystemExit):
@@ -196,7 +196,7 @@ def test_appearance_check_tells_a_new_face_from_the_same_one_moving(public_faces
     import cv2
     import numpy as np
 
-    from edge_fer.smooth import AppearanceCheck
+    from edge_fer.emotions.smooth import AppearanceCheck
 
     rng = np.random.default_rng(0)
     images = public_faces.images[:200]
@@ -221,7 +221,7 @@ def test_appearance_check_absorbs_a_shift_of_two_of_sixteen_pixels(public_faces)
     windows overlap; a plain correlation without the shift search would not."""
     import numpy as np
 
-    from edge_fer.smooth import AppearanceCheck
+    from edge_fer.emotions.smooth import AppearanceCheck
 
     face = public_faces.images[3]
     base = AppearanceCheck.look(face)
@@ -237,12 +237,12 @@ def test_a_new_face_in_the_same_place_restarts_its_smoothing(public_faces):
     several frames under A's id."""
     import numpy as np
 
-    from edge_fer.capture import RawFrame
     from edge_fer.config import DetectorConfig, SmoothingConfig, TrackerConfig
-    from edge_fer.finder import FaceFinder
-    from edge_fer.labels import EMOTIONS
-    from edge_fer.pipeline import Pipeline
-    from edge_fer.preprocess import PreprocessSpec
+    from edge_fer.emotions.labels import EMOTIONS
+    from edge_fer.emotions.preprocess import PreprocessSpec
+    from edge_fer.faces.finder import FaceFinder
+    from edge_fer.runtime.pipeline import Pipeline
+    from edge_fer.sources.capture import RawFrame
 
     a, b = public_faces.images[0], public_faces.images[1]
     spec = PreprocessSpec()
@@ -287,10 +287,10 @@ def test_a_new_face_in_the_same_place_restarts_its_smoothing(public_faces):
 def test_a_face_swapped_between_detections_is_one_new_face_when_its_box_is_corrected(public_faces):
     """B replaces A between two detections, so B's first frame is cut with A's box; the next
     detection boxes B (a bigger face), which changes its look again: still one new face."""
-    from edge_fer.capture import RawFrame
     from edge_fer.config import DetectorConfig, SmoothingConfig, TrackerConfig
-    from edge_fer.finder import FaceFinder
-    from edge_fer.pipeline import Pipeline
+    from edge_fer.faces.finder import FaceFinder
+    from edge_fer.runtime.pipeline import Pipeline
+    from edge_fer.sources.capture import RawFrame
 
     a = cv2.resize(public_faces.images[0], (60, 60))
     b = cv2.resize(public_faces.images[1], (100, 100))  # its box still overlaps A's (IoU 0.36)

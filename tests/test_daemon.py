@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_fer.labels import EMOTIONS, published_labels
+from edge_fer.emotions.labels import EMOTIONS, published_labels
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKES = Path(__file__).parent / "fakes"
@@ -22,7 +22,7 @@ FAKES = Path(__file__).parent / "fakes"
 def daemon(args: list[str], env: dict | None = None, **kw) -> subprocess.Popen:
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.Popen(
-        [sys.executable, "-m", "edge_fer.cli", *args],
+        [sys.executable, "-m", "edge_fer.apps.daemon", *args],
         env=full_env,
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -253,14 +253,14 @@ def test_signals_before_logging_is_set_up_are_logged_once_it_is(caplog):
     import os
     import signal as sig
 
-    from edge_fer.service import SignalState
+    from edge_fer.runtime.service import SignalState
 
     state = SignalState()
     watched = (sig.SIGUSR1, sig.SIGUSR2, sig.SIGHUP, sig.SIGTERM, sig.SIGINT, sig.SIGPIPE)
     previous = {s: sig.getsignal(s) for s in watched}
     try:
         state.install()
-        with caplog.at_level(logging.INFO, logger="edge_fer.service"):
+        with caplog.at_level(logging.INFO, logger="edge_fer.runtime.service"):
             os.kill(os.getpid(), sig.SIGUSR1)
             os.kill(os.getpid(), sig.SIGHUP)
             assert not [r for r in caplog.records if "received" in r.getMessage()]

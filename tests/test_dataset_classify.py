@@ -5,10 +5,10 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_fer.classify import ModelError, PteClassifier, TorchClassifier, load_classifier
-from edge_fer.dataset import DatasetError, load_csv, load_image_folder, load_split
-from edge_fer.labels import EMOTIONS
-from edge_fer.preprocess import PreprocessSpec
+from edge_fer.data.fer2013 import DatasetError, load_csv, load_image_folder, load_split
+from edge_fer.emotions.classifier import ModelError, PteClassifier, TorchClassifier, load_classifier
+from edge_fer.emotions.labels import EMOTIONS
+from edge_fer.emotions.preprocess import PreprocessSpec
 
 SPEC = PreprocessSpec()
 

@@ -198,7 +198,7 @@ def test_install_into_a_prefix_is_idempotent_and_uninstall_keeps_edits(tmp_path)
     assert install("--prefix", str(root), "--no-venv").returncode == 0
     config = root / "etc/edge-fer/config.yaml"
     assert config.read_text() == (ROOT / "deploy/config.example.yaml").read_text()
-    assert (root / "opt/edge-fer/edge_fer/cli.py").is_file()
+    assert (root / "opt/edge-fer/edge_fer/apps/daemon.py").is_file()
     assert (root / "opt/edge-fer/edge_fer/models/edge_fer_student.pte").is_file()
     assert (root / "opt/edge-fer/edge_fer/native/et_runner.cpp").is_file()
     assert not (root / "opt/edge-fer/edge_fer/native/_build").exists()  # built for this venv only

@@ -103,11 +103,11 @@ def test_the_x_server_stopping_under_the_window_leaves_the_daemon_running_headle
 def test_a_failing_drm_preview_is_dropped_not_a_crash():
     import numpy as np
 
-    from edge_fer.labels import EMOTIONS
-    from edge_fer.outputs import OutputError
-    from edge_fer.outputs.display import DrmPreviewDisplay
-    from edge_fer.results import FrameResult
-    from edge_fer.stats import RunStats
+    from edge_fer.display.screen import DrmPreviewDisplay
+    from edge_fer.emotions.labels import EMOTIONS
+    from edge_fer.outputs.base import OutputError
+    from edge_fer.runtime.results import FrameResult
+    from edge_fer.runtime.stats import RunStats
 
     class Unplugged:
         def enable_drm_preview(self, window=None) -> None:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_fer.paths import DEFAULT_DATA
-from edge_fer.smooth import AppearanceCheck
+from edge_fer.core.paths import DEFAULT_DATA
+from edge_fer.emotions.smooth import AppearanceCheck
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -118,7 +118,7 @@ def test_the_photo_examples_are_what_edge_fer_classify_prints(page):
     for example in examples:
         assert f"edge-fer-classify {example['image']}" in text(README) + text(ROOT / "docs" / "photos.md")
         proc = subprocess.run(
-            [sys.executable, "-m", "edge_fer.photo", example["image"]],
+            [sys.executable, "-m", "edge_fer.apps.classify", example["image"]],
             capture_output=True,
             text=True,
             timeout=120,
@@ -135,7 +135,7 @@ def test_the_photo_examples_are_what_edge_fer_classify_prints(page):
 
 
 def _help(module: str) -> set[str]:
-    """The flags `--help` lists, of a module (`edge_fer.cli`) or a script (`tools/x.py`)."""
+    """The flags `--help` lists, of a module (`edge_fer.apps.daemon`) or a script (`tools/x.py`)."""
     program = [module] if module.endswith(".py") else ["-m", module]
     out = subprocess.run(
         [sys.executable, *program, "--help"], capture_output=True, text=True, check=True, cwd=ROOT
@@ -145,7 +145,10 @@ def _help(module: str) -> set[str]:
 
 @pytest.mark.parametrize(
     ("page", "program", "module"),
-    [("daemon.md", "edge-fer", "edge_fer.cli"), ("photos.md", "edge-fer-classify", "edge_fer.photo")],
+    [
+        ("daemon.md", "edge-fer", "edge_fer.apps.daemon"),
+        ("photos.md", "edge-fer-classify", "edge_fer.apps.classify"),
+    ],
 )
 def test_the_synopses_list_every_flag(page, program, module):
     synopsis = re.search(rf"```\n{program} (.*?)```", text(ROOT / "docs" / page), re.S)
@@ -157,7 +160,9 @@ def test_the_synopses_list_every_flag(page, program, module):
 
 
 def test_every_flag_the_readme_uses_exists():
-    flags = _help("edge_fer.cli") | _help("edge_fer.photo") | _help("tools/overlay_screenshot.py")
+    flags = (
+        _help("edge_fer.apps.daemon") | _help("edge_fer.apps.classify") | _help("tools/overlay_screenshot.py")
+    )
     used = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]+", text(README)))
     assert used - flags == set(), f"the README uses unknown flags {sorted(used - flags)}"
 

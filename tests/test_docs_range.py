@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from edge_fer.paths import PROJECT_ROOT as ROOT
+from edge_fer.core.paths import PROJECT_ROOT as ROOT
 
 
 def _bench_range():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from edge_fer.paths import PROJECT_ROOT as ROOT
+from edge_fer.core.paths import PROJECT_ROOT as ROOT
 
 
 def test_the_web_cost_table_is_the_results_file():

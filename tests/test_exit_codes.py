@@ -1,4 +1,4 @@
-"""The exit-code table: docs/exit-codes.md holds exactly what edge_fer/exit_codes.py says, and
+"""The exit-code table: docs/exit-codes.md holds exactly what edge_fer/core/exit_codes.py says, and
 every row is walked: for each code and each program the table names, a real run that must
 end with that code and one line (no traceback)."""
 
@@ -14,15 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from edge_fer.exit_codes import ALL, MEANINGS, ExitCode, parse_table, table_markdown
+from edge_fer.core.exit_codes import ALL, MEANINGS, ExitCode, parse_table, table_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 MEM = "not enough memory"
 DAEMON, CLASSIFY, MONITOR = ALL
 LAUNCH = {
-    DAEMON: [sys.executable, "-m", "edge_fer.cli"],
-    CLASSIFY: [sys.executable, "-c", "from edge_fer.memory import classify; classify()"],
-    MONITOR: [sys.executable, "-c", "from edge_fer.memory import monitor; monitor()"],
+    DAEMON: [sys.executable, "-m", "edge_fer.apps.daemon"],
+    CLASSIFY: [sys.executable, "-c", "from edge_fer.core.memory import classify; classify()"],
+    MONITOR: [sys.executable, "-c", "from edge_fer.core.memory import monitor; monitor()"],
 }
 
 
@@ -54,7 +54,7 @@ def run(program: str, args: list[str], preexec: Callable[[], None] | None = None
 
 def test_the_docs_hold_exactly_the_table_in_code():
     docs = (ROOT / "docs" / "exit-codes.md").read_text()
-    assert table_markdown() in docs, "regenerate it: python -m edge_fer.exit_codes"
+    assert table_markdown() in docs, "regenerate it: python -m edge_fer.core.exit_codes"
     rows = parse_table(docs)
     assert set(rows) == {int(c) for c in ExitCode}
     for code, meaning in MEANINGS.items():
@@ -62,11 +62,11 @@ def test_the_docs_hold_exactly_the_table_in_code():
 
 
 def test_the_daemon_help_and_module_docs_name_the_codes():
-    import edge_fer.cli
+    import edge_fer.apps.daemon
 
     for code in ExitCode:
         if code != ExitCode.OK:
-            assert f"{int(code)} " in edge_fer.cli.__doc__
+            assert f"{int(code)} " in edge_fer.apps.daemon.__doc__
 
 
 @pytest.fixture(scope="module")
@@ -167,17 +167,17 @@ def test_a_camera_password_file_readable_by_others_is_a_config_error(tmp_path, s
 
 
 def test_an_internal_error_is_one_line_and_code_1(monkeypatch, capfd, tmp_path, demo_video, shipped_model):
-    import edge_fer.cli
-    import edge_fer.daemon
+    import edge_fer.apps.daemon
+    import edge_fer.runtime.daemon
 
     def broken(*_args, **_kwargs):
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr(edge_fer.daemon, "run_daemon", broken)
+    monkeypatch.setattr(edge_fer.runtime.daemon, "run_daemon", broken)
     sigs = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGPIPE)
     before = {sig: signal.getsignal(sig) for sig in sigs}
     try:
-        code = edge_fer.cli.main(
+        code = edge_fer.apps.daemon.main(
             ["--display", "none", "--console", "off", "--source", f"file:{demo_video}",
              "--model", str(shipped_model), "--stats-path", str(tmp_path / "s.json")]
         )  # fmt: skip
@@ -205,8 +205,8 @@ def test_under_a_tight_memory_limit_the_daemon_says_so_in_one_line(
 
 
 def test_a_memory_failure_while_loading_is_the_memory_line_not_a_model_error():
-    from edge_fer.classify import ModelError
-    from edge_fer.memory import is_memory_error
+    from edge_fer.core.memory import is_memory_error
+    from edge_fer.emotions.classifier import ModelError
 
     try:
         try:
@@ -225,8 +225,8 @@ def test_an_allocation_that_fails_while_loading_is_the_memory_line(monkeypatch, 
     """Past the start-up floor, memory runs out as exceptions (the model's MemoryError wrapped
     in a ModelError, OpenCV's bad_alloc in a DetectorError): the same line and code 6, not
     'model error' (3)."""
-    import edge_fer.daemon
-    from edge_fer.classify import ModelError
+    import edge_fer.runtime.daemon
+    from edge_fer.emotions.classifier import ModelError
 
     def no_memory(*_args, **_kwargs):
         try:
@@ -234,13 +234,13 @@ def test_an_allocation_that_fails_while_loading_is_the_memory_line(monkeypatch, 
         except MemoryError:
             raise ModelError("model x.pte cannot be loaded (MemoryError: )") from None
 
-    import edge_fer.cli
+    import edge_fer.apps.daemon
 
-    monkeypatch.setattr(edge_fer.daemon, "open_classifier", no_memory)
+    monkeypatch.setattr(edge_fer.runtime.daemon, "open_classifier", no_memory)
     sigs = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGPIPE)
     before = {sig: signal.getsignal(sig) for sig in sigs}
     try:
-        code = edge_fer.cli.main(
+        code = edge_fer.apps.daemon.main(
             ["--display", "none", "--console", "off", "--source", f"file:{demo_video}",
              "--stats-path", str(tmp_path / "s.json")]
         )  # fmt: skip

@@ -1,4 +1,4 @@
-"""The far-face search (edge_fer.finder): tiles cover every frame, passes merge to one box per
+"""The far-face search (edge_fer.faces.finder): tiles cover every frame, passes merge to one box per
 face, and on a 1080p room with real faces it finds small faces the shrunk detection image
 cannot, keeps their ids apart when they sit close together, and names too-small faces
 `uncertain`."""
@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge_fer.config import Config, ConfigError, DetectorConfig, SmoothingConfig, TrackerConfig, validate
-from edge_fer.finder import FaceFinder, merge, overlap, tile_grid
-from edge_fer.track import IoUTracker
+from edge_fer.faces.finder import FaceFinder, merge, overlap, tile_grid
+from edge_fer.faces.track import IoUTracker
 
 
 @settings(max_examples=200, deadline=None)
@@ -65,7 +65,7 @@ def _room(faces_u8: list[np.ndarray], places: list[tuple[int, int]], px: int, sh
     """A 1920x1080 BGR room with each face (in its oval head) at its place, and the true boxes."""
     import cv2
 
-    from edge_fer.demo import face_patch
+    from edge_fer.data.demo_video import face_patch
 
     rng = np.random.default_rng(len(places) + shift + 100)
     frame = np.full((1080, 1920), 110, np.uint8)
@@ -81,10 +81,10 @@ def _room(faces_u8: list[np.ndarray], places: list[tuple[int, int]], px: int, sh
 
 
 def _pipeline(yunet_model, detector: DetectorConfig, smoothing: SmoothingConfig | None = None):
-    from edge_fer.detect import make_detector
-    from edge_fer.labels import EMOTIONS
-    from edge_fer.pipeline import Pipeline
-    from edge_fer.preprocess import PreprocessSpec
+    from edge_fer.emotions.labels import EMOTIONS
+    from edge_fer.emotions.preprocess import PreprocessSpec
+    from edge_fer.faces.detect import make_detector
+    from edge_fer.runtime.pipeline import Pipeline
 
     class Even:
         classes, spec = EMOTIONS, PreprocessSpec()
@@ -109,7 +109,7 @@ def _found(faces, truth_box) -> list:
 def test_small_faces_on_a_1080p_frame_are_found_and_keep_their_ids(public_faces, yunet_model):
     """Four 40 px faces, two of them side by side: the coarse pass alone finds none; the default
     search finds them within two sweeps of the tiles and every face keeps one id, its own."""
-    from edge_fer.capture import RawFrame
+    from edge_fer.sources.capture import RawFrame
 
     faces = [(public_faces.images[i] * 255).astype(np.uint8) if public_faces.images.dtype != np.uint8
              else public_faces.images[i] for i in range(4)]  # fmt: skip
@@ -142,7 +142,7 @@ def test_small_faces_on_a_1080p_frame_are_found_and_keep_their_ids(public_faces,
 def test_a_face_that_appears_where_nothing_was_is_searched_for_at_once(public_faces, yunet_model):
     """Motion puts a tile ahead of the rotation: a new face far from the tile the rotation is
     at is found within a few frames, not a sweep later."""
-    from edge_fer.capture import RawFrame
+    from edge_fer.sources.capture import RawFrame
 
     face = public_faces.images[5]
     face = face if face.dtype == np.uint8 else (face * 255).astype(np.uint8)
@@ -159,7 +159,7 @@ def test_a_face_that_appears_where_nothing_was_is_searched_for_at_once(public_fa
 
 
 def test_faces_under_the_readable_size_are_uncertain(public_faces, yunet_model):
-    from edge_fer.capture import RawFrame
+    from edge_fer.sources.capture import RawFrame
 
     face = public_faces.images[0]
     face = face if face.dtype == np.uint8 else (face * 255).astype(np.uint8)

@@ -26,7 +26,7 @@ STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
 def swaps(tmp_path_factory, data_dir) -> tuple[Path, int]:
     """One face place, a new person every 45 frames (1.5 s): 10 people in 450 frames
     (lossless FFV1, so every machine decodes the same frames)."""
-    from edge_fer.demo import build_demo_video
+    from edge_fer.data.demo_video import build_demo_video
 
     out = tmp_path_factory.mktemp("swaps") / "swaps.avi"
     meta = build_demo_video(data_dir, out, frames=450, faces=1, hold=45, seed=3)
@@ -37,7 +37,7 @@ def swaps(tmp_path_factory, data_dir) -> tuple[Path, int]:
 
 def _args(video: Path, model: Path, tmp_path: Path, *more: str) -> list[str]:
     return [
-        sys.executable, "-m", "edge_fer.cli", "--source", f"file:{video}", "--display", "none",
+        sys.executable, "-m", "edge_fer.apps.daemon", "--source", f"file:{video}", "--display", "none",
         "--model", str(model), "--stats-path", str(tmp_path / "stats.json"), *more,
     ]  # fmt: skip
 
@@ -64,7 +64,10 @@ def test_headless_the_first_summary_comes_within_seconds_and_a_signal_gets_a_fin
     reader.start()
     try:
         deadline = time.monotonic() + 90
-        while not any("edge_fer.summary: first 3 s: " in ln for ln in lines) and time.monotonic() < deadline:
+        while (
+            not any("edge_fer.runtime.summary: first 3 s: " in ln for ln in lines)
+            and time.monotonic() < deadline
+        ):
             assert proc.poll() is None, "".join(lines)
             time.sleep(0.1)
         proc.send_signal(signal.SIGTERM)
@@ -78,15 +81,15 @@ def test_headless_the_first_summary_comes_within_seconds_and_a_signal_gets_a_fin
     assert proc.returncode == 0, err
     assert not out  # stdout stays clean: the summaries are log lines
     ready = next(ln for ln in lines if "ready: first frame classified" in ln)
-    first = next(ln for ln in lines if "edge_fer.summary: first 3 s: " in ln)
+    first = next(ln for ln in lines if "edge_fer.runtime.summary: first 3 s: " in ln)
     assert 2.5 <= _when(first) - _when(ready) <= 4.5, (ready, first)
-    summary = first.split("edge_fer.summary: ", 1)[1]
+    summary = first.split("edge_fer.runtime.summary: ", 1)[1]
     assert re.match(
         r"first 3 s: \d+ frames, [1-9][0-9.]* fps \| \d+ faces? seen \(\d+ new\), a face in", summary
     ), summary
     now = r"(now #\d+ \w+ [01]\.\d\d|no face now)"
     assert re.search(r"\| (\w+ (<1|\d+)%(, )?)+ \| " + now + r" \|", summary), summary
-    final = next(ln for ln in lines if "edge_fer.summary: stopped (signal) after " in ln)
+    final = next(ln for ln in lines if "edge_fer.runtime.summary: stopped (signal) after " in ln)
     assert re.search(
         r": \d+ frames, [1-9][0-9.]* fps \| \d+ faces? seen, a face in \d+% of frames \| ", final
     ), final
@@ -126,7 +129,9 @@ def test_faces_seen_counts_the_people_in_the_report_the_events_and_mqtt(tmp_path
     # One id per person: each id holds one run of frames, changing where the person changes.
     changes = [n for n in range(1, len(ids)) if ids[n] != ids[n - 1] and ids[n] and ids[n - 1]]
     assert all(n % 45 in (0, 1, 2) for n in changes), changes
-    final = next(ln for ln in proc.stderr.splitlines() if "edge_fer.summary: stopped (eos) after " in ln)
+    final = next(
+        ln for ln in proc.stderr.splitlines() if "edge_fer.runtime.summary: stopped (eos) after " in ln
+    )
     assert "450 frames, " in final and f"| {people} faces seen, a face in " in final, final
 
 
@@ -135,8 +140,9 @@ def test_the_final_summary_whatever_stopped_the_daemon(tmp_path, monkeypatch, ca
     """The window closed, or an error after frames (a camera gone for good, a failed restore
     after a reload): the error line, then the run's summary. An error before the first frame
     has only its error line."""
-    from edge_fer import cli, daemon
-    from edge_fer.capture import CaptureError
+    from edge_fer.apps import daemon as cli
+    from edge_fer.runtime import daemon
+    from edge_fer.sources.capture import CaptureError
 
     def serve(config, load, signals, notifier, stats, max_frames) -> str:
         for face in (1, 1, 2):
@@ -166,7 +172,9 @@ def test_the_final_summary_whatever_stopped_the_daemon(tmp_path, monkeypatch, ca
         sys.stdin, sys.stdout, sys.stderr = streams
     assert code == (cli.EXIT_SOURCE if ending == "error" else 0), err
     lines = err.splitlines()
-    final = next(n for n, ln in enumerate(lines) if f"edge_fer.summary: stopped ({ending}) after " in ln)
+    final = next(
+        n for n, ln in enumerate(lines) if f"edge_fer.runtime.summary: stopped ({ending}) after " in ln
+    )
     assert (
         ": 3 frames, " in lines[final]
         and "| 2 faces seen, a face in 100% of frames | sad 100% over 3" in lines[final]

@@ -16,9 +16,9 @@ import psutil
 import pytest
 from streams_helpers import HostileMjpegServer, RtspServer, jpeg_frames, rtsp_server_missing, write_frames
 
-from edge_fer.capture import CaptureError, NetworkSource, OpenCVSource, make_source
 from edge_fer.config import CameraConfig, FramesConfig, StreamConfig
-from edge_fer.frames import FrameCheck, check_frame, decode_jpeg, decode_size_refusal, jpeg_size
+from edge_fer.sources.capture import CaptureError, NetworkSource, OpenCVSource, make_source
+from edge_fer.sources.frames import FrameCheck, check_frame, decode_jpeg, decode_size_refusal, jpeg_size
 
 ROOT = Path(__file__).resolve().parents[1]
 LIMITS = FramesConfig()
@@ -41,7 +41,7 @@ def write_video(path: Path, width: int, height: int, frames: int = 15) -> Path:
 def daemon(args: list[str], timeout: float = 90) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
-        [sys.executable, "-m", "edge_fer.cli", "--display", "none", "--console", "off", *args],
+        [sys.executable, "-m", "edge_fer.apps.daemon", "--display", "none", "--console", "off", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -22,7 +22,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 
-from edge_fer.classify import ModelError, load_classifier, read_metadata
 from edge_fer.config import (
     DEFAULT_MODEL,
     Config,
@@ -33,6 +32,7 @@ from edge_fer.config import (
     load_config,
     validate,
 )
+from edge_fer.emotions.classifier import ModelError, load_classifier, read_metadata
 
 FUZZ_EXAMPLES = 150
 FUZZ = settings(
@@ -244,7 +244,7 @@ flag_lists = st.lists(
 @FUZZ
 @given(flag_lists)
 def test_generated_command_lines_parse_or_exit_2_or_are_config_errors(argv):
-    from edge_fer.cli import build_config, parse_args
+    from edge_fer.apps.daemon import build_config, parse_args
 
     try:
         with contextlib.redirect_stderr(io.StringIO()):
@@ -273,8 +273,8 @@ specs = st.tuples(st.sampled_from(PREFIXES), st.text(max_size=30) | st.sampled_f
 @settings(FUZZ, max_examples=200)
 @given(specs)
 def test_generated_source_specs_check_or_are_config_errors(spec):
-    from edge_fer.capture import CaptureError, make_source
     from edge_fer.config import CameraConfig
+    from edge_fer.sources.capture import CaptureError, make_source
 
     try:
         check_source(spec)
@@ -311,7 +311,7 @@ def test_generated_output_paths_open_or_are_output_errors(path):
     from edge_fer.config import checked_path
     from edge_fer.outputs.base import OutputError
     from edge_fer.outputs.events import EventsLog
-    from edge_fer.outputs.report import RunReport
+    from edge_fer.outputs.run_report import RunReport
     from edge_fer.outputs.stats_file import StatsFile
 
     try:
@@ -337,8 +337,8 @@ def test_generated_output_paths_open_or_are_output_errors(path):
 
 import cv2  # noqa: E402 - after the sections above, which need none of it
 
-from edge_fer import photo  # noqa: E402
-from edge_fer.image_header import HeaderError, image_size  # noqa: E402
+from edge_fer.apps import classify as photo  # noqa: E402
+from edge_fer.core.image_header import HeaderError, image_size  # noqa: E402
 
 _PICTURE = np.random.default_rng(3).integers(0, 255, (24, 32, 3), dtype=np.uint8)
 REAL_IMAGES = [
@@ -462,14 +462,14 @@ def test_generated_classify_command_lines_end_in_a_documented_exit(argv):
     checked: a generated command line exits 2 or reaches the (missing) model and exits 3."""
     err = io.StringIO()
     handler = logging.StreamHandler(err)
-    logging.getLogger("edge_fer.photo").addHandler(handler)
+    logging.getLogger("edge_fer.apps.classify").addHandler(handler)
     try:
         with contextlib.redirect_stderr(err):
             code = photo.main([*argv, "--model", "/nonexistent/model.pte"], out=io.StringIO())
     except SystemExit as exc:  # argparse: its one usage line
         code = exc.code
     finally:
-        logging.getLogger("edge_fer.photo").removeHandler(handler)
+        logging.getLogger("edge_fer.apps.classify").removeHandler(handler)
     assert code in (2, 3), (code, err.getvalue())
     assert "Traceback" not in err.getvalue()
 
@@ -553,9 +553,9 @@ def _reaches_opencv_safely(value: str) -> None:
 @settings(FUZZ, max_examples=300)
 @given(st.sampled_from(PREFIXES + list(URL_PREFIXES)), argv_strings)
 def test_generated_paths_and_urls_are_refused_in_one_line_or_safe_for_opencv(prefix, rest):
-    from edge_fer.capture import make_source
     from edge_fer.config import CameraConfig, apply_overrides, checked_path
-    from edge_fer.user_input import InputRefused, user_file, user_url
+    from edge_fer.core.user_input import InputRefused, user_file, user_url
+    from edge_fer.sources.capture import make_source
 
     spec = prefix + rest
     try:
@@ -605,7 +605,7 @@ frame_limits = st.builds(
 @pytest.fixture(scope="module")
 def yunet():
     from edge_fer.config import DetectorConfig
-    from edge_fer.detect import make_detector
+    from edge_fer.faces.detect import make_detector
 
     return make_detector(DetectorConfig())
 
@@ -617,8 +617,8 @@ def test_generated_frames_are_used_within_the_limits_or_dropped(yunet, shape, dt
     the limits that the pipeline's detection image and the real detector take."""
 
     from edge_fer.config import DetectorConfig
-    from edge_fer.finder import FaceFinder
-    from edge_fer.frames import check_frame
+    from edge_fer.faces.finder import FaceFinder
+    from edge_fer.sources.frames import check_frame
 
     image = np.full(shape, fill).astype(dtype)
     checked = check_frame(image, limits)
@@ -641,7 +641,7 @@ def test_generated_frames_are_used_within_the_limits_or_dropped(yunet, shape, dt
 def real_jpeg() -> bytes:
     import cv2
 
-    from edge_fer.paths import DEFAULT_DATA
+    from edge_fer.core.paths import DEFAULT_DATA
 
     face = sorted((DEFAULT_DATA / "test" / "happy").glob("*.jpg"))[0]
     image = cv2.resize(cv2.imread(str(face)), (96, 96))
@@ -654,7 +654,7 @@ mutations = st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max
 @FUZZ
 @given(st.binary(max_size=3000), mutations, st.booleans())
 def test_generated_stream_parts_decode_within_the_budget_or_are_dropped(real_jpeg, junk, flips, use_real):
-    from edge_fer.frames import decode_jpeg
+    from edge_fer.sources.frames import decode_jpeg
 
     data = bytearray(real_jpeg if use_real else junk)
     for at, value in flips:
@@ -697,7 +697,7 @@ def _multipart(pieces) -> bytes:
 def test_generated_mjpeg_streams_yield_bounded_parts_and_end(pieces, boundary):
     """Any byte stream an HTTP camera sends: the reader yields parts no larger than its limit
     (larger ones dropped, saying why), well-formed sized parts intact, and ends at EOF."""
-    from edge_fer.http_stream import HttpCamera, HttpStreamError
+    from edge_fer.sources.http_stream import HttpCamera, HttpStreamError
 
     camera = HttpCamera("http://127.0.0.1:9/v.mjpg", 4096, 1.0, 1.0)
     camera.response = io.BufferedReader(io.BytesIO(_multipart(pieces)), buffer_size=1024)

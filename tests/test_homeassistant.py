@@ -19,7 +19,7 @@ import pytest
 from streams_helpers import free_port, have_mosquitto
 from test_integrations import Broker, Subscriber, daemon
 
-from edge_fer.labels import published_labels
+from edge_fer.emotions.labels import published_labels
 
 ROOT = Path(__file__).resolve().parents[1]
 HA_PYTHON = Path(os.environ.get("EDGE_FER_HA_PYTHON", ROOT / ".venv-ha" / "bin" / "python"))

@@ -14,11 +14,11 @@ import time
 import numpy as np
 import pytest
 
-from edge_fer.labels import EMOTIONS
+from edge_fer.display.screen import hud_for
+from edge_fer.emotions.labels import EMOTIONS
 from edge_fer.outputs.console import LogSummary, status_line
-from edge_fer.outputs.display import hud_for
-from edge_fer.results import FaceResult, FrameResult
-from edge_fer.stats import LatencyWindow, RunStats, detection_rate
+from edge_fer.runtime.results import FaceResult, FrameResult
+from edge_fer.runtime.stats import LatencyWindow, RunStats, detection_rate
 
 
 def _timing(detected: bool) -> dict[str, float]:
@@ -99,7 +99,7 @@ def _frame(stats: RunStats, faces: list[FaceResult]) -> FrameResult:
 def test_log_summary_comes_soon_after_the_first_frame_then_every_interval(caplog):
     stats = RunStats()
     summary = LogSummary(1.0, stats, first_s=0.3)
-    caplog.set_level(logging.INFO, logger="edge_fer.summary")
+    caplog.set_level(logging.INFO, logger="edge_fer.runtime.summary")
     summary.on_frame(_frame(stats, []), stats)
     start = stats.last_frame_mono
     for _ in range(3):
@@ -135,7 +135,7 @@ def test_log_summary_comes_soon_after_the_first_frame_then_every_interval(caplog
 def test_no_line_shows_a_rate_before_there_is_an_interval():
     """One frame gives no rate: the console line, the HUD, the final summary and systemd's
     status leave the fps out instead of showing 0.0 fps."""
-    from edge_fer.summary import final_line
+    from edge_fer.runtime.summary import final_line
 
     stats = RunStats()
     result = _frame(stats, [_face(1)])
@@ -165,8 +165,8 @@ def test_no_line_shows_a_rate_before_there_is_an_interval():
 def test_paced_waits_are_not_capture_time_and_outputs_are_timed_apart():
     """A video played at its own pace sleeps inside read(): that is not capture work. What the
     outputs (display, files, network) take after classifying is counted on its own."""
-    from edge_fer.capture import RawFrame
-    from edge_fer.pipeline import run
+    from edge_fer.runtime.pipeline import run
+    from edge_fer.sources.capture import RawFrame
 
     class PacedSource:
         name = "file:paced"
@@ -210,7 +210,7 @@ def test_the_daemon_reports_what_a_detection_costs(tmp_path, video_args):
         [
             sys.executable,
             "-m",
-            "edge_fer.cli",
+            "edge_fer.apps.daemon",
             *video_args,
             "--max-frames",
             "40",
@@ -232,16 +232,25 @@ def test_a_daemon_without_a_terminal_logs_its_results(tmp_path, video_args):
     """stdout is not a TTY here (as under nohup or systemd): no console line, but a summary
     line in the log every --log-summary seconds."""
     proc = subprocess.run(
-        [sys.executable, "-m", "edge_fer.cli", *video_args, "--max-frames", "75", "--log-summary", "0.5"],
+        [
+            sys.executable,
+            "-m",
+            "edge_fer.apps.daemon",
+            *video_args,
+            "--max-frames",
+            "75",
+            "--log-summary",
+            "0.5",
+        ],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if "edge_fer.summary: last 0.5 s: " in line]
+    lines = [line for line in proc.stderr.splitlines() if "edge_fer.runtime.summary: last 0.5 s: " in line]
     assert len(lines) >= 2, proc.stderr  # 75 frames at the video's 30 fps: 2.5 s
     pattern = re.compile(r" [0-9.]+ fps \| \d+ faces? seen \(\d+ new\), a face in \d+% of frames \|")
     assert all(pattern.search(line) and " ms (1/2 frames), classify" in line for line in lines), lines
-    assert "edge_fer.summary: first 0.5 s: " in proc.stderr
-    assert "edge_fer.summary: stopped (max_frames) after " in proc.stderr
+    assert "edge_fer.runtime.summary: first 0.5 s: " in proc.stderr
+    assert "edge_fer.runtime.summary: stopped (max_frames) after " in proc.stderr
     assert not proc.stdout  # the console line stays off

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_fer.labels import EMOTIONS, published_labels
+from edge_fer.emotions.labels import EMOTIONS, published_labels
 
 ROOT = Path(__file__).resolve().parents[1]
 MOSQUITTO = shutil.which("mosquitto") or (
@@ -123,7 +123,7 @@ pytestmark = pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto not install
 def daemon(args: list[str], **kw) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
-        [sys.executable, "-m", "edge_fer.cli", *args],
+        [sys.executable, "-m", "edge_fer.apps.daemon", *args],
         cwd=ROOT,
         env=env,
         stdout=kw.pop("stdout", subprocess.PIPE),
@@ -324,7 +324,7 @@ def test_monitor_metrics_endpoint(tmp_path):
         [
             sys.executable,
             "-m",
-            "edge_fer.monitor.cli",
+            "edge_fer.apps.monitor",
             "--seconds",
             "4",
             "--interval",
@@ -387,7 +387,7 @@ def test_console_line_on_a_terminal(tmp_path, base):
 def test_grafana_dashboard_uses_only_exported_metrics():
     import re
 
-    from edge_fer.monitor.metrics import GAUGES
+    from edge_fer.monitor.prometheus import GAUGES
 
     exported = {
         "edge_fer_fps",

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from edge_fer.metrics import confusion_matrix, summarize
+from edge_fer.evaluation.metrics import confusion_matrix, summarize
 from edge_fer.nets import FaceVGG, MobileNetV2, student_arch
 from edge_fer.nets.mobilenetv2 import StudentArch, count_macs
 from edge_fer.training.prune import prune_student
@@ -52,10 +52,10 @@ def test_pruning_removes_channels_and_keeps_the_kept_function():
 
 
 def test_teacher_ensemble_averages_member_logits_and_checks_preprocessing(tmp_path):
+    from edge_fer.emotions.preprocess import PreprocessSpec
     from edge_fer.nets import FaceVGG
     from edge_fer.nets.checkpoint import CheckpointError, save_model
     from edge_fer.nets.ensemble import load_ensemble
-    from edge_fer.preprocess import PreprocessSpec
 
     spec = PreprocessSpec(input_size=48)
     paths = []
@@ -100,7 +100,7 @@ def test_float_blocks_stay_float_and_the_rest_is_int8():
 def test_vector_scaling_recovers_the_map_that_made_the_labels():
     """Labels drawn from softmax(logits * scale + bias): the fit finds that scale and bias
     (up to a common shift of the biases) and beats a single temperature on NLL."""
-    from edge_fer.metrics import (
+    from edge_fer.evaluation.metrics import (
         fit_temperature,
         fit_vector_scaling,
         negative_log_likelihood,

@@ -94,7 +94,7 @@ def test_rapl_turns_energy_counters_into_watts_across_a_wrap(tmp_path):
 
 def monitor(args: list[str], env: dict | None = None) -> tuple[int, str, str]:
     proc = subprocess.run(
-        [sys.executable, "-m", "edge_fer.monitor.cli", *args],
+        [sys.executable, "-m", "edge_fer.apps.monitor", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -151,7 +151,7 @@ def test_monitor_without_daemon_says_na(tmp_path, fake_pi_path):
 def test_monitor_next_to_a_running_daemon(tmp_path, video_args):
     stats = tmp_path / "stats.json"
     daemon = subprocess.Popen(
-        [sys.executable, "-m", "edge_fer.cli", *video_args],
+        [sys.executable, "-m", "edge_fer.apps.daemon", *video_args],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

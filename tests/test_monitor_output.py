@@ -24,7 +24,7 @@ def test_the_power_note_is_printed_once(tmp_path):
         [
             sys.executable,
             "-m",
-            "edge_fer.monitor.cli",
+            "edge_fer.apps.monitor",
             "--seconds",
             "0.5",
             "--interval",

@@ -14,10 +14,10 @@ import pytest
 from test_integrations import MOSQUITTO, Broker, Subscriber
 
 from edge_fer.config import MqttConfig
-from edge_fer.labels import EMOTIONS
+from edge_fer.emotions.labels import EMOTIONS
 from edge_fer.outputs.mqtt import MqttPublisher, expire_after_s, node_name
-from edge_fer.results import FaceResult, FrameResult
-from edge_fer.stats import RunStats
+from edge_fer.runtime.results import FaceResult, FrameResult
+from edge_fer.runtime.stats import RunStats
 
 pytestmark = pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto not installed (apt install mosquitto)")
 

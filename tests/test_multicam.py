@@ -28,7 +28,7 @@ TEMPLATE = ROOT / "systemd" / "edge-fer@.service"
 
 def daemon(args: list[str]) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "edge_fer.cli", *args],
+        [sys.executable, "-m", "edge_fer.apps.daemon", *args],
         cwd=ROOT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
         stdout=subprocess.DEVNULL,
@@ -58,7 +58,7 @@ def test_an_instance_gets_its_own_stats_file_and_a_bad_name_is_refused(tmp_path)
         with pytest.raises(ConfigError, match="instance"):
             apply_overrides(load_config(None), {"instance": bad})
     proc = subprocess.run(
-        [sys.executable, "-m", "edge_fer.cli", "--instance", "../x", "--max-frames", "1"],
+        [sys.executable, "-m", "edge_fer.apps.daemon", "--instance", "../x", "--max-frames", "1"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_fer.classify import ModelError, PteClassifier
+from edge_fer.emotions.classifier import ModelError, PteClassifier
 from edge_fer.native import EtRunner, NativeBuildError, RunnerError, build_library, ensure_library
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -162,7 +162,7 @@ def test_daemon_never_imports_torch_with_the_native_runtime(tmp_path, shipped_mo
     report = tmp_path / "report.json"
     done = run_python(f"""
         import sys
-        from edge_fer import cli
+        from edge_fer.apps import daemon as cli
         code = cli.main(["--source", "file:{video}", "--display", "none",
                          "--max-frames", "5", "--runtime", "native", "--stats-path",
                          "{tmp_path / "stats.json"}", "--report-json", "{report}"])

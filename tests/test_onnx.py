@@ -24,8 +24,8 @@ def _tool(*args: str) -> subprocess.CompletedProcess:
 def test_onnx_float_and_int8_agree_with_the_pte(quick_run, data_dir, tmp_path):
     import onnx
 
+    from edge_fer.emotions.preprocess import PreprocessSpec, normalize
     from edge_fer.nets.checkpoint import load_model
-    from edge_fer.preprocess import PreprocessSpec, normalize
     from edge_fer.training.onnx_export import onnx_logits
 
     proc = _tool(

@@ -16,9 +16,9 @@ import yaml
 from test_reload import Daemon, _write
 
 from edge_fer.config import Config, ConfigError, check_output_paths, validate
-from edge_fer.outputs import OutputError
+from edge_fer.outputs.base import OutputError
 from edge_fer.outputs.stats_file import StatsFile
-from edge_fer.stats import RunStats
+from edge_fer.runtime.stats import RunStats
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -118,7 +118,7 @@ def test_the_stats_file_is_removed_only_while_it_is_the_one_written(tmp_path):
 
 
 def test_a_foreign_file_at_the_stats_lock_path_is_never_truncated(tmp_path):
-    from edge_fer.safe_io import PathLock, PathRefused
+    from edge_fer.core.safe_io import PathLock, PathRefused
 
     lock = tmp_path / ".stats.json.lock"
     lock.write_text("important")
@@ -129,7 +129,7 @@ def test_a_foreign_file_at_the_stats_lock_path_is_never_truncated(tmp_path):
 
 def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "edge_fer.cli", *args],
+        [sys.executable, "-m", "edge_fer.apps.daemon", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -156,7 +156,7 @@ def test_the_daemon_refuses_colliding_outputs_at_start_and_loses_nothing(tmp_pat
     ]
     for extra, needle in cases:
         proc = subprocess.run(
-            [sys.executable, "-m", "edge_fer.cli", *common, *extra],
+            [sys.executable, "-m", "edge_fer.apps.daemon", *common, *extra],
             cwd=tmp_path,
             capture_output=True,
             text=True,
@@ -174,7 +174,7 @@ def test_the_daemon_refuses_colliding_outputs_at_start_and_loses_nothing(tmp_pat
             [
                 sys.executable,
                 "-m",
-                "edge_fer.cli",
+                "edge_fer.apps.daemon",
                 *common,
                 "--events-jsonl",
                 "-",

@@ -13,14 +13,18 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_fer.labels import EMOTIONS
+from edge_fer.emotions.labels import EMOTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def classify(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "edge_fer.photo", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "edge_fer.apps.classify", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -51,7 +55,7 @@ def test_face_crops_are_classified_like_the_daemon_does(fer_folder, shipped_mode
 
 
 def test_faces_in_a_photo_are_found_classified_and_drawn(tmp_path, data_dir, shipped_model):
-    from edge_fer.demo import build_demo_video
+    from edge_fer.data.demo_video import build_demo_video
 
     video = tmp_path / "two.avi"
     meta = build_demo_video(data_dir, video, frames=1, faces=2, hold=1, seed=4, size=(960, 540))

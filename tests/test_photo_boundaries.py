@@ -21,12 +21,12 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_fer.detect import detection_image
-from edge_fer.image_header import HeaderError, image_size
-from edge_fer.safe_io import EXIT_BROKEN_PIPE
+from edge_fer.core.image_header import HeaderError, image_size
+from edge_fer.core.safe_io import EXIT_BROKEN_PIPE
+from edge_fer.faces.detect import detection_image
 
 ROOT = Path(__file__).resolve().parents[1]
-CLASSIFY = [sys.executable, "-m", "edge_fer.photo", "--no-detect"]
+CLASSIFY = [sys.executable, "-m", "edge_fer.apps.classify", "--no-detect"]
 
 
 def run(*args: str, cwd: Path, **kw) -> subprocess.CompletedProcess:
@@ -229,7 +229,7 @@ def test_a_full_file_system_keeps_the_old_annotated_file(small_fs, tmp_path, dat
     filler = small_fs / "filler"
     filler.write_bytes(b"\0" * (96 * 1024 - len(before) - 12 * 1024))  # leave less than big.png needs
     proc = subprocess.run(
-        [sys.executable, "-m", "edge_fer.photo", "--no-detect", str(big), "--annotate", str(old)],
+        [sys.executable, "-m", "edge_fer.apps.classify", "--no-detect", str(big), "--annotate", str(old)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -373,7 +373,7 @@ def test_too_little_memory_for_an_image_is_one_line_per_image(tmp_path, face):
 
 
 def test_annotated_names_differ_even_on_a_case_blind_file_system(tmp_path, face):
-    from edge_fer.photo import plan_annotations
+    from edge_fer.apps.classify import plan_annotations
 
     (tmp_path / "x").mkdir()
     images = [tmp_path / "P.jpg", tmp_path / "x" / "p.jpg", tmp_path / "p.JPG"]

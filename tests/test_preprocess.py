@@ -1,6 +1,6 @@
 import numpy as np
 
-from edge_fer.preprocess import (
+from edge_fer.emotions.preprocess import (
     PreprocessSpec,
     crop_face,
     faces_to_input,
@@ -63,13 +63,13 @@ def test_training_evaluation_and_the_daemon_feed_the_model_identical_inputs(tmp_
     import cv2
     import torch
 
-    from edge_fer.capture import RawFrame
     from edge_fer.config import DetectorConfig, SmoothingConfig, TrackerConfig
-    from edge_fer.dataset import load_eval_folder, load_image_folder
-    from edge_fer.finder import FaceFinder
-    from edge_fer.labels import EMOTIONS
-    from edge_fer.pipeline import Pipeline
-    from edge_fer.preprocess import normalize
+    from edge_fer.data.fer2013 import load_eval_folder, load_image_folder
+    from edge_fer.emotions.labels import EMOTIONS
+    from edge_fer.emotions.preprocess import normalize
+    from edge_fer.faces.finder import FaceFinder
+    from edge_fer.runtime.pipeline import Pipeline
+    from edge_fer.sources.capture import RawFrame
     from edge_fer.training.loop import to_input
 
     rng = np.random.default_rng(3)
@@ -134,7 +134,7 @@ def test_demo_faces_reach_the_video_unblended(rng):
     bench_e2e's gap measures the daemon and not the compositing."""
     import cv2
 
-    from edge_fer.demo import face_patch
+    from edge_fer.data.demo_video import face_patch
 
     face = rng.integers(0, 255, (48, 48), dtype=np.uint8)
     for size in (64, 120, 201):

@@ -251,8 +251,8 @@ def test_a_state_saved_before_the_cleanup_still_resumes(tmp_path, capsys):
     import torch
     from torch import nn
 
-    from edge_fer.dataset import FaceSet
-    from edge_fer.preprocess import PreprocessSpec
+    from edge_fer.data.fer2013 import FaceSet
+    from edge_fer.emotions.preprocess import PreprocessSpec
     from edge_fer.training.loop import FitConfig, TrainingError, fit
 
     rng = np.random.default_rng(0)
@@ -300,7 +300,7 @@ def test_the_running_robust_recipes_resume_their_saved_state(name):
 
 def test_records_write_checkout_paths_relative_to_it():
     """Older runs' done markers held absolute paths; the export's metadata rewrites them."""
-    from edge_fer.paths import PROJECT_ROOT
+    from edge_fer.core.paths import PROJECT_ROOT
     from edge_fer.training.settings import portable_record
 
     old = {

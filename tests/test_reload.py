@@ -30,7 +30,7 @@ class Daemon:
     def __init__(self, config: Path, stats: Path) -> None:
         self.config, self.stats = config, stats
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "edge_fer.cli", "--config", str(config)],
+            [sys.executable, "-m", "edge_fer.apps.daemon", "--config", str(config)],
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -115,7 +115,7 @@ def _silent_server() -> tuple[socket.socket, int]:
 
 
 def test_every_kind_of_bad_reload_keeps_the_daemon_classifying(setup, tmp_path, bad_models, data_dir):
-    from edge_fer.demo import build_demo_video
+    from edge_fer.data.demo_video import build_demo_video
 
     config, stats, good = setup
     one_frame = tmp_path / "one.mp4"

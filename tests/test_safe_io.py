@@ -1,4 +1,4 @@
-"""The one safe writer and reader (edge_fer.safe_io): what it refuses, what it never follows,
+"""The one safe writer and reader (edge_fer.core.safe_io): what it refuses, what it never follows,
 and that a second daemon cannot take a stats path that is in use."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_fer import safe_io
-from edge_fer.safe_io import LockHeld, PathLock, PathRefused
+from edge_fer.core import safe_io
+from edge_fer.core.safe_io import LockHeld, PathLock, PathRefused
 
 
 def test_atomic_write_replaces_the_file_with_its_mode_whatever_the_umask(tmp_path):
@@ -121,7 +121,7 @@ def test_path_lengths_past_the_os_limits_are_refused_with_the_limit():
 
 HOLD = """
 import sys, time
-from edge_fer.safe_io import PathLock
+from edge_fer.core.safe_io import PathLock
 lock = PathLock(sys.argv[1]); lock.acquire(); print("held", flush=True); time.sleep(30)
 """
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_fer.labels import EMOTIONS
-from edge_fer.overlay import Hud, render, render_overlay_rgba
-from edge_fer.results import FaceResult
-from edge_fer.service import Notifier
+from edge_fer.display.overlay import Hud, render, render_overlay_rgba
+from edge_fer.emotions.labels import EMOTIONS
+from edge_fer.runtime.results import FaceResult
+from edge_fer.runtime.service import Notifier
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -81,7 +81,7 @@ def test_hud_says_what_its_numbers_are():
 
 
 def test_frames_are_scaled_to_the_screen_with_their_aspect_kept():
-    from edge_fer.overlay import fit_rect
+    from edge_fer.display.overlay import fit_rect
 
     assert fit_rect((640, 480), (1920, 1080)) == (240, 0, 1440, 1080)  # pillarboxed
     assert fit_rect((640, 480), (1280, 800)) == (106, 0, 1067, 800)
@@ -111,7 +111,7 @@ def test_a_label_that_is_not_a_class_is_drawn_as_given():
 
 
 def test_drm_display_fills_the_screen_and_draws_at_its_resolution(tmp_path):
-    from edge_fer.outputs.display import DrmPreviewDisplay, drm_screen_size
+    from edge_fer.display.screen import DrmPreviewDisplay, drm_screen_size
 
     for name, status, modes in [
         ("card1-HDMI-A-1", "disconnected", ""),
@@ -165,7 +165,7 @@ def xvfb(monkeypatch):
 
 def test_window_display_under_xvfb(xvfb, tmp_path):
     pygame = pytest.importorskip("pygame")
-    from edge_fer.outputs.display import WindowDisplay
+    from edge_fer.display.screen import WindowDisplay
 
     display = WindowDisplay(EMOTIONS, fullscreen=False, top3=True)
     frame = np.full((480, 640, 3), 90, np.uint8)
@@ -182,7 +182,7 @@ def test_window_display_under_xvfb(xvfb, tmp_path):
 def test_fullscreen_window_fills_the_screen(xvfb, tmp_path):
     """Xvfb's screen is 800x600: a 640x480 frame is scaled by 1.25 to fill it."""
     pygame = pytest.importorskip("pygame")
-    from edge_fer.outputs.display import WindowDisplay
+    from edge_fer.display.screen import WindowDisplay
 
     display = WindowDisplay(EMOTIONS, fullscreen=True, top3=True)
     frame = np.full((480, 640, 3), 90, np.uint8)
@@ -197,7 +197,7 @@ def test_fullscreen_window_fills_the_screen(xvfb, tmp_path):
 
 
 def test_screenshot_tool_pixelates_inside_face_boxes_only():
-    from edge_fer.demo import pixelate_faces
+    from edge_fer.data.demo_video import pixelate_faces
 
     image = np.random.default_rng(1).integers(0, 256, (100, 120, 3), dtype=np.uint8)
     out = pixelate_faces(image, [[10, 20, 60, 50]])
@@ -210,7 +210,7 @@ def test_screenshot_tool_pixelates_inside_face_boxes_only():
 def test_a_window_for_big_camera_frames_fits_on_the_desktop():
     """A 2304x1296 main stream (the Camera Module's default) opens a window that fits in 90% of
     a 1080p desktop, aspect kept; frames that fit open at their own size."""
-    from edge_fer.outputs.display import window_size
+    from edge_fer.display.screen import window_size
 
     assert window_size((2304, 1296), (1920, 1080)) == (1728, 972)
     assert window_size((640, 480), (1920, 1080)) == (640, 480)

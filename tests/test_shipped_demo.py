@@ -14,11 +14,11 @@ from pathlib import Path
 import cv2
 import pytest
 
-from edge_fer.capture import CaptureError, OpenCVSource, fallback_chain, make_source
 from edge_fer.config import DEFAULT_DEMO_VIDEO, load_config
-from edge_fer.detect import YuNetDetector
-from edge_fer.paths import SAMPLES_DIR, SHIPPED_DEMO_VIDEO, SHIPPED_YUNET
-from edge_fer.sample_video import PAIRS, photo_path, read_mp4_metadata
+from edge_fer.core.paths import SAMPLES_DIR, SHIPPED_DEMO_VIDEO, SHIPPED_YUNET
+from edge_fer.data.sample_video import PAIRS, photo_path, read_mp4_metadata
+from edge_fer.faces.detect import YuNetDetector
+from edge_fer.sources.capture import CaptureError, OpenCVSource, fallback_chain, make_source
 
 ROOT = Path(__file__).resolve().parents[1]
 LICENCE = "CC BY 4.0"
@@ -66,7 +66,7 @@ def test_the_model_reads_the_photos_as_the_people_posed():
     """`edge-fer-classify` on the shipped photos (the README's photo example): every photo has
     its face found, and the model names most smiles happy and most neutral faces neutral."""
     proc = subprocess.run(
-        [sys.executable, "-m", "edge_fer.photo", str(SAMPLES_DIR)],
+        [sys.executable, "-m", "edge_fer.apps.classify", str(SAMPLES_DIR)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -107,7 +107,17 @@ def test_the_daemon_with_no_camera_and_no_dataset_shows_the_shipped_faces(tmp_pa
     config.write_text(f"fallback_video: {tmp_path / 'no-fer2013-demo.mp4'}\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(
-        [sys.executable, "-m", "edge_fer.cli", "--config", str(config), "--display", "none", "--pace", "fast"]
+        [
+            sys.executable,
+            "-m",
+            "edge_fer.apps.daemon",
+            "--config",
+            str(config),
+            "--display",
+            "none",
+            "--pace",
+            "fast",
+        ]
         + [
             "--max-frames",
             "360",

@@ -23,9 +23,9 @@ import pytest
 import yaml
 from streams_helpers import SilentServer
 
-from edge_fer.capture import CaptureError
-from edge_fer.daemon import in_worker
-from edge_fer.service import SignalState
+from edge_fer.runtime.daemon import in_worker
+from edge_fer.runtime.service import SignalState
+from edge_fer.sources.capture import CaptureError
 
 ROOT = Path(__file__).resolve().parents[1]
 STALLED_RELOADS = 4
@@ -109,7 +109,7 @@ def test_reloads_to_a_stalled_stream_keep_rss_flat(tmp_path, shipped_model, demo
     write(good)
     log = (tmp_path / "daemon.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "edge_fer.cli", "--config", str(config), "--console", "off",
+        [sys.executable, "-m", "edge_fer.apps.daemon", "--config", str(config), "--console", "off",
          "--pace", "fast", "--stats-path", str(tmp_path / "stats.json")],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_fer.stats import STAGES, LatencyWindow, LogHistogram, RunStats, peak_rss_mb
+from edge_fer.runtime.stats import STAGES, LatencyWindow, LogHistogram, RunStats, peak_rss_mb
 
 
 def test_histogram_percentiles_are_within_half_a_percent_of_exact():

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from streams_helpers import MjpegServer, RtspServer, free_port, jpeg_frames, rtsp_server_missing, write_frames
 
-from edge_fer.capture import (
+from edge_fer.config import Config, ConfigError, StreamConfig, apply_overrides, load_config
+from edge_fer.sources.capture import (
     CaptureError,
     NetworkSource,
     OpenCVSource,
@@ -23,7 +24,6 @@ from edge_fer.capture import (
     _webcam_works,
     mask_url,
 )
-from edge_fer.config import Config, ConfigError, StreamConfig, apply_overrides, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def daemon(args: list[str]) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
-        [sys.executable, "-m", "edge_fer.cli", *args],
+        [sys.executable, "-m", "edge_fer.apps.daemon", *args],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

@@ -14,10 +14,10 @@ import pytest
 import torch
 from torch import nn
 
+from edge_fer.emotions.preprocess import PreprocessSpec
 from edge_fer.nets import students
 from edge_fer.nets.checkpoint import CheckpointError, build_model, load_model, model_kind, save_model
 from edge_fer.nets.slimming import keep_index, round_channels, take_conv_bn
-from edge_fer.preprocess import PreprocessSpec
 from edge_fer.training.prune import describe, prune_student
 from edge_fer.training.settings import TrainSettings
 

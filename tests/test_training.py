@@ -145,8 +145,8 @@ def test_an_ensemble_teaches_a_warm_started_student(quick_run, data_dir, tmp_pat
 
 
 def test_a_soup_averages_the_students_before_mixing_back(quick_run, data_dir, tmp_path):
+    from edge_fer.emotions.preprocess import PreprocessSpec
     from edge_fer.nets.checkpoint import load_model, save_model
-    from edge_fer.preprocess import PreprocessSpec
 
     student = quick_run / "student.pt"
     model, ckpt = load_model(student)
@@ -275,7 +275,7 @@ def test_a_stage_killed_mid_way_resumes_to_the_same_weights(data_dir, tmp_path):
 
 
 def test_pte_matches_float_and_evaluate_matches_its_matrix(quick_run, public_faces, tmp_path):
-    from edge_fer.classify import PteClassifier, TorchClassifier
+    from edge_fer.emotions.classifier import PteClassifier, TorchClassifier
 
     pte = PteClassifier(quick_run / "edge_fer_student.pte")
     flt = TorchClassifier(quick_run / "pruned.pt")
@@ -318,11 +318,11 @@ def test_pte_matches_float_and_evaluate_matches_its_matrix(quick_run, public_fac
     assert {"accuracy", "macro_f1", "n", "per_class", "model_bytes"} <= set(report)
     assert (tmp_path / "cm.png").stat().st_size > 1000
     # The daemon's classifier gives the same predictions as evaluate.py on the same images.
-    from edge_fer.dataset import load_image_folder
+    from edge_fer.data.fer2013 import load_image_folder
 
     faces = load_image_folder(folder, pte.spec)
     preds = pte.classify_batch(faces.images).argmax(1)
-    from edge_fer.metrics import confusion_matrix
+    from edge_fer.evaluation.metrics import confusion_matrix
 
     assert confusion_matrix(faces.labels, preds).tolist() == report["confusion_matrix"]
 

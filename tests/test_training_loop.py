@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 import edge_fer.training.loop as loop
-from edge_fer.dataset import FaceSet
-from edge_fer.preprocess import PreprocessSpec
+from edge_fer.data.fer2013 import FaceSet
+from edge_fer.emotions.preprocess import PreprocessSpec
 from edge_fer.training.augment import mix_batch
 from edge_fer.training.loop import FitConfig, fit, to_input
 

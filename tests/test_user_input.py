@@ -1,4 +1,4 @@
-"""The user-input boundary (edge_fer/user_input.py): every path and URL a user gives, by flag,
+"""The user-input boundary (edge_fer/core/user_input.py): every path and URL a user gives, by flag,
 config file, reload or tool argument, is refused in one line naming it (escaped) when the
 libraries below cannot take it; nothing of it reaches OpenCV's C++ (where a byte that is not
 UTF-8 was a SIGSEGV)."""
@@ -15,13 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from edge_fer.user_input import InputRefused, file_arg, path_arg, shown, user_file, user_path, user_url
+from edge_fer.core.user_input import InputRefused, file_arg, path_arg, shown, user_file, user_path, user_url
 
 ROOT = Path(__file__).resolve().parents[1]
 XFF = os.fsdecode(b"\xff")  # how argv carries the byte \xff: the lone surrogate \udcff
 
 
-def run(args: list[str], module: str = "edge_fer.cli", timeout: float = 90) -> subprocess.CompletedProcess:
+def run(
+    args: list[str], module: str = "edge_fer.apps.daemon", timeout: float = 90
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", module, *args],
         cwd=ROOT,
@@ -165,7 +167,7 @@ def test_a_reload_to_an_unusable_source_keeps_the_running_one(tmp_path, common, 
     stats = tmp_path / "stats.json"
     args = [a for a in common if a not in ("--max-frames", "3")]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "edge_fer.cli", *args, "--config", str(config)],
+        [sys.executable, "-m", "edge_fer.apps.daemon", *args, "--config", str(config)],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.DEVNULL,
@@ -189,7 +191,7 @@ def test_a_reload_to_an_unusable_source_keeps_the_running_one(tmp_path, common, 
 
 
 def test_tools_and_the_monitor_refuse_it_in_one_line():
-    monitor = run(["--stats", f"/tmp/{XFF}/stats.json", "--seconds", "1"], module="edge_fer.monitor.cli")
+    monitor = run(["--stats", f"/tmp/{XFF}/stats.json", "--seconds", "1"], module="edge_fer.apps.monitor")
     assert monitor.returncode == 2 and "not UTF-8" in monitor.stderr and "Traceback" not in monitor.stderr
     tool = subprocess.run(
         [sys.executable, str(ROOT / "tools" / "make_demo_video.py"), "--out", f"/tmp/{XFF}.mp4"],

@@ -21,12 +21,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge_fer.config import Config, ConfigError, WebConfig, load_config
-from edge_fer.labels import EMOTIONS
+from edge_fer.emotions.labels import EMOTIONS
 from edge_fer.outputs.base import OutputError
 from edge_fer.outputs.http_server import Listeners
 from edge_fer.outputs.web import CSP, WebPage, load_token
-from edge_fer.results import FaceResult, FrameResult
-from edge_fer.stats import RunStats
+from edge_fer.runtime.results import FaceResult, FrameResult
+from edge_fer.runtime.stats import RunStats
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "0123456789abcdef0123456789abcdef"
@@ -136,7 +136,7 @@ def test_off_by_default_and_local_only_unless_a_token(tmp_path):
 def _cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
-        [sys.executable, "-m", "edge_fer.cli", *args],
+        [sys.executable, "-m", "edge_fer.apps.daemon", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -344,7 +344,7 @@ def test_without_a_token_only_loopback_host_names_are_served(page_factory):
 
 
 def test_metrics_and_the_page_share_one_server_with_one_set_of_limits(page_factory):
-    from edge_fer.outputs.metrics import MetricsEndpoint
+    from edge_fer.outputs.prometheus import MetricsEndpoint
 
     listeners = Listeners()
     port = free_port()
@@ -445,7 +445,7 @@ def test_the_page_in_headless_chromium_against_the_daemon(tmp_path, video_args):
         [
             sys.executable,
             "-m",
-            "edge_fer.cli",
+            "edge_fer.apps.daemon",
             "--config",
             str(cfg),
             "--events-jsonl",
@@ -564,7 +564,7 @@ def test_a_reload_moves_the_page_to_its_new_settings(tmp_path, video_args):
     cfg.write_text(f"web: {{enabled: true, port: {port}, fps: 2}}\nconsole: 'off'\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     daemon = subprocess.Popen(
-        [sys.executable, "-m", "edge_fer.cli", "--config", str(cfg), *video_args],
+        [sys.executable, "-m", "edge_fer.apps.daemon", "--config", str(cfg), *video_args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -595,7 +595,7 @@ def test_metrics_alone_answers_as_before():
     from prometheus_client import CollectorRegistry
     from prometheus_client.core import CounterMetricFamily
 
-    from edge_fer.outputs.metrics import serve_registry
+    from edge_fer.outputs.prometheus import serve_registry
 
     class One:
         def collect(self):

@@ -24,11 +24,14 @@ import sys
 
 import numpy as np
 
-from edge_fer.classify import ModelError, PteClassifier, metadata_path, write_metadata
 from edge_fer.config import DEFAULT_MODEL, SmoothingConfig
-from edge_fer.dataset import DatasetError, load_split, stratified_subset
-from edge_fer.labels import LABEL_GROUPS, group_matrix
-from edge_fer.metrics import (
+from edge_fer.core.paths import DEFAULT_DATA
+from edge_fer.core.user_input import path_arg
+from edge_fer.data.fer2013 import DatasetError, load_split, stratified_subset
+from edge_fer.emotions.classifier import ModelError, PteClassifier, metadata_path, write_metadata
+from edge_fer.emotions.labels import LABEL_GROUPS, group_matrix
+from edge_fer.emotions.preprocess import normalize
+from edge_fer.evaluation.metrics import (
     expected_calibration_error,
     fit_temperature,
     fit_vector_scaling,
@@ -39,9 +42,6 @@ from edge_fer.metrics import (
     softmax_t,
     softmax_vs,
 )
-from edge_fer.paths import DEFAULT_DATA
-from edge_fer.preprocess import normalize
-from edge_fer.user_input import path_arg
 
 FOLDS = 5
 THRESHOLDS = [round(0.05 * i, 2) for i in range(0, 19)]

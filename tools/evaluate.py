@@ -16,12 +16,12 @@ import argparse
 import json
 import sys
 
-from edge_fer.classify import ModelError, load_classifier
 from edge_fer.config import DEFAULT_MODEL
-from edge_fer.dataset import DatasetError, load_eval_folder
-from edge_fer.metrics import confusion_matrix, format_report, plot_confusion, summarize
-from edge_fer.paths import PROJECT_ROOT
-from edge_fer.user_input import path_arg
+from edge_fer.core.paths import PROJECT_ROOT
+from edge_fer.core.user_input import path_arg
+from edge_fer.data.fer2013 import DatasetError, load_eval_folder
+from edge_fer.emotions.classifier import ModelError, load_classifier
+from edge_fer.evaluation.metrics import confusion_matrix, format_report, plot_confusion, summarize
 
 DEFAULT_OUT = PROJECT_ROOT / "runs" / "eval"
 

@@ -17,8 +17,8 @@ import argparse
 import json
 import sys
 
-from edge_fer.paths import DEFAULT_DATA
-from edge_fer.user_input import path_arg
+from edge_fer.core.paths import DEFAULT_DATA
+from edge_fer.core.user_input import path_arg
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -55,10 +55,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: ONNX export needs {exc.name}: pip install -e '.[train]'", file=sys.stderr)
         return 2
 
-    from edge_fer.classify import ModelError, PteClassifier
-    from edge_fer.dataset import DatasetError, load_split, stratified_subset
+    from edge_fer.data.fer2013 import DatasetError, load_split, stratified_subset
+    from edge_fer.emotions.classifier import ModelError, PteClassifier
+    from edge_fer.emotions.preprocess import PreprocessSpec, normalize
     from edge_fer.nets.checkpoint import CheckpointError, load_model
-    from edge_fer.preprocess import PreprocessSpec, normalize
     from edge_fer.training.onnx_export import OnnxError, compare, export_onnx, onnx_logits, quantize_onnx
 
     torch.set_num_threads(args.threads)

@@ -23,15 +23,15 @@ import sys
 import numpy as np
 import torch
 
-from edge_fer.dataset import DatasetError, load_split
+from edge_fer.core.paths import DEFAULT_DATA
+from edge_fer.core.safe_io import PathRefused, check_writable, write_json_atomic
+from edge_fer.core.user_input import path_arg
+from edge_fer.data.fer2013 import DatasetError, load_split
+from edge_fer.emotions.preprocess import PreprocessSpec
 from edge_fer.nets.checkpoint import CheckpointError, load_model, save_model
-from edge_fer.paths import DEFAULT_DATA
-from edge_fer.preprocess import PreprocessSpec
-from edge_fer.safe_io import PathRefused, check_writable, write_json_atomic
 from edge_fer.training.degrade import benchmark_suite
 from edge_fer.training.loop import predict_logits
 from edge_fer.training.stages import TrainingError, average_weights, interpolate_weights, load_fine_tunes
-from edge_fer.user_input import path_arg
 
 
 def _alphas(text: str) -> list[float]:

@@ -17,10 +17,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from edge_fer.dataset import DatasetError
-from edge_fer.demo import build_demo_video
-from edge_fer.paths import DEFAULT_DATA
-from edge_fer.user_input import path_arg
+from edge_fer.core.paths import DEFAULT_DATA
+from edge_fer.core.user_input import path_arg
+from edge_fer.data.demo_video import build_demo_video
+from edge_fer.data.fer2013 import DatasetError
 
 # The checkout this tool is in (also /opt/edge-fer after deploy/install.sh, where the package
 # itself lives in the venv): the daemon's default fallback video in an editable install.

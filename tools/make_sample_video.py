@@ -16,8 +16,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from edge_fer.paths import SAMPLES_DIR, SHIPPED_DEMO_VIDEO
-from edge_fer.sample_video import build_sample_video, prepare_photos
+from edge_fer.core.paths import SAMPLES_DIR, SHIPPED_DEMO_VIDEO
+from edge_fer.data.sample_video import build_sample_video, prepare_photos
 
 
 def main(argv: list[str] | None = None) -> int:

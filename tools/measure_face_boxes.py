@@ -20,9 +20,9 @@ import sys
 import cv2
 import numpy as np
 
-from edge_fer.demo import face_patch
-from edge_fer.paths import DEFAULT_DATA, DEFAULT_YUNET
-from edge_fer.user_input import path_arg
+from edge_fer.core.paths import DEFAULT_DATA, DEFAULT_YUNET
+from edge_fer.core.user_input import path_arg
+from edge_fer.data.demo_video import face_patch
 
 
 def measure(detector, faces: np.ndarray, size: int, frame_size=(640, 480), detect_width=320) -> dict:
@@ -63,9 +63,9 @@ def measure(detector, faces: np.ndarray, size: int, frame_size=(640, 480), detec
 
 
 def main(argv: list[str] | None = None) -> int:
-    from edge_fer.dataset import DatasetError, load_split
-    from edge_fer.detect import DetectorError, HaarDetector, YuNetDetector
-    from edge_fer.preprocess import PreprocessSpec
+    from edge_fer.data.fer2013 import DatasetError, load_split
+    from edge_fer.emotions.preprocess import PreprocessSpec
+    from edge_fer.faces.detect import DetectorError, HaarDetector, YuNetDetector
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--data", type=path_arg, default=DEFAULT_DATA)

@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from edge_fer.paths import DEFAULT_DATA, PROJECT_ROOT, SHIPPED_DEMO_VIDEO
-from edge_fer.user_input import path_arg
+from edge_fer.core.paths import DEFAULT_DATA, PROJECT_ROOT, SHIPPED_DEMO_VIDEO
+from edge_fer.core.user_input import path_arg
 
 
 class ScreenGrab:
@@ -55,8 +55,8 @@ class ScreenGrab:
     def on_frame(self, result, stats) -> None:  # noqa: ANN001 - the Output protocol
         import pygame
 
-        from edge_fer.outputs.display import hud_for
-        from edge_fer.overlay import draw_faces, draw_hud, fit_rect
+        from edge_fer.display.overlay import draw_faces, draw_hud, fit_rect
+        from edge_fer.display.screen import hud_for
 
         surface = pygame.display.get_surface()
         key = (len(result.faces), result.seq)
@@ -153,9 +153,10 @@ def main(argv: list[str] | None = None) -> int:
         print("error: Xvfb not found; install it (apt install xvfb)", file=sys.stderr)
         return 2
 
-    from edge_fer import cli
-    from edge_fer.demo import build_demo_video
-    from edge_fer.outputs import FACTORIES, OutputContext
+    from edge_fer.apps import daemon as cli
+    from edge_fer.data.demo_video import build_demo_video
+    from edge_fer.outputs.base import OutputContext
+    from edge_fer.outputs.registry import FACTORIES
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp_dir = Path(tmp)

@@ -25,6 +25,7 @@ import warnings
 from functools import partial
 from pathlib import Path
 
+from edge_fer.core.user_input import path_arg
 from edge_fer.training.settings import (
     QUICK_RECIPE,
     RETIRED,
@@ -39,7 +40,6 @@ from edge_fer.training.settings import (
     read_recipe,
     validate,
 )
-from edge_fer.user_input import path_arg
 
 
 def _argument(name: str, text: str) -> object:
@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         print("error: training needs torch, not installed here: pip install -e '.[train]'", file=sys.stderr)
         return 2
 
-    from edge_fer.dataset import DatasetError
+    from edge_fer.data.fer2013 import DatasetError
     from edge_fer.nets.checkpoint import CheckpointError
     from edge_fer.training.stages import TrainingError, run_stages
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import yaml
 
-from edge_fer.paths import DEFAULT_DATA, PROJECT_ROOT
+from edge_fer.core.paths import DEFAULT_DATA, PROJECT_ROOT
 
 
 def free_port() -> int:
@@ -102,10 +102,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
 
-    from edge_fer import cli
-    from edge_fer.demo import build_demo_video, pixelate_faces
-    from edge_fer.labels import published_labels
-    from edge_fer.outputs import FACTORIES, OutputContext
+    from edge_fer.apps import daemon as cli
+    from edge_fer.data.demo_video import build_demo_video, pixelate_faces
+    from edge_fer.emotions.labels import published_labels
+    from edge_fer.outputs.base import OutputContext
+    from edge_fer.outputs.registry import FACTORIES
     from edge_fer.outputs.web import WebPage
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psutil
 
-from edge_fer.safe_io import PathRefused, read_bounded
+from edge_fer.core.safe_io import PathRefused, read_bounded
 
 STALE_AFTER_S = 5.0
 MAX_STATS_BYTES = 1 << 20  # the daemon writes ~1 KB; anything far bigger is not its file

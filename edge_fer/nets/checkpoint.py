@@ -16,10 +16,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from edge_fer.labels import EMOTIONS
+from edge_fer.core.safe_io import PathRefused, check_replaceable
+from edge_fer.emotions.labels import EMOTIONS
+from edge_fer.emotions.preprocess import PreprocessSpec, SpecError, check_spec
 from edge_fer.nets.students import STUDENTS, TEACHERS, kind_of, net_class
-from edge_fer.preprocess import PreprocessSpec, SpecError, check_spec
-from edge_fer.safe_io import PathRefused, check_replaceable
 
 
 class CheckpointError(RuntimeError):

@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from edge_fer.emotions.preprocess import PreprocessSpec
 from edge_fer.nets.checkpoint import CheckpointError, load_model, takes_input_of
-from edge_fer.preprocess import PreprocessSpec
 
 
 class TeacherEnsemble(nn.Module):

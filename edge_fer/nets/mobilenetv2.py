@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, ClassVar
 import torch
 from torch import nn
 
-from edge_fer.labels import EMOTIONS
+from edge_fer.emotions.labels import EMOTIONS
 from edge_fer.nets.macs import count_macs
 from edge_fer.nets.slimming import keep_index, round_channels, take_conv_bn
 

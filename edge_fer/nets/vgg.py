@@ -12,7 +12,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from edge_fer.labels import EMOTIONS
+from edge_fer.emotions.labels import EMOTIONS
 
 
 class FaceVGG(nn.Module):

@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from edge_fer.outputs.http_server import Listeners
-from edge_fer.results import FrameResult
+from edge_fer.runtime.results import FrameResult
 
 if TYPE_CHECKING:
     from edge_fer.config import Config
-    from edge_fer.service import Notifier
-    from edge_fer.stats import RunStats
+    from edge_fer.runtime.service import Notifier
+    from edge_fer.runtime.stats import RunStats
 
 
 class OutputError(RuntimeError):

@@ -1,4 +1,4 @@
-"""What a daemon says about its results while it runs (the words are `edge_fer.summary`'s).
+"""What a daemon says about its results while it runs (the words are `edge_fer.runtime.summary`'s).
 
 On a terminal, one status line a second, so a headless first run visibly works:
 
@@ -9,7 +9,7 @@ the daemon. Without it (journald, nohup, a log file; with or without a display) 
 to the log instead: the first a few seconds after the first frame, then one every
 `log_summary_s` seconds; the CLI logs the final one when the daemon stops.
 
-Times mean what they mean everywhere (`edge_fer.stats.LatencyWindow`): medians over the last
+Times mean what they mean everywhere (`edge_fer.runtime.stats.LatencyWindow`): medians over the last
 second (console) or the stats window (log), detection over the frames that ran it.
 """
 
@@ -20,13 +20,13 @@ import sys
 from typing import TYPE_CHECKING, TextIO
 
 from edge_fer.outputs.base import Every, OutputError
-from edge_fer.results import FrameResult
-from edge_fer.summary import FIRST_SUMMARY_S, interval_line, status_line
+from edge_fer.runtime.results import FrameResult
+from edge_fer.runtime.summary import FIRST_SUMMARY_S, interval_line, status_line
 
 if TYPE_CHECKING:
-    from edge_fer.stats import RunStats, Tally
+    from edge_fer.runtime.stats import RunStats, Tally
 
-log = logging.getLogger("edge_fer.summary")
+log = logging.getLogger("edge_fer.runtime.summary")
 
 __all__ = ["ConsoleStatus", "LogSummary", "status_line"]
 

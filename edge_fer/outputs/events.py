@@ -11,13 +11,13 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edge_fer.core.paths import expand_user
+from edge_fer.core.safe_io import PathRefused, check_length, dumps_json, open_stream
 from edge_fer.outputs.base import OutputError
-from edge_fer.paths import expand_user
-from edge_fer.results import FrameResult
-from edge_fer.safe_io import PathRefused, check_length, dumps_json, open_stream
+from edge_fer.runtime.results import FrameResult
 
 if TYPE_CHECKING:
-    from edge_fer.stats import RunStats
+    from edge_fer.runtime.stats import RunStats
 
 
 def _open_append(path: Path) -> int:

@@ -43,14 +43,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edge_fer import __version__, labels
+from edge_fer import __version__
 from edge_fer.config import MqttConfig, parse_mqtt_url
+from edge_fer.core.secrets import SecretError, read_secret
+from edge_fer.emotions import labels
 from edge_fer.outputs.base import Every, OutputError
-from edge_fer.results import FrameResult
-from edge_fer.secrets import SecretError, read_secret
+from edge_fer.runtime.results import FrameResult
 
 if TYPE_CHECKING:
-    from edge_fer.stats import RunStats
+    from edge_fer.runtime.stats import RunStats
 
 log = logging.getLogger(__name__)
 

@@ -8,14 +8,14 @@ from typing import TYPE_CHECKING
 
 import cv2
 
+from edge_fer.core.safe_io import PathRefused, check_replaceable
+from edge_fer.display.overlay import render
+from edge_fer.display.screen import hud_for
 from edge_fer.outputs.base import OutputError
-from edge_fer.outputs.display import hud_for
-from edge_fer.overlay import render
-from edge_fer.results import FrameResult
-from edge_fer.safe_io import PathRefused, check_replaceable
+from edge_fer.runtime.results import FrameResult
 
 if TYPE_CHECKING:
-    from edge_fer.stats import RunStats
+    from edge_fer.runtime.stats import RunStats
 
 log = logging.getLogger(__name__)
 

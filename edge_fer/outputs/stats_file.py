@@ -8,13 +8,13 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edge_fer.core.safe_io import PathRefused, check_replaceable, read_bounded
 from edge_fer.outputs.base import Every, OutputError
-from edge_fer.results import FrameResult
-from edge_fer.safe_io import PathRefused, check_replaceable, read_bounded
-from edge_fer.stats import write_json_atomic
+from edge_fer.runtime.results import FrameResult
+from edge_fer.runtime.stats import write_json_atomic
 
 if TYPE_CHECKING:
-    from edge_fer.stats import RunStats
+    from edge_fer.runtime.stats import RunStats
 
 log = logging.getLogger(__name__)
 # Every stats document has these (RunStats.live): how a file left by a crashed edge-fer is

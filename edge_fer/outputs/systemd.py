@@ -8,12 +8,12 @@ import time
 from typing import TYPE_CHECKING
 
 from edge_fer.outputs.base import Every
-from edge_fer.results import FrameResult
-from edge_fer.service import Notifier
-from edge_fer.summary import fps_text
+from edge_fer.runtime.results import FrameResult
+from edge_fer.runtime.service import Notifier
+from edge_fer.runtime.summary import fps_text
 
 if TYPE_CHECKING:
-    from edge_fer.stats import RunStats
+    from edge_fer.runtime.stats import RunStats
 
 log = logging.getLogger(__name__)
 

@@ -31,10 +31,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from edge_fer.dataset import FaceSet
-from edge_fer.labels import EMOTIONS
-from edge_fer.metrics import confusion_matrix, summarize
-from edge_fer.preprocess import PreprocessSpec
+from edge_fer.data.fer2013 import FaceSet
+from edge_fer.emotions.labels import EMOTIONS
+from edge_fer.emotions.preprocess import PreprocessSpec
+from edge_fer.evaluation.metrics import confusion_matrix, summarize
 from edge_fer.training.augment import augment_batch, mix_batch
 from edge_fer.training.degrade import degraded_suite_sample, random_degrade
 from edge_fer.training.progress import ON_TTY

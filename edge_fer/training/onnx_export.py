@@ -8,7 +8,7 @@ compiler...), checked against the shipped ExecuTorch program on the same faces.
   float (quantize.json's float_modules) stay float here too.
 
 Inputs are the daemon's: (N, 1, S, S) float32 faces normalised as the checkpoint's
-preprocessing says; outputs are (N, 7) logits in edge_fer.labels.EMOTIONS order.
+preprocessing says; outputs are (N, 7) logits in edge_fer.emotions.labels.EMOTIONS order.
 """
 
 from __future__ import annotations

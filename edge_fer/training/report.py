@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from edge_fer.metrics import format_report
-from edge_fer.paths import PROJECT_ROOT
+from edge_fer.core.paths import PROJECT_ROOT
+from edge_fer.evaluation.metrics import format_report
 
 STAGE_ORDER = ("teacher", "distill", "prune")
 

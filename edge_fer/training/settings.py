@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from edge_fer.config import ConfigError, _check_limits, _coerce, checked_path, parse_yaml, setting, shown
+from edge_fer.core.paths import DEFAULT_DATA, PROJECT_ROOT
+from edge_fer.core.safe_io import PathRefused, read_bounded
+from edge_fer.emotions.preprocess import MARGIN_RANGE
 from edge_fer.nets.students import STUDENTS
-from edge_fer.paths import DEFAULT_DATA, PROJECT_ROOT
-from edge_fer.preprocess import MARGIN_RANGE
-from edge_fer.safe_io import PathRefused, read_bounded
 
 STAGES = ("teacher", "distill", "prune", "quantize", "export")
 RECIPES = PROJECT_ROOT / "recipes"

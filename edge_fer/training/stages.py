@@ -25,10 +25,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from edge_fer.classify import PteClassifier, write_metadata
-from edge_fer.dataset import FaceSet, load_split, stratified_subset
-from edge_fer.labels import EMOTIONS
-from edge_fer.metrics import confusion_matrix, plot_confusion, summarize
+from edge_fer.data.fer2013 import FaceSet, load_split, stratified_subset
+from edge_fer.emotions.classifier import PteClassifier, write_metadata
+from edge_fer.emotions.labels import EMOTIONS
+from edge_fer.emotions.preprocess import PreprocessSpec, normalize
+from edge_fer.evaluation.metrics import confusion_matrix, plot_confusion, summarize
 from edge_fer.nets import FaceVGG
 from edge_fer.nets.checkpoint import (
     CheckpointError,
@@ -41,7 +42,6 @@ from edge_fer.nets.checkpoint import (
 from edge_fer.nets.ensemble import load_ensemble
 from edge_fer.nets.macs import count_macs
 from edge_fer.nets.students import is_student, student_class
-from edge_fer.preprocess import PreprocessSpec, normalize
 from edge_fer.training.augment import augment_batch
 from edge_fer.training.loop import (
     FitConfig,

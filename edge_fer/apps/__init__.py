@@ -1,0 +1,1 @@
+"""The command-line programs: edge-fer, edge-fer-classify, edge-fer-monitor."""

@@ -1,0 +1,41 @@
+"""Every well-known path in one place: daemon runtime files, config, dataset, models."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
+# The checkout (for tools, benchmarks and tests run from a clone); meaningless once installed.
+PROJECT_ROOT = PACKAGE_DIR.parent
+
+DEFAULT_CONFIG = Path("/etc/edge-fer/config.yaml")
+DEFAULT_STATS = Path("/run/edge-fer/stats.json")
+# FER2013 as this project's workplace lays it out beside the checkout; EDGE_FER_DATA moves it.
+DEFAULT_DATA = Path(os.environ.get("EDGE_FER_DATA", PROJECT_ROOT.parent / "shared" / "datasets" / "fer2013"))
+# The default face detector ships inside the package (OpenCV Zoo's YuNet, MIT: LICENSE-YUNET).
+SHIPPED_YUNET = PACKAGE_DIR / "models" / "face_detection_yunet_2026may.onnx"
+DEFAULT_YUNET = Path(os.environ.get("EDGE_FER_YUNET", SHIPPED_YUNET))
+# The demo that ships inside the package: photos of real people (Face Research Lab London Set,
+# CC BY 4.0: samples/ATTRIBUTION.md) and a video built from them, the source of last resort.
+SAMPLES_DIR = PACKAGE_DIR / "samples"
+SHIPPED_DEMO_VIDEO = SAMPLES_DIR / "london_faces_640x480.mp4"
+
+
+def expand_user(path: str | os.PathLike) -> Path:
+    """`~` and `~user` expanded; ValueError (not RuntimeError or KeyError) naming the user
+    when there is no such user or no home to expand to."""
+    text = os.fspath(path)
+    if isinstance(text, bytes):
+        text = os.fsdecode(text)
+    if not text.startswith("~"):
+        return Path(text)
+    user = text[1:].split("/", 1)[0]
+    try:
+        expanded = os.path.expanduser(text)
+    except (KeyError, RuntimeError, OSError, ValueError):
+        expanded = text
+    if expanded.startswith("~"):
+        who = f"user '{user}'" if user else "this user"
+        raise ValueError(f"{text!r} names the home of {who}, which does not exist; use an absolute path")
+    return Path(expanded)

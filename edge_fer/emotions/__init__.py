@@ -1,0 +1,1 @@
+"""What each face shows: preprocessing, the classifier, the labels and their smoothing."""

@@ -1,0 +1,1 @@
+"""Where the faces are: detectors, the finder that zooms for small faces, the tracker."""

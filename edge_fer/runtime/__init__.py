@@ -1,0 +1,1 @@
+"""The daemon's life: the per-frame pipeline, its result types, stats, summaries, systemd."""

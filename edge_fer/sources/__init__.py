@@ -1,0 +1,1 @@
+"""Frame sources: cameras, video files and network streams, and the frame boundary."""
