@@ -3,16 +3,18 @@ CPU figure that is real from the first sample on, never a 0.00 for "not measured
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from edge_fer.contracts import live_stats
 from edge_fer.monitor.daemon_stats import DaemonWatcher
 from edge_fer.monitor.sensors import choose_power_source
+from edge_fer.runtime.stats import RunStats
 
 ROOT = Path(__file__).resolve().parents[1]
 BUSY = "import time\nend = time.time() + 30\nwhile time.time() < end:\n    pass\n"
@@ -48,7 +50,7 @@ def busy_daemon(tmp_path):
     stats = tmp_path / "stats.json"
 
     def publish() -> None:
-        stats.write_text(json.dumps({"pid": proc.pid, "time": time.time(), "fps": 30.0}))
+        live_stats.write(stats, replace(RunStats().snapshot(), pid=proc.pid, fps=30.0))
 
     publish()
     yield stats, publish

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import json
-import math
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import psutil
 
-from edge_fer.core.safe_io import PathRefused, read_bounded
+from edge_fer.contracts import live_stats
+from edge_fer.contracts.live_stats import LiveStats, LiveStatsError, LiveStatsMissing
 
 STALE_AFTER_S = 5.0
-MAX_STATS_BYTES = 1 << 20  # the daemon writes ~1 KB; anything far bigger is not its file
 
 
 @dataclass
@@ -31,13 +29,6 @@ class DaemonSample:
     pss_mb: float | None = None
 
 
-def _number(value: object) -> float | None:
-    """A finite number from the stats file, else None (shown as n/a)."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        return None
-    return float(value)
-
-
 class DaemonWatcher:
     """Reads the stats file the daemon publishes and samples its process with psutil."""
 
@@ -47,27 +38,17 @@ class DaemonWatcher:
         self._process: psutil.Process | None = None
         self._primed = False
 
-    def _stats(self) -> tuple[dict | None, str]:
+    def _stats(self) -> tuple[LiveStats | None, str]:
         try:
-            data = json.loads(read_bounded(self.stats_path, MAX_STATS_BYTES).decode("utf-8"))
-        except FileNotFoundError:
+            stats = live_stats.read(self.stats_path)
+        except LiveStatsMissing:
             return None, f"daemon not running (no {self.stats_path})"
-        except PathRefused as exc:
-            return None, f"daemon stats unusable ({exc})"
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-            return None, f"daemon stats unreadable ({str(exc)[:200]})"
-        if not isinstance(data, dict):
-            return None, f"daemon stats {self.stats_path} are not a JSON object; ignoring them"
-        when = data.get("time")
-        if isinstance(when, bool) or not isinstance(when, int | float) or not math.isfinite(when):
-            return None, f"daemon stats {self.stats_path} have no valid 'time'; ignoring them"
-        age = time.time() - when
+        except LiveStatsError as exc:
+            return None, f"daemon stats unusable ({exc}); ignoring them"
+        age = time.time() - stats.time
         if age > STALE_AFTER_S:
             return None, f"daemon not running (stats {age:.0f} s old)"
-        pid = data.get("pid")
-        if pid is not None and (isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0):
-            return None, f"daemon stats {self.stats_path} have an invalid pid {pid!r}; ignoring them"
-        return data, "running"
+        return stats, "running"
 
     def _proc(self, pid: int) -> psutil.Process | None:
         if self._process is None or self._process.pid != pid:
@@ -83,35 +64,24 @@ class DaemonWatcher:
         """Start the daemon's CPU counter now, so the first sample one interval later has a
         real CPU figure (a daemon first seen by a later sample shows n/a once, never 0.0)."""
         stats, _ = self._stats()
-        pid = self.forced_pid or (stats or {}).get("pid")
+        pid = self.forced_pid or (stats.pid if stats else None)
         if pid is not None:
-            self._proc(int(pid))
+            self._proc(pid)
             self._primed = False
 
     def sample(self) -> DaemonSample:
         stats, reason = self._stats()
-        pid = self.forced_pid or (stats or {}).get("pid")
+        pid = self.forced_pid or (stats.pid if stats else None)
         if pid is None:
             return DaemonSample(False, reason)
-        proc = self._proc(int(pid))
+        proc = self._proc(pid)
         if proc is None or not proc.is_running():
             return DaemonSample(False, f"daemon pid {pid} not running")
-        sample = DaemonSample(True, "running", pid=int(pid))
+        sample = DaemonSample(True, "running", pid=pid)
         if stats is not None:
-            sample.fps = _number(stats.get("fps"))
-            latency = stats.get("latency_ms")
-            sample.latency_ms = (
-                {
-                    stage: {k: _number(v) for k, v in values.items()}
-                    for stage, values in latency.items()
-                    if isinstance(values, dict)
-                }
-                if isinstance(latency, dict)
-                else None
-            )
-            faces, dropped = _number(stats.get("faces")), _number(stats.get("dropped_frames"))
-            sample.faces = None if faces is None else int(faces)
-            sample.dropped_frames = None if dropped is None else int(dropped)
+            sample.fps = stats.fps
+            sample.latency_ms = {stage: asdict(spread) for stage, spread in stats.latency_ms.items()}
+            sample.faces, sample.dropped_frames = stats.faces, stats.dropped_frames
         try:
             with proc.oneshot():
                 cpu = proc.cpu_percent(None)

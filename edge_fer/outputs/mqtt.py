@@ -528,32 +528,30 @@ class MqttPublisher:
             self._publish_stats(stats)
 
     def _stats_payload(self, stats: RunStats | None) -> dict[str, Any]:
-        """The stats message; with no stats (before this pipeline's first frame) no rate or
-        time is known yet, only the run's counts (plain integers: safe to read from paho's
-        thread)."""
+        """The stats message, from the live stats (`LiveStats`, as the stats file has them);
+        with no stats (before this pipeline's first frame) no rate or time is known yet, only
+        the run's counts (plain integers: safe to read from paho's thread)."""
         if stats is None:
             run = self._run_stats
-            live: dict[str, Any] = {
-                "fps": 0.0,
-                "frames": run.frames if run else 0,
-                "dropped_frames": run.bad_frames if run else 0,
-                "reconnects": run.reconnects if run else 0,
-            }
-            latency = None
+            fps, latency = 0.0, None
+            counts = (run.frames, run.bad_frames, run.reconnects) if run else (0, 0, 0)
         else:
-            live = stats.live()
+            live = stats.snapshot()
+            fps = live.fps
+            counts = (live.frames, live.dropped_frames, live.reconnects)
             latency = {
-                k: {"p50": round(v["p50"], 3), "p95": round(v["p95"], 3)}
-                for k, v in live["latency_ms"].items()
+                stage: {"p50": round(spread.p50, 3), "p95": round(spread.p95, 3)}
+                for stage, spread in live.latency_ms.items()
             }
-            if not live["window_frames"]:
+            if not live.window_frames:
                 latency = None  # no frame in the window: nothing measured
+        frames, dropped, reconnects = counts
         return {
             # null (unknown in Home Assistant) until two frames give a rate
-            "fps": round(live["fps"], 2) if live["fps"] > 0 else None,
-            "frames": live["frames"],
-            "dropped_frames": live["dropped_frames"],
-            "reconnects": live["reconnects"],
+            "fps": round(fps, 2) if fps > 0 else None,
+            "frames": frames,
+            "dropped_frames": dropped,
+            "reconnects": reconnects,
             "mqtt_dropped": self.dropped,
             "latency_ms": latency,
         }

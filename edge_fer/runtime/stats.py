@@ -1,4 +1,5 @@
-"""Latency windows, the live stats file the monitor reads, and the end-of-run report."""
+"""Latency windows, the figures of the live stats file (`edge_fer.contracts.live_stats`), and
+the end-of-run report."""
 
 from __future__ import annotations
 
@@ -12,9 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_fer.core import safe_io
-
-STAGES = ("capture", "detect", "classify", "total")
+from edge_fer.contracts.live_stats import STAGES, LiveStats, Spread
 
 
 class LogHistogram:
@@ -202,17 +201,6 @@ def peak_rss_mb(status: Path = Path("/proc/self/status")) -> float | None:
     return None
 
 
-def write_json_atomic(path: Path, data: dict, mode: int = 0o640) -> tuple[int, int]:
-    """Write JSON so a reader never sees a half-written file (`safe_io.write_json_atomic`:
-    unpredictable exclusive temp file, fsync, rename; never through a device or FIFO), making
-    the folder if needed. 0640 by default: the daemon's figures are for its group (the
-    monitor), not everyone. Returns the file's (st_dev, st_ino). Raises OSError, or
-    safe_io.PathRefused for a special target."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return safe_io.write_json_atomic(path, data, mode)
-
-
 @dataclass(frozen=True)
 class Tally:
     """The run's counts at one moment (`RunStats.tally`): two of them give what happened in
@@ -290,24 +278,29 @@ class RunStats:
         span = self.last_frame_mono - first if first is not None else 0.0
         return (self.frames - 1) / span if span > 0 and self.frames > 1 else None
 
+    def snapshot(self) -> LiveStats:
+        """The live figures published for edge-fer-monitor (and MQTT) about once a second."""
+        window = self.latency
+        return LiveStats(
+            pid=os.getpid(),
+            run_id=self.run_id,
+            time=time.time(),
+            source=self.source,
+            uptime_s=time.monotonic() - self.started_mono,
+            frames=self.frames,
+            fps=window.fps(),
+            latency_ms={stage: Spread(**p) for stage, p in window.window_percentiles().items()},
+            detection_frames=window.window_detection_frames()[0],
+            window_frames=len(window.recent),
+            outputs_ms=Spread(**window.window_outputs()),
+            faces=self.faces_now,
+            dropped_frames=self.bad_frames,
+            reconnects=self.reconnects,
+        )
+
     def live(self) -> dict:
-        """The document published for edge-fer-monitor about once a second."""
-        return {
-            "pid": os.getpid(),
-            "run_id": self.run_id,
-            "time": time.time(),
-            "source": self.source,
-            "uptime_s": time.monotonic() - self.started_mono,
-            "frames": self.frames,
-            "fps": self.latency.fps(),
-            "latency_ms": self.latency.window_percentiles(),
-            "detection_frames": self.latency.window_detection_frames()[0],
-            "window_frames": len(self.latency.recent),
-            "outputs_ms": self.latency.window_outputs(),
-            "faces": self.faces_now,
-            "dropped_frames": self.bad_frames,
-            "reconnects": self.reconnects,
-        }
+        """`snapshot` as the stats file holds it (plain JSON types)."""
+        return self.snapshot().to_dict()
 
     def report(self) -> dict:
         """The end-of-run summary written by --report-json."""

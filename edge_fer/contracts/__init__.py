@@ -1,0 +1,1 @@
+"""Typed, versioned files that edge-fer programs exchange."""
