@@ -411,7 +411,7 @@ def test_metrics_server_keeps_threads_bounded_and_scrapes_working_under_slow_cli
     from prometheus_client import CollectorRegistry
     from prometheus_client.core import CounterMetricFamily
 
-    from edge_fer.outputs.prometheus import serve_registry
+    from edge_fer.core.metrics_server import serve_registry
 
     class Renders:
         count = 0

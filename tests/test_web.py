@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from edge_fer.config import Config, ConfigError, WebConfig, load_config
 from edge_fer.emotions.labels import EMOTIONS
 from edge_fer.outputs.base import OutputError
-from edge_fer.outputs.http_server import Listeners
+from edge_fer.outputs.listeners import Listeners
 from edge_fer.outputs.web import CSP, WebPage, load_token
 from edge_fer.runtime.results import FaceResult, FrameResult
 from edge_fer.runtime.stats import RunStats
@@ -201,7 +201,7 @@ def test_load_token_needs_an_owner_only_file_with_a_long_token(tmp_path):
 @given(st.binary(max_size=400), st.sampled_from([b"\r\n\r\n", b"\n\n"]))
 @settings(max_examples=300, deadline=None)
 def test_any_request_head_is_a_request_or_refused_never_an_exception(head, end):
-    from edge_fer.outputs.http_server import BoundedHTTPServer, Request, parse_head
+    from edge_fer.core.http_server import BoundedHTTPServer, Request, parse_head
 
     request = parse_head(head + end)
     assert request is None or isinstance(request, Request)
@@ -215,7 +215,7 @@ class _Routes:
     """Just what BoundedHTTPServer.answer reads."""
 
     def __init__(self) -> None:
-        from edge_fer.outputs.http_server import Response, not_found
+        from edge_fer.core.http_server import Response, not_found
 
         self.routes = {"/only": lambda request: Response("200 OK")}
         self.fallback = not_found
@@ -595,7 +595,7 @@ def test_metrics_alone_answers_as_before():
     from prometheus_client import CollectorRegistry
     from prometheus_client.core import CounterMetricFamily
 
-    from edge_fer.outputs.prometheus import serve_registry
+    from edge_fer.core.metrics_server import serve_registry
 
     class One:
         def collect(self):

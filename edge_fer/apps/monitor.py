@@ -250,12 +250,12 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     exporter = None
     if args.metrics_port is not None:
+        from edge_fer.core.http_server import ListenError
         from edge_fer.monitor.prometheus import MonitorExporter
-        from edge_fer.outputs.base import OutputError
 
         try:
             exporter = MonitorExporter(args.metrics_port, args.metrics_bind)
-        except OutputError as exc:
+        except ListenError as exc:
             print(f"edge-fer-monitor: error: {exc}", file=sys.stderr)
             return 2
     start = time.monotonic()

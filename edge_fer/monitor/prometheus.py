@@ -7,8 +7,8 @@ import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from edge_fer.core.metrics_server import serve_registry
 from edge_fer.monitor.sensors import THROTTLE_BITS
-from edge_fer.outputs.prometheus import serve_registry
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from edge_fer.outputs.http_server import Listeners
+from edge_fer.outputs.listeners import Listeners
 from edge_fer.runtime.results import FrameResult
 
 if TYPE_CHECKING:

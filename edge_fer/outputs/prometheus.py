@@ -5,20 +5,16 @@ work per frame and the figures carry on across config reloads."""
 from __future__ import annotations
 
 import logging
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edge_fer.outputs.base import OutputError
 from edge_fer.runtime.results import FrameResult
 
 if TYPE_CHECKING:
-    from prometheus_client import CollectorRegistry
     from prometheus_client.metrics_core import Metric
 
-    from edge_fer.outputs.http_server import Listeners
-    from edge_fer.outputs.metrics_server import MetricsHTTPServer
+    from edge_fer.outputs.listeners import Listeners
     from edge_fer.runtime.stats import RunStats
 
 log = logging.getLogger(__name__)
@@ -106,20 +102,6 @@ class RunStatsCollector:
         yield info
 
 
-def serve_registry(registry: CollectorRegistry, port: int, bind: str, what: str) -> MetricsHTTPServer:
-    """Serve `registry` on /metrics from a bounded server (`metrics_server`: capped handler
-    threads, a deadline per client, renders shared); one-line OutputError on failure."""
-    from edge_fer.outputs.metrics_server import MetricsHTTPServer
-
-    try:
-        return MetricsHTTPServer(registry, port, bind)
-    except (OSError, socket.gaierror, OverflowError, UnicodeError) as exc:
-        raise OutputError(
-            f"{what}: cannot listen on {bind}:{port} ({getattr(exc, 'strerror', None) or exc}); "
-            "choose another port or bind address"
-        ) from None
-
-
 class MetricsEndpoint:
     """Serves /metrics from a background thread for as long as the output is open, on the
     pipeline's server for `bind:port` (`listeners`: shared with the web page when it asks for
@@ -139,8 +121,8 @@ class MetricsEndpoint:
     ) -> None:
         from prometheus_client import CollectorRegistry
 
-        from edge_fer.outputs.http_server import Listeners
-        from edge_fer.outputs.metrics_server import add_metrics
+        from edge_fer.core.metrics_server import add_metrics
+        from edge_fer.outputs.listeners import Listeners
 
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(RunStatsCollector(stats, model_info, classes, instance or "default"))

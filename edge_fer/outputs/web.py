@@ -38,12 +38,13 @@ import cv2
 import numpy as np
 
 from edge_fer.config import is_loopback
+from edge_fer.core.http_server import BoundedHTTPServer, Request, Response, not_found
 from edge_fer.core.safe_io import dumps_json
 from edge_fer.core.secrets import SecretError, read_secret
 from edge_fer.display.overlay import COLOURS, OTHER, Hud, render
 from edge_fer.display.screen import hud_for
 from edge_fer.outputs.base import OutputError
-from edge_fer.outputs.http_server import BoundedHTTPServer, Listeners, Request, Response, not_found
+from edge_fer.outputs.listeners import Listeners
 from edge_fer.runtime.results import FaceResult, FrameResult
 
 if TYPE_CHECKING:

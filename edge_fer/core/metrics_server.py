@@ -1,5 +1,5 @@
 """Prometheus' `/metrics` (the daemon's and the monitor's) as a route on the bounded HTTP
-server (`http_server`: capped handler threads, a deadline per client).
+server (`edge_fer.core.http_server`: capped handler threads, a deadline per client).
 
 The registry is rendered at most once per `min_render_interval_s` and that copy is served to
 everyone asking meanwhile, so a flood of scrapes costs the frame loop little. On a server of
@@ -14,12 +14,13 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from edge_fer.outputs.http_server import (
+from edge_fer.core.http_server import (
     MAX_HANDLERS,
     REQUEST_TIMEOUT_S,
     BoundedHTTPServer,
     Request,
     Response,
+    bound,
     not_found,
 )
 
@@ -93,3 +94,9 @@ class MetricsHTTPServer(BoundedHTTPServer):
 
     def render(self, accept: str) -> tuple[bytes, str]:
         return self.metrics.render(accept)
+
+
+def serve_registry(registry: CollectorRegistry, port: int, bind: str, what: str) -> MetricsHTTPServer:
+    """Serve `registry` on /metrics from a server of its own; `ListenError` (one line, naming
+    `what`) when it cannot listen."""
+    return bound(lambda: MetricsHTTPServer(registry, port, bind), port, bind, what)

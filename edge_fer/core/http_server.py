@@ -1,5 +1,6 @@
-"""The daemon's one small, bounded HTTP server: Prometheus' `/metrics` (the daemon's and the
-monitor's) and the local web page are routes on it, with one set of limits.
+"""One small, bounded HTTP server, shared by the daemon and the monitor: Prometheus' `/metrics`
+(the daemon's and the monitor's) and the daemon's local web page are routes on it, with one set
+of limits.
 
 Python's own servers start a thread per connection and never time a client out: 300
 half-sent requests held open grew the daemon from 7 to 307 threads, and a flood of scrapes
@@ -16,8 +17,8 @@ took a third of the frame rate. This one:
   path to a function: there is no file system behind it, so no directory listing and no
   path traversal.
 
-`Listeners` shares one server between the outputs that want the same address and port
-(`metrics.port` and `web.port` set alike: one listener serves both).
+`listen` makes one, or raises `ListenError` with a one-line message naming the flag or setting
+(`edge_fer.outputs.listeners` shares one between the daemon's outputs on the same port).
 """
 
 from __future__ import annotations
@@ -231,50 +232,21 @@ class BoundedHTTPServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         self.server_close()
 
 
-def listen(port: int, bind: str, what: str) -> BoundedHTTPServer:
-    """A bounded server on bind:port; a one-line OutputError naming `what` when it cannot listen."""
-    from edge_fer.outputs.base import OutputError  # base names Listeners: imported here, not above
+class ListenError(Exception):
+    """A server that cannot listen: the message names what asked for it, the reason and the fix."""
 
+
+def listen(port: int, bind: str, what: str) -> BoundedHTTPServer:
+    """A bounded server on bind:port for `what` (a flag or setting name)."""
+    return bound(lambda: BoundedHTTPServer(port, bind, name=what.strip("-")), port, bind, what)
+
+
+def bound(make: Callable[[], BoundedHTTPServer], port: int, bind: str, what: str) -> BoundedHTTPServer:
+    """`make()`, with the failures of listening on bind:port as one ListenError naming `what`."""
     try:
-        return BoundedHTTPServer(port, bind, name=what.strip("-"))
+        return make()
     except (OSError, socket.gaierror, OverflowError, UnicodeError) as exc:
-        raise OutputError(
+        raise ListenError(
             f"{what}: cannot listen on {bind}:{port} ({getattr(exc, 'strerror', None) or exc}); "
             "choose another port or bind address"
         ) from None
-
-
-class Listeners:
-    """The servers of one pipeline's outputs, one per (bind, port): outputs that ask for the
-    same address share a server, each adding its own routes; the last to let go closes it."""
-
-    def __init__(self) -> None:
-        self._servers: dict[int, tuple[BoundedHTTPServer, int]] = {}
-
-    def acquire(self, port: int, bind: str, what: str) -> BoundedHTTPServer:
-        """The server on `port` (made on first use). Two outputs on one port must bind alike."""
-        from edge_fer.outputs.base import OutputError
-
-        held = self._servers.get(port) if port else None  # port 0: a new ephemeral port each time
-        if held is not None:
-            server, users = held
-            if server.bind != bind:
-                raise OutputError(
-                    f"{what}: port {port} is already served on {server.bind}, not {bind}; give both "
-                    "the same bind address or use different ports"
-                )
-            self._servers[port] = (server, users + 1)
-            return server
-        server = listen(port, bind, what)
-        self._servers[server.port] = (server, 1)
-        return server
-
-    def release(self, server: BoundedHTTPServer) -> None:
-        """One user is done with `server`; the last one closes it."""
-        for port, (held, users) in list(self._servers.items()):
-            if held is server:
-                if users > 1:
-                    self._servers[port] = (held, users - 1)
-                    return
-                del self._servers[port]
-        server.close()
