@@ -177,3 +177,29 @@ def test_monitor_next_to_a_running_daemon(tmp_path, video_args):
 def test_monitor_bad_flags():
     code, _, err = monitor(["--interval", "0"])
     assert code == 2 and "--interval must be a number of seconds" in err
+
+
+def _edge_fer_imports(path: Path) -> set[str]:
+    """Every edge_fer module a file imports, at the top or inside a function."""
+    import ast
+
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return {n for n in names if n.split(".")[0] == "edge_fer"}
+
+
+def test_the_monitor_depends_on_shared_pieces_not_on_the_daemon():
+    """monitor -> core/contracts and outputs -> core/contracts: the monitor never imports the
+    daemon's outputs or runtime, and the shared pieces import neither program."""
+    package = ROOT / "edge_fer"
+    monitor_files = [*sorted((package / "monitor").glob("*.py")), package / "apps" / "monitor.py"]
+    for path in monitor_files:
+        for name in _edge_fer_imports(path):
+            assert name.split(".")[1] in ("core", "contracts", "monitor"), f"{path.name} imports {name}"
+    for path in [*sorted((package / "core").glob("*.py")), *sorted((package / "contracts").glob("*.py"))]:
+        for name in _edge_fer_imports(path):
+            assert name.split(".")[1] in ("core", "contracts"), f"{path.name} imports {name}"

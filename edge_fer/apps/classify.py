@@ -39,6 +39,7 @@ from edge_fer.config import (
     load_config,
 )
 from edge_fer.core.image_header import HeaderError, image_size
+from edge_fer.core.logs import ensure_std_streams
 from edge_fer.core.safe_io import (
     EXIT_BROKEN_PIPE,
     MAX_NAME,
@@ -61,7 +62,6 @@ from edge_fer.emotions.preprocess import prepare_face
 from edge_fer.faces.detect import DetectorError, make_detector
 from edge_fer.faces.finder import FaceFinder
 from edge_fer.runtime.results import Box, FaceResult
-from edge_fer.runtime.service import ensure_std_streams
 from edge_fer.sources.capture import IMAGE_SUFFIXES, quiet_opencv
 from edge_fer.sources.frames import check_frame
 

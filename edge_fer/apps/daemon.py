@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING
 
 from edge_fer import __version__
 from edge_fer.core.exit_codes import ExitCode
+from edge_fer.core.logs import ensure_std_streams, setup_logging
 from edge_fer.core.memory import LowMemory, low_memory_as_one_line, run_guarded
 
 # Only the standard library before the signal handlers are in place: everything else is
 # imported inside main() (OpenCV and numpy take ~0.2 s, and a SIGHUP then would kill us).
-from edge_fer.runtime.service import SignalState, ensure_std_streams, setup_logging
+from edge_fer.runtime.service import SignalState
 
 if TYPE_CHECKING:
     from edge_fer.config import Config

@@ -24,12 +24,12 @@ from typing import IO
 import numpy as np
 import psutil
 
+from edge_fer.core.logs import ensure_std_streams, setup_logging
 from edge_fer.core.paths import DEFAULT_STATS, expand_user
 from edge_fer.core.safe_io import PathRefused, check_length, dumps_json, kind_of, open_stream
 from edge_fer.core.user_input import path_arg
 from edge_fer.monitor.daemon_stats import DaemonWatcher
 from edge_fer.monitor.sensors import choose_power_source, read_thermals
-from edge_fer.runtime.service import ensure_std_streams, setup_logging
 
 log = logging.getLogger("edge_fer.monitor")
 FIGURES = (

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import cv2
 
 from edge_fer.config import Config, ConfigError, ModelConfig, flatten
+from edge_fer.core.logs import setup_logging
 from edge_fer.core.safe_io import LockHeld, PathLock, PathRefused
 from edge_fer.display.screen import DisplayError
 from edge_fer.emotions.classifier import Classifier, ModelError, load_classifier
@@ -27,7 +28,7 @@ from edge_fer.faces.finder import FaceFinder
 from edge_fer.outputs.base import Output, OutputContext, OutputError
 from edge_fer.outputs.registry import build_outputs
 from edge_fer.runtime.pipeline import Pipeline, run
-from edge_fer.runtime.service import Notifier, SignalState, setup_logging
+from edge_fer.runtime.service import Notifier, SignalState
 from edge_fer.runtime.stats import RunStats
 from edge_fer.runtime.summary import fps_text
 from edge_fer.sources.capture import CaptureError, EndOfStream, ReconnectingSource, make_source
