@@ -197,3 +197,15 @@ def test_the_monitor_says_why_it_ignores_a_bad_file(tmp_path, document):
     sample = DaemonWatcher(path).sample()
     assert not sample.running and sample.reason.startswith("daemon stats unusable (")
     assert str(path) in sample.reason and sample.reason.endswith("; ignoring them")
+
+
+def test_the_daemon_takes_over_the_file_an_older_daemon_left_and_writes_the_new_format(tmp_path):
+    from edge_fer.outputs.stats_file import StatsFile
+
+    path = tmp_path / "stats.json"
+    path.write_bytes(UNVERSIONED.read_bytes())  # left by an older edge-fer killed with -9
+    out = StatsFile(path, 0.01)
+    out.on_frame(None, _running_stats())  # type: ignore[arg-type]
+    assert live_stats.read(path).format_version == FORMAT_VERSION
+    out.close()
+    assert not path.exists()

@@ -114,7 +114,7 @@ def decode(data: bytes, where: str = "stats") -> LiveStats:
     """A stats document from a file's bytes; `where` names the file in errors."""
     try:
         doc = json.loads(data.decode("utf-8"), parse_constant=_no_constant)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, ValueError) as exc:
+    except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, NaN/Infinity, too deep
         raise LiveStatsError(f"{where} is not JSON ({str(exc)[:200]})") from None
     if not isinstance(doc, dict):
         raise LiveStatsError(f"{where} is not a JSON object")
