@@ -128,7 +128,7 @@ def test_a_fresh_clone_runs_the_quick_start_as_written(tmp_path, as_user, runner
         assert first_at - ready_at < 10, out.text()
         # headless, a summary with faces and labels within a few seconds of the first frame
         summary_at, _ = out.wait_for(
-            r"edge_fer\.summary: first \d+ s: .* faces? seen .*\| (neutral|happy) \d+%", 10
+            r"edge_fer\.runtime\.summary: first \d+ s: .* faces? seen .*\| (neutral|happy) \d+%", 10
         )
         assert summary_at - ready_at < 10, out.text()
         time.sleep(max(0.0, ready_at + 6 - time.monotonic()))
