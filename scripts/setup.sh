@@ -155,7 +155,7 @@ if [ "$mode" = daemon ]; then
         echo "setup.sh: with no camera, edge-fer plays the demo that ships with it (edge_fer/samples/)"
     else
         echo "setup.sh: no FER2013 at $data (not needed): with no camera, edge-fer plays the demo" \
-            "that ships with it (edge_fer/samples/, Face Research Lab London Set, CC BY 4.0)"
+            "that ships with it (edge_fer/samples/: Face Research Lab London Set, CC BY 4.0; SFHQ-T2I, MIT)"
     fi
     echo "setup.sh: ready; start the daemon with: .venv/bin/edge-fer"
 else

@@ -228,7 +228,7 @@ def test_a_regular_install_carries_the_model_and_the_runner_source(tmp_path):
     for needed in ("edge_fer/models/edge_fer_student.pte", "edge_fer/models/edge_fer_student.json",
                    "edge_fer/models/face_detection_yunet_2026may.onnx", "edge_fer/models/LICENSE-YUNET",
                    "edge_fer/native/et_runner.cpp", "edge_fer/outputs/mqtt.py",
-                   "edge_fer/samples/london_faces_640x480.mp4", "edge_fer/samples/ATTRIBUTION.md",
+                   "edge_fer/samples/demo_faces_640x480.mp4", "edge_fer/samples/ATTRIBUTION.md",
                    "edge_fer/samples/LICENSE-CC-BY-4.0.md",
                    "edge_fer/samples/london_030_smiling.jpg"):  # fmt: skip
         assert needed in names, needed

@@ -123,12 +123,12 @@ def test_a_fresh_clone_runs_the_quick_start_as_written(tmp_path, as_user, runner
     try:
         ready_at, _ = out.wait_for(r"^setup\.sh: ready; start the daemon with: \.venv/bin/edge-fer$", 300)
         # the daemon: the demo that ships with it, classified, all within 10 s of its start
-        out.wait_for(r"playing the shipped demo video .*edge_fer/samples/london_faces_640x480\.mp4", 10)
+        out.wait_for(r"playing the shipped demo video .*edge_fer/samples/demo_faces_640x480\.mp4", 10)
         first_at, _ = out.wait_for(r"ready: first frame classified", 10)
         assert first_at - ready_at < 10, out.text()
         # headless, a summary with faces and labels within a few seconds of the first frame
         summary_at, _ = out.wait_for(
-            r"edge_fer\.summary: first \d+ s: .* faces? seen .*\| (neutral|happy) \d+%", 10
+            r"edge_fer\.runtime\.summary: first \d+ s: .* faces? seen .*\| (neutral|happy) \d+%", 10
         )
         assert summary_at - ready_at < 10, out.text()
         time.sleep(max(0.0, ready_at + 6 - time.monotonic()))

@@ -12,7 +12,8 @@ video's own pace) and keeps the screen as shown near the end with both faces fou
 inside of each face box is pixelated, so no dataset face ends up in the repository; boxes,
 labels, bars and HUD stay as drawn. With --shipped-demo it runs on the demo video that ships
 in edge_fer/samples/ instead (people of the Face Research Lab London Set, CC BY 4.0, who
-consented to illustrating research), and nothing is pixelated. Needs Xvfb (apt install xvfb)
+consented to illustrating research, then synthetic SFHQ-T2I faces, MIT; past frame 720 the
+second part), and nothing is pixelated. Needs Xvfb (apt install xvfb)
 and pygame.
 """
 

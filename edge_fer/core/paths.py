@@ -17,9 +17,10 @@ DEFAULT_DATA = Path(os.environ.get("EDGE_FER_DATA", PROJECT_ROOT.parent / "share
 SHIPPED_YUNET = PACKAGE_DIR / "models" / "face_detection_yunet_2026may.onnx"
 DEFAULT_YUNET = Path(os.environ.get("EDGE_FER_YUNET", SHIPPED_YUNET))
 # The demo that ships inside the package: photos of real people (Face Research Lab London Set,
-# CC BY 4.0: samples/ATTRIBUTION.md) and a video built from them, the source of last resort.
+# CC BY 4.0) and of synthetic faces (SFHQ-T2I, MIT; samples/ATTRIBUTION.md) and a video built
+# from them, the source of last resort.
 SAMPLES_DIR = PACKAGE_DIR / "samples"
-SHIPPED_DEMO_VIDEO = SAMPLES_DIR / "london_faces_640x480.mp4"
+SHIPPED_DEMO_VIDEO = SAMPLES_DIR / "demo_faces_640x480.mp4"
 
 
 def expand_user(path: str | os.PathLike) -> Path:
