@@ -159,7 +159,7 @@ BAD_RECIPES = [
     ("soup: [a.pt, a.pt]\nkeep_ratio: 1\n", "--soup names one student twice"),
     ("wise_alpha: 0.5\nkeep_ratio: 1\n", "set --init-student"),
     ("alpha: 1.5\n", "alpha must be in [0, 1], got 1.5"),
-    ("teacher_widths: [32, 0]\n", "teacher_widths must be in [1, 4096], got 0"),
+    ("teacher_widths: [32, 0]\n", "teacher_widths must be between 1 and 4096, got 0"),
     ("teacher_sees: both\n", "teacher_sees must be one of clean, degraded"),
     ("- alpha: 0.5\n", "must be a mapping of setting: value"),
     ("just text\n", "must be a mapping of setting: value"),

@@ -9,13 +9,26 @@ PACKAGE_DIR = Path(__file__).resolve().parent.parent
 # The checkout (for tools, benchmarks and tests run from a clone); meaningless once installed.
 PROJECT_ROOT = PACKAGE_DIR.parent
 
+
+def _from_env(name: str, default: Path) -> Path:
+    """$name when it is set and not empty, else `default` (an empty variable means unset)."""
+    return Path(os.environ.get(name) or default)
+
+
 DEFAULT_CONFIG = Path("/etc/edge-fer/config.yaml")
 DEFAULT_STATS = Path("/run/edge-fer/stats.json")
 # FER2013 as this project's workplace lays it out beside the checkout; EDGE_FER_DATA moves it.
-DEFAULT_DATA = Path(os.environ.get("EDGE_FER_DATA", PROJECT_ROOT.parent / "shared" / "datasets" / "fer2013"))
-# The default face detector ships inside the package (OpenCV Zoo's YuNet, MIT: LICENSE-YUNET).
+YUNET_ENV, DATA_ENV = "EDGE_FER_YUNET", "EDGE_FER_DATA"
+DEFAULT_DATA = _from_env(DATA_ENV, PROJECT_ROOT.parent / "shared" / "datasets" / "fer2013")
+# The default face detector ships inside the package (OpenCV Zoo's YuNet, MIT: LICENSE-YUNET);
+# EDGE_FER_YUNET points the daemon, the photo tool, tools and benchmarks at another copy.
 SHIPPED_YUNET = PACKAGE_DIR / "models" / "face_detection_yunet_2026may.onnx"
-DEFAULT_YUNET = Path(os.environ.get("EDGE_FER_YUNET", SHIPPED_YUNET))
+DEFAULT_YUNET = _from_env(YUNET_ENV, SHIPPED_YUNET)
+# The emotion model that ships inside the package (metadata .json beside it).
+DEFAULT_MODEL = PACKAGE_DIR / "models" / "edge_fer_student.pte"
+# The FER2013 demo video tools/make_demo_video.py builds in a checkout: the daemon's default
+# fallback_video (the shipped demo below is played when it is missing).
+DEFAULT_DEMO_VIDEO = PROJECT_ROOT / "runs" / "demo" / "faces_640x480.mp4"
 # The demo that ships inside the package: photos of real people (Face Research Lab London Set,
 # CC BY 4.0) and of synthetic faces (SFHQ-T2I, MIT; samples/ATTRIBUTION.md) and a video built
 # from them, the source of last resort.

@@ -1,10 +1,14 @@
 """Every knob of a training run, declared once: `TrainSettings`.
 
-Each field carries its one-line doc and its limits through `edge_fer.config.setting`, the
-daemon config's declaration, and is checked by the same limit check. From this one
+Each field is declared with the settings schema the daemon config uses too
+(`edge_fer.core.schema.setting`: type, default, limits, choices, one-line doc). From this one
 declaration come tools/train_mobilenet.py's flags (`--distill-epochs` for `distill_epochs`),
 the keys a recipe file may hold (recipes/*.yaml), their type checks and their limits. Nothing
 here imports torch, so a bad flag or recipe is refused before torch loads.
+
+Old recipes and command lines go through one migration, `migrate`: settings of dropped
+experiments (`RETIRED`) are accepted at the value that meant "off" and dropped, any other
+value refused with the reason. Old records (`portable_record`) get relative paths.
 
 Relative paths in a recipe resolve against the checkout (PROJECT_ROOT), not the working
 directory, so a recipe means the same from anywhere. Records (config.json, done markers,
@@ -15,16 +19,16 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import math
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge_fer.config import ConfigError, _check_limits, _coerce, checked_path, parse_yaml, setting, shown
 from edge_fer.core.paths import DEFAULT_DATA, PROJECT_ROOT
 from edge_fer.core.safe_io import PathRefused, read_bounded
+from edge_fer.core.safe_yaml import parse_yaml
+from edge_fer.core.schema import SchemaError, check, coerce, element_type, parse_text, setting, shown, spec
 from edge_fer.emotions.preprocess import MARGIN_RANGE
 from edge_fer.nets.students import STUDENTS
 
@@ -36,7 +40,7 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # Set by the CLI from --recipe, recorded with the run; never a flag or a recipe key.
 RECORDED = ("recipe", "recipe_sha256")
 # Settings of dropped experiments: still accepted at the value that means "off", so old recipes
-# and command lines keep working; any other value is refused with the reason.
+# and command lines keep working; any other value is refused with the reason (`migrate`).
 RETIRED: dict[str, tuple[Any, str]] = {
     "kd_views": (
         0,
@@ -45,7 +49,7 @@ RETIRED: dict[str, tuple[Any, str]] = {
 }
 
 
-class SettingError(ValueError):
+class SettingError(SchemaError):
     """A bad flag, recipe or combination of settings; the message names it and the fix."""
 
 
@@ -190,9 +194,27 @@ def portable(path: Path | str) -> str:
     return str(path)
 
 
+def migrate(
+    values: dict[str, Any], where: str = "", name_of: Any = str, fix: str = "delete the key"
+) -> dict[str, Any]:
+    """The one migration of old settings (a recipe's keys, the flags given): each RETIRED
+    setting at its "off" value is dropped; at any other value a SettingError names it as the
+    user wrote it (`name_of(key)`, e.g. `flag`), why it was removed and `fix`."""
+    out = {}
+    for key, value in values.items():
+        if key not in RETIRED:
+            out[key] = value
+            continue
+        off, why = RETIRED[key]
+        if value != off:
+            raise SettingError(f"{where}{name_of(key)} was removed ({why}); {fix}")
+    return out
+
+
 def portable_record(record: dict) -> dict:
     """A saved settings record (config.json, a done marker's "settings") with its paths as
-    `to_json` writes them now: runs before it wrote absolute ones."""
+    `to_json` writes them now: runs before it wrote absolute ones. Retired settings stay: a
+    record tells what was run."""
     out = dict(record)
     for f in dataclasses.fields(TrainSettings):
         value = out.get(f.name)
@@ -212,43 +234,9 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _phrase(meta: dict) -> str:
-    """What a limit allows, in the CLI's words: 'positive', 'in [0, 1]', '0 or more'..."""
-    if meta.get("choices"):
-        return "one of " + ", ".join(meta["choices"])
-    low = (
-        ("[", meta["ge"]) if meta["ge"] is not None else ("(", meta["gt"]) if meta["gt"] is not None else None
-    )
-    high = (
-        ("]", meta["le"]) if meta["le"] is not None else (")", meta["lt"]) if meta["lt"] is not None else None
-    )
-    if low == ("(", 0) and high and high != ("]", 1):  # fractions read as (0, 1]
-        return f"positive, at most {high[1]:g}" if high[0] == "]" else f"positive, below {high[1]:g}"
-    if low and high:
-        return f"in {low[0]}{low[1]:g}, {high[1]:g}{high[0]}"
-    if low:
-        if low[1] == 0:
-            return "positive" if low[0] == "(" else "0 or more"
-        return f"at least {low[1]:g}" if low[0] == "[" else f"more than {low[1]:g}"
-    if high:
-        return f"at most {high[1]:g}" if high[0] == "]" else f"less than {high[1]:g}"
-    return "valid"
-
-
 def check_value(name: str, value: Any, where: str) -> None:
     """`value` within setting `name`'s limits (each item of a tuple), else SettingError."""
-    meta = dict(fields()[name].metadata)
-    for item in value if isinstance(value, tuple) else (value,):
-        try:
-            _check_limits(name, item, meta)
-        except ConfigError:
-            raise SettingError(f"{where} must be {_phrase(meta)}, got {shown(item)}") from None
-
-
-def _element_type(annotation: str) -> str | None:
-    """'int' for 'tuple[int, ...]', None for a scalar annotation."""
-    match = re.fullmatch(r"tuple\[(\w+), \.\.\.\]", annotation)
-    return match.group(1) if match else None
+    check(where, value, spec(fields()[name]), SettingError, as_flag=True)
 
 
 def _resolved(value: Any, base: Path) -> Any:
@@ -262,32 +250,7 @@ def _resolved(value: Any, base: Path) -> Any:
 def parse_flag(name: str, text: str) -> Any:
     """A flag's text as setting `name`'s value (comma lists for tuples), limits checked;
     relative paths resolve against the working directory."""
-    annotation = str(fields()[name].type)
-    element = _element_type(annotation)
-    parts = [t.strip() for t in text.split(",") if t.strip()] if element else [text]
-    if element and not parts:
-        raise SettingError(f"{flag(name)} expects a comma list, got {text!r}")
-    base = (element or annotation).replace(" | None", "")
-    values = []
-    for part in parts:
-        try:
-            if base == "int":
-                v: Any = int(part)
-            elif base == "float":
-                v = float(part)
-                if not math.isfinite(v):
-                    raise ValueError
-            elif base == "Path":
-                v = checked_path(flag(name), part)
-            else:
-                v = part
-        except ValueError:
-            kind = {"int": "an integer", "float": "a finite number"}.get(base, base)
-            raise SettingError(f"{flag(name)} expects {kind}, got {part!r}") from None
-        except ConfigError as exc:
-            raise SettingError(str(exc)) from None
-        values.append(v)
-    value = tuple(values) if element else values[0]
+    value = parse_text(flag(name), text, str(fields()[name].type), SettingError)
     check_value(name, value, flag(name))
     return _resolved(value, Path.cwd())
 
@@ -295,16 +258,16 @@ def parse_flag(name: str, text: str) -> Any:
 def _recipe_value(name: str, value: Any, where: str) -> Any:
     """A recipe's value for setting `name`, typed as the field says (YAML lists for tuples)."""
     annotation = str(fields()[name].type)
-    element = _element_type(annotation)
-    try:
-        if element is None:
-            typed = _coerce(name, value, annotation)
-        elif isinstance(value, list):
-            typed = tuple(_coerce(f"{name}[{i}]", v, element) for i, v in enumerate(value))
-        else:
-            raise SettingError(f"{where}: {name} must be a list, e.g. {name}: [a, b], got {shown(value)}")
-    except ConfigError as exc:
-        raise SettingError(f"{where}: {str(exc).replace('config key ', 'setting ', 1)}") from None
+    element = element_type(annotation)
+    label = f"{where}: setting '{name}'"
+    if element is None:
+        typed = coerce(label, value, annotation, SettingError)
+    elif isinstance(value, list):
+        typed = tuple(
+            coerce(f"{where}: setting '{name}[{i}]'", v, element, SettingError) for i, v in enumerate(value)
+        )
+    else:
+        raise SettingError(f"{where}: {name} must be a list, e.g. {name}: [a, b], got {shown(value)}")
     check_value(name, typed, f"{where}: {name}")
     return _resolved(typed, PROJECT_ROOT)
 
@@ -337,10 +300,7 @@ def read_recipe(path: Path) -> Recipe:
         raise SettingError(
             f"{where} is not UTF-8 text (bad byte at offset {exc.start}); save it as UTF-8"
         ) from None
-    try:
-        loaded = parse_yaml(text, where)
-    except ConfigError as exc:
-        raise SettingError(str(exc)) from None
+    loaded = parse_yaml(text, where, SettingError)
     if not isinstance(loaded, dict):
         raise SettingError(
             f"{where} must be a mapping of setting: value (e.g. distill_epochs: 80), got {shown(loaded)}"
@@ -357,12 +317,7 @@ def read_recipe(path: Path) -> Recipe:
         values = {"ship": _recipe_value("ship", loaded["ship"], where)} if "ship" in loaded else {}
         return Recipe(Path(path), sha256, values, tuple(PROJECT_ROOT / s for s in steps))
     values = {}
-    for key, value in loaded.items():
-        if key in RETIRED:
-            off, why = RETIRED[key]
-            if value != off:
-                raise SettingError(f"{where}: {key} was removed ({why}); delete the key")
-            continue
+    for key, value in migrate(loaded, f"{where}: ").items():
         if key not in known:
             raise SettingError(
                 f"{where}: unknown setting {shown(key)}; the keys are the flags' names with _ "
