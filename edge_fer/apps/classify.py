@@ -32,10 +32,9 @@ import numpy as np
 from edge_fer import __version__
 from edge_fer.config import (
     DEFAULT_CONFIG_PATH,
-    MAX_THREADS,
     ConfigError,
     apply_overrides,
-    choices,
+    config_flags,
     load_config,
 )
 from edge_fer.core.image_header import HeaderError, image_size
@@ -55,6 +54,7 @@ from edge_fer.core.safe_io import (
     write_atomic,
     write_line,
 )
+from edge_fer.core.schema import check_flags
 from edge_fer.core.user_input import path_arg
 from edge_fer.emotions.classifier import Classifier, ModelError, load_classifier
 from edge_fer.emotions.labels import UNCERTAIN
@@ -352,6 +352,16 @@ def _file_mode() -> int:
     return 0o666 & ~umask
 
 
+PHOTO_KEYS = (
+    "model.path",
+    "detector.kind",
+    "detector.yunet_model",
+    "detector.detect_width",
+    "model.runtime",
+    "model.threads",
+)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="edge-fer-classify",
@@ -370,14 +380,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=DEFAULT_CONFIG_PATH,
         help="the daemon's YAML config: its model and detector sections are used",
     )
-    p.add_argument("--model", help="model file (.pte, or a float .pt checkpoint)")
-    p.add_argument("--detector", choices=choices("detector.kind"))
-    p.add_argument("--yunet-model", help="YuNet .onnx file")
-    p.add_argument("--detect-width", type=int, help="images are scaled to this width to find faces")
-    p.add_argument("--runtime", choices=choices("model.runtime"))
-    p.add_argument("--threads", type=int, help=f"classifier threads (1-{MAX_THREADS})")
+    # The config keys a photo uses, as the daemon's flags (generated from their declarations).
+    added = config_flags(p, PHOTO_KEYS)
     p.add_argument("--version", action="version", version=f"edge-fer {__version__}")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    check_flags(p, args, added)
+    return args
 
 
 def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:

@@ -12,6 +12,7 @@ import argparse
 import logging
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,6 +23,7 @@ from edge_fer.core.memory import LowMemory, low_memory_as_one_line, run_guarded
 
 # Only the standard library before the signal handlers are in place: everything else is
 # imported inside main() (OpenCV and numpy take ~0.2 s, and a SIGHUP then would kill us).
+from edge_fer.core.schema import Flag, add_flags, check_flags, flags, given, setting
 from edge_fer.runtime.service import SignalState
 
 if TYPE_CHECKING:
@@ -36,8 +38,17 @@ EXIT_CONFIG, EXIT_MODEL, EXIT_SOURCE, EXIT_DISPLAY = (
 )
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    from edge_fer.config import DEFAULT_CONFIG_PATH, MAX_THREADS, choices
+@dataclass
+class RunOptions:
+    """Options of one daemon run that are not config keys."""
+
+    max_frames: int | None = setting(None, "stop after N frames", ge=1, flag="--max-frames")
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, list[Flag]]:
+    """The daemon's command line: --config, a flag per config key that declares one (the
+    config's sections, `flag=`), --web [PORT], --max-frames, --version; and those flags."""
+    from edge_fer.config import DEFAULT_CONFIG_PATH, Config, config_flags
 
     p = argparse.ArgumentParser(prog="edge-fer", description="Facial emotion recognition daemon.")
     p.add_argument(
@@ -46,49 +57,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=DEFAULT_CONFIG_PATH,
         help=f"YAML config (default {DEFAULT_CONFIG_PATH}; defaults if it is absent)",
     )
-    p.add_argument(
-        "--source", help="auto | picamera2 | webcam[:INDEX] | file:PATH | rtsp://... | http(s)://..."
-    )
-    p.add_argument(
-        "--pace",
-        choices=choices("pace"),
-        help="video files: realtime (their own fps, the default) | fast (as fast as possible)",
-    )
-    p.add_argument("--instance", help="camera name when a Pi runs several (edge-fer@NAME), e.g. cam0")
-    p.add_argument(
-        "--display",
-        choices=choices("display.mode"),
-        help="where the overlay goes: auto (DRM preview on the console with a Camera Module, "
-        "else an SDL window where a screen is, else none) | drm | window | none",
-    )
-    p.add_argument(
-        "--fullscreen",
-        action=argparse.BooleanOptionalAction,
-        help="fill the screen with the picture, aspect kept (default); --no-fullscreen: a window",
-    )
-    p.add_argument(
-        "--top3",
-        action=argparse.BooleanOptionalAction,
-        help="bars with each face's three most likely emotions (default on)",
-    )
-    p.add_argument("--model", help="model file (.pte, or a float .pt checkpoint)")
-    p.add_argument("--detector", choices=choices("detector.kind"))
-    p.add_argument("--yunet-model", help="YuNet .onnx file (with --detector yunet)")
-    p.add_argument("--threads", type=int, help=f"classifier threads (1-{MAX_THREADS})")
-    p.add_argument(
-        "--runtime", choices=choices("model.runtime"), help="how the .pte is run (overrides model.runtime)"
-    )
-    p.add_argument("--max-frames", type=int, help="stop after N frames")
-    p.add_argument("--events-jsonl", help="write one JSON line per frame here ('-': stdout)")
-    p.add_argument("--report-json", help="write a run summary here at exit")
-    p.add_argument("--stats-path", help="live stats JSON for edge-fer-monitor")
-    p.add_argument("--mqtt", metavar="URL", help="publish to this MQTT broker (mqtt://host:1883)")
-    p.add_argument(
-        "--metrics-port",
-        type=int,
-        metavar="PORT",
-        help="serve Prometheus /metrics on this port (127.0.0.1 unless metrics.bind)",
-    )
+    added = config_flags(p.add_argument_group("config keys (each overrides the key in [brackets])"))
+    # Two keys at once (web.enabled, and web.port when PORT is given), so declared here.
     p.add_argument(
         "--web",
         nargs="?",
@@ -97,25 +67,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="PORT",
         help="serve the live web page (on web.port, or PORT; 127.0.0.1 unless web.bind)",
     )
-    p.add_argument(
-        "--console",
-        choices=choices("console"),
-        help="one status line a second on the terminal (auto: when headless)",
-    )
-    p.add_argument("--no-loop", action="store_true", help="stop at the end of a video file")
-    p.add_argument(
-        "--log-summary",
-        type=float,
-        metavar="SECONDS",
-        help="seconds between result summaries in the log when there is no console line (0: none)",
-    )
-    p.add_argument("--log-level", choices=choices("log_level"))
+    web_port = flags(Config, ["web.port"])[0]
+    added.append(Flag(web_port.key, "--web", "web", web_port.field))
+    added += add_flags(p, RunOptions, show_key=False)
     p.add_argument("--version", action="version", version=f"edge-fer {__version__}")
+    return p, added
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The flags, each typed and within its setting's limits (else argparse's one-line error,
+    exit 2)."""
+    p, added = build_parser()
     args = p.parse_args(argv)
-    if args.max_frames is not None and args.max_frames <= 0:
-        p.error(f"--max-frames must be a positive integer, got {args.max_frames}")
-    if args.threads is not None and not 1 <= args.threads <= MAX_THREADS:
-        p.error(f"--threads must be between 1 and {MAX_THREADS} (the Pi 5 has 4 cores), got {args.threads}")
+    check_flags(p, args, [f for f in added if not (f.dest == "web" and args.web == 0)])
     return args
 
 
@@ -124,34 +88,11 @@ def build_config(args: argparse.Namespace) -> Config:
     other and against the files it reads."""
     from edge_fer.config import apply_overrides, check_output_paths, load_config
 
-    config = load_config(args.config)
-    config = apply_overrides(
-        config,
-        {
-            "source": args.source,
-            "pace": args.pace,
-            "instance": args.instance,
-            "display.mode": args.display,
-            "display.fullscreen": args.fullscreen,
-            "display.top3": args.top3,
-            "model.path": args.model,
-            "detector.kind": args.detector,
-            "detector.yunet_model": args.yunet_model,
-            "model.threads": args.threads,
-            "model.runtime": args.runtime,
-            "stats.path": args.stats_path,
-            "events.path": args.events_jsonl,
-            "report.path": args.report_json,
-            "mqtt.url": args.mqtt,
-            "metrics.port": args.metrics_port,
-            "web.enabled": True if args.web is not None else None,
-            "web.port": args.web or None,
-            "console": args.console,
-            "log_level": args.log_level,
-            "log_summary_s": args.log_summary,
-            "loop_video": False if args.no_loop else None,
-        },
-    )
+    _, added = build_parser()
+    overrides = given(args, [f for f in added if f.key != "web.port" and f.field.name != "max_frames"])
+    if args.web is not None:  # --web: the page on; --web PORT: on that port
+        overrides.update({"web.enabled": True, "web.port": args.web or None})
+    config = apply_overrides(load_config(args.config), overrides)
     return check_output_paths(config, args.config)
 
 
