@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 from bench_e2e import HOLD, evaluate, steadiness
 
-from edge_fer.config import DEFAULT_MODEL, Config
+from edge_fer.config import DEFAULT_MODEL, Config, SmoothingConfig
 from edge_fer.core.paths import DEFAULT_DATA
 from edge_fer.core.paths import PROJECT_ROOT as ROOT
 from edge_fer.core.user_input import path_arg
@@ -83,7 +83,9 @@ def record(video: Path, model: Path) -> list[dict]:
 
 def replay(frames: list[dict], window: int, hysteresis: float, uncertain_below: float) -> list[dict]:
     """The events a daemon with these settings would have written for the recorded frames."""
-    smoother = LabelSmoother(window, hysteresis, uncertain_below)
+    smoother = LabelSmoother(
+        SmoothingConfig(window=window, hysteresis=hysteresis, uncertain_below=uncertain_below)
+    )
     events = []
     for fr in frames:
         smoothed = {}

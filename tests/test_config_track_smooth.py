@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_fer.config import ConfigError, apply_overrides, load_config
+from edge_fer.config import ConfigError, SmoothingConfig, TrackerConfig, apply_overrides, load_config
 from edge_fer.emotions.labels import EMOTIONS, LABEL_GROUPS, UNCERTAIN, published_labels
 from edge_fer.emotions.preprocess import PreprocessSpec
 from edge_fer.emotions.smooth import LabelSmoother
@@ -103,7 +103,7 @@ def test_missing_config_file_and_overrides(tmp_path):
 
 
 def test_tracker_keeps_ids_and_drops_faces_that_leave():
-    tracker = IoUTracker(iou_threshold=0.3, max_missed=1)
+    tracker = IoUTracker(TrackerConfig(iou_threshold=0.3, max_missed=1))
     tracks, _ = tracker.update([(0, 0, 50, 50), (200, 0, 50, 50)])
     ids = {t.box[0]: t.id for t in tracks}
     tracks, _ = tracker.update([(205, 3, 50, 50), (4, 2, 50, 50)])  # moved a little, reordered
@@ -118,7 +118,7 @@ def test_tracker_keeps_ids_and_drops_faces_that_leave():
 
 
 def test_reassign_gives_a_track_a_fresh_id_that_settles_over_the_next_detection():
-    tracker = IoUTracker(iou_threshold=0.3, max_missed=1)
+    tracker = IoUTracker(TrackerConfig(iou_threshold=0.3, max_missed=1))
     tracks, _ = tracker.update([(0, 0, 50, 50), (200, 0, 50, 50)])
     left = tracks[0]
     assert tracker.reassign(left.id) == 3 and left.id == 3  # above every id given so far
@@ -141,8 +141,33 @@ def _probs(**given: float) -> np.ndarray:
     return p
 
 
+def _smoothing(**values: object) -> SmoothingConfig:
+    """A smoothing section with only the named behaviours: no hysteresis, never uncertain."""
+    return SmoothingConfig(**{"hysteresis": 0.0, "uncertain_below": 0.0, **values})
+
+
+def test_components_take_their_config_section_and_its_defaults():
+    """A default exists once, in the config: a component built without a section uses it."""
+    smoother, tracker = LabelSmoother(), IoUTracker()
+    config = load_config(None)
+    assert (smoother.window, smoother.hysteresis, smoother.uncertain_below) == (
+        config.smoothing.window,
+        config.smoothing.hysteresis,
+        config.smoothing.uncertain_below,
+    )
+    assert (tracker.iou_threshold, tracker.max_missed) == (
+        config.tracker.iou_threshold,
+        config.tracker.max_missed,
+    )
+    from edge_fer.emotions.smooth import AppearanceCheck
+
+    assert AppearanceCheck().restart_below == config.smoothing.restart_below
+    custom = LabelSmoother(SmoothingConfig(window=9, groups="valence"))
+    assert custom.window == 9 and custom.names == tuple(LABEL_GROUPS["valence"])
+
+
 def test_smoother_soft_majority_and_forgetting():
-    s = LabelSmoother(window=3)
+    s = LabelSmoother(_smoothing(window=3))
     # A confident "sad" frame outweighs two weak "happy" ones: the majority is over probabilities.
     labels = [s.update(1, p)[0] for p in [_probs(happy=0.4), _probs(happy=0.4), _probs(sad=0.9)]]
     assert labels == ["happy", "happy", "sad"]
@@ -154,7 +179,7 @@ def test_smoother_soft_majority_and_forgetting():
 
 def test_smoother_follows_a_new_face_for_its_first_frames_then_holds():
     """For `follow_frames` frames the label is the mean's argmax; after that a near-tie holds."""
-    s = LabelSmoother(window=30, hysteresis=0.2, follow_frames=3)
+    s = LabelSmoother(_smoothing(window=30, hysteresis=0.2), follow_frames=3)
     a, b = _probs(fear=0.5, angry=0.3), _probs(fear=0.2, angry=0.6)
     assert [s.update(1, p)[0] for p in (a, b)] == ["fear", "angry"]  # 0.35/0.45: follows
     # from the third frame on the margin holds: fear must beat angry by 0.2 to take over
@@ -162,17 +187,17 @@ def test_smoother_follows_a_new_face_for_its_first_frames_then_holds():
 
 
 def test_smoother_hysteresis_holds_a_near_tie():
-    s = LabelSmoother(window=4, hysteresis=0.1)
+    s = LabelSmoother(_smoothing(window=4, hysteresis=0.1))
     tie = [_probs(fear=0.45, angry=0.40), _probs(fear=0.40, angry=0.45)]
     assert {s.update(1, tie[i % 2])[0] for i in range(20)} == {"fear"}  # never flips to angry
     flips = [s.update(1, _probs(angry=0.8))[0] for _ in range(4)]
     assert flips[-1] == "angry"  # a clear change still gets through
-    plain = LabelSmoother(window=1)
+    plain = LabelSmoother(_smoothing(window=1))
     assert len({plain.update(1, tie[i % 2])[0] for i in range(4)}) == 2  # without: it alternates
 
 
 def test_smoother_says_uncertain_when_evidence_is_weak():
-    s = LabelSmoother(window=2, uncertain_below=0.5)
+    s = LabelSmoother(_smoothing(window=2, uncertain_below=0.5))
     label, score = s.update(1, _probs(happy=0.3, sad=0.25))
     assert label == UNCERTAIN and score == pytest.approx(0.3)
     assert s.update(1, _probs(happy=0.9)) == ("happy", pytest.approx(0.6))
@@ -180,7 +205,7 @@ def test_smoother_says_uncertain_when_evidence_is_weak():
 
 @pytest.mark.parametrize("groups", sorted(LABEL_GROUPS))
 def test_smoother_groups_sum_the_calibrated_probabilities(groups):
-    s = LabelSmoother(window=1, groups=groups)
+    s = LabelSmoother(_smoothing(window=1, groups=groups))
     p = _probs(angry=0.3, disgust=0.25, happy=0.2)
     label, score = s.update(1, p)
     sums = {
@@ -202,7 +227,7 @@ def test_appearance_check_tells_a_new_face_from_the_same_one_moving(public_faces
     images = public_faces.images[:200]
     same = other = 0
     for i, face in enumerate(images):
-        check = AppearanceCheck()
+        check = AppearanceCheck(SmoothingConfig())
         assert not check.changed(1, face)  # nothing to compare with yet
         dx, dy = rng.integers(0, 3, 2)
         moved = cv2.resize(face[dy : dy + 46, dx : dx + 46], (48, 48))
@@ -212,7 +237,7 @@ def test_appearance_check_tells_a_new_face_from_the_same_one_moving(public_faces
     assert same <= 2, f"{same} of 200 moved faces looked new"
     assert other >= 150, f"only {other} of 200 swapped faces looked new"
     flat = AppearanceCheck.look(np.full((48, 48), 128, np.uint8))
-    assert not AppearanceCheck(0).changed(1, images[0])
+    assert not AppearanceCheck(SmoothingConfig(restart_below=0)).changed(1, images[0])
     assert AppearanceCheck.similarity(flat, AppearanceCheck.look(images[0])) == pytest.approx(0, abs=1e-6)
 
 

@@ -41,7 +41,7 @@ def test_merge_keeps_one_box_per_face_earlier_passes_first():
 
 
 def test_a_partial_search_starts_new_tracks_without_missing_the_others():
-    tracker = IoUTracker(0.3, max_missed=1)
+    tracker = IoUTracker(TrackerConfig(0.3, max_missed=1))
     tracker.update([(0, 0, 50, 50)])
     new = tracker.add_new([(5, 5, 50, 50), (300, 300, 30, 30)])  # the first overlaps track 1
     assert [t.box for t in new] == [(300, 300, 30, 30)]

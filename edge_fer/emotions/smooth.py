@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from edge_fer.config import SmoothingConfig
 from edge_fer.emotions.labels import UNCERTAIN, group_matrix, group_names
 
 
@@ -43,20 +44,15 @@ FOLLOW_FRAMES = 5
 class LabelSmoother:
     """Smoothed label and score per face id; a face's state is dropped when it leaves."""
 
-    def __init__(
-        self,
-        window: int = 7,
-        hysteresis: float = 0.0,
-        uncertain_below: float = 0.0,
-        groups: str = "none",
-        follow_frames: int = FOLLOW_FRAMES,
-    ) -> None:
-        self.window = window
-        self.follow_frames = min(follow_frames, window)
-        self.hysteresis = hysteresis
-        self.uncertain_below = uncertain_below
-        self.names = group_names(groups)
-        self._to_groups = np.asarray(group_matrix(groups), np.float64)
+    def __init__(self, config: SmoothingConfig | None = None, follow_frames: int = FOLLOW_FRAMES) -> None:
+        """`config`: window, hysteresis, uncertain_below and groups (None: the config's defaults)."""
+        config = config if config is not None else SmoothingConfig()
+        self.window = config.window
+        self.follow_frames = min(follow_frames, config.window)
+        self.hysteresis = config.hysteresis
+        self.uncertain_below = config.uncertain_below
+        self.names = group_names(config.groups)
+        self._to_groups = np.asarray(group_matrix(config.groups), np.float64)
         self._faces: dict[int, _Face] = {}
 
     def update(self, face_id: int, probs: np.ndarray) -> tuple[str, float]:
@@ -109,8 +105,9 @@ class AppearanceCheck:
     SIDE = 16
     SHIFT = 2
 
-    def __init__(self, restart_below: float = 0.7) -> None:
-        self.restart_below = restart_below
+    def __init__(self, config: SmoothingConfig | None = None) -> None:
+        """`config.restart_below`: the correlation under which a look counts as changed (0: never)."""
+        self.restart_below = (config if config is not None else SmoothingConfig()).restart_below
         self._looks: dict[int, np.ndarray] = {}
 
     @classmethod

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from edge_fer.config import TrackerConfig
 from edge_fer.runtime.results import Box
 
 
@@ -34,8 +35,10 @@ class Track:
 class IoUTracker:
     """Greedy IoU matching of new detections to existing tracks."""
 
-    def __init__(self, iou_threshold: float = 0.3, max_missed: int = 5) -> None:
-        self.iou_threshold, self.max_missed = iou_threshold, max_missed
+    def __init__(self, config: TrackerConfig | None = None) -> None:
+        """`config`: iou_threshold and max_missed (None: the config's defaults)."""
+        config = config if config is not None else TrackerConfig()
+        self.iou_threshold, self.max_missed = config.iou_threshold, config.max_missed
         self.tracks: list[Track] = []
         self._next_id = 1
 

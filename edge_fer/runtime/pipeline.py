@@ -44,11 +44,9 @@ class Pipeline:
         self.finder = finder
         self.classifier = classifier
         self.every_n_frames = detection.every_n_frames
-        self.tracker = IoUTracker(tracking.iou_threshold, tracking.max_missed)
-        self.smoother = LabelSmoother(
-            smoothing.window, smoothing.hysteresis, smoothing.uncertain_below, smoothing.groups
-        )
-        self.appearance = AppearanceCheck(smoothing.restart_below)
+        self.tracker = IoUTracker(tracking)
+        self.smoother = LabelSmoother(smoothing)
+        self.appearance = AppearanceCheck(smoothing)
         self._cut_with: dict[int, Box] = {}  # the box each face's last look was cut with
         self.min_readable_px = smoothing.min_readable_px
         self.run_id = run_id
