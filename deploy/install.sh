@@ -46,7 +46,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 for name in "${INSTANCES[@]}"; do
-  # The daemon's own rule (edge_fer/config.py INSTANCE_PATTERN): it is part of file names,
+  # The daemon's own rule (edge_fer/config/root.py INSTANCE_PATTERN): it is part of file names,
   # unit names, MQTT topics and a Prometheus label.
   if ! [[ "$name" =~ ^[a-z0-9][a-z0-9_-]{0,31}$ ]]; then
     echo "install.sh: instance name '$name' is not valid; use 1-32 of a-z, 0-9, _ and -, starting with a letter or digit (e.g. cam0)" >&2

@@ -61,6 +61,11 @@ class _NoExample:
 NO_EXAMPLE: Any = _NoExample()  # the example file shows the default
 
 
+def _num(bound: float) -> str:
+    """A limit as written: 33177600, not 3.31776e+07; 0.05 and 1e-06 as %g writes them."""
+    return str(int(bound)) if float(bound).is_integer() and abs(bound) < 1e16 else f"{bound:g}"
+
+
 @dataclass(frozen=True)
 class Spec:
     """What one setting allows and how it is documented (the field's metadata)."""
@@ -106,9 +111,9 @@ class Spec:
         for op, sym in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
             bound = getattr(self, op)
             if bound is not None and not (lower and op in ("gt", "ge")):
-                parts.append(f"{sym} {bound:g}")
+                parts.append(f"{sym} {_num(bound)}")
         if lower:
-            return lower + (f" up to {self.le:g}" if self.le is not None else "")
+            return lower + (f" up to {_num(self.le)}" if self.le is not None else "")
         return "a number " + " and ".join(parts)
 
     def must_be(self, integer: bool = False) -> str:
@@ -121,17 +126,19 @@ class Spec:
         if integer and low == ("[", 1) and high is None:
             return "a positive integer"
         if integer and low and high and low[0] == "[" and high[0] == "]":
-            return f"between {low[1]:g} and {high[1]:g}"
+            return f"between {_num(low[1])} and {_num(high[1])}"
         if low == ("(", 0) and high and high != ("]", 1):  # fractions read as (0, 1]
-            return f"positive, at most {high[1]:g}" if high[0] == "]" else f"positive, below {high[1]:g}"
+            return (
+                f"positive, at most {_num(high[1])}" if high[0] == "]" else f"positive, below {_num(high[1])}"
+            )
         if low and high:
-            return f"in {low[0]}{low[1]:g}, {high[1]:g}{high[0]}"
+            return f"in {low[0]}{_num(low[1])}, {_num(high[1])}{high[0]}"
         if low:
             if low[1] == 0:
                 return "positive" if low[0] == "(" else "0 or more"
-            return f"at least {low[1]:g}" if low[0] == "[" else f"more than {low[1]:g}"
+            return f"at least {_num(low[1])}" if low[0] == "[" else f"more than {_num(low[1])}"
         if high:
-            return f"at most {high[1]:g}" if high[0] == "]" else f"less than {high[1]:g}"
+            return f"at most {_num(high[1])}" if high[0] == "]" else f"less than {_num(high[1])}"
         return "valid"
 
 
@@ -152,8 +159,9 @@ def setting(
 ) -> Any:
     """A declared setting: a dataclass field with its `Spec` (a section when `factory` is a
     dataclass)."""
-    # "doc" also on its own: parsers that build their help by hand read field.metadata["doc"].
-    meta = {"spec": Spec(doc, gt, ge, lt, le, choices, example, flag, flag_help, metavar), "doc": doc}
+    declared = Spec(doc, gt, ge, lt, le, choices, example, flag, flag_help, metavar)
+    # The Spec, and its values by name (field.metadata["ge"]) for code that reads them directly.
+    meta = {**{f.name: getattr(declared, f.name) for f in dataclasses.fields(Spec)}, "spec": declared}
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
