@@ -45,9 +45,10 @@ class RunOptions:
     max_frames: int | None = setting(None, "stop after N frames", ge=1, flag="--max-frames")
 
 
-def build_parser() -> tuple[argparse.ArgumentParser, list[Flag]]:
+def build_parser() -> tuple[argparse.ArgumentParser, list[Flag], list[Flag]]:
     """The daemon's command line: --config, a flag per config key that declares one (the
-    config's sections, `flag=`), --web [PORT], --max-frames, --version; and those flags."""
+    config's sections, `flag=`), --web [PORT], --max-frames, --version. Also returns the
+    config keys' flags and the flags to check against their settings' limits once parsed."""
     from edge_fer.config import DEFAULT_CONFIG_PATH, Config, config_flags
 
     p = argparse.ArgumentParser(prog="edge-fer", description="Facial emotion recognition daemon.")
@@ -57,8 +58,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, list[Flag]]:
         default=DEFAULT_CONFIG_PATH,
         help=f"YAML config (default {DEFAULT_CONFIG_PATH}; defaults if it is absent)",
     )
-    added = config_flags(p.add_argument_group("config keys (each overrides the key in [brackets])"))
-    # Two keys at once (web.enabled, and web.port when PORT is given), so declared here.
+    keys = config_flags(p.add_argument_group("config keys (each overrides the key in [brackets])"))
+    # Two keys at once (web.enabled, and web.port when PORT is given), so written here; its
+    # PORT has web.port's limits.
     p.add_argument(
         "--web",
         nargs="?",
@@ -67,19 +69,18 @@ def build_parser() -> tuple[argparse.ArgumentParser, list[Flag]]:
         metavar="PORT",
         help="serve the live web page (on web.port, or PORT; 127.0.0.1 unless web.bind)",
     )
-    web_port = flags(Config, ["web.port"])[0]
-    added.append(Flag(web_port.key, "--web", "web", web_port.field))
-    added += add_flags(p, RunOptions, show_key=False)
+    web_port = Flag("web.port", "--web", "web", flags(Config, ["web.port"])[0].field)
+    run = add_flags(p, RunOptions, show_key=False)
     p.add_argument("--version", action="version", version=f"edge-fer {__version__}")
-    return p, added
+    return p, keys, [*keys, web_port, *run]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The flags, each typed and within its setting's limits (else argparse's one-line error,
     exit 2)."""
-    p, added = build_parser()
+    p, _, checked = build_parser()
     args = p.parse_args(argv)
-    check_flags(p, args, [f for f in added if not (f.dest == "web" and args.web == 0)])
+    check_flags(p, args, [f for f in checked if not (f.dest == "web" and args.web == 0)])
     return args
 
 
@@ -88,8 +89,7 @@ def build_config(args: argparse.Namespace) -> Config:
     other and against the files it reads."""
     from edge_fer.config import apply_overrides, check_output_paths, load_config
 
-    _, added = build_parser()
-    overrides = given(args, [f for f in added if f.key != "web.port" and f.field.name != "max_frames"])
+    overrides = given(args, build_parser()[1])
     if args.web is not None:  # --web: the page on; --web PORT: on that port
         overrides.update({"web.enabled": True, "web.port": args.web or None})
     config = apply_overrides(load_config(args.config), overrides)
