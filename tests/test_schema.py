@@ -199,8 +199,8 @@ def test_flags_come_from_the_declarations(capsys):
     shown = help_text.format_help()
     assert "--count N" in shown and "how many [count]" in shown and "--widths" not in shown
     for argv, needle in [
-        (["--count", "11"], "demo: error: --count must be between 1 and 10, got 11"),
-        (["--ratio", "0"], "demo: error: --ratio must be in (0, 1], got 0.0"),
+        (["--count", "11"], "demo: error: --count must be between 1 and 10, got 11 (config key count)"),
+        (["--ratio", "0"], "demo: error: --ratio must be in (0, 1], got 0.0 (config key inner.ratio)"),
         (["--count", "x"], "argument --count: invalid int value: 'x'"),
         (["--ratio", "nan"], "argument --ratio: invalid float value: 'nan'"),
         (["--mode", "c"], "argument --mode: invalid choice: 'c'"),
@@ -252,7 +252,9 @@ def test_the_photo_tool_takes_the_same_flags_for_its_keys(capsys):
     assert (args.detect_width, args.threads, args.detector) == (640, 2, "haar")
     with pytest.raises(SystemExit):
         parse_args(["x.jpg", "--detect-width", "16"])
-    assert "--detect-width must be between 32 and 8192, got 16" in capsys.readouterr().err
+    assert "--detect-width must be between 32 and 8192, got 16 (config key detector.detect_width)" in (
+        capsys.readouterr().err
+    )
 
 
 NUMERIC = [

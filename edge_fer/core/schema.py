@@ -371,7 +371,7 @@ def flag_help(f: dataclasses.Field, key: str | None = None) -> str:
     return f"{text} [{key}]" if key else text
 
 
-def flags(cls: type, keys: Iterable[str] | None = None) -> list[Flag]:
+def flags(cls: type, keys: Iterable[str] | None = None, show_key: bool = True) -> list[Flag]:
     """The flags of the settings of `cls` that declare one (only `keys`, in that order, when
     given; a key without a declared flag gets --LEAF-NAME)."""
     chosen = (
@@ -382,7 +382,7 @@ def flags(cls: type, keys: Iterable[str] | None = None) -> list[Flag]:
     out = []
     for key, f in chosen:
         name = spec(f).flag or "--" + key.rsplit(".", 1)[-1].replace("_", "-")
-        out.append(Flag(key, name, name.removeprefix("--").replace("-", "_"), f))
+        out.append(Flag(key, name, name.removeprefix("--").replace("-", "_"), f, show_key))
     return out
 
 
@@ -394,6 +394,7 @@ class Flag:
     name: str  # e.g. "--display"
     dest: str  # its argparse attribute, e.g. "display"
     field: dataclasses.Field
+    show_key: bool = True  # help and errors name the key (a config key the flag overrides)
 
 
 def add_flags(
@@ -405,7 +406,7 @@ def add_flags(
     """One flag per declared setting of `cls` (see `flags`), default None (not given): bool
     settings as --X/--no-X, choices listed by argparse, other values typed as they are parsed
     (limits: `check_flags` once parsed, so the error names the flag in the settings' words)."""
-    added = flags(cls, keys)
+    added = flags(cls, keys, show_key)
     for flag in added:
         declared = spec(flag.field)
         base = base_type(str(flag.field.type))
@@ -428,14 +429,14 @@ def add_flags(
 
 def check_flags(parser: argparse.ArgumentParser, args: argparse.Namespace, added: Iterable[Flag]) -> None:
     """Each given flag's value within its setting's limits, else the parser's one-line error
-    (exit 2): "--threads must be between 1 and 16, got 0"."""
+    (exit 2): "--threads must be between 1 and 16, got 0 (config key model.threads)"."""
     for flag in added:
         value = getattr(args, flag.dest)
         if value is not None:
             try:
                 check(flag.name, value, spec(flag.field), as_flag=True)
             except SchemaError as exc:
-                parser.error(str(exc))
+                parser.error(f"{exc} (config key {flag.key})" if flag.show_key else str(exc))
 
 
 def given(args: argparse.Namespace, added: Iterable[Flag]) -> dict[str, Any]:
