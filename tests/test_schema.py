@@ -374,3 +374,13 @@ def test_retired_settings_go_through_one_migration():
     assert migrate({name: off, "seed": 1}) == {"seed": 1}
     with pytest.raises(SettingError, match=rf"^recipe r.yaml: {name} was removed \(.*\); delete the key$"):
         migrate({name: "other"}, "recipe r.yaml: ")
+
+
+def test_the_daemons_command_line_module_imports_only_the_standard_library_first():
+    """The schema is imported before the daemon's signal handlers are in place: no YAML,
+    numpy, OpenCV or config package yet (they take long enough for a SIGHUP to kill it)."""
+    probe = (
+        "import sys, edge_fer.apps.daemon\n"
+        "print([m for m in ('yaml', 'numpy', 'cv2', 'edge_fer.config') if m in sys.modules])"
+    )
+    assert _in_child(probe).stdout.strip() == "[]"
