@@ -371,6 +371,11 @@ def flag_help(f: dataclasses.Field, key: str | None = None) -> str:
     return f"{text} [{key}]" if key else text
 
 
+def flag_name(name: str) -> str:
+    """The flag a setting gets unless it declares one: distill_epochs -> --distill-epochs."""
+    return "--" + name.replace("_", "-")
+
+
 def flags(cls: type, keys: Iterable[str] | None = None, show_key: bool = True) -> list[Flag]:
     """The flags of the settings of `cls` that declare one (only `keys`, in that order, when
     given; a key without a declared flag gets --LEAF-NAME)."""
@@ -381,7 +386,7 @@ def flags(cls: type, keys: Iterable[str] | None = None, show_key: bool = True) -
     )
     out = []
     for key, f in chosen:
-        name = spec(f).flag or "--" + key.rsplit(".", 1)[-1].replace("_", "-")
+        name = spec(f).flag or flag_name(key.rsplit(".", 1)[-1])
         out.append(Flag(key, name, name.removeprefix("--").replace("-", "_"), f, show_key))
     return out
 

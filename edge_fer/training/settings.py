@@ -28,7 +28,17 @@ from typing import Any
 from edge_fer.core.paths import DEFAULT_DATA, PROJECT_ROOT
 from edge_fer.core.safe_io import PathRefused, read_bounded
 from edge_fer.core.safe_yaml import parse_yaml
-from edge_fer.core.schema import SchemaError, check, coerce, element_type, parse_text, setting, shown, spec
+from edge_fer.core.schema import (
+    SchemaError,
+    check,
+    coerce,
+    element_type,
+    flag_name,
+    parse_text,
+    setting,
+    shown,
+    spec,
+)
 from edge_fer.emotions.preprocess import MARGIN_RANGE
 from edge_fer.nets.students import STUDENTS
 
@@ -231,7 +241,7 @@ def fields() -> dict[str, dataclasses.Field]:
 
 def flag(name: str) -> str:
     """The command-line flag of a setting: distill_epochs -> --distill-epochs."""
-    return "--" + name.replace("_", "-")
+    return flag_name(name)
 
 
 def check_value(name: str, value: Any, where: str) -> None:
