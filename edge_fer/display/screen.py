@@ -21,7 +21,13 @@ from edge_fer.display.overlay import Hud, fit_rect, render, render_overlay_rgba
 from edge_fer.outputs.base import OutputClosed, OutputError, PreviewHost
 from edge_fer.runtime.results import FaceResult, FrameResult
 from edge_fer.runtime.stats import detection_rate
-from edge_fer.sources.capture import DRM_DEFAULT_WINDOW, Window, drm_picture_rect, drm_screen_size, drm_window
+from edge_fer.sources.picamera import (
+    DRM_DEFAULT_WINDOW,
+    Window,
+    drm_picture_rect,
+    drm_screen_size,
+    drm_window,
+)
 
 if TYPE_CHECKING:
     from edge_fer.runtime.stats import RunStats
