@@ -284,5 +284,6 @@ register_source(
         section="stream",
         matches=lambda spec: spec.split("://", 1)[0] in STREAM_SCHEMES,
         build=_build,
+        auto_rank=50,  # only orders the list of forms: a stream has no `find`
     )
 )
