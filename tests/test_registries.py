@@ -57,7 +57,7 @@ def test_a_source_no_kind_takes_is_a_config_error_naming_the_forms():
 def test_source_kinds_read_config_sections_that_exist():
     fields = {f.name for f in dataclasses.fields(Config)}
     for kind in source_kinds():
-        assert {s.strip() for s in kind.section.split(",")} <= fields, kind.name
+        assert set(kind.reads) <= fields, kind.name
 
 
 def test_auto_asks_picamera2_then_webcam_then_the_video_and_a_stream_never():
@@ -118,7 +118,7 @@ def test_a_registered_kind_is_built_by_name_and_takes_its_turn_in_auto(monkeypat
     kind = SourceKind(
         name="stub",
         forms=("stub:NAME",),
-        section="camera",
+        reads=("camera",),
         matches=lambda spec: spec.startswith("stub:"),
         build=lambda spec, settings: StubSource(spec),
         find=find,

@@ -2,7 +2,7 @@
 errors, and the registry of source kinds.
 
 Each source module registers its kind (`register_source`) with the `source:` forms it
-handles, the config section it reads, how to build it and, for `auto`, how to find one that
+handles, the config sections it reads, how to build it and, for `auto`, how to find one that
 is there. `edge_fer.sources.registry` imports the source modules to fill the registry and
 turns a `source` setting into a source.
 """
@@ -92,7 +92,8 @@ class SourceKind:
     """One kind of source as the registry knows it.
 
     `forms` are the `source:` values it handles, as the help shows them; `matches` says
-    whether a `source` value is one of them; `section` is the config section it reads;
+    whether a `source` value is one of them; `reads` are the config sections (and top-level
+    keys) it is built from, besides `frames`, which every source's frame check reads;
     `build(spec, settings)` makes the (unopened) source. `find(settings)` is its turn in
     `auto`, in `auto_rank` order (lowest first): the source when one is there, or None and
     one phrase for the error message saying what was tried. A kind without `find` is never
@@ -100,7 +101,7 @@ class SourceKind:
 
     name: str
     forms: tuple[str, ...]
-    section: str
+    reads: tuple[str, ...]
     matches: Callable[[str], bool]
     build: Callable[[str, SourceSettings], FrameSource]
     find: Callable[[SourceSettings], tuple[FrameSource | None, str]] | None = None

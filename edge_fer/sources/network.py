@@ -281,7 +281,7 @@ register_source(
     SourceKind(
         name="stream",
         forms=tuple(f"{scheme}://..." for scheme in STREAM_SCHEMES),
-        section="stream",
+        reads=("stream",),
         matches=lambda spec: spec.split("://", 1)[0] in STREAM_SCHEMES,
         build=_build,
         auto_rank=50,  # only orders the list of forms: a stream has no `find`

@@ -226,7 +226,7 @@ register_source(
     SourceKind(
         name="picamera2",
         forms=("picamera2",),
-        section="camera",
+        reads=("camera",),
         matches=lambda spec: spec == "picamera2",
         build=_build,
         find=_find,

@@ -194,7 +194,7 @@ register_source(
     SourceKind(
         name="file",
         forms=("file:PATH",),
-        section="loop_video, pace, fallback_video",
+        reads=("loop_video", "pace", "fallback_video"),
         matches=lambda spec: spec.startswith("file:"),
         build=_build,
         find=_find,

@@ -47,7 +47,7 @@ register_source(
     SourceKind(
         name="webcam",
         forms=("webcam", "webcam:INDEX"),
-        section="camera",
+        reads=("camera",),
         matches=lambda spec: spec == "webcam" or spec.startswith("webcam:"),
         build=_build,
         find=_find,
