@@ -200,8 +200,8 @@ def test_outputs_see_each_frame_in_the_documented_order():
     kinds = registration.output_kinds()
     assert [k.name for k in kinds] == ORDER
     table = registration.__doc__
-    documented = [line.split()[1] for line in table.splitlines() if line[:3].strip().isdigit()]
-    assert documented == ORDER
+    documented = [line.split()[:2] for line in table.splitlines() if line[:3].strip().isdigit()]
+    assert documented == [[str(k.order), k.name] for k in kinds]
     fields = {f.name for f in dataclasses.fields(Config)}
     assert all(k.section in fields for k in kinds)
 
