@@ -63,6 +63,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.request import urlopen
 
@@ -113,50 +114,28 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class FaultRun:
-    """The daemon, its files, and the means to break them."""
+class DaemonUnderFaults:
+    """A daemon started on a config in `workdir`, watched through its events file and log:
+    what the camera and the network fault runs share. Subclasses inject their faults and
+    release their servers (`release`)."""
 
-    def __init__(self, workdir: Path, video: Path, model: Path) -> None:
+    stop_timeout_s = 10.0
+
+    def __init__(self, workdir: Path, faults: tuple[str, ...]) -> None:
         self.workdir = workdir
-        self.metrics_port = free_port()
-        self.silent = SilentServer()
-        self.notes: dict[str, list[str]] = {f: [] for f in FAULTS}
-        self.round = 0
-        self.bad_model = workdir / "bad_meta.pte"
-        shutil.copy(model, self.bad_model)
-        meta = json.loads(model.with_suffix(".json").read_text())
-        self.bad_model.with_suffix(".json").write_text(json.dumps({**meta, "input": "batch of 15"}))
-        self.stats_dir = workdir / "run"
-        self.stats_dir.mkdir()
-        self.stats = self.stats_dir / "stats.json"
+        self.notes: dict[str, list[str]] = {f: [] for f in faults}
         self.events = workdir / "events.jsonl"
         self.report = workdir / "report.json"
-        self.unplug = workdir / "unplugged"
         self.config_path = workdir / "config.yaml"
-        self.good = {
-            "source": "picamera2",
-            "display": {"mode": "none"},
-            "stats": {"path": str(self.stats), "interval_s": 0.5},
-            "events": {"path": str(self.events)},
-            "report": {"path": str(self.report)},
-            "metrics": {"port": self.metrics_port},
-            "reconnect_max_backoff_s": 1.0,
-            "reload_timeout_s": 3,
-            "log_level": "INFO",
-        }
-        self.write_config(self.good)
-        env = {
-            **os.environ,
-            "PYTHONPATH": str(FAKES),
-            "FAKE_PICAMERA2_VIDEO": str(video),
-            "FAKE_PICAMERA2_UNPLUG_FILE": str(self.unplug),
-            "PYTHONUNBUFFERED": "1",
-        }
-        self.log = (workdir / "daemon.log").open("w")
+
+    def start(self, config: dict, env: dict[str, str]) -> None:
+        """Write `config` and start the daemon on it (stderr to daemon.log)."""
+        self.write_config(config)
+        self.log = (self.workdir / "daemon.log").open("w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "edge_fer.apps.daemon", "--config", str(self.config_path)],
             cwd=ROOT,
-            env=env,
+            env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},
             stdout=subprocess.DEVNULL,
             stderr=self.log,
         )
@@ -166,20 +145,6 @@ class FaultRun:
         tmp = self.config_path.with_suffix(".tmp")
         tmp.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
         tmp.replace(self.config_path)
-
-    def fps(self, seconds: float = 2.0) -> float:
-        start, t0 = self.frames(), time.monotonic()
-        time.sleep(seconds)
-        return (self.frames() - start) / (time.monotonic() - t0)
-
-    def scrape(self) -> bool:
-        try:
-            return (
-                b"edge_fer_frames_total"
-                in urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).read()
-            )
-        except OSError:
-            return False
 
     def frames(self) -> int:
         """Frames classified so far (from the events file, which survives stats faults)."""
@@ -199,6 +164,144 @@ class FaultRun:
                 return True
             time.sleep(0.1)
         return False
+
+    def rss_mb(self) -> float:
+        return self.process.memory_info().rss / 2**20
+
+    def log_text(self) -> str:
+        self.log.flush()
+        return (self.workdir / "daemon.log").read_text(errors="replace")
+
+    def inject(self, fault: str) -> float | None:
+        """Inject `fault`; the peak RSS (MB) during it when it is measured."""
+        raise NotImplementedError
+
+    def release(self) -> None:
+        """Close the servers the faults use."""
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=self.stop_timeout_s)
+        finally:
+            self.log.close()
+            self.release()
+
+
+@dataclass
+class Rounds:
+    """What `fault_rounds` saw: per fault how often it was injected and survived, and its
+    peak RSS (MB, when measured); the daemon's RSS and open fds at the start; the start time."""
+
+    injected: dict[str, int]
+    survived: dict[str, int]
+    peaks: dict[str, float]
+    rss_start: float
+    fds_start: int
+    started: float
+
+
+def fault_rounds(daemon: DaemonUnderFaults, faults: tuple[str, ...], seconds: float) -> Rounds:
+    """Inject `faults` in rotation for `seconds` (each at least once), checking after each
+    that frames flow again (a daemon that does not start is stopped: SystemExit)."""
+    if not daemon.wait_for_frames(30, timeout=60):
+        daemon.stop()
+        raise SystemExit(f"the daemon did not start: {(daemon.workdir / 'daemon.log').read_text()[-800:]}")
+    injected = {f: 0 for f in faults}
+    survived = {f: 0 for f in faults}
+    peaks: dict[str, float] = {f: 0.0 for f in faults}
+    rss_start, fds_start = daemon.rss_mb(), daemon.process.num_fds()
+    started = time.monotonic()
+    i = 0
+    while time.monotonic() - started < seconds or i < len(faults):  # each kind at least once
+        fault = faults[i % len(faults)]
+        i += 1
+        injected[fault] += 1
+        peaks[fault] = max(peaks[fault], daemon.inject(fault) or 0.0)
+        if daemon.wait_for_frames(20, timeout=30):
+            survived[fault] += 1
+        elif daemon.proc.poll() is not None:
+            break
+    return Rounds(injected, survived, peaks, rss_start, fds_start, started)
+
+
+def finish(daemon: DaemonUnderFaults, rounds: Rounds) -> tuple[dict, str]:
+    """Stop the daemon after its rounds: the figures both runs report (faults, exit code,
+    frames, RSS and open fds at the start and end, tracebacks), and the daemon's log."""
+    alive = daemon.proc.poll() is None
+    rss_end = daemon.rss_mb() if alive else None
+    fds_end = daemon.process.num_fds() if alive else None
+    code = daemon.stop()
+    log = (daemon.workdir / "daemon.log").read_text(errors="replace")  # with what it logged last
+    report = json.loads(daemon.report.read_text()) if daemon.report.is_file() else {}
+    faults = {
+        f: {"injected": n, "survived": rounds.survived[f], "seen": sorted(set(daemon.notes[f]))}
+        for f, n in rounds.injected.items()
+    }
+    return {
+        "seconds": round(time.monotonic() - rounds.started, 1),
+        "exit_code": code,
+        "faults": faults,
+        "restarts_needed": 0 if code == 0 else 1,
+        "frames": report.get("frames"),
+        "frames_lost": report.get("bad_frames"),
+        "reconnects": report.get("reconnects"),
+        "rss_start_mb": round(rounds.rss_start, 1),
+        "rss_end_mb": None if rss_end is None else round(rss_end, 1),
+        "fds_start": rounds.fds_start,
+        "fds_end": fds_end,
+        "tracebacks": log.count("Traceback"),
+        "reload_failures_logged": log.count("config reload failed"),
+    }, log
+
+
+class FaultRun(DaemonUnderFaults):
+    """The daemon on the Camera Module (picamera2's fake), its files, and the means to break them."""
+
+    def __init__(self, workdir: Path, video: Path, model: Path) -> None:
+        super().__init__(workdir, FAULTS)
+        self.metrics_port = free_port()
+        self.silent = SilentServer()
+        self.round = 0
+        self.bad_model = workdir / "bad_meta.pte"
+        shutil.copy(model, self.bad_model)
+        meta = json.loads(model.with_suffix(".json").read_text())
+        self.bad_model.with_suffix(".json").write_text(json.dumps({**meta, "input": "batch of 15"}))
+        self.stats_dir = workdir / "run"
+        self.stats_dir.mkdir()
+        self.stats = self.stats_dir / "stats.json"
+        self.unplug = workdir / "unplugged"
+        self.good = {
+            "source": "picamera2",
+            "display": {"mode": "none"},
+            "stats": {"path": str(self.stats), "interval_s": 0.5},
+            "events": {"path": str(self.events)},
+            "report": {"path": str(self.report)},
+            "metrics": {"port": self.metrics_port},
+            "reconnect_max_backoff_s": 1.0,
+            "reload_timeout_s": 3,
+            "log_level": "INFO",
+        }
+        env = {
+            "PYTHONPATH": str(FAKES),
+            "FAKE_PICAMERA2_VIDEO": str(video),
+            "FAKE_PICAMERA2_UNPLUG_FILE": str(self.unplug),
+        }
+        self.start(self.good, env)
+
+    def fps(self, seconds: float = 2.0) -> float:
+        start, t0 = self.frames(), time.monotonic()
+        time.sleep(seconds)
+        return (self.frames() - start) / (time.monotonic() - t0)
+
+    def scrape(self) -> bool:
+        try:
+            return (
+                b"edge_fer_frames_total"
+                in urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).read()
+            )
+        except OSError:
+            return False
 
     def reload(self, data: dict) -> None:
         self.write_config(data)
@@ -337,52 +440,16 @@ class FaultRun:
             self.write_config(self.good)
         self.round += 1
 
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=10)
-        finally:
-            self.log.close()
-            self.silent.close()
+    def release(self) -> None:
+        self.silent.close()
 
 
 def run(video: Path, seconds: float, workdir: Path, model: Path) -> dict:
     daemon = FaultRun(workdir, video, model)
-    injected = {f: 0 for f in FAULTS}
-    survived = {f: 0 for f in FAULTS}
-    if not daemon.wait_for_frames(30, timeout=60):
-        raise SystemExit(f"the daemon did not start: {(workdir / 'daemon.log').read_text()[-800:]}")
-    rss_start = daemon.process.memory_info().rss / 2**20
-    started = time.monotonic()
-    i = 0
-    while time.monotonic() - started < seconds or i < len(FAULTS):  # each kind at least once
-        fault = FAULTS[i % len(FAULTS)]
-        i += 1
-        injected[fault] += 1
-        daemon.inject(fault)
-        if daemon.wait_for_frames(20, timeout=30):
-            survived[fault] += 1
-        elif daemon.proc.poll() is not None:
-            break
-    rss_end = daemon.process.memory_info().rss / 2**20 if daemon.proc.poll() is None else None
-    code = daemon.stop()
-    report = json.loads(daemon.report.read_text()) if daemon.report.is_file() else {}
-    log = (workdir / "daemon.log").read_text()
+    rounds = fault_rounds(daemon, FAULTS, seconds)
+    result, log = finish(daemon, rounds)
     return {
-        "seconds": round(time.monotonic() - started, 1),
-        "exit_code": code,
-        "faults": {
-            f: {"injected": injected[f], "survived": survived[f], "seen": sorted(set(daemon.notes[f]))}
-            for f in FAULTS
-        },
-        "restarts_needed": 0 if code == 0 else 1,
-        "frames": report.get("frames"),
-        "frames_lost": report.get("bad_frames"),
-        "reconnects": report.get("reconnects"),
-        "rss_start_mb": round(rss_start, 1),
-        "rss_end_mb": None if rss_end is None else round(rss_end, 1),
-        "tracebacks": log.count("Traceback"),
-        "reload_failures_logged": log.count("config reload failed"),
+        **result,
         "status_lines_logged": log.count("received SIGUSR"),
     }
 
@@ -518,18 +585,16 @@ NETWORK_FAULTS = (
 HTTP_MODES = {f"http-{m.replace('-', '')}": m for m in HostileMjpegServer.MODES}
 
 
-class NetworkFaultRun:
+class NetworkFaultRun(DaemonUnderFaults):
     """The daemon on a hostile HTTP camera and the GStreamer RTSP server."""
 
+    stop_timeout_s = 15.0
+
     def __init__(self, workdir: Path, video: Path, model: Path) -> None:
-        self.workdir = workdir
+        super().__init__(workdir, NETWORK_FAULTS)
         pattern = write_frames(video, workdir / "frames", count=40, step=3)
         self.http = HostileMjpegServer(jpeg_frames(pattern), fps=15, rate=16 << 20)
         self.rtsp = RtspServer(pattern, fps=15)
-        self.notes: dict[str, list[str]] = {f: [] for f in NETWORK_FAULTS}
-        self.events = workdir / "events.jsonl"
-        self.report = workdir / "report.json"
-        self.config_path = workdir / "config.yaml"
         self.http_config = {
             "source": self.http.url,
             "display": {"mode": "none"},
@@ -544,27 +609,11 @@ class NetworkFaultRun:
             "log_level": "INFO",
         }
         self.rtsp_config = {**self.http_config, "source": self.rtsp.url}
-        FaultRun.write_config(self, self.http_config)  # type: ignore[arg-type]
-        self.log = (workdir / "daemon.log").open("w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "edge_fer.apps.daemon", "--config", str(self.config_path)],
-            cwd=ROOT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            stdout=subprocess.DEVNULL,
-            stderr=self.log,
-        )
-        self.process = psutil.Process(self.proc.pid)
-
-    frames = FaultRun.frames
-    wait_for_frames = FaultRun.wait_for_frames
-    write_config = FaultRun.write_config
+        self.start(self.http_config, {})
 
     def reload(self, data: dict) -> None:
         self.write_config(data)
         self.proc.send_signal(signal.SIGHUP)
-
-    def rss_mb(self) -> float:
-        return self.process.memory_info().rss / 2**20
 
     def watch(self, seconds: float) -> float:
         """The peak RSS (MB) over `seconds`, sampled every 0.1 s."""
@@ -600,18 +649,9 @@ class NetworkFaultRun:
         self.write_config(self.rtsp_config)
         return peak
 
-    def log_text(self) -> str:
-        self.log.flush()
-        return (self.workdir / "daemon.log").read_text(errors="replace")
-
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=15)
-        finally:
-            self.log.close()
-            self.http.close()
-            self.rtsp.stop()
+    def release(self) -> None:
+        self.http.close()
+        self.rtsp.stop()
 
 
 def run_network(video: Path, seconds: float, workdir: Path, model: Path) -> dict:
@@ -619,54 +659,14 @@ def run_network(video: Path, seconds: float, workdir: Path, model: Path) -> dict
     if missing:
         raise SystemExit(f"error: {missing}")
     daemon = NetworkFaultRun(workdir, video, model)
-    injected = {f: 0 for f in NETWORK_FAULTS}
-    survived = {f: 0 for f in NETWORK_FAULTS}
-    peaks: dict[str, float] = {f: 0.0 for f in NETWORK_FAULTS}
-    if not daemon.wait_for_frames(30, timeout=60):
-        daemon.stop()
-        raise SystemExit(f"the daemon did not start: {(workdir / 'daemon.log').read_text()[-800:]}")
-    rss_start, fds_start = daemon.rss_mb(), daemon.process.num_fds()
-    started = time.monotonic()
-    i = 0
-    while time.monotonic() - started < seconds or i < len(NETWORK_FAULTS):  # each kind at least once
-        fault = NETWORK_FAULTS[i % len(NETWORK_FAULTS)]
-        i += 1
-        injected[fault] += 1
-        peaks[fault] = max(peaks[fault], daemon.inject(fault))
-        if daemon.wait_for_frames(20, timeout=30):
-            survived[fault] += 1
-        elif daemon.proc.poll() is not None:
-            break
-    alive = daemon.proc.poll() is None
-    rss_end = daemon.rss_mb() if alive else None
-    fds_end = daemon.process.num_fds() if alive else None
-    log = daemon.log_text()
-    code = daemon.stop()
-    report = json.loads(daemon.report.read_text()) if daemon.report.is_file() else {}
+    rounds = fault_rounds(daemon, NETWORK_FAULTS, seconds)
+    result, log = finish(daemon, rounds)
+    for fault, row in result["faults"].items():
+        row["peak_rss_mb"] = round(rounds.peaks[fault], 1)
     return {
-        "seconds": round(time.monotonic() - started, 1),
-        "exit_code": code,
-        "faults": {
-            f: {
-                "injected": injected[f],
-                "survived": survived[f],
-                "peak_rss_mb": round(peaks[f], 1),
-                "seen": sorted(set(daemon.notes[f])),
-            }
-            for f in NETWORK_FAULTS
-        },
+        **result,
         "http_bytes_sent": daemon.http.sent_bytes,
-        "restarts_needed": 0 if code == 0 else 1,
-        "frames": report.get("frames"),
-        "frames_lost": report.get("bad_frames"),
-        "reconnects": report.get("reconnects"),
-        "rss_start_mb": round(rss_start, 1),
-        "rss_end_mb": None if rss_end is None else round(rss_end, 1),
-        "rss_peak_mb": round(max(peaks.values()), 1),
-        "fds_start": fds_start,
-        "fds_end": fds_end,
-        "tracebacks": log.count("Traceback"),
-        "reload_failures_logged": log.count("config reload failed"),
+        "rss_peak_mb": round(max(rounds.peaks.values()), 1),
         "warnings_logged": log.count(" WARNING "),
         "status_lines_logged": 0,
         "first_traceback": log[log.index("Traceback") :][:3000] if "Traceback" in log else None,

@@ -118,7 +118,7 @@ def camera_cost(model: Path, video: Path, frames: int = 150) -> list[dict]:
     from edge_fer.faces.detect import make_detector
     from edge_fer.faces.finder import FaceFinder
     from edge_fer.runtime.pipeline import Pipeline
-    from edge_fer.sources.capture import RawFrame
+    from edge_fer.sources.base import RawFrame
 
     cap, source = cv2.VideoCapture(str(video)), []
     while len(source) < frames:

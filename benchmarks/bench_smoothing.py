@@ -37,7 +37,7 @@ from edge_fer.evaluation.metrics import plot_coverage
 from edge_fer.faces.detect import make_detector
 from edge_fer.faces.finder import FaceFinder
 from edge_fer.runtime.pipeline import Pipeline
-from edge_fer.sources.capture import RawFrame
+from edge_fer.sources.base import RawFrame
 
 WINDOWS = (1, 7, 15, 30, 45)
 HYSTERESES = (0.0, 0.1, 0.2, 0.3)

@@ -383,7 +383,7 @@ def test_non_finite_scores_never_reach_an_output(tmp_path, caplog):
     from edge_fer.faces.finder import FaceFinder
     from edge_fer.outputs.events import EventsLog
     from edge_fer.runtime.pipeline import Pipeline
-    from edge_fer.sources.capture import RawFrame
+    from edge_fer.sources.base import RawFrame
 
     near = DetectorConfig(tile_zoom=0, track_zoom_px=0)  # the stub's boxes only from the whole frame
     pipeline = Pipeline(

@@ -5,15 +5,11 @@ import numpy as np
 import pytest
 
 from edge_fer.config import load_config
-from edge_fer.sources.capture import (
-    CaptureError,
-    EndOfStream,
-    OpenCVSource,
-    Picamera2Source,
-    RawFrame,
-    ReconnectingSource,
-    make_source,
-)
+from edge_fer.sources.base import CaptureError, EndOfStream, RawFrame
+from edge_fer.sources.picamera import Picamera2Source
+from edge_fer.sources.reconnect import ReconnectingSource
+from edge_fer.sources.registry import make_source
+from edge_fer.sources.video import OpenCVSource
 
 FAKES = Path(__file__).parent / "fakes"
 

@@ -267,7 +267,7 @@ def test_a_new_face_in_the_same_place_restarts_its_smoothing(public_faces):
     from edge_fer.emotions.preprocess import PreprocessSpec
     from edge_fer.faces.finder import FaceFinder
     from edge_fer.runtime.pipeline import Pipeline
-    from edge_fer.sources.capture import RawFrame
+    from edge_fer.sources.base import RawFrame
 
     a, b = public_faces.images[0], public_faces.images[1]
     spec = PreprocessSpec()
@@ -315,7 +315,7 @@ def test_a_face_swapped_between_detections_is_one_new_face_when_its_box_is_corre
     from edge_fer.config import DetectorConfig, SmoothingConfig, TrackerConfig
     from edge_fer.faces.finder import FaceFinder
     from edge_fer.runtime.pipeline import Pipeline
-    from edge_fer.sources.capture import RawFrame
+    from edge_fer.sources.base import RawFrame
 
     a = cv2.resize(public_faces.images[0], (60, 60))
     b = cv2.resize(public_faces.images[1], (100, 100))  # its box still overlaps A's (IoU 0.36)

@@ -14,7 +14,7 @@ from edge_fer.display.screen import DrmPreviewDisplay, hud_for
 from edge_fer.emotions.labels import EMOTIONS
 from edge_fer.runtime.results import FaceResult, FrameResult
 from edge_fer.runtime.stats import RunStats
-from edge_fer.sources.capture import DRM_DEFAULT_WINDOW, Picamera2Source, drm_picture_rect
+from edge_fer.sources.picamera import DRM_DEFAULT_WINDOW, Picamera2Source, drm_picture_rect
 
 FAKES = Path(__file__).parent / "fakes"
 
@@ -117,7 +117,7 @@ def test_face_boxes_land_on_the_picture_and_a_reopen_keeps_the_window(fake_picam
 def test_bad_preview_windows_are_clipped_or_refused(fake_picamera2, caplog, window, screen, used):
     source = Picamera2Source(0, (640, 480), (320, 240), 30, screen=lambda: screen)
     source.open()
-    with caplog.at_level(logging.WARNING, logger="edge_fer.sources.capture"):
+    with caplog.at_level(logging.WARNING, logger="edge_fer.sources.picamera"):
         source.enable_drm_preview(window)
         source.enable_drm_preview(window)  # again: the running DRM preview is replaced
     assert fake_picamera2.STATE["preview_window"] == used == source.preview_window

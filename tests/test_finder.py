@@ -109,7 +109,7 @@ def _found(faces, truth_box) -> list:
 def test_small_faces_on_a_1080p_frame_are_found_and_keep_their_ids(public_faces, yunet_model):
     """Four 40 px faces, two of them side by side: the coarse pass alone finds none; the default
     search finds them within two sweeps of the tiles and every face keeps one id, its own."""
-    from edge_fer.sources.capture import RawFrame
+    from edge_fer.sources.base import RawFrame
 
     faces = [(public_faces.images[i] * 255).astype(np.uint8) if public_faces.images.dtype != np.uint8
              else public_faces.images[i] for i in range(4)]  # fmt: skip
@@ -142,7 +142,7 @@ def test_small_faces_on_a_1080p_frame_are_found_and_keep_their_ids(public_faces,
 def test_a_face_that_appears_where_nothing_was_is_searched_for_at_once(public_faces, yunet_model):
     """Motion puts a tile ahead of the rotation: a new face far from the tile the rotation is
     at is found within a few frames, not a sweep later."""
-    from edge_fer.sources.capture import RawFrame
+    from edge_fer.sources.base import RawFrame
 
     face = public_faces.images[5]
     face = face if face.dtype == np.uint8 else (face * 255).astype(np.uint8)
@@ -159,7 +159,7 @@ def test_a_face_that_appears_where_nothing_was_is_searched_for_at_once(public_fa
 
 
 def test_faces_under_the_readable_size_are_uncertain(public_faces, yunet_model):
-    from edge_fer.sources.capture import RawFrame
+    from edge_fer.sources.base import RawFrame
 
     face = public_faces.images[0]
     face = face if face.dtype == np.uint8 else (face * 255).astype(np.uint8)

@@ -142,7 +142,7 @@ def test_the_final_summary_whatever_stopped_the_daemon(tmp_path, monkeypatch, ca
     has only its error line."""
     from edge_fer.apps import daemon as cli
     from edge_fer.runtime import daemon
-    from edge_fer.sources.capture import CaptureError
+    from edge_fer.sources.base import CaptureError
 
     def serve(config, load, signals, notifier, stats, max_frames) -> str:
         for face in (1, 1, 2):

@@ -17,8 +17,11 @@ import pytest
 from streams_helpers import HostileMjpegServer, RtspServer, jpeg_frames, rtsp_server_missing, write_frames
 
 from edge_fer.config import CameraConfig, FramesConfig, StreamConfig
-from edge_fer.sources.capture import CaptureError, NetworkSource, OpenCVSource, make_source
+from edge_fer.sources.base import CaptureError
 from edge_fer.sources.frames import FrameCheck, check_frame, decode_jpeg, decode_size_refusal, jpeg_size
+from edge_fer.sources.network import NetworkSource
+from edge_fer.sources.registry import make_source
+from edge_fer.sources.video import OpenCVSource
 
 ROOT = Path(__file__).resolve().parents[1]
 LIMITS = FramesConfig()

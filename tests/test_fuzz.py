@@ -274,7 +274,8 @@ specs = st.tuples(st.sampled_from(PREFIXES), st.text(max_size=30) | st.sampled_f
 @given(specs)
 def test_generated_source_specs_check_or_are_config_errors(spec):
     from edge_fer.config import CameraConfig
-    from edge_fer.sources.capture import CaptureError, make_source
+    from edge_fer.sources.base import CaptureError
+    from edge_fer.sources.registry import make_source
 
     try:
         check_source(spec)
@@ -555,7 +556,7 @@ def _reaches_opencv_safely(value: str) -> None:
 def test_generated_paths_and_urls_are_refused_in_one_line_or_safe_for_opencv(prefix, rest):
     from edge_fer.config import CameraConfig, apply_overrides, checked_path
     from edge_fer.core.user_input import InputRefused, user_file, user_url
-    from edge_fer.sources.capture import make_source
+    from edge_fer.sources.registry import make_source
 
     spec = prefix + rest
     try:

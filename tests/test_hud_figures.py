@@ -166,7 +166,7 @@ def test_paced_waits_are_not_capture_time_and_outputs_are_timed_apart():
     """A video played at its own pace sleeps inside read(): that is not capture work. What the
     outputs (display, files, network) take after classifying is counted on its own."""
     from edge_fer.runtime.pipeline import run
-    from edge_fer.sources.capture import RawFrame
+    from edge_fer.sources.base import RawFrame
 
     class PacedSource:
         name = "file:paced"

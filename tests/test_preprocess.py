@@ -69,7 +69,7 @@ def test_training_evaluation_and_the_daemon_feed_the_model_identical_inputs(tmp_
     from edge_fer.emotions.preprocess import normalize
     from edge_fer.faces.finder import FaceFinder
     from edge_fer.runtime.pipeline import Pipeline
-    from edge_fer.sources.capture import RawFrame
+    from edge_fer.sources.base import RawFrame
     from edge_fer.training.loop import to_input
 
     rng = np.random.default_rng(3)

@@ -26,7 +26,9 @@ from edge_fer.data.sample_video import (
     read_mp4_metadata,
 )
 from edge_fer.faces.detect import YuNetDetector
-from edge_fer.sources.capture import CaptureError, OpenCVSource, fallback_chain, make_source
+from edge_fer.sources.base import CaptureError
+from edge_fer.sources.registry import make_source
+from edge_fer.sources.video import OpenCVSource, fallback_chain
 
 ROOT = Path(__file__).resolve().parents[1]
 LICENCE = "CC BY 4.0"

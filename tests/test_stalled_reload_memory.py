@@ -25,7 +25,7 @@ from streams_helpers import SilentServer
 
 from edge_fer.runtime.daemon import in_worker
 from edge_fer.runtime.service import SignalState
-from edge_fer.sources.capture import CaptureError
+from edge_fer.sources.base import CaptureError
 
 ROOT = Path(__file__).resolve().parents[1]
 STALLED_RELOADS = 4

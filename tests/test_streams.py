@@ -16,14 +16,11 @@ import pytest
 from streams_helpers import MjpegServer, RtspServer, free_port, jpeg_frames, rtsp_server_missing, write_frames
 
 from edge_fer.config import Config, ConfigError, StreamConfig, apply_overrides, load_config
-from edge_fer.sources.capture import (
-    CaptureError,
-    NetworkSource,
-    OpenCVSource,
-    ReconnectingSource,
-    _webcam_works,
-    mask_url,
-)
+from edge_fer.sources.base import CaptureError
+from edge_fer.sources.network import NetworkSource, mask_url
+from edge_fer.sources.reconnect import ReconnectingSource
+from edge_fer.sources.video import OpenCVSource
+from edge_fer.sources.webcam import _webcam_works
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     from edge_fer.apps import daemon as cli
     from edge_fer.data.demo_video import build_demo_video
     from edge_fer.outputs.base import OutputContext
-    from edge_fer.outputs.registry import FACTORIES
+    from edge_fer.outputs.registry import output_override
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp_dir = Path(tmp)
@@ -185,17 +185,17 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.pop("WAYLAND_DISPLAY", None)
         os.environ.pop("SDL_VIDEODRIVER", None)
 
-        def screen_grab(ctx: OutputContext) -> ScreenGrab:
+        def screen_grab(ctx: OutputContext, earlier: object) -> ScreenGrab:
             grab.classes = ctx.classes
             return grab
 
-        FACTORIES.append(screen_grab)  # after the display: the screen as just shown
         try:
-            code = cli.main(
-                ["--config", str(config), "--max-frames", str(args.frames), "--log-level", "WARNING"]
-            )
+            # Right after the display (order 10): the screen as just shown.
+            with output_override("screen_grab", screen_grab, section="display", order=11):
+                code = cli.main(
+                    ["--config", str(config), "--max-frames", str(args.frames), "--log-level", "WARNING"]
+                )
         finally:
-            FACTORIES.pop()
             xvfb.terminate()
             xvfb.wait(5)
     if code != 0:

@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     from edge_fer.data.demo_video import build_demo_video, pixelate_faces
     from edge_fer.emotions.labels import published_labels
     from edge_fer.outputs.base import OutputContext
-    from edge_fer.outputs.registry import FACTORIES
+    from edge_fer.outputs.registry import output_override
     from edge_fer.outputs.web import WebPage
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -137,25 +137,20 @@ def main(argv: list[str] | None = None) -> int:
                 }
             )
         )
-        index = next(i for i, f in enumerate(FACTORIES) if f.__name__ == "_web")
-        original = FACTORIES[index]
 
-        def pixelated(ctx: OutputContext) -> WebPage:
+        def pixelated(ctx: OutputContext, earlier: object) -> WebPage:
             c = ctx.config
             labels = published_labels(c.smoothing.groups)
             return PixelatedPage(c.web, ctx.classes, labels, ctx.model_info, ctx.source_name,
                                  c.display.top3, ctx.listeners)  # fmt: skip
 
-        FACTORIES[index] = pixelated
         box: dict = {}
         browser = threading.Thread(
             target=browse, args=(port, args.out, size, args.seconds, workdir, box), daemon=True
         )
         browser.start()
-        try:
+        with output_override("web", pixelated):
             code = cli.main(["--config", str(config), "--log-level", "WARNING"])
-        finally:
-            FACTORIES[index] = original
         browser.join(30)
     if code != 0 or not box.get("ok"):
         print(f"error: {box.get('error', f'the daemon stopped with exit code {code}')}", file=sys.stderr)

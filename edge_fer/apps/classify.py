@@ -62,8 +62,9 @@ from edge_fer.emotions.preprocess import prepare_face
 from edge_fer.faces.detect import DetectorError, make_detector
 from edge_fer.faces.finder import FaceFinder
 from edge_fer.runtime.results import Box, FaceResult
-from edge_fer.sources.capture import IMAGE_SUFFIXES, quiet_opencv
+from edge_fer.sources.base import quiet_opencv
 from edge_fer.sources.frames import check_frame
+from edge_fer.sources.video import IMAGE_SUFFIXES
 
 log = logging.getLogger("edge_fer.apps.classify")
 EXIT_INPUT, EXIT_MODEL = 2, 3

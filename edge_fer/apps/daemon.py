@@ -117,7 +117,7 @@ def _main(argv: list[str] | None) -> int:
     from edge_fer.runtime.service import Notifier
     from edge_fer.runtime.stats import RunStats
     from edge_fer.runtime.summary import final_line
-    from edge_fer.sources.capture import CaptureError
+    from edge_fer.sources.base import CaptureError
 
     signals.reload.clear()  # the config read next is the newest anyway
     try:

@@ -19,11 +19,21 @@ import numpy as np
 from edge_fer.config import DisplayConfig
 from edge_fer.display.overlay import Hud, fit_rect, render, render_overlay_rgba
 from edge_fer.outputs.base import OutputClosed, OutputError, PreviewHost
+from edge_fer.outputs.registration import register_output
 from edge_fer.runtime.results import FaceResult, FrameResult
 from edge_fer.runtime.stats import detection_rate
-from edge_fer.sources.capture import DRM_DEFAULT_WINDOW, Window, drm_picture_rect, drm_screen_size, drm_window
+from edge_fer.sources.picamera import (
+    DRM_DEFAULT_WINDOW,
+    Window,
+    drm_picture_rect,
+    drm_screen_size,
+    drm_window,
+)
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from edge_fer.outputs.base import Output, OutputContext
     from edge_fer.runtime.stats import RunStats
 
 log = logging.getLogger(__name__)
@@ -339,3 +349,9 @@ def make_display(
     else:
         log.info("display auto: no screen found, running headless")
     return None
+
+
+@register_output("display", section="display", order=10)
+def display_output(ctx: OutputContext, earlier: Sequence[Output]) -> Display | None:
+    """The screen `display.mode` names (`auto`: see `make_display`)."""
+    return make_display(ctx.config.display, ctx.preview, ctx.classes)

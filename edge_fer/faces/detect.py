@@ -1,14 +1,19 @@
-"""Face detectors (OpenCV): Haar cascade by default, YuNet when a model is configured.
+"""Face detectors (OpenCV): YuNet (the default) and the Haar cascade.
 
 Both take a gray or BGR detection image, convert it to what they need themselves, and
 return boxes in that image's pixels; the pipeline scales them to the main frame.
+
+Each detector class registers itself (`@register_detector(kind)`) under the `detector.kind`
+that names it, and builds itself from the config's `detector` section (`from_config`);
+`make_detector` looks the kind up, so adding a detector is one class in this package.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import cv2
 import numpy as np
@@ -33,6 +38,38 @@ class FaceDetector(Protocol):
     def detect(self, image: np.ndarray) -> list[Box]: ...
 
 
+class DetectorKind(Protocol):
+    """A registered detector class: built from the config's `detector` section."""
+
+    name: str
+
+    @classmethod
+    def from_config(cls, config: DetectorConfig) -> FaceDetector: ...
+
+
+# detector.kind -> detector class, filled by @register_detector as this module is imported.
+_DETECTORS: dict[str, DetectorKind] = {}
+K = TypeVar("K", bound=DetectorKind)
+
+
+def register_detector(kind: str) -> Callable[[K], K]:
+    """Class decorator: `detector.kind: <kind>` builds this class with its `from_config`."""
+
+    def register(cls: K) -> K:
+        if kind in _DETECTORS and _DETECTORS[kind] is not cls:
+            raise ValueError(f"detector kind {kind!r} is registered twice")
+        _DETECTORS[kind] = cls
+        return cls
+
+    return register
+
+
+def detector_kinds() -> tuple[str, ...]:
+    """Every registered `detector.kind`, sorted."""
+    return tuple(sorted(_DETECTORS))
+
+
+@register_detector("haar")
 class HaarDetector:
     """OpenCV's frontal-face Haar cascade (ships with opencv-python 4.x)."""
 
@@ -51,6 +88,11 @@ class HaarDetector:
             raise DetectorError(f"cannot load Haar cascade {path}; reinstall opencv-python-headless")
         self.min_face = min_face
 
+    @classmethod
+    def from_config(cls, config: DetectorConfig) -> HaarDetector:
+        """The cascade has no settings of its own in the `detector` section."""
+        return cls()
+
     def detect(self, image: np.ndarray) -> list[Box]:
         faces = self.cascade.detectMultiScale(
             to_gray(image), scaleFactor=1.15, minNeighbors=5, minSize=(self.min_face, self.min_face)
@@ -58,6 +100,7 @@ class HaarDetector:
         return [tuple(int(v) for v in f) for f in faces]
 
 
+@register_detector("yunet")
 class YuNetDetector:
     """YuNet (cv2.FaceDetectorYN): a small CNN detector, far more robust to pose than Haar.
 
@@ -89,6 +132,13 @@ class YuNetDetector:
         self.size: tuple[int, int] | None = None
         self.min_face = min_face
 
+    @classmethod
+    def from_config(cls, config: DetectorConfig) -> YuNetDetector:
+        """`detector.yunet_model` (or the shipped model) at `detector.score_threshold`, keeping
+        every face it finds: `detector.min_face` is in main-frame pixels, which only the
+        caller that scaled the input knows (`edge_fer.faces.finder`)."""
+        return cls(config.yunet_file, config.score_threshold, min_face=1)
+
     def detect(self, image: np.ndarray) -> list[Box]:
         image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image
         h, w = image.shape[:2]
@@ -115,12 +165,14 @@ class YuNetDetector:
 
 
 def make_detector(config: DetectorConfig) -> FaceDetector:
-    """The detector `detector.kind` names, keeping every face it can find in its input: the
-    smallest face worth tracking (`min_face`) is in main-frame pixels, which only the caller
-    that scaled the input knows (`edge_fer.faces.finder`)."""
-    if config.kind == "yunet":
-        return YuNetDetector(config.yunet_file, config.score_threshold, min_face=1)
-    return HaarDetector()
+    """The detector `detector.kind` names, built from the `detector` section by its
+    registered class (DetectorError for a kind no class registered)."""
+    cls = _DETECTORS.get(config.kind)
+    if cls is None:
+        raise DetectorError(
+            f"no face detector {config.kind!r}; set detector.kind to one of {', '.join(detector_kinds())}"
+        )
+    return cls.from_config(config)
 
 
 def detection_image(image: np.ndarray, width: int) -> tuple[np.ndarray, float]:

@@ -20,10 +20,14 @@ import sys
 from typing import TYPE_CHECKING, TextIO
 
 from edge_fer.outputs.base import Every, OutputError
+from edge_fer.outputs.registration import register_output
 from edge_fer.runtime.results import FrameResult
 from edge_fer.runtime.summary import FIRST_SUMMARY_S, interval_line, status_line
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from edge_fer.outputs.base import Output, OutputContext
     from edge_fer.runtime.stats import RunStats, Tally
 
 log = logging.getLogger("edge_fer.runtime.summary")
@@ -87,3 +91,20 @@ class LogSummary:
 
     def close(self) -> None:
         pass
+
+
+@register_output("console", section="console", order=100)
+def console_output(ctx: OutputContext, earlier: Sequence[Output]) -> Output | None:
+    """The terminal's status line when `console: on`, or `auto` with no screen showing the
+    frames on an interactive terminal; otherwise a periodic log summary (systemd's journal,
+    nohup, a log file) unless `log_summary_s: 0`."""
+    from edge_fer.runtime.service import under_systemd
+
+    mode = ctx.config.console
+    headless = not any(o.name in ("drm", "window") for o in earlier)
+    on_terminal = sys.stdout.isatty() and not under_systemd() and ctx.config.events.path != "-"
+    if mode == "on" or (mode == "auto" and headless and on_terminal):
+        return ConsoleStatus(sys.stdout)
+    if ctx.config.log_summary_s > 0:
+        return LogSummary(ctx.config.log_summary_s, ctx.stats)
+    return None

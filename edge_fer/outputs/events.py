@@ -14,9 +14,13 @@ from typing import TYPE_CHECKING
 from edge_fer.core.paths import expand_user
 from edge_fer.core.safe_io import PathRefused, check_length, dumps_json, open_stream
 from edge_fer.outputs.base import OutputError
+from edge_fer.outputs.registration import register_output
 from edge_fer.runtime.results import FrameResult
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from edge_fer.outputs.base import Output, OutputContext
     from edge_fer.runtime.stats import RunStats
 
 
@@ -84,3 +88,10 @@ class EventsLog:
         if self.path is not None and self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+@register_output("events", section="events", order=30)
+def events_output(ctx: OutputContext, earlier: Sequence[Output]) -> EventsLog | None:
+    """`events.path` (a file, or - for stdout) turns the JSON-lines log on."""
+    path = ctx.config.events.path
+    return EventsLog(path) if path else None

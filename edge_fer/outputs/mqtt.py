@@ -576,3 +576,22 @@ class MqttPublisher:
         self.client.loop_stop()
         if self.dropped:
             log.info("mqtt: %d message(s) were dropped while the broker was away or slow", self.dropped)
+
+
+# The output's registration (edge_fer.outputs.registration), kept last.
+from edge_fer.outputs.registration import register_output  # noqa: E402
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from edge_fer.outputs.base import Output, OutputContext
+
+
+@register_output("mqtt", section="mqtt", order=70)
+def mqtt_output(ctx: OutputContext, earlier: Sequence[Output]) -> MqttPublisher | None:
+    """`mqtt.url` turns publishing to the broker (and Home Assistant discovery) on."""
+    if ctx.config.mqtt.url is None:
+        return None
+    c = ctx.config
+    labels = published_labels(c.smoothing.groups)
+    return MqttPublisher(c.mqtt, c.stats.interval_s, ctx.model_info, c.instance, labels, ctx.stats)

@@ -138,3 +138,25 @@ class MetricsEndpoint:
         if self.server.routes.get("/metrics") is self.route:
             del self.server.routes["/metrics"]
         self.listeners.release(self.server)
+
+
+# The output's registration (edge_fer.outputs.registration), kept last.
+from edge_fer.emotions.labels import published_labels  # noqa: E402
+from edge_fer.outputs.registration import register_output  # noqa: E402
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from edge_fer.outputs.base import Output, OutputContext
+
+
+@register_output("metrics", section="metrics", order=80)
+def metrics_output(ctx: OutputContext, earlier: Sequence[Output]) -> MetricsEndpoint | None:
+    """`metrics.port` turns the Prometheus endpoint on; every label is a series from the start."""
+    m = ctx.config.metrics
+    if m.port is None:
+        return None
+    labels = published_labels(ctx.config.smoothing.groups)
+    return MetricsEndpoint(
+        ctx.stats, ctx.model_info, labels, m.port, m.bind, ctx.config.instance, ctx.listeners
+    )

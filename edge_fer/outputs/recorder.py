@@ -12,9 +12,13 @@ from edge_fer.core.safe_io import PathRefused, check_replaceable
 from edge_fer.display.overlay import render
 from edge_fer.display.screen import hud_for
 from edge_fer.outputs.base import OutputError
+from edge_fer.outputs.registration import register_output
 from edge_fer.runtime.results import FrameResult
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from edge_fer.outputs.base import Output, OutputContext
     from edge_fer.runtime.stats import RunStats
 
 log = logging.getLogger(__name__)
@@ -52,3 +56,10 @@ class Recorder:
         if self.writer is not None:
             self.writer.release()
             self.writer = None
+
+
+@register_output("recorder", section="record", order=20)
+def recorder_output(ctx: OutputContext, earlier: Sequence[Output]) -> Recorder | None:
+    """`record: PATH` turns the annotated video on."""
+    c = ctx.config
+    return Recorder(c.record, c.camera.fps, ctx.classes, c.display.top3) if c.record else None

@@ -9,9 +9,13 @@ from typing import TYPE_CHECKING
 
 from edge_fer.core.safe_io import PathRefused, check_replaceable, write_json_atomic
 from edge_fer.outputs.base import OutputError
+from edge_fer.outputs.registration import register_output
 from edge_fer.runtime.results import FrameResult
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from edge_fer.outputs.base import Output, OutputContext
     from edge_fer.runtime.stats import RunStats
 
 log = logging.getLogger(__name__)
@@ -46,3 +50,10 @@ class RunReport:
             log.error("report: not written: %s", exc)
         except OSError as exc:
             log.error("report: cannot write %s (%s)", self.path, exc.strerror or exc)
+
+
+@register_output("report", section="report", order=60)
+def report_output(ctx: OutputContext, earlier: Sequence[Output]) -> RunReport | None:
+    """`report.path` turns the end-of-run report on."""
+    path = ctx.config.report.path
+    return RunReport(path, ctx.stats) if path is not None else None

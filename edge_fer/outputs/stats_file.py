@@ -72,3 +72,19 @@ def file_id_lstat(path: Path) -> tuple[int, int] | None:
     except OSError:
         return None
     return st.st_dev, st.st_ino
+
+
+# The output's registration (edge_fer.outputs.registration), kept last.
+from edge_fer.outputs.registration import register_output  # noqa: E402
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from edge_fer.outputs.base import Output, OutputContext
+
+
+@register_output("stats", section="stats", order=40)
+def stats_output(ctx: OutputContext, earlier: Sequence[Output]) -> StatsFile | None:
+    """`stats.path` turns the live stats file on."""
+    s = ctx.config.stats
+    return StatsFile(s.path, s.interval_s) if s.path is not None else None

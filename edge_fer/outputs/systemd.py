@@ -8,11 +8,15 @@ import time
 from typing import TYPE_CHECKING
 
 from edge_fer.outputs.base import Every
+from edge_fer.outputs.registration import register_output
 from edge_fer.runtime.results import FrameResult
 from edge_fer.runtime.service import Notifier
 from edge_fer.runtime.summary import fps_text
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from edge_fer.outputs.base import Output, OutputContext
     from edge_fer.runtime.stats import RunStats
 
 log = logging.getLogger(__name__)
@@ -43,3 +47,9 @@ class SystemdStatus:
 
     def close(self) -> None:
         pass
+
+
+@register_output("systemd", section="stats", order=50)
+def systemd_output(ctx: OutputContext, earlier: Sequence[Output]) -> SystemdStatus:
+    """Always on: it only speaks when systemd runs the daemon (every `stats.interval_s`)."""
+    return SystemdStatus(ctx.notifier, ctx.source_name, ctx.config.stats.interval_s)

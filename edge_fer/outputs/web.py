@@ -43,12 +43,17 @@ from edge_fer.core.safe_io import dumps_json
 from edge_fer.core.secrets import SecretError, read_secret
 from edge_fer.display.overlay import COLOURS, OTHER, Hud, render
 from edge_fer.display.screen import hud_for
+from edge_fer.emotions.labels import published_labels
 from edge_fer.outputs.base import OutputError
 from edge_fer.outputs.listeners import Listeners
+from edge_fer.outputs.registration import register_output
 from edge_fer.runtime.results import FaceResult, FrameResult
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from edge_fer.config import WebConfig
+    from edge_fer.outputs.base import Output, OutputContext
     from edge_fer.runtime.stats import RunStats
 
 log = logging.getLogger(__name__)
@@ -444,3 +449,16 @@ class WebPage:
             self.server.fallback = not_found
         self.listeners.release(self.server)
         self._forget_pictures()
+
+
+@register_output("web", section="web", order=90)
+def web_output(ctx: OutputContext, earlier: Sequence[Output]) -> WebPage | None:
+    """`web.enabled` turns the live page on (its token from `web.token_file`)."""
+    w = ctx.config.web
+    if not w.enabled:
+        return None
+    token = load_token(w.token_file) if w.token_file is not None else None
+    labels = published_labels(ctx.config.smoothing.groups)
+    return WebPage(
+        w, ctx.classes, labels, ctx.model_info, ctx.source_name, ctx.config.display.top3, ctx.listeners, token
+    )

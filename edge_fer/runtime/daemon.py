@@ -31,7 +31,9 @@ from edge_fer.runtime.pipeline import Pipeline, run
 from edge_fer.runtime.service import Notifier, SignalState
 from edge_fer.runtime.stats import RunStats
 from edge_fer.runtime.summary import fps_text
-from edge_fer.sources.capture import CaptureError, EndOfStream, ReconnectingSource, make_source
+from edge_fer.sources.base import CaptureError, EndOfStream
+from edge_fer.sources.reconnect import ReconnectingSource
+from edge_fer.sources.registry import source_from_config
 
 log = logging.getLogger("edge_fer")
 
@@ -136,15 +138,7 @@ def probe_source(source: ReconnectingSource, loop: bool, deadline_s: float = PRO
 
 
 def _make_source(config: Config, signals: SignalState, stats: RunStats) -> ReconnectingSource:
-    inner = make_source(
-        config.source,
-        config.camera,
-        config.fallback_video,
-        config.loop_video,
-        config.stream,
-        realtime=config.pace == "realtime",
-        frames=config.frames,
-    )
+    inner = source_from_config(config)
     return ReconnectingSource(
         inner,
         config.reconnect_max_backoff_s,

@@ -23,7 +23,7 @@ from edge_fer.faces.track import IoUTracker, Track
 from edge_fer.outputs.base import Output, OutputClosed, OutputError
 from edge_fer.runtime.results import Box, FaceResult, FrameResult
 from edge_fer.runtime.stats import RunStats
-from edge_fer.sources.capture import EndOfStream, FrameSource, RawFrame
+from edge_fer.sources.base import EndOfStream, FrameSource, RawFrame
 
 log = logging.getLogger(__name__)
 
