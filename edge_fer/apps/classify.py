@@ -56,12 +56,11 @@ from edge_fer.core.safe_io import (
     write_line,
 )
 from edge_fer.core.user_input import path_arg
-from edge_fer.emotions.classifier import Classifier, ModelError, load_classifier
-from edge_fer.emotions.labels import UNCERTAIN
-from edge_fer.emotions.preprocess import prepare_face
+from edge_fer.emotions.classifier import ModelError, load_classifier
 from edge_fer.faces.detect import DetectorError, make_detector
 from edge_fer.faces.finder import FaceFinder
-from edge_fer.runtime.results import Box, FaceResult
+from edge_fer.runtime.analyzer import FaceAnalyzer
+from edge_fer.runtime.results import FaceResult
 from edge_fer.sources.capture import IMAGE_SUFFIXES, quiet_opencv
 from edge_fer.sources.frames import check_frame
 
@@ -183,34 +182,22 @@ def _out_of_memory(exc: cv2.error) -> bool:
     return "memory" in text or "alloc" in text
 
 
-def classify_image(
-    image: np.ndarray, finder: FaceFinder | None, classifier: Classifier, min_readable_px: int = 0
-) -> list[FaceResult]:
-    """Every face in `image`, classified (no tracking, no smoothing): `smoothed` is the label,
-    `uncertain` on a face under `min_readable_px`. With no finder the whole image is one face
-    (a crop such as a FER2013 picture)."""
-    h, w = image.shape[:2]
+def classify_image(image: np.ndarray, finder: FaceFinder | None, analyzer: FaceAnalyzer) -> list[FaceResult]:
+    """Every face in `image`, classified by the daemon's analyzer (no tracking, no smoothing):
+    `smoothed` is the label (`uncertain` on a face too small to read), faces are numbered from
+    1 in the finder's order. With no finder the whole image is one face (a crop such as a
+    FER2013 picture)."""
     if finder is None:
+        h, w = image.shape[:2]
         if min(w, h) < MIN_CROP or max(w, h) > MAX_CROP_ASPECT * min(w, h):
             raise ImageError(
                 f"{w}x{h} is not a face crop; --no-detect takes images of one face, roughly square "
                 f"and at least {MIN_CROP} pixels a side (leave it out to find the faces)"
             )
-        boxes: list[Box] = [(0, 0, w, h)]
+        readings = analyzer.analyze(image, None)
     else:
-        boxes = finder.everything(image)  # the daemon's own search, every scale at once
-    if not boxes:
-        return []
-    spec = classifier.spec
-    crops = np.stack([prepare_face(image, spec, None if finder is None else b) for b in boxes])
-    probs = classifier.classify_batch(crops)
-    faces = []
-    for i, (box, p) in enumerate(zip(boxes, probs, strict=True)):
-        k = int(np.argmax(p))
-        label = classifier.classes[k]
-        named = UNCERTAIN if finder is not None and min(box[2], box[3]) < min_readable_px else label
-        faces.append(FaceResult(i + 1, box, label, float(p[k]), named, p, float(p[k])))
-    return faces
+        readings = analyzer.analyze(image, finder.everything(image))  # every scale at once
+    return [r.result(r.index + 1) for r in readings]
 
 
 def face_lines(
@@ -439,6 +426,7 @@ def _run(argv: list[str] | None, out: TextIO | None) -> int:
         classifier.close()
         log.error("model error: %s", exc)
         return EXIT_MODEL
+    analyzer = FaceAnalyzer(classifier, config.smoothing.min_readable_px)
     bad = bool(errors)
     mode = _file_mode()
     try:
@@ -452,13 +440,13 @@ def _run(argv: list[str] | None, out: TextIO | None) -> int:
                     raise ImageError(f"{shown_path(path)}: {checked.why}")
                 image = checked.image
                 try:
-                    faces = classify_image(image, finder, classifier, config.smoothing.min_readable_px)
+                    faces = classify_image(image, finder, analyzer)
                 except ImageError as exc:
                     raise ImageError(f"{shown_path(path)}: {exc}") from None
-                for line in face_lines(path, faces, classifier.classes, target):
+                for line in face_lines(path, faces, analyzer.classes, target):
                     write_line(stream, json.dumps(line) + "\n")
                 if target is not None:
-                    write_annotated(target, image, faces, classifier.classes, mode)
+                    write_annotated(target, image, faces, analyzer.classes, mode)
             except ImageError as exc:
                 log.error("error: %s", exc)
                 bad = True
