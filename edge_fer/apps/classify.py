@@ -18,6 +18,7 @@ interrupted (Ctrl-C), 141 the reader of stdout went away (`| head -1`).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -198,6 +199,25 @@ def classify_image(image: np.ndarray, finder: FaceFinder | None, analyzer: FaceA
     else:
         readings = analyzer.analyze(image, finder.everything(image))  # every scale at once
     return [r.result(r.index + 1) for r in readings]
+
+
+def in_photo_pixels(
+    faces: list[FaceResult], searched: tuple[int, ...], photo: tuple[int, ...]
+) -> list[FaceResult]:
+    """`faces` found in an image of shape `searched`, with their boxes in the pixels of the
+    photo (shape `photo`) it was scaled from, kept inside it."""
+    (sh, sw), (ph, pw) = searched[:2], photo[:2]
+    if (sh, sw) == (ph, pw):
+        return faces
+    fx, fy = pw / sw, ph / sh
+    fs = (fx + fy) / 2  # one factor for the size: a square box stays square
+    out = []
+    for f in faces:
+        x, y, w, h = f.box
+        x0, y0 = min(pw - 1, round(x * fx)), min(ph - 1, round(y * fy))
+        box = (x0, y0, max(1, min(pw - x0, round(w * fs))), max(1, min(ph - y0, round(h * fs))))
+        out.append(dataclasses.replace(f, box=box))
+    return out
 
 
 def face_lines(
@@ -438,11 +458,13 @@ def _run(argv: list[str] | None, out: TextIO | None) -> int:
                 checked = check_frame(image, config.frames)  # the daemon's frame boundary
                 if checked.image is None:
                     raise ImageError(f"{shown_path(path)}: {checked.why}")
-                image = checked.image
                 try:
-                    faces = classify_image(image, finder, analyzer)
+                    faces = classify_image(checked.image, finder, analyzer)
                 except ImageError as exc:
                     raise ImageError(f"{shown_path(path)}: {exc}") from None
+                # A photo over frames.max_pixels was searched scaled down; its boxes and its
+                # annotated copy are in the photo's own pixels all the same.
+                faces = in_photo_pixels(faces, checked.image.shape, image.shape)
                 for line in face_lines(path, faces, analyzer.classes, target):
                     write_line(stream, json.dumps(line) + "\n")
                 if target is not None:
