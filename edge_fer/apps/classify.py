@@ -2,8 +2,9 @@
 
     edge-fer-classify photo.jpg [more.png ...] [FOLDER ...] [--annotate OUT] [--no-detect]
 
-Each image goes through the daemon's own detector, preprocessing and classifier, once: no
-tracker and no smoothing (a photo has no history). A line per face:
+Each image goes through the daemon's own detector (`FaceFinder.everything`, every scale) and
+its `FaceAnalyzer` (crop, classifier, calibration), once: no tracker and no smoothing (a photo
+has no history). A line per face:
 `{"image", "face", "box": [x, y, w, h], "label", "score", "probs": {emotion: p}}` (and
 `"annotated": PATH` with --annotate); an image with no face gives one line with `"face": null`.
 `--annotate` writes the image with its boxes and labels (a file for one image, else a folder;
