@@ -62,7 +62,7 @@ from edge_fer.emotions.classifier import ModelError, load_classifier
 from edge_fer.faces.detect import DetectorError, make_detector
 from edge_fer.faces.finder import FaceFinder
 from edge_fer.runtime.analyzer import FaceAnalyzer
-from edge_fer.runtime.results import FaceResult
+from edge_fer.runtime.results import Box, FaceResult
 from edge_fer.sources.capture import IMAGE_SUFFIXES, quiet_opencv
 from edge_fer.sources.frames import check_frame
 
@@ -216,7 +216,7 @@ def in_photo_pixels(
     for f in faces:
         x, y, w, h = f.box
         x0, y0 = min(pw - 1, round(x * fx)), min(ph - 1, round(y * fy))
-        box = (x0, y0, max(1, min(pw - x0, round(w * fs))), max(1, min(ph - y0, round(h * fs))))
+        box: Box = (x0, y0, max(1, min(pw - x0, round(w * fs))), max(1, min(ph - y0, round(h * fs))))
         out.append(dataclasses.replace(f, box=box))
     return out
 
