@@ -132,3 +132,28 @@ def test_annotate_to_a_file_with_many_images_is_refused(tmp_path, fer_folder, sh
     out = tmp_path / "annotated"
     proc = classify("--no-detect", "--model", str(shipped_model), str(fer_folder), "--annotate", str(out))
     assert proc.returncode == 0 and len(list(out.iterdir())) == 7 * 8
+
+
+def test_a_photo_over_the_frame_limit_is_searched_scaled_but_answered_in_its_own_pixels(
+    tmp_path, shipped_model
+):
+    portrait = cv2.imread(str(ROOT / "edge_fer" / "samples" / "london_022_smiling.jpg"))
+    photo = tmp_path / "big.png"
+    cv2.imwrite(str(photo), cv2.resize(portrait, (1200, 1800), interpolation=cv2.INTER_CUBIC))
+    config = tmp_path / "config.yaml"
+    config.write_text("frames:\n  max_pixels: 500000\n")  # 2.16 MP searched at 0.5 MP
+    out = tmp_path / "annotated.png"
+    proc = classify(
+        "--config", str(config), "--model", str(shipped_model), str(photo), "--annotate", str(out)
+    )
+    assert proc.returncode == 0, proc.stderr
+    (scaled,) = lines(proc)
+    proc = classify("--model", str(shipped_model), str(photo))
+    assert proc.returncode == 0, proc.stderr
+    (full,) = lines(proc)
+    assert scaled["label"] == full["label"] == "happy"
+    x, y, w, h = scaled["box"]
+    assert w == h and x + w <= 1200 and y + h <= 1800
+    # The same face, to the detector's precision at the two scales (2 px here are 1 px there).
+    assert all(abs(a - b) <= 0.03 * full["box"][2] for a, b in zip(scaled["box"], full["box"], strict=True))
+    assert cv2.imread(str(out)).shape == (1800, 1200, 3)  # drawn on the photo, not on the scaled copy

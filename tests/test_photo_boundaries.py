@@ -5,6 +5,7 @@ full file system. Each is one line (or a quiet stop) and nothing already on disk
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import resource
@@ -24,6 +25,7 @@ import pytest
 from edge_fer.core.image_header import HeaderError, image_size
 from edge_fer.core.safe_io import EXIT_BROKEN_PIPE
 from edge_fer.faces.detect import detection_image
+from edge_fer.faces.finder import PHOTO_TILE
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSIFY = [sys.executable, "-m", "edge_fer.apps.classify", "--no-detect"]
@@ -382,3 +384,49 @@ def test_annotated_names_differ_even_on_a_case_blind_file_system(tmp_path, face)
     names = [p.name for p in plan_annotations(tmp_path / "out", images)]
     assert names == ["P.annotated.jpg", "p-2.annotated.jpg", "p-3.annotated.JPG"]
     assert len({n.casefold() for n in names}) == 3
+
+
+def test_every_image_the_photo_path_shrinks_is_area_averaged(tmp_path, monkeypatch, shipped_model):
+    """The class of `cv2.resize(image, size, cv2.INTER_AREA)` (the flag taken as `dst`, so the
+    shrink is bilinear and aliased): every image edge-fer-classify shrinks on a large photo (the
+    photo itself over frames.max_pixels, the detection image, the photo search's tiles, each
+    face crop) and on a large --no-detect crop equals an INTER_AREA reference of it."""
+    from edge_fer.apps.classify import main
+
+    resize = cv2.resize
+    portrait = cv2.imread(str(ROOT / "edge_fer" / "samples" / "london_022_smiling.jpg"))
+    photo = cv2.resize(portrait, (1200, 1800), interpolation=cv2.INTER_CUBIC)
+    noise = np.random.default_rng(3).integers(-12, 13, photo.shape)  # sensor grain, a real photo's
+    photo = np.clip(photo + noise, 0, 255).astype(np.uint8)
+    big, crop = tmp_path / "big.png", tmp_path / "crop.png"
+    cv2.imwrite(str(big), photo)
+    cv2.imwrite(str(crop), photo[550:1250, 250:950])  # the 700 px face alone
+    config = tmp_path / "config.yaml"
+    config.write_text("frames:\n  max_pixels: 2000000\n")  # the photo's 2.16 MP are over it
+    # The test has teeth: a bilinear shrink of this photo is far from the area-averaged one.
+    area = resize(photo, (480, 720), interpolation=cv2.INTER_AREA)
+    bilinear = resize(photo, (480, 720), None, 0, 0, cv2.INTER_LINEAR)
+    assert np.abs(area.astype(int) - bilinear).mean() > 2
+
+    shrinks, wrong = [], []
+
+    def checked(src: np.ndarray, *args, **kwargs) -> np.ndarray:
+        out = resize(src, *args, **kwargs)
+        if out.shape[0] < src.shape[0] or out.shape[1] < src.shape[1]:
+            size = (out.shape[1], out.shape[0])
+            shrinks.append(size)
+            if not np.array_equal(out, resize(src, size, interpolation=cv2.INTER_AREA)):
+                wrong.append(f"{src.shape[1]}x{src.shape[0]} -> {size[0]}x{size[1]}")
+        return out
+
+    monkeypatch.setattr(cv2, "resize", checked)
+    out = io.StringIO()
+    common = ["--config", str(config), "--model", str(shipped_model)]
+    assert main([*common, "--detector", "yunet", str(big)], out) == 0
+    assert main([*common, "--no-detect", str(crop)], out) == 0
+    faces = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [f["face"] for f in faces] == [1, 1] and faces[0]["label"] == faces[1]["label"] == "happy"
+    assert not wrong, f"shrunk without area averaging: {wrong}"
+    scaled = (1154, 1732)  # frames.max_pixels reached with the aspect kept
+    tile = (PHOTO_TILE, PHOTO_TILE)
+    assert {scaled, (480, 720), tile, (48, 48)} <= set(shrinks), sorted(set(shrinks))

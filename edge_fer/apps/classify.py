@@ -2,8 +2,9 @@
 
     edge-fer-classify photo.jpg [more.png ...] [FOLDER ...] [--annotate OUT] [--no-detect]
 
-Each image goes through the daemon's own detector, preprocessing and classifier, once: no
-tracker and no smoothing (a photo has no history). A line per face:
+Each image goes through the daemon's own detector (`FaceFinder.everything`, every scale) and
+its `FaceAnalyzer` (crop, classifier, calibration), once: no tracker and no smoothing (a photo
+has no history). A line per face:
 `{"image", "face", "box": [x, y, w, h], "label", "score", "probs": {emotion: p}}` (and
 `"annotated": PATH` with --annotate); an image with no face gives one line with `"face": null`.
 `--annotate` writes the image with its boxes and labels (a file for one image, else a folder;
@@ -18,6 +19,7 @@ interrupted (Ctrl-C), 141 the reader of stdout went away (`| head -1`).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -56,11 +58,10 @@ from edge_fer.core.safe_io import (
 )
 from edge_fer.core.schema import check_flags
 from edge_fer.core.user_input import path_arg
-from edge_fer.emotions.classifier import Classifier, ModelError, load_classifier
-from edge_fer.emotions.labels import UNCERTAIN
-from edge_fer.emotions.preprocess import prepare_face
+from edge_fer.emotions.classifier import ModelError, load_classifier
 from edge_fer.faces.detect import DetectorError, make_detector
 from edge_fer.faces.finder import FaceFinder
+from edge_fer.runtime.analyzer import FaceAnalyzer
 from edge_fer.runtime.results import Box, FaceResult
 from edge_fer.sources.base import quiet_opencv
 from edge_fer.sources.frames import check_frame
@@ -184,34 +185,41 @@ def _out_of_memory(exc: cv2.error) -> bool:
     return "memory" in text or "alloc" in text
 
 
-def classify_image(
-    image: np.ndarray, finder: FaceFinder | None, classifier: Classifier, min_readable_px: int = 0
-) -> list[FaceResult]:
-    """Every face in `image`, classified (no tracking, no smoothing): `smoothed` is the label,
-    `uncertain` on a face under `min_readable_px`. With no finder the whole image is one face
-    (a crop such as a FER2013 picture)."""
-    h, w = image.shape[:2]
+def classify_image(image: np.ndarray, finder: FaceFinder | None, analyzer: FaceAnalyzer) -> list[FaceResult]:
+    """Every face in `image`, classified by the daemon's analyzer (no tracking, no smoothing):
+    `smoothed` is the label (`uncertain` on a face too small to read), faces are numbered from
+    1 in the finder's order. With no finder the whole image is one face (a crop such as a
+    FER2013 picture)."""
     if finder is None:
+        h, w = image.shape[:2]
         if min(w, h) < MIN_CROP or max(w, h) > MAX_CROP_ASPECT * min(w, h):
             raise ImageError(
                 f"{w}x{h} is not a face crop; --no-detect takes images of one face, roughly square "
                 f"and at least {MIN_CROP} pixels a side (leave it out to find the faces)"
             )
-        boxes: list[Box] = [(0, 0, w, h)]
+        readings = analyzer.analyze(image, None)
     else:
-        boxes = finder.everything(image)  # the daemon's own search, every scale at once
-    if not boxes:
-        return []
-    spec = classifier.spec
-    crops = np.stack([prepare_face(image, spec, None if finder is None else b) for b in boxes])
-    probs = classifier.classify_batch(crops)
-    faces = []
-    for i, (box, p) in enumerate(zip(boxes, probs, strict=True)):
-        k = int(np.argmax(p))
-        label = classifier.classes[k]
-        named = UNCERTAIN if finder is not None and min(box[2], box[3]) < min_readable_px else label
-        faces.append(FaceResult(i + 1, box, label, float(p[k]), named, p, float(p[k])))
-    return faces
+        readings = analyzer.analyze(image, finder.everything(image))  # every scale at once
+    return [r.result(r.index + 1) for r in readings]
+
+
+def in_photo_pixels(
+    faces: list[FaceResult], searched: tuple[int, ...], photo: tuple[int, ...]
+) -> list[FaceResult]:
+    """`faces` found in an image of shape `searched`, with their boxes in the pixels of the
+    photo (shape `photo`) it was scaled from, kept inside it."""
+    (sh, sw), (ph, pw) = searched[:2], photo[:2]
+    if (sh, sw) == (ph, pw):
+        return faces
+    fx, fy = pw / sw, ph / sh
+    fs = (fx + fy) / 2  # one factor for the size: a square box stays square
+    out = []
+    for f in faces:
+        x, y, w, h = f.box
+        x0, y0 = min(pw - 1, round(x * fx)), min(ph - 1, round(y * fy))
+        box: Box = (x0, y0, max(1, min(pw - x0, round(w * fs))), max(1, min(ph - y0, round(h * fs))))
+        out.append(dataclasses.replace(f, box=box))
+    return out
 
 
 def face_lines(
@@ -448,6 +456,7 @@ def _run(argv: list[str] | None, out: TextIO | None) -> int:
         classifier.close()
         log.error("model error: %s", exc)
         return EXIT_MODEL
+    analyzer = FaceAnalyzer(classifier, config.smoothing.min_readable_px)
     bad = bool(errors)
     mode = _file_mode()
     try:
@@ -459,15 +468,17 @@ def _run(argv: list[str] | None, out: TextIO | None) -> int:
                 checked = check_frame(image, config.frames)  # the daemon's frame boundary
                 if checked.image is None:
                     raise ImageError(f"{shown_path(path)}: {checked.why}")
-                image = checked.image
                 try:
-                    faces = classify_image(image, finder, classifier, config.smoothing.min_readable_px)
+                    faces = classify_image(checked.image, finder, analyzer)
                 except ImageError as exc:
                     raise ImageError(f"{shown_path(path)}: {exc}") from None
-                for line in face_lines(path, faces, classifier.classes, target):
+                # A photo over frames.max_pixels was searched scaled down; its boxes and its
+                # annotated copy are in the photo's own pixels all the same.
+                faces = in_photo_pixels(faces, checked.image.shape, image.shape)
+                for line in face_lines(path, faces, analyzer.classes, target):
                     write_line(stream, json.dumps(line) + "\n")
                 if target is not None:
-                    write_annotated(target, image, faces, classifier.classes, mode)
+                    write_annotated(target, image, faces, analyzer.classes, mode)
             except ImageError as exc:
                 log.error("error: %s", exc)
                 bad = True

@@ -1,7 +1,8 @@
 """The per-frame pipeline and the frame loop: frame -> faces -> labels -> outputs, one way.
 
 `Pipeline.step` turns one raw frame into a `FrameResult` (detect every N frames and track in
-between, classify all faces in one batch, smooth per face). `run` reads the source, counts
+between, classify the tracked faces with the `FaceAnalyzer` edge-fer-classify uses too, smooth
+per face). `run` reads the source, counts
 the frame in `RunStats` and hands the result to each output in turn.
 """
 
@@ -11,17 +12,14 @@ import logging
 import time
 from collections.abc import Callable
 
-import numpy as np
-
 from edge_fer.config import DetectorConfig, SmoothingConfig, TrackerConfig
 from edge_fer.emotions.classifier import Classifier
-from edge_fer.emotions.labels import UNCERTAIN
-from edge_fer.emotions.preprocess import prepare_face
 from edge_fer.emotions.smooth import AppearanceCheck, LabelSmoother
 from edge_fer.faces.finder import FaceFinder
 from edge_fer.faces.track import IoUTracker, Track
 from edge_fer.outputs.base import Output, OutputClosed, OutputError
-from edge_fer.runtime.results import Box, FaceResult, FrameResult
+from edge_fer.runtime.analyzer import FaceAnalyzer
+from edge_fer.runtime.results import Box, FrameResult
 from edge_fer.runtime.stats import RunStats
 from edge_fer.sources.base import EndOfStream, FrameSource, RawFrame
 
@@ -30,7 +28,7 @@ log = logging.getLogger(__name__)
 
 class Pipeline:
     """Find faces (a full detection round every N frames, one tile of the far-face search on
-    the others), track them, classify all faces in one batch, smooth."""
+    the others), track them, classify them (`FaceAnalyzer`: one batch per frame), smooth."""
 
     def __init__(
         self,
@@ -42,13 +40,12 @@ class Pipeline:
         run_id: str = "",
     ) -> None:
         self.finder = finder
-        self.classifier = classifier
+        self.analyzer = FaceAnalyzer(classifier, smoothing.min_readable_px)
         self.every_n_frames = detection.every_n_frames
         self.tracker = IoUTracker(tracking)
         self.smoother = LabelSmoother(smoothing)
         self.appearance = AppearanceCheck(smoothing)
         self._cut_with: dict[int, Box] = {}  # the box each face's last look was cut with
-        self.min_readable_px = smoothing.min_readable_px
         self.run_id = run_id
         self.index = 0
 
@@ -67,30 +64,18 @@ class Pipeline:
         self.tracker.add_new(self.finder.between(raw.image, [t.box for t in self.tracker.tracks]))
         return self.tracker.visible(), False
 
-    def _skip_nonfinite(self, face_id: int) -> None:
-        """Leave a face whose scores are not finite out of the frame; log the first time."""
-        self.nonfinite = getattr(self, "nonfinite", 0) + 1
-        if self.nonfinite == 1:
-            log.warning(
-                "the classifier gave face #%d non-finite scores; such faces are left out of the "
-                "results (check the model)",
-                face_id,
-            )
-
     def step(self, raw: RawFrame, capture_ms: float, seq: int) -> FrameResult:
         """One raw frame -> its result; `seq` is the daemon-wide frame number."""
         t0 = time.perf_counter()
         tracks, detected = self._find(raw)
         t1 = time.perf_counter()
-        classes = self.classifier.classes
-        crops = [prepare_face(raw.image, self.classifier.spec, t.box) for t in tracks]
+        boxes = [t.box for t in tracks]
+        crops = self.analyzer.crops(raw.image, boxes)
         # Every frame, so a face swapped between detections restarts at once (the look's shift
         # search absorbs a box that stays put while the face drifts).
         for track, crop in zip(tracks, crops, strict=True):
             before = self._cut_with.get(track.id, track.box)
-            same_place = (
-                None if before == track.box else prepare_face(raw.image, self.classifier.spec, before)
-            )
+            same_place = None if before == track.box else self.analyzer.crop(raw.image, before)
             self._cut_with[track.id] = track.box
             if self.appearance.changed(track.id, crop, same_place):
                 self.smoother.forget([track.id])
@@ -102,23 +87,11 @@ class Pipeline:
                 new_id = self.tracker.reassign(old_id)
                 self.appearance.rename(old_id, new_id)
                 self._cut_with[new_id] = self._cut_with.pop(old_id)
-        probs = (
-            self.classifier.classify_batch(np.stack(crops))
-            if crops
-            else np.zeros((0, len(classes)), np.float32)
-        )
         faces = []
-        for track, p in zip(tracks, probs, strict=True):
-            if not np.isfinite(p).all():  # NaN/inf scores never reach an output
-                self._skip_nonfinite(track.id)
-                continue
-            k = int(np.argmax(p))
-            smoothed, smoothed_score = self.smoother.update(track.id, p)
-            if min(track.box[2], track.box[3]) < self.min_readable_px:
-                smoothed = UNCERTAIN  # too few pixels to read (model card: accuracy by face size)
-            faces.append(
-                FaceResult(track.id, track.box, classes[k], float(p[k]), smoothed, p, smoothed_score)
-            )
+        for reading in self.analyzer.read(crops, boxes):
+            face_id = tracks[reading.index].id
+            smoothed, smoothed_score = self.smoother.update(face_id, reading.probs)
+            faces.append(reading.result(face_id, smoothed, smoothed_score))
         t2 = time.perf_counter()
         timing = {
             "capture": capture_ms,
@@ -127,7 +100,9 @@ class Pipeline:
             "total": capture_ms + (t2 - t0) * 1e3,
         }
         self.index += 1
-        return FrameResult(seq, time.time(), raw.image, faces, timing, self.run_id, classes, detected)
+        return FrameResult(
+            seq, time.time(), raw.image, faces, timing, self.run_id, self.analyzer.classes, detected
+        )
 
 
 def run(
