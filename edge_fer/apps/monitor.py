@@ -25,7 +25,7 @@ import numpy as np
 import psutil
 
 from edge_fer.core.logs import ensure_std_streams, setup_logging
-from edge_fer.core.paths import DEFAULT_STATS, expand_user
+from edge_fer.core.paths import DEFAULT_STATS, expand_user, live_stats_to_read
 from edge_fer.core.safe_io import PathRefused, check_length, dumps_json, kind_of, open_stream
 from edge_fer.core.user_input import path_arg
 from edge_fer.monitor.daemon_stats import DaemonWatcher
@@ -60,7 +60,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--json", action="store_true", help="last stdout line: one JSON object")
     p.add_argument("--csv", type=path_arg, help="also write every sample to this CSV file")
     p.add_argument("--pid", type=int, help="watch this process instead of the stats file's pid")
-    p.add_argument("--stats", type=path_arg, default=DEFAULT_STATS, help="the daemon's stats file")
+    p.add_argument(
+        "--stats",
+        type=path_arg,
+        default=live_stats_to_read(),
+        help=f"the daemon's stats file (default: {DEFAULT_STATS}, else your own daemon's)",
+    )
     p.add_argument(
         "--metrics-port",
         type=int,

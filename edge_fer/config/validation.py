@@ -10,7 +10,7 @@ from edge_fer.config.base import ConfigError, checked_path, key_label
 from edge_fer.config.outputs import check_mqtt_names, check_web, parse_mqtt_url
 from edge_fer.config.root import INSTANCE_PATTERN, Config
 from edge_fer.config.sources import MAX_CAMERA_INDEX, check_source, check_stream_url
-from edge_fer.core.paths import DEFAULT_STATS, DEFAULT_YUNET, SHIPPED_YUNET, YUNET_ENV
+from edge_fer.core.paths import DEFAULT_STATS, DEFAULT_YUNET, SHIPPED_YUNET, YUNET_ENV, live_stats_path
 from edge_fer.core.schema import check, field_at, shown, spec, walk
 from edge_fer.core.schema import checked_path as schema_path
 from edge_fer.core.user_input import STREAM_SCHEMES
@@ -74,11 +74,13 @@ def validate(config: Config) -> Config:
 
 
 def normalised(config: Config) -> Config:
-    """A new config with the values other keys imply: an instance's own live stats file
-    (/run/edge-fer-NAME/stats.json) while stats.path is the default."""
-    if config.instance is not None and config.stats.path == DEFAULT_STATS:  # one per camera
-        stats = DEFAULT_STATS.parent.with_name(f"edge-fer-{config.instance}") / DEFAULT_STATS.name
-        return dataclasses.replace(config, stats=dataclasses.replace(config.stats, path=stats))
+    """A new config with the values other keys imply while stats.path is the default: an
+    instance's own live stats file (/run/edge-fer-NAME/stats.json), and a user's own run's in
+    their runtime folder (it may not write in /run)."""
+    if config.stats.path == DEFAULT_STATS:
+        stats = live_stats_path(config.instance)
+        if stats != config.stats.path:
+            return dataclasses.replace(config, stats=dataclasses.replace(config.stats, path=stats))
     return config
 
 

@@ -16,6 +16,8 @@ def _from_env(name: str, default: Path) -> Path:
 
 
 DEFAULT_CONFIG = Path("/etc/edge-fer/config.yaml")
+# stats.path's default: the service's RuntimeDirectory. A daemon that may not write there (a
+# user's own run) uses its user's runtime folder instead: `live_stats_path`.
 DEFAULT_STATS = Path("/run/edge-fer/stats.json")
 # FER2013 as this project's workplace lays it out beside the checkout; EDGE_FER_DATA moves it.
 YUNET_ENV, DATA_ENV = "EDGE_FER_YUNET", "EDGE_FER_DATA"
@@ -53,3 +55,33 @@ def expand_user(path: str | os.PathLike) -> Path:
         who = f"user '{user}'" if user else "this user"
         raise ValueError(f"{text!r} names the home of {who}, which does not exist; use an absolute path")
     return Path(expanded)
+
+
+def runtime_dir(name: str) -> Path:
+    """Where a program named `name` keeps its live files: /run/NAME for root and for the
+    service (systemd's RuntimeDirectory= makes it writable for the service's user), else the
+    user's $XDG_RUNTIME_DIR/NAME (/run/user/UID), else ~/.local/state/NAME."""
+    run = Path("/run") / name
+    if os.geteuid() == 0 or os.access(run, os.W_OK):
+        return run
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg and os.path.isabs(xdg) and os.access(xdg, os.W_OK):
+        return Path(xdg) / name
+    try:
+        return Path.home() / ".local" / "state" / name
+    except (RuntimeError, KeyError):  # no $HOME and no passwd entry
+        return Path("/tmp") / f"{name}-{os.geteuid()}"
+
+
+def live_stats_path(instance: str | None = None) -> Path:
+    """The default live stats file of a daemon (of `--instance NAME`) run by this user."""
+    name = f"edge-fer-{instance}" if instance else DEFAULT_STATS.parent.name
+    return runtime_dir(name) / DEFAULT_STATS.name
+
+
+def live_stats_to_read(instance: str | None = None) -> Path:
+    """The stats file edge-fer-monitor reads by default: the service's when it exists (a
+    user may read the service's file), else the one this user's own daemon writes."""
+    name = f"edge-fer-{instance}" if instance else DEFAULT_STATS.parent.name
+    service = Path("/run") / name / DEFAULT_STATS.name
+    return service if service.exists() else live_stats_path(instance)
