@@ -21,7 +21,7 @@ from edge_fer.emotions.smooth import AppearanceCheck
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 DOCS = sorted((ROOT / "docs").glob("*.md"))
-PAGES = [README, *DOCS, ROOT / "edge_fer" / "models" / "README.md"]
+PAGES = [README, ROOT / "ARCHITECTURE.md", *DOCS, ROOT / "edge_fer" / "models" / "README.md"]
 RESULTS = ROOT / "benchmarks" / "results"
 SHIPPED = "edge_fer/models/edge_fer_student.pte"
 
@@ -182,7 +182,7 @@ def test_the_smoothing_docs_describe_the_appearance_check_the_code_has():
     daemon = " ".join(text(ROOT / "docs" / "daemon.md").split())
     assert f"every frame, the face's {side}x{side} look is compared with the previous frame's" in daemon
     assert f"(allowing a {shift} px shift)" in daemon
-    layout = " ".join(text(ROOT / "docs" / "layout.md").split())
+    layout = " ".join(text(ROOT / "ARCHITECTURE.md").split())
     assert f"its {side}x{side} look from one frame to the next, allowing a {shift} px shift" in layout
     for page in PAGES:
         for other in {8, 12, 24, 32} - {side}:
@@ -350,3 +350,14 @@ def test_the_config_errors_quoted_in_the_docs_are_what_the_daemon_says(tmp_path)
     assert f"`reload_timeout_s` ({low:g}-{high:g} s, default {timeout.default:g})" in daemon
     backoff = fields["reconnect_max_backoff_s"].default
     assert f"back-off ({backoff:g} s cap by default)" in failures
+
+
+def test_the_architecture_page_names_every_folder_of_the_package():
+    """ARCHITECTURE.md's folder table stays the package's: no folder left out, none made up."""
+    page = text(ROOT / "ARCHITECTURE.md")
+    folders = {p.name for p in (ROOT / "edge_fer").iterdir() if p.is_dir() and not p.name.startswith("_")}
+    folders -= {"__pycache__"}
+    named = set(re.findall(r"edge_fer/(\w+)/", page)) | set(re.findall(r"`(\w+)/`", page))
+    assert folders - named == set(), f"ARCHITECTURE.md leaves out edge_fer/{sorted(folders - named)}"
+    for folder in re.findall(r"`edge_fer/(\w+)/`", page):
+        assert folder in folders, f"ARCHITECTURE.md names edge_fer/{folder}/, which does not exist"
