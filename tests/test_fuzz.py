@@ -463,8 +463,8 @@ def test_generated_classify_command_lines_end_in_a_documented_exit(argv):
     err = io.StringIO()
     handler = logging.StreamHandler(err)
     logging.getLogger("edge_fer.apps.classify").addHandler(handler)
-    try:
-        with contextlib.redirect_stderr(err):
+    try:  # in WORK: a generated relative --annotate folder is made there, not in the checkout
+        with contextlib.redirect_stderr(err), contextlib.chdir(WORK):
             code = photo.main([*argv, "--model", "/nonexistent/model.pte"], out=io.StringIO())
     except SystemExit as exc:  # argparse: its one usage line
         code = exc.code
