@@ -16,16 +16,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_bad_inputs import assert_one_line_error, edge_fer
 
 from edge_fer.config import Config, ConfigError, check_source, load_config, validate
 from edge_fer.emotions.classifier import ModelError, load_classifier, read_metadata
+from testkit.hostile import ALIAS_BOMB
+from testkit.programs import assert_one_line_error, edge_fer
 
 ROOT = Path(__file__).resolve().parents[1]
-
-ALIAS_BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
-    f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n" for p, n in zip("abcdefgh", "bcdefghi", strict=True)
-)
 
 CONFIG_FILES = [
     ("zero", "0", "must be a mapping of keys to values"),
@@ -461,7 +458,7 @@ def test_sigterm_during_start_up_stops_it_cleanly(video_args):
 
 
 def test_monitor_inputs_that_are_special_files(tmp_path):
-    from test_bad_inputs import monitor
+    from testkit.programs import monitor
 
     fifo = tmp_path / "stats.fifo"
     os.mkfifo(fifo)

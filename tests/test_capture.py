@@ -1,4 +1,3 @@
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,21 +13,6 @@ from edge_fer.sources.capture import (
     ReconnectingSource,
     make_source,
 )
-
-FAKES = Path(__file__).parent / "fakes"
-
-
-@pytest.fixture()
-def fake_picamera2(monkeypatch):
-    monkeypatch.syspath_prepend(str(FAKES))
-    sys.modules.pop("picamera2", None)
-    import picamera2
-
-    picamera2.STATE.update(
-        opened=0, overlays=0, fail_after=None, captured=0, preview=None, preview_window=None, unplugged=False
-    )
-    yield picamera2
-    sys.modules.pop("picamera2", None)
 
 
 def test_picamera2_source_gives_bgr_main_and_luma_lores(fake_picamera2):

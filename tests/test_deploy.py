@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from testkit.scripts import load_script
+
 ROOT = Path(__file__).resolve().parents[1]
 UNITS = sorted(p for p in (ROOT / "systemd").iterdir() if p.is_file())
 
@@ -140,11 +142,7 @@ def test_the_pi_runtime_is_torch_free_and_pins_the_trained_executorch():
 
 
 def test_compare_events_pairs_faces_by_box_and_counts_label_flips(tmp_path):
-    sys.path.insert(0, str(ROOT / "deploy"))
-    try:
-        import compare_events
-    finally:
-        sys.path.pop(0)
+    compare_events = load_script(ROOT / "deploy" / "compare_events.py")
 
     def face(box, label, smoothed=None):
         return {"id": 1, "box": box, "label": label, "score": 0.5, "smoothed": smoothed or label}

@@ -1,5 +1,5 @@
 """Frames checked where they enter, and bounded decoders, against real sources: video files of
-degenerate shapes, an HTTP camera that misbehaves in every way (tests/streams_helpers.py's
+degenerate shapes, an HTTP camera that misbehaves in every way (testkit/streams.py's
 HostileMjpegServer), the GStreamer RTSP server, and frames too large for the decode budget."""
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ import cv2
 import numpy as np
 import psutil
 import pytest
-from streams_helpers import HostileMjpegServer, RtspServer, jpeg_frames, rtsp_server_missing, write_frames
 
 from edge_fer.config import CameraConfig, FramesConfig, StreamConfig
 from edge_fer.sources.capture import CaptureError, NetworkSource, OpenCVSource, make_source
 from edge_fer.sources.frames import FrameCheck, check_frame, decode_jpeg, decode_size_refusal, jpeg_size
+from testkit.streams import HostileMjpegServer, RtspServer, jpeg_frames, rtsp_server_missing, write_frames
 
 ROOT = Path(__file__).resolve().parents[1]
 LIMITS = FramesConfig()
@@ -89,7 +89,7 @@ def test_frames_past_the_pixel_budget_are_scaled_with_one_warning(caplog):
 
 
 def test_a_jpeg_is_measured_from_its_header_and_a_bomb_never_decoded(face_frames):
-    from streams_helpers import bomb_jpeg
+    from testkit.streams import bomb_jpeg
 
     jpeg = jpeg_frames(face_frames)[0]
     real = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)

@@ -11,13 +11,13 @@ import time
 
 import numpy as np
 import pytest
-from test_integrations import MOSQUITTO, Broker, Subscriber
 
 from edge_fer.config import MqttConfig
 from edge_fer.emotions.labels import EMOTIONS
 from edge_fer.outputs.mqtt import MqttPublisher, expire_after_s, node_name
 from edge_fer.runtime.results import FaceResult, FrameResult
 from edge_fer.runtime.stats import RunStats
+from testkit.mqtt import MOSQUITTO, Broker, Subscriber
 
 pytestmark = pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto not installed (apt install mosquitto)")
 

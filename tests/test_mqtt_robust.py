@@ -11,11 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
-from streams_helpers import free_port
 
 from edge_fer.config import ConfigError, MqttConfig, load_config
 from edge_fer.outputs.base import OutputError
 from edge_fer.outputs.mqtt import MqttPublisher
+from testkit.streams import free_port
 
 
 class FakeBroker:

@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_reload import Daemon, _write
 
 from edge_fer.config import Config, ConfigError, check_output_paths, validate
 from edge_fer.outputs.base import OutputError
 from edge_fer.outputs.stats_file import StatsFile
 from edge_fer.runtime.stats import RunStats
+from testkit.programs import Daemon
+from testkit.programs import write_config as _write
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -125,17 +126,6 @@ def test_a_foreign_file_at_the_stats_lock_path_is_never_truncated(tmp_path):
     with pytest.raises(PathRefused, match="is not a lock file"):
         PathLock(tmp_path / "stats.json").acquire()
     assert lock.read_text() == "important"
-
-
-def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "edge_fer.apps.daemon", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
 
 
 def test_the_daemon_refuses_colliding_outputs_at_start_and_loses_nothing(tmp_path, demo_video, shipped_model):

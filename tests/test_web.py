@@ -27,6 +27,7 @@ from edge_fer.outputs.http_server import Listeners
 from edge_fer.outputs.web import CSP, WebPage, load_token
 from edge_fer.runtime.results import FaceResult, FrameResult
 from edge_fer.runtime.stats import RunStats
+from testkit.programs import edge_fer
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "0123456789abcdef0123456789abcdef"
@@ -134,14 +135,7 @@ def test_off_by_default_and_local_only_unless_a_token(tmp_path):
 
 
 def _cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run(
-        [sys.executable, "-m", "edge_fer.apps.daemon", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
+    return edge_fer(list(args), timeout)
 
 
 def test_cli_refuses_an_open_page_without_a_usable_token_in_one_line(tmp_path, video_args):
