@@ -112,9 +112,8 @@ def _new_entries(folder: Path, before: set[str]) -> list[str]:
     done = subprocess.run(
         ["git", "-C", str(folder), "check-ignore", "--", *new], capture_output=True, text=True
     )
-    if done.returncode not in (0, 1):  # not a git checkout (an exported tree): nothing to compare with
-        return []
-    ignored = set(done.stdout.splitlines())
+    # 0: some are ignored, 1: none; otherwise not a git checkout (an exported tree): none are
+    ignored = set(done.stdout.splitlines()) if done.returncode in (0, 1) else set()
     return [name for name in new if name not in ignored]
 
 
