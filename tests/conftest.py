@@ -27,16 +27,25 @@ from testkit.scripts import load_script
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"
 # The fast tier: units and contracts, under a minute in all. A test marked `fast` whose setup or
-# call takes longer than this fails when the tier runs, naming itself.
+# call takes longer than this (on an idle machine; see _fast_limit) fails when the tier runs,
+# naming itself. EDGE_FER_FAST_LIMIT_S sets another limit.
 FAST_LIMIT_S = 2.0
 FAST_TIER_BUDGET_S = 60.0
 # Session fixtures that export models or train: never in the fast tier.
-FAST_REFUSES = {"bad_models", "quick_run"}
+FAST_REFUSES = {"bad_models", "quick_run", "demo_video"}
 
 
 def _fast_tier_run(config: pytest.Config) -> bool:
     """Whether this run selects the fast tier (`-m fast`, `-m "fast and not web"`, ...)."""
     return re.search(r"(?<!not )\bfast\b", config.option.markexpr or "") is not None
+
+
+def _fast_limit() -> tuple[float, float]:
+    """The limit for one fast test now, and the load factor in it: on a shared machine (the
+    1-minute load average above the core count) a test waits for a core as long as the others
+    run, so the limit stretches by load per core."""
+    load = max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))
+    return float(os.environ.get("EDGE_FER_FAST_LIMIT_S", FAST_LIMIT_S)) * load, load
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -77,17 +86,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     outcome = yield
     report = outcome.get_result()
-    if (
+    if not (
         report.when in ("setup", "call")
         and report.passed
-        and report.duration > FAST_LIMIT_S
         and item.get_closest_marker("fast") is not None
         and _fast_tier_run(item.config)
     ):
+        return
+    limit, load = _fast_limit()
+    if report.duration > limit:
         report.outcome = "failed"
         report.longrepr = (
-            f"{item.nodeid} is marked fast but its {report.when} took {report.duration:.1f} s "
-            f"(the limit is {FAST_LIMIT_S:.0f} s): make it quicker or take its fast mark away"
+            f"{item.nodeid} is marked fast but its {report.when} took {report.duration:.1f} s (the limit is "
+            f"{limit:.1f} s, load {load:.1f} per core): make it quicker or take its fast mark away"
         )
 
 

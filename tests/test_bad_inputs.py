@@ -121,6 +121,7 @@ def test_a_full_disk_stops_events_but_not_classifying(tmp_path, base):
     assert json.loads(report.read_text())["frames"] == 30  # every frame still classified
 
 
+@pytest.mark.fast
 def test_a_failed_event_write_leaves_only_whole_lines(tmp_path, monkeypatch):
     from edge_fer.outputs.base import OutputError
     from edge_fer.outputs.events import EventsLog

@@ -50,6 +50,7 @@ CONFIG_FILES = [
 ]
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("name, text, needle", CONFIG_FILES, ids=[c[0] for c in CONFIG_FILES])
 def test_config_files_that_are_not_configs_are_config_errors(tmp_path, name, text, needle):
     path = tmp_path / "config.yaml"
@@ -61,6 +62,7 @@ def test_config_files_that_are_not_configs_are_config_errors(tmp_path, name, tex
     assert len(str(err.value)) < 600 and time.monotonic() - t0 < 5
 
 
+@pytest.mark.fast
 def test_empty_and_comment_only_configs_still_give_the_defaults(tmp_path):
     for text in ("", "# nothing here\n", "---\n"):
         path = tmp_path / "config.yaml"
@@ -68,6 +70,7 @@ def test_empty_and_comment_only_configs_still_give_the_defaults(tmp_path):
         assert load_config(path) == validate(Config())
 
 
+@pytest.mark.fast
 def test_special_files_as_config_are_refused_without_reading_them(tmp_path):
     fifo = tmp_path / "fifo.yaml"
     os.mkfifo(fifo)
@@ -97,6 +100,7 @@ def test_the_daemon_refuses_a_fifo_config_and_an_alias_bomb_at_once(tmp_path, vi
     assert_one_line_error(edge_fer([*video_args, "--config", str(bomb)], timeout=60), 2, "expands to more")
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize(
     "spec, ok",
     [
@@ -180,6 +184,7 @@ METADATA = [
 ]
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("name, edit, needle", METADATA, ids=[c[0] for c in METADATA])
 def test_metadata_values_outside_what_can_work_are_model_errors(tmp_path, shipped_model, name, edit, needle):
     with pytest.raises(ModelError, match=None) as err:
@@ -187,6 +192,7 @@ def test_metadata_values_outside_what_can_work_are_model_errors(tmp_path, shippe
     assert needle in str(err.value)
 
 
+@pytest.mark.fast
 def test_metadata_bytes_and_files_that_are_not_json_objects(tmp_path, shipped_model):
     good = shipped_model.with_suffix(".json").read_bytes()
     for raw, needle in (
@@ -208,6 +214,7 @@ def test_metadata_bytes_and_files_that_are_not_json_objects(tmp_path, shipped_mo
     load_classifier(model).close()
 
 
+@pytest.mark.fast
 def test_model_files_that_are_special_or_huge_are_refused_without_reading_them(tmp_path):
     fifo = tmp_path / "m.pte"
     os.mkfifo(fifo)
@@ -375,6 +382,7 @@ class _TwoFaces:
         return [(10, 10, 60, 60), (200, 10, 60, 60)]
 
 
+@pytest.mark.fast
 def test_non_finite_scores_never_reach_an_output(tmp_path, caplog):
     from edge_fer.config import DetectorConfig, SmoothingConfig, TrackerConfig
     from edge_fer.faces.finder import FaceFinder
@@ -473,6 +481,7 @@ def test_monitor_inputs_that_are_special_files(tmp_path):
         assert_one_line_error(proc, 2, needle)
 
 
+@pytest.mark.fast
 def test_monitor_reads_a_stats_file_that_turns_into_a_fifo_without_blocking(tmp_path):
     from edge_fer.monitor.daemon_stats import DaemonWatcher
 

@@ -10,6 +10,8 @@ import pytest
 from edge_fer.core.paths import PROJECT_ROOT as ROOT
 from testkit.scripts import load_script
 
+pytestmark = pytest.mark.fast
+
 
 def _bench_range():
     return load_script(ROOT / "benchmarks" / "bench_range.py")

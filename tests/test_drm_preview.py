@@ -14,6 +14,8 @@ from edge_fer.runtime.results import FaceResult, FrameResult
 from edge_fer.runtime.stats import RunStats
 from edge_fer.sources.capture import DRM_DEFAULT_WINDOW, Picamera2Source, drm_picture_rect
 
+pytestmark = pytest.mark.fast
+
 
 def _face() -> FaceResult:
     probs = np.array([0.05, 0.02, 0.03, 0.7, 0.1, 0.05, 0.05])

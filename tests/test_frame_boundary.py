@@ -53,6 +53,7 @@ def daemon(args: list[str], timeout: float = 90) -> subprocess.CompletedProcess:
 # --- the frame check itself ----------------------------------------------------------------
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize(
     ("shape", "dtype", "kept"),
     [
@@ -79,6 +80,7 @@ def test_frames_are_used_converted_or_dropped(shape, dtype, kept):
         assert checked.image is not None and checked.image.shape == kept and checked.image.dtype == np.uint8
 
 
+@pytest.mark.fast
 def test_frames_past_the_pixel_budget_are_scaled_with_one_warning(caplog):
     check = FrameCheck(FramesConfig(max_pixels=100_000), "test")
     for _ in range(5):
@@ -100,6 +102,7 @@ def test_a_jpeg_is_measured_from_its_header_and_a_bomb_never_decoded(face_frames
     assert decode_jpeg(b"", LIMITS)[0] is None
 
 
+@pytest.mark.fast
 def test_decode_budget_names_the_size_and_the_fix():
     why = decode_size_refusal(7680, 4320, LIMITS, "video file x.mp4")
     assert why is not None and "7680x4320" in why and "ffmpeg" in why
@@ -130,6 +133,7 @@ def test_a_video_past_the_decode_budget_is_refused_before_it_is_decoded(tmp_path
     assert "640x480, more than frames.max_decode_pixels=76800" in proc.stderr
 
 
+@pytest.mark.fast
 def test_a_big_video_frame_is_scaled_to_the_pixel_budget(tmp_path):
     video = write_video(tmp_path / "big.avi", 1280, 720)
     source = make_source(f"file:{video}", CameraConfig(), frames=FramesConfig(max_pixels=230_400))
@@ -141,6 +145,7 @@ def test_a_big_video_frame_is_scaled_to_the_pixel_budget(tmp_path):
         source.close()
 
 
+@pytest.mark.fast
 def test_a_video_whose_frames_turn_degenerate_mid_run_only_drops_them(tmp_path):
     source = OpenCVSource(write_video(tmp_path / "ok.avi", 320, 240))
     source.open()

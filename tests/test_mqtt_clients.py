@@ -102,6 +102,7 @@ def test_a_client_id_two_daemons_share_is_named_as_the_cause(tmp_path, caplog):
     assert len(warnings) - len(cause) <= 2  # at most the first "lost broker" of each
 
 
+@pytest.mark.fast
 def test_session_taken_over_is_named_at_once(tmp_path, caplog):
     """MQTT 5 brokers say why (reason 142): no need to wait for repeated drops."""
     from paho.mqtt.packettypes import PacketTypes

@@ -38,6 +38,7 @@ def config(tmp_path: Path, **outputs: str | None) -> Config:
     return validate(c)
 
 
+@pytest.mark.fast
 def test_outputs_naming_one_file_however_spelled_are_refused(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "r.json").write_text("{}")
@@ -62,6 +63,7 @@ def _record(tmp_path: Path) -> Config:
     return c
 
 
+@pytest.mark.fast
 def test_an_output_naming_an_input_is_refused(tmp_path, shipped_model):
     video = tmp_path / "in.mp4"
     video.write_bytes(b"video")
@@ -84,6 +86,7 @@ def test_an_output_naming_an_input_is_refused(tmp_path, shipped_model):
     assert video.read_bytes() == b"video"
 
 
+@pytest.mark.fast
 def test_a_stats_path_that_is_someone_elses_file_is_refused_and_kept(tmp_path):
     mine = tmp_path / "notes.txt"
     mine.write_text("my notes")
@@ -94,6 +97,7 @@ def test_a_stats_path_that_is_someone_elses_file_is_refused_and_kept(tmp_path):
         assert mine.read_text() == content
 
 
+@pytest.mark.fast
 def test_a_stale_stats_file_of_a_crashed_run_is_taken_over_and_removed(tmp_path):
     path = tmp_path / "stats.json"
     path.write_text(json.dumps(RunStats().live()))  # what a daemon killed with -9 leaves
@@ -104,6 +108,7 @@ def test_a_stale_stats_file_of_a_crashed_run_is_taken_over_and_removed(tmp_path)
     assert not path.exists()
 
 
+@pytest.mark.fast
 def test_the_stats_file_is_removed_only_while_it_is_the_one_written(tmp_path):
     path = tmp_path / "stats.json"
     out = StatsFile(path, 0.01)
@@ -118,6 +123,7 @@ def test_the_stats_file_is_removed_only_while_it_is_the_one_written(tmp_path):
     assert not never.exists()
 
 
+@pytest.mark.fast
 def test_a_foreign_file_at_the_stats_lock_path_is_never_truncated(tmp_path):
     from edge_fer.core.safe_io import PathLock, PathRefused
 

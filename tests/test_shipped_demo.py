@@ -25,6 +25,7 @@ LICENCE = "CC BY 4.0"
 DOI = "10.6084/m9.figshare.5047666"
 
 
+@pytest.mark.fast
 def test_the_material_names_its_source_and_licence_everywhere():
     notice = (SAMPLES_DIR / "ATTRIBUTION.md").read_text()
     assert "Face Research Lab London Set" in notice and LICENCE in notice and DOI in notice
@@ -81,6 +82,7 @@ def test_the_model_reads_the_photos_as_the_people_posed():
     assert by_pose["smiling"]["happy"] >= 7 and by_pose["neutral"]["neutral"] >= 6, by_pose
 
 
+@pytest.mark.fast
 def test_auto_without_a_camera_plays_the_fer2013_demo_then_the_shipped_one(tmp_path):
     config = load_config(None)
     assert config.fallback_video == DEFAULT_DEMO_VIDEO
