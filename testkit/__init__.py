@@ -3,11 +3,15 @@ from outside (stream servers, a picamera2 fake, wrong model programs, Home Assis
 the programs run as users run them).
 
 A package of its own (`testkit/pyproject.toml`, installed editable by `scripts/setup.sh test`),
-not part of the `edge-fer` distribution: `deploy/install.sh` installs only `edge_fer` onto the
-Pi, so none of this reaches a device.
+not part of the `edge-fer` distribution: `deploy/install.sh`'s `pip install` puts only
+`edge_fer` into a Pi's venv (the checkout's tracked files are copied beside it as they are,
+tests included), so nothing on a device imports it.
 
 * `testkit.streams`: RTSP, MJPEG and silent servers on 127.0.0.1, free ports, Mosquitto.
-* `testkit.programs`: `edge-fer`, `edge-fer-monitor` and the training tool in child processes.
+* `testkit.mqtt`: a real Mosquitto on 127.0.0.1 and a subscriber that records what it carries.
+* `testkit.programs`: `edge-fer`, `edge-fer-monitor` and the training tool in child processes,
+  and the checks of their one-line errors.
+* `testkit.hostile`: hostile inputs several tests share (a YAML alias bomb).
 * `testkit.scripts`: a script of the checkout (a benchmark, a deploy helper) imported as a module.
 * `testkit.bad_models`: `python -m testkit.bad_models OUTDIR` exports wrong model programs.
 * `testkit.ha_live`, `testkit.ha_validate`: run with Home Assistant's own Python (`.venv-ha`).
