@@ -3,7 +3,7 @@
 
     python benchmarks/bench_faults.py [--seconds 180]
 
-Runs `edge-fer` on the Camera Module path (picamera2's faithful fake from tests/fakes,
+Runs `edge-fer` on the Camera Module path (picamera2's faithful fake from testkit/fakes,
 playing a looping video of real faces) with events, stats, a report and /metrics on, and
 injects in rotation:
   camera       the camera is unplugged for 3 s and plugged back
@@ -34,7 +34,7 @@ with its peak RSS. Prints both tables (faults injected, survived, what was seen;
 needed, frames lost, RSS at start and end; the classify cases) and writes
 benchmarks/results/faults.json.
 `--scenario network` (also in `all`, the default) runs the daemon on network cameras instead
-(real servers on 127.0.0.1: tests/streams_helpers.py's HostileMjpegServer and the GStreamer
+(real servers on 127.0.0.1: testkit/streams.py's HostileMjpegServer and the GStreamer
 RTSP server) and injects in rotation:
   http-endless     an HTTP camera's part that never ends (random bytes at 16 MB/s)
   http-hugelength  a part announcing 10 GB, then random bytes; the camera then hangs up
@@ -74,10 +74,8 @@ from edge_fer.config import DEFAULT_MODEL
 from edge_fer.core.paths import DEFAULT_DATA
 from edge_fer.core.paths import PROJECT_ROOT as ROOT
 from edge_fer.core.user_input import path_arg
-
-FAKES = ROOT / "tests" / "fakes"
-sys.path.insert(0, str(ROOT / "tests"))
-from streams_helpers import (  # noqa: E402 (the tests' servers)
+from testkit import FAKES
+from testkit.streams import (  # the tests' servers
     HostileMjpegServer,
     RtspServer,
     SilentServer,

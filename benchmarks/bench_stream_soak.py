@@ -30,9 +30,7 @@ from edge_fer.config import DEFAULT_MODEL
 from edge_fer.core.paths import DEFAULT_DATA
 from edge_fer.core.paths import PROJECT_ROOT as ROOT
 from edge_fer.core.user_input import path_arg
-
-sys.path.insert(0, str(ROOT / "tests"))
-from streams_helpers import (  # noqa: E402 (the tests' servers)
+from testkit.streams import (  # the tests' servers
     MjpegServer,
     RtspServer,
     jpeg_frames,

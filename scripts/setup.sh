@@ -99,7 +99,7 @@ if [ "$mode" = daemon ]; then
     data=${EDGE_FER_DATA:-$(cd .. && pwd)/shared/datasets/fer2013}
     steps_total=$((7 + $([ -d "$data" ] && echo 1 || echo 0)))
 else
-    steps_total=8
+    steps_total=9
 fi
 step "apt-get update" "$apt_fix" "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
 if [ "$mode" = daemon ] && apt-cache show python3-picamera2 >/dev/null 2>&1; then
@@ -161,6 +161,9 @@ if [ "$mode" = daemon ]; then
 else
     step "pip install the dev extras (.[dev,systemd]: torch, executorch, pytest, ruff; the longest step)" \
         "$pip_fix" .venv/bin/pip install -q -e '.[dev,systemd]'
+    # testkit/: the helpers the tests and benchmarks share, a package of its own (never on a Pi)
+    step "pip install the test kit (testkit/: stream servers, fakes, bad models)" "$pip_fix" \
+        .venv/bin/pip install -q -e ./testkit
     # Home Assistant 2024.3 (the last for Python 3.11) in its own venv, with the dependency
     # pins it ships (package_constraints.txt): tests/test_homeassistant.py checks the MQTT
     # discovery with it.

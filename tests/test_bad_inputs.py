@@ -18,42 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from testkit import FAKES
+from testkit.programs import assert_one_line_error, edge_fer, monitor
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def edge_fer(args: list[str], timeout: float = 90) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "edge_fer.apps.daemon", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-
-
-def monitor(args: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "edge_fer.apps.monitor", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def assert_one_line_error(proc: subprocess.CompletedProcess, code: int, *needles: str) -> None:
-    assert proc.returncode == code, (proc.returncode, proc.stderr[-1500:])
-    assert "Traceback" not in proc.stderr, proc.stderr[-1500:]
-    errors = [
-        line
-        for line in proc.stderr.splitlines()
-        if " ERROR " in line or line.startswith(("edge-fer", "usage:")) or "error:" in line
-    ]
-    assert errors, proc.stderr
-    message = errors[-1]
-    for needle in needles:
-        assert needle in message, (needle, message)
 
 
 @pytest.fixture()
@@ -153,6 +121,7 @@ def test_a_full_disk_stops_events_but_not_classifying(tmp_path, base):
     assert json.loads(report.read_text())["frames"] == 30  # every frame still classified
 
 
+@pytest.mark.fast
 def test_a_failed_event_write_leaves_only_whole_lines(tmp_path, monkeypatch):
     from edge_fer.outputs.base import OutputError
     from edge_fer.outputs.events import EventsLog
@@ -191,7 +160,7 @@ def test_sigterm_while_the_camera_is_reconnecting_exits_at_once(tmp_path, shippe
     and SIGTERM during that back-off stops it within systemd's patience."""
     env = {
         **os.environ,
-        "PYTHONPATH": str(Path(__file__).parent / "fakes"),
+        "PYTHONPATH": str(FAKES),
         "FAKE_PICAMERA2_UNPLUG_AFTER": "20",
     }
     flags = ["--model", str(shipped_model), "--stats-path", str(tmp_path / "s.json")]

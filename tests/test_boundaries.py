@@ -16,16 +16,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_bad_inputs import assert_one_line_error, edge_fer
 
 from edge_fer.config import Config, ConfigError, check_source, load_config, validate
 from edge_fer.emotions.classifier import ModelError, load_classifier, read_metadata
+from testkit.hostile import ALIAS_BOMB
+from testkit.programs import assert_one_line_error, edge_fer
 
 ROOT = Path(__file__).resolve().parents[1]
-
-ALIAS_BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
-    f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n" for p, n in zip("abcdefgh", "bcdefghi", strict=True)
-)
 
 CONFIG_FILES = [
     ("zero", "0", "must be a mapping of keys to values"),
@@ -53,6 +50,7 @@ CONFIG_FILES = [
 ]
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("name, text, needle", CONFIG_FILES, ids=[c[0] for c in CONFIG_FILES])
 def test_config_files_that_are_not_configs_are_config_errors(tmp_path, name, text, needle):
     path = tmp_path / "config.yaml"
@@ -64,6 +62,7 @@ def test_config_files_that_are_not_configs_are_config_errors(tmp_path, name, tex
     assert len(str(err.value)) < 600 and time.monotonic() - t0 < 5
 
 
+@pytest.mark.fast
 def test_empty_and_comment_only_configs_still_give_the_defaults(tmp_path):
     for text in ("", "# nothing here\n", "---\n"):
         path = tmp_path / "config.yaml"
@@ -71,6 +70,7 @@ def test_empty_and_comment_only_configs_still_give_the_defaults(tmp_path):
         assert load_config(path) == validate(Config())
 
 
+@pytest.mark.fast
 def test_special_files_as_config_are_refused_without_reading_them(tmp_path):
     fifo = tmp_path / "fifo.yaml"
     os.mkfifo(fifo)
@@ -100,6 +100,7 @@ def test_the_daemon_refuses_a_fifo_config_and_an_alias_bomb_at_once(tmp_path, vi
     assert_one_line_error(edge_fer([*video_args, "--config", str(bomb)], timeout=60), 2, "expands to more")
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize(
     "spec, ok",
     [
@@ -183,6 +184,7 @@ METADATA = [
 ]
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("name, edit, needle", METADATA, ids=[c[0] for c in METADATA])
 def test_metadata_values_outside_what_can_work_are_model_errors(tmp_path, shipped_model, name, edit, needle):
     with pytest.raises(ModelError, match=None) as err:
@@ -190,6 +192,7 @@ def test_metadata_values_outside_what_can_work_are_model_errors(tmp_path, shippe
     assert needle in str(err.value)
 
 
+@pytest.mark.fast
 def test_metadata_bytes_and_files_that_are_not_json_objects(tmp_path, shipped_model):
     good = shipped_model.with_suffix(".json").read_bytes()
     for raw, needle in (
@@ -211,6 +214,7 @@ def test_metadata_bytes_and_files_that_are_not_json_objects(tmp_path, shipped_mo
     load_classifier(model).close()
 
 
+@pytest.mark.fast
 def test_model_files_that_are_special_or_huge_are_refused_without_reading_them(tmp_path):
     fifo = tmp_path / "m.pte"
     os.mkfifo(fifo)
@@ -378,6 +382,7 @@ class _TwoFaces:
         return [(10, 10, 60, 60), (200, 10, 60, 60)]
 
 
+@pytest.mark.fast
 def test_non_finite_scores_never_reach_an_output(tmp_path, caplog):
     from edge_fer.config import DetectorConfig, SmoothingConfig, TrackerConfig
     from edge_fer.faces.finder import FaceFinder
@@ -461,7 +466,7 @@ def test_sigterm_during_start_up_stops_it_cleanly(video_args):
 
 
 def test_monitor_inputs_that_are_special_files(tmp_path):
-    from test_bad_inputs import monitor
+    from testkit.programs import monitor
 
     fifo = tmp_path / "stats.fifo"
     os.mkfifo(fifo)
@@ -476,6 +481,7 @@ def test_monitor_inputs_that_are_special_files(tmp_path):
         assert_one_line_error(proc, 2, needle)
 
 
+@pytest.mark.fast
 def test_monitor_reads_a_stats_file_that_turns_into_a_fifo_without_blocking(tmp_path):
     from edge_fer.monitor.daemon_stats import DaemonWatcher
 

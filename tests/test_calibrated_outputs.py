@@ -54,6 +54,7 @@ def test_scores_are_the_softmax_at_the_metadata_temperature(tmp_path, shipped_mo
     assert (hot.classify_batch(faces).argmax(1) == logits.argmax(1)).all()  # labels unchanged
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("bad", [0, -1, 1e9, "cold", True, None, [], {"temperature": "1"}])
 def test_a_bad_temperature_is_a_model_error(tmp_path, shipped_model, bad):
     calibration = bad if isinstance(bad, dict) else {"temperature": bad}
@@ -61,6 +62,7 @@ def test_a_bad_temperature_is_a_model_error(tmp_path, shipped_model, bad):
         PteClassifier(model_with(tmp_path, shipped_model, calibration))
 
 
+@pytest.mark.fast
 def test_scores_are_the_softmax_of_the_vector_scaled_logits(tmp_path, shipped_model, public_faces):
     faces = public_faces.images[:40]
     plain = PteClassifier(shipped_model)
@@ -71,6 +73,7 @@ def test_scores_are_the_softmax_of_the_vector_scaled_logits(tmp_path, shipped_mo
     np.testing.assert_allclose(mapped.classify_batch(faces), expected, atol=1e-5)
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize(
     "bad",
     [
@@ -93,6 +96,7 @@ def test_a_bad_vector_calibration_is_a_one_line_model_error(tmp_path, shipped_mo
     assert "\n" not in str(info.value) and "tools/calibrate.py" in str(info.value)
 
 
+@pytest.mark.fast
 def test_the_shipped_model_is_calibrated(shipped_model, public_faces):
     meta = json.loads(shipped_model.with_suffix(".json").read_text())
     cal = meta["calibration"]

@@ -1,4 +1,3 @@
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,22 +10,8 @@ from edge_fer.sources.reconnect import ReconnectingSource
 from edge_fer.sources.registry import make_source
 from edge_fer.sources.video import OpenCVSource
 
-FAKES = Path(__file__).parent / "fakes"
 
-
-@pytest.fixture()
-def fake_picamera2(monkeypatch):
-    monkeypatch.syspath_prepend(str(FAKES))
-    sys.modules.pop("picamera2", None)
-    import picamera2
-
-    picamera2.STATE.update(
-        opened=0, overlays=0, fail_after=None, captured=0, preview=None, preview_window=None, unplugged=False
-    )
-    yield picamera2
-    sys.modules.pop("picamera2", None)
-
-
+@pytest.mark.fast
 def test_picamera2_source_gives_bgr_main_and_luma_lores(fake_picamera2):
     source = Picamera2Source(0, (640, 480), (320, 240), 30)
     source.open()
@@ -39,6 +24,7 @@ def test_picamera2_source_gives_bgr_main_and_luma_lores(fake_picamera2):
     assert source.camera is None
 
 
+@pytest.mark.fast
 def test_auto_prefers_picamera2_then_reports_what_it_tried(fake_picamera2, monkeypatch, tmp_path):
     config = load_config(None)
     assert isinstance(make_source("auto", config.camera), Picamera2Source)
@@ -48,6 +34,7 @@ def test_auto_prefers_picamera2_then_reports_what_it_tried(fake_picamera2, monke
         make_source("auto", config.camera, tmp_path / "missing.mp4", shipped_demo=tmp_path / "gone.mp4")
 
 
+@pytest.mark.fast
 def test_picamera2_reconnects_after_a_driver_error(fake_picamera2):
     fake_picamera2.STATE["fail_after"] = 3
     sleeps = []
@@ -92,6 +79,7 @@ class FlakySource:
         return None
 
 
+@pytest.mark.fast
 def test_reconnect_backs_off_exponentially_and_reports_each_reconnect():
     sleeps, reconnected = [], []
     flaky = FlakySource(good=2, bad=3, failed_opens=3)
@@ -108,6 +96,7 @@ def test_reconnect_backs_off_exponentially_and_reports_each_reconnect():
     assert sleeps == [0.5, 1.0, 1.5, 1.5] and source.reconnects == 1 and reconnected == [1]
 
 
+@pytest.mark.fast
 def test_a_stop_request_ends_a_reconnect_at_once():
     """SIGTERM while the camera is away: the back-off loop returns instead of spinning."""
     stop = {"now": False}

@@ -10,6 +10,8 @@ from edge_fer.emotions.preprocess import PreprocessSpec
 from edge_fer.emotions.smooth import LabelSmoother
 from edge_fer.faces.track import IoUTracker, iou
 
+pytestmark = pytest.mark.fast
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -6,30 +6,16 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from edge_fer.emotions.labels import EMOTIONS, published_labels
+from testkit import FAKES
+from testkit.programs import start_daemon as daemon
 
 ROOT = Path(__file__).resolve().parents[1]
-FAKES = Path(__file__).parent / "fakes"
-
-
-def daemon(args: list[str], env: dict | None = None, **kw) -> subprocess.Popen:
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    return subprocess.Popen(
-        [sys.executable, "-m", "edge_fer.apps.daemon", *args],
-        env=full_env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        **kw,
-    )
 
 
 def run_daemon(args: list[str], env: dict | None = None, timeout: float = 120):
@@ -250,7 +236,6 @@ def test_picamera2_source_with_drm_overlay_end_to_end(tmp_path, shipped_model, d
 def test_signals_before_logging_is_set_up_are_logged_once_it_is(caplog):
     """The handlers go in before logging is configured; their lines are kept, then logged."""
     import logging
-    import os
     import signal as sig
 
     from edge_fer.runtime.service import SignalState

@@ -13,6 +13,7 @@ from edge_fer.emotions.preprocess import PreprocessSpec
 SPEC = PreprocessSpec()
 
 
+@pytest.mark.fast
 def test_image_folder_and_prefix_split(small_fer, tmp_path):
     train = load_split(small_fer, "train", SPEC)
     assert len(train) == 84 and set(train.labels) == set(range(7))
@@ -28,6 +29,7 @@ def test_image_folder_and_prefix_split(small_fer, tmp_path):
     assert all("PrivateTest_" in s for s in private.sources)
 
 
+@pytest.mark.fast
 def test_csv_layout_matches_folder_layout(small_fer, tmp_path):
     path = tmp_path / "fer2013.csv"
     csv_index = {"angry": 0, "disgust": 1, "fear": 2, "happy": 3, "sad": 4, "surprise": 5, "neutral": 6}
@@ -50,6 +52,7 @@ def test_csv_layout_matches_folder_layout(small_fer, tmp_path):
     assert len(load_split(path, "public", SPEC)) == 21
 
 
+@pytest.mark.fast
 def test_dataset_errors_say_what_is_wrong(small_fer, tmp_path):
     with pytest.raises(DatasetError, match="does not exist"):
         load_split(tmp_path / "nowhere", "train", SPEC)
@@ -77,6 +80,7 @@ def test_dataset_errors_say_what_is_wrong(small_fer, tmp_path):
         load_csv(csv_path, SPEC)
 
 
+@pytest.mark.fast
 def test_bad_model_files_give_clear_errors(tmp_path, shipped_model):
     with pytest.raises(ModelError, match="does not exist"):
         load_classifier(tmp_path / "missing.pte")
@@ -108,6 +112,7 @@ def test_shipped_model_classifies_real_faces(shipped_model, public_faces):
     assert accuracy.mean() > 1.5 / 7  # clearly better than chance on real faces
 
 
+@pytest.mark.fast
 def test_all_faces_of_a_frame_in_one_call_match_one_at_a_time(shipped_model, public_faces):
     classifier = PteClassifier(shipped_model, threads=1)
     assert classifier.dynamic_batch and classifier.batch >= 4  # a frame's faces in one call

@@ -44,6 +44,7 @@ def test_strength_orders_the_damage(faces):
         assert (mild > harsh) if kind in ("far_face", "jpeg", "dark") else (mild < harsh), kind
 
 
+@pytest.mark.fast
 def test_jpeg_matches_libjpeg(public_faces):
     face = public_faces.images[0]
     ok, buf = cv2.imencode(".jpg", face, [cv2.IMWRITE_JPEG_QUALITY, 20])
@@ -52,6 +53,7 @@ def test_jpeg_matches_libjpeg(public_faces):
     assert np.abs(ours - ref).mean() < 0.5 < np.abs(face - ref).mean()
 
 
+@pytest.mark.fast
 def test_random_degrade_off_draws_nothing_and_on_stacks(faces):
     state = torch.get_rng_state()
     assert random_degrade(faces, 0.0) is faces and torch.equal(torch.get_rng_state(), state)
@@ -59,6 +61,7 @@ def test_random_degrade_off_draws_nothing_and_on_stacks(faces):
     assert out.shape == faces.shape and float((out - faces).abs().mean()) > 0.05
 
 
+@pytest.mark.fast
 def test_suite_sample_is_uint8_and_deterministic(public_faces):
     x = torch.from_numpy(public_faces.images[:30])
     a, b = degraded_suite_sample(x, 1), degraded_suite_sample(x, 1)

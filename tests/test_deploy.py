@@ -5,10 +5,13 @@ from pathlib import Path
 
 import pytest
 
+from testkit.scripts import load_script
+
 ROOT = Path(__file__).resolve().parents[1]
 UNITS = sorted(p for p in (ROOT / "systemd").iterdir() if p.is_file())
 
 
+@pytest.mark.fast
 def test_units_pass_systemd_analyze_verify(tmp_path):
     exe = shutil.which("systemd-analyze")
     if exe is None:
@@ -29,6 +32,7 @@ def test_units_pass_systemd_analyze_verify(tmp_path):
     assert proc.returncode == 0 and proc.stderr.strip() == "", proc.stderr
 
 
+@pytest.mark.fast
 def test_service_unit_has_the_promised_settings():
     text = (ROOT / "systemd" / "edge-fer.service").read_text()
     for line in (
@@ -49,6 +53,7 @@ def test_service_unit_has_the_promised_settings():
         assert line in text
 
 
+@pytest.mark.fast
 def test_every_service_scores_at_most_2_in_systemd_analyze_security(tmp_path):
     exe = shutil.which("systemd-analyze")
     if exe is None:
@@ -71,6 +76,7 @@ def test_every_service_scores_at_most_2_in_systemd_analyze_security(tmp_path):
     assert scores and all(v <= 2.0 for v in scores.values()), scores
 
 
+@pytest.mark.fast
 def test_keyboards_are_readable_only_with_the_console_window_drop_in():
     base = (ROOT / "systemd" / "edge-fer.service").read_text()
     assert "char-input" not in base and " input" not in base.split("SupplementaryGroups=")[1]
@@ -92,6 +98,7 @@ def install(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.fast
 def test_install_dry_run_changes_nothing():
     proc = install("--dry-run")
     assert proc.returncode == 0, proc.stderr
@@ -109,6 +116,7 @@ def test_install_dry_run_changes_nothing():
         assert step in proc.stdout
 
 
+@pytest.mark.fast
 def test_install_for_an_image_skips_what_only_a_running_pi_has():
     proc = install("--dry-run", "--image")
     assert proc.returncode == 0, proc.stderr
@@ -122,6 +130,7 @@ def _requirement_lines(text: str) -> list[str]:
     return [line.split("#")[0].strip() for line in text.splitlines() if line.split("#")[0].strip()]
 
 
+@pytest.mark.fast
 def test_the_pi_runtime_is_torch_free_and_pins_the_trained_executorch():
     """The base install (what the Pi gets) has no torch; the runtime's executorch --no-deps pin
     is the one training exports with; numpy stays on apt's 1.x for picamera2's extensions."""
@@ -139,12 +148,9 @@ def test_the_pi_runtime_is_torch_free_and_pins_the_trained_executorch():
     assert "numpy>=1.24" in base  # Bookworm's apt numpy is 1.24.2
 
 
+@pytest.mark.fast
 def test_compare_events_pairs_faces_by_box_and_counts_label_flips(tmp_path):
-    sys.path.insert(0, str(ROOT / "deploy"))
-    try:
-        import compare_events
-    finally:
-        sys.path.pop(0)
+    compare_events = load_script(ROOT / "deploy" / "compare_events.py")
 
     def face(box, label, smoothed=None):
         return {"id": 1, "box": box, "label": label, "score": 0.5, "smoothed": smoothed or label}
@@ -165,6 +171,7 @@ def test_compare_events_pairs_faces_by_box_and_counts_label_flips(tmp_path):
     assert proc.returncode != 0 and "is not a daemon event" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.fast
 @pytest.mark.arm64
 def test_the_pi_install_works_in_an_emulated_arm64_root():
     """deploy/check_arm64.sh end to end (~15-30 min: debootstrap once, then install.sh, the
@@ -193,6 +200,7 @@ def test_the_pi_install_works_in_an_emulated_arm64_root():
     assert report["frames"] > 0 and report["face_detections"] > 0
 
 
+@pytest.mark.fast
 def test_install_into_a_prefix_is_idempotent_and_uninstall_keeps_edits(tmp_path):
     root = tmp_path / "root"
     assert install("--prefix", str(root), "--no-venv").returncode == 0

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_reload import Daemon
+
+from testkit.programs import Daemon
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -43,6 +43,7 @@ def percent(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
+@pytest.mark.fast
 def test_every_link_in_the_docs_resolves():
     for page in PAGES:
         body = re.sub(r"```.*?```", "", text(page), flags=re.S)
@@ -57,12 +58,14 @@ def test_every_link_in_the_docs_resolves():
                 assert anchor in anchors(path), f"{where}: no heading for #{anchor} in {file}"
 
 
+@pytest.mark.fast
 def test_every_docs_page_is_linked_from_the_readme():
     readme = text(README)
     for page in DOCS:
         assert f"(docs/{page.name})" in readme, f"the README's 'Where to go next' lacks docs/{page.name}"
 
 
+@pytest.mark.fast
 def test_figures_of_the_shipped_model_are_its_results():
     robust = json.loads((RESULTS / "robustness_soup.json").read_text())["models"]
     ours, peer = robust[SHIPPED], robust["fer (int8 tflite)"]
@@ -153,6 +156,7 @@ def _help(module: str) -> set[str]:
     return set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]+", out))
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize(
     ("page", "program", "module"),
     [
@@ -177,6 +181,7 @@ def test_every_flag_the_readme_uses_exists():
     assert used - flags == set(), f"the README uses unknown flags {sorted(used - flags)}"
 
 
+@pytest.mark.fast
 def test_the_smoothing_docs_describe_the_appearance_check_the_code_has():
     side, shift = AppearanceCheck.SIDE, AppearanceCheck.SHIFT
     daemon = " ".join(text(ROOT / "docs" / "daemon.md").split())
@@ -189,6 +194,7 @@ def test_the_smoothing_docs_describe_the_appearance_check_the_code_has():
             assert f"{other}x{other} look" not in text(page), page
 
 
+@pytest.mark.fast
 def test_the_apt_packages_the_readme_names_are_setups():
     setup = text(ROOT / "scripts" / "setup.sh")
     daemon = re.search(r"^APT_DAEMON=\((.*?)\)", setup, re.M)[1].split()
@@ -197,11 +203,8 @@ def test_the_apt_packages_the_readme_names_are_setups():
 
 
 def test_the_fuzz_counts_in_the_tests_page_are_the_fuzz_tests():
-    sys.path.insert(0, str(ROOT / "tests"))
-    try:
-        import test_fuzz
-    finally:
-        sys.path.remove(str(ROOT / "tests"))
+    import test_fuzz  # a neighbour: pytest imports the tests by their bare module names
+
     counts = sorted(
         f._hypothesis_internal_use_settings.max_examples
         for name, f in vars(test_fuzz).items()
@@ -219,6 +222,7 @@ def _span(values: list[float], digits: int, unit: str) -> str:
     return f"{low} {unit}" if low == high else f"{low}-{high} {unit}"
 
 
+@pytest.mark.fast
 def test_speed_and_memory_figures_are_the_benchmarks_results():
     rows = json.loads((RESULTS / "pipeline_scale.json").read_text())["rows"]
 
@@ -251,6 +255,7 @@ def test_speed_and_memory_figures_are_the_benchmarks_results():
         assert quoted in daemon, f"docs/daemon.md should say {quoted!r} (benchmarks/results)"
 
 
+@pytest.mark.fast
 def test_the_failure_figures_are_bench_faults_results():
     faults = json.loads((RESULTS / "faults.json").read_text())["faults"]
     flood = [
@@ -270,6 +275,7 @@ def test_the_failure_figures_are_bench_faults_results():
     )
 
 
+@pytest.mark.fast
 def test_the_training_and_install_figures_are_their_records():
     hours = {
         round(json.loads((ROOT / "teachers" / t / "teacher.done.json").read_text())["seconds"] / 3600, 1)
@@ -282,6 +288,7 @@ def test_the_training_and_install_figures_are_their_records():
     assert f"has its last table: a {venv_mb} MB venv)" in " ".join(text(ROOT / "docs" / "deploy.md").split())
 
 
+@pytest.mark.fast
 def test_the_exposure_table_is_what_systemd_analyze_says(tmp_path):
     exe = shutil.which("systemd-analyze")
     if exe is None:
@@ -305,6 +312,7 @@ def _yaml_blocks(page: Path) -> list[str]:
     return [textwrap.dedent(b) for b in re.findall(r"```yaml\n(.*?)```", text(page), re.S)]
 
 
+@pytest.mark.fast
 def test_every_config_example_in_the_docs_is_a_valid_config_and_its_defaults_are_the_codes(tmp_path):
     import yaml
 
@@ -329,6 +337,7 @@ def test_every_config_example_in_the_docs_is_a_valid_config_and_its_defaults_are
     assert seen >= 2
 
 
+@pytest.mark.fast
 def test_the_config_errors_quoted_in_the_docs_are_what_the_daemon_says(tmp_path):
     from edge_fer.config import Config, ConfigError, load_config
 

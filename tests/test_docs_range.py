@@ -3,25 +3,18 @@ file, so they cannot drift from the measurement (rerun the benchmark to change t
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pytest
 
 from edge_fer.core.paths import PROJECT_ROOT as ROOT
+from testkit.scripts import load_script
+
+pytestmark = pytest.mark.fast
 
 
 def _bench_range():
-    spec = importlib.util.spec_from_file_location("bench_range", ROOT / "benchmarks" / "bench_range.py")
-    module = importlib.util.module_from_spec(spec)
-    import sys
-
-    sys.path.insert(0, str(ROOT / "benchmarks"))  # its own `common` import
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
-    return module
+    return load_script(ROOT / "benchmarks" / "bench_range.py")
 
 
 @pytest.mark.parametrize("doc", ["docs/range.md", "README.md", "edge_fer/models/README.md"])

@@ -2,9 +2,7 @@
 to the picture the preview shows, bad windows and screens handled."""
 
 import logging
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,20 +14,7 @@ from edge_fer.runtime.results import FaceResult, FrameResult
 from edge_fer.runtime.stats import RunStats
 from edge_fer.sources.picamera import DRM_DEFAULT_WINDOW, Picamera2Source, drm_picture_rect
 
-FAKES = Path(__file__).parent / "fakes"
-
-
-@pytest.fixture()
-def fake_picamera2(monkeypatch):
-    monkeypatch.syspath_prepend(str(FAKES))
-    sys.modules.pop("picamera2", None)
-    import picamera2
-
-    picamera2.STATE.update(
-        opened=0, overlays=0, fail_after=None, captured=0, preview=None, preview_window=None, unplugged=False
-    )
-    yield picamera2
-    sys.modules.pop("picamera2", None)
+pytestmark = pytest.mark.fast
 
 
 def _face() -> FaceResult:

@@ -52,6 +52,7 @@ def run(program: str, args: list[str], preexec: Callable[[], None] | None = None
     )
 
 
+@pytest.mark.fast
 def test_the_docs_hold_exactly_the_table_in_code():
     docs = (ROOT / "docs" / "exit-codes.md").read_text()
     assert table_markdown() in docs, "regenerate it: python -m edge_fer.core.exit_codes"
@@ -61,6 +62,7 @@ def test_the_docs_hold_exactly_the_table_in_code():
         assert rows[int(code)][2] == meaning.programs
 
 
+@pytest.mark.fast
 def test_the_daemon_help_and_module_docs_name_the_codes():
     import edge_fer.apps.daemon
 
@@ -204,6 +206,7 @@ def test_under_a_tight_memory_limit_the_daemon_says_so_in_one_line(
     assert len(lines) == 1 and "not enough memory" in lines[0] and f"{limit_mib} MiB" in lines[0]
 
 
+@pytest.mark.fast
 def test_a_memory_failure_while_loading_is_the_memory_line_not_a_model_error():
     from edge_fer.core.memory import is_memory_error
     from edge_fer.emotions.classifier import ModelError

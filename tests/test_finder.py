@@ -17,6 +17,7 @@ from edge_fer.faces.finder import FaceFinder, merge, overlap, tile_grid
 from edge_fer.faces.track import IoUTracker
 
 
+@pytest.mark.fast
 @settings(max_examples=200, deadline=None)
 @given(
     w=st.integers(1, 5000),
@@ -34,12 +35,14 @@ def test_tiles_lie_in_the_frame_and_the_plain_grid_covers_all_of_it(w, h, tile, 
         assert covered.all()
 
 
+@pytest.mark.fast
 def test_merge_keeps_one_box_per_face_earlier_passes_first():
     window, tile, coarse = [(100, 100, 40, 40)], [(102, 98, 42, 42), (500, 500, 30, 30)], [(98, 101, 44, 44)]
     assert merge([window, tile, coarse]) == [(100, 100, 40, 40), (500, 500, 30, 30)]
     assert overlap((0, 0, 10, 10), (2, 2, 4, 4)) == 1.0 and overlap((0, 0, 10, 10), (20, 0, 5, 5)) == 0.0
 
 
+@pytest.mark.fast
 def test_a_partial_search_starts_new_tracks_without_missing_the_others():
     tracker = IoUTracker(TrackerConfig(0.3, max_missed=1))
     tracker.update([(0, 0, 50, 50)])
@@ -48,6 +51,7 @@ def test_a_partial_search_starts_new_tracks_without_missing_the_others():
     assert [t.id for t in tracker.visible()] == [1, 2] and tracker.tracks[0].missed == 0
 
 
+@pytest.mark.fast
 def test_the_picamera2_lores_stream_follows_main_and_a_mismatch_is_refused():
     assert Config().camera.lores == (576, 324)
     config = Config()
@@ -139,6 +143,7 @@ def test_small_faces_on_a_1080p_frame_are_found_and_keep_their_ids(public_faces,
     assert len(set().union(*ids)) == 4
 
 
+@pytest.mark.fast
 def test_a_face_that_appears_where_nothing_was_is_searched_for_at_once(public_faces, yunet_model):
     """Motion puts a tile ahead of the rotation: a new face far from the tile the rotation is
     at is found within a few frames, not a sweep later."""

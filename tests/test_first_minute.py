@@ -16,7 +16,8 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from test_integrations import MOSQUITTO, Broker, Subscriber
+
+from testkit.mqtt import MOSQUITTO, Broker, Subscriber
 
 ROOT = Path(__file__).resolve().parents[1]
 STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")

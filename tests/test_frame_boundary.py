@@ -1,5 +1,5 @@
 """Frames checked where they enter, and bounded decoders, against real sources: video files of
-degenerate shapes, an HTTP camera that misbehaves in every way (tests/streams_helpers.py's
+degenerate shapes, an HTTP camera that misbehaves in every way (testkit/streams.py's
 HostileMjpegServer), the GStreamer RTSP server, and frames too large for the decode budget."""
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import cv2
 import numpy as np
 import psutil
 import pytest
-from streams_helpers import HostileMjpegServer, RtspServer, jpeg_frames, rtsp_server_missing, write_frames
 
 from edge_fer.config import CameraConfig, FramesConfig, StreamConfig
 from edge_fer.sources.base import CaptureError
@@ -22,6 +21,7 @@ from edge_fer.sources.frames import FrameCheck, check_frame, decode_jpeg, decode
 from edge_fer.sources.network import NetworkSource
 from edge_fer.sources.registry import make_source
 from edge_fer.sources.video import OpenCVSource
+from testkit.streams import HostileMjpegServer, RtspServer, jpeg_frames, rtsp_server_missing, write_frames
 
 ROOT = Path(__file__).resolve().parents[1]
 LIMITS = FramesConfig()
@@ -56,6 +56,7 @@ def daemon(args: list[str], timeout: float = 90) -> subprocess.CompletedProcess:
 # --- the frame check itself ----------------------------------------------------------------
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize(
     ("shape", "dtype", "kept"),
     [
@@ -82,6 +83,7 @@ def test_frames_are_used_converted_or_dropped(shape, dtype, kept):
         assert checked.image is not None and checked.image.shape == kept and checked.image.dtype == np.uint8
 
 
+@pytest.mark.fast
 def test_frames_past_the_pixel_budget_are_scaled_with_one_warning(caplog):
     check = FrameCheck(FramesConfig(max_pixels=100_000), "test")
     for _ in range(5):
@@ -92,7 +94,7 @@ def test_frames_past_the_pixel_budget_are_scaled_with_one_warning(caplog):
 
 
 def test_a_jpeg_is_measured_from_its_header_and_a_bomb_never_decoded(face_frames):
-    from streams_helpers import bomb_jpeg
+    from testkit.streams import bomb_jpeg
 
     jpeg = jpeg_frames(face_frames)[0]
     real = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
@@ -103,6 +105,7 @@ def test_a_jpeg_is_measured_from_its_header_and_a_bomb_never_decoded(face_frames
     assert decode_jpeg(b"", LIMITS)[0] is None
 
 
+@pytest.mark.fast
 def test_decode_budget_names_the_size_and_the_fix():
     why = decode_size_refusal(7680, 4320, LIMITS, "video file x.mp4")
     assert why is not None and "7680x4320" in why and "ffmpeg" in why
@@ -133,6 +136,7 @@ def test_a_video_past_the_decode_budget_is_refused_before_it_is_decoded(tmp_path
     assert "640x480, more than frames.max_decode_pixels=76800" in proc.stderr
 
 
+@pytest.mark.fast
 def test_a_big_video_frame_is_scaled_to_the_pixel_budget(tmp_path):
     video = write_video(tmp_path / "big.avi", 1280, 720)
     source = make_source(f"file:{video}", CameraConfig(), frames=FramesConfig(max_pixels=230_400))
@@ -144,6 +148,7 @@ def test_a_big_video_frame_is_scaled_to_the_pixel_budget(tmp_path):
         source.close()
 
 
+@pytest.mark.fast
 def test_a_video_whose_frames_turn_degenerate_mid_run_only_drops_them(tmp_path):
     source = OpenCVSource(write_video(tmp_path / "ok.avi", 320, 240))
     source.open()

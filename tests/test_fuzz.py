@@ -124,12 +124,14 @@ YAML_TOKENS = [
 ]  # fmt: skip
 
 
+@pytest.mark.fast
 @FUZZ
 @given(st.lists(st.sampled_from(YAML_TOKENS), max_size=40).map("".join))
 def test_generated_yaml_text_loads_or_is_a_config_error(text):
     _load_text(text)
 
 
+@pytest.mark.fast
 @settings(FUZZ, max_examples=100)
 @given(st.binary(max_size=300))
 def test_generated_bytes_as_a_config_load_or_are_a_config_error(data):
@@ -304,6 +306,7 @@ output_paths = st.lists(path_parts | st.text(min_size=1, max_size=10), min_size=
 ) | st.sampled_from([str(FIFO), "/dev/null", "/dev/zero", "/dev/full", str(WORK), "/" + "p/" * 2100])
 
 
+@pytest.mark.fast
 @FUZZ
 @given(output_paths)
 def test_generated_output_paths_open_or_are_output_errors(path):
@@ -402,6 +405,7 @@ sandbox_paths = st.tuples(
 ).map(lambda parts: SANDBOX / parts[0] / parts[1])
 
 
+@pytest.mark.fast
 @FUZZ
 @given(st.lists(sandbox_paths, min_size=1, max_size=5), sandbox_paths | st.sampled_from([SANDBOX / "out"]))
 def test_generated_annotate_plans_never_touch_an_input_or_name_one_file_twice(inputs, out):
@@ -464,8 +468,8 @@ def test_generated_classify_command_lines_end_in_a_documented_exit(argv):
     err = io.StringIO()
     handler = logging.StreamHandler(err)
     logging.getLogger("edge_fer.apps.classify").addHandler(handler)
-    try:
-        with contextlib.redirect_stderr(err):
+    try:  # in WORK: a generated relative --annotate folder is made there, not in the checkout
+        with contextlib.redirect_stderr(err), contextlib.chdir(WORK):
             code = photo.main([*argv, "--model", "/nonexistent/model.pte"], out=io.StringIO())
     except SystemExit as exc:  # argparse: its one usage line
         code = exc.code
@@ -493,6 +497,7 @@ SPELLINGS = {
 }  # fmt: skip
 
 
+@pytest.mark.fast
 @FUZZ
 @given(
     st.fixed_dictionaries(
@@ -551,6 +556,7 @@ def _reaches_opencv_safely(value: str) -> None:
     assert cv2.utils.dumpString(value) == f"String: {value}"
 
 
+@pytest.mark.fast
 @settings(FUZZ, max_examples=300)
 @given(st.sampled_from(PREFIXES + list(URL_PREFIXES)), argv_strings)
 def test_generated_paths_and_urls_are_refused_in_one_line_or_safe_for_opencv(prefix, rest):
@@ -611,6 +617,7 @@ def yunet():
     return make_detector(DetectorConfig())
 
 
+@pytest.mark.fast
 @FUZZ
 @given(frame_shapes, st.sampled_from(FRAME_DTYPES), st.integers(0, 255), frame_limits, st.integers(32, 960))
 def test_generated_frames_are_used_within_the_limits_or_dropped(yunet, shape, dtype, fill, limits, width):
@@ -652,6 +659,7 @@ def real_jpeg() -> bytes:
 mutations = st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=8)
 
 
+@pytest.mark.fast
 @FUZZ
 @given(st.binary(max_size=3000), mutations, st.booleans())
 def test_generated_stream_parts_decode_within_the_budget_or_are_dropped(real_jpeg, junk, flips, use_real):
@@ -693,6 +701,7 @@ def _multipart(pieces) -> bytes:
     return bytes(out + b"\r\n--frame--\r\n")
 
 
+@pytest.mark.fast
 @FUZZ
 @given(stream_pieces, st.sampled_from([b"frame", None]))
 def test_generated_mjpeg_streams_yield_bounded_parts_and_end(pieces, boundary):

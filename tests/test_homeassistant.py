@@ -16,10 +16,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from streams_helpers import free_port, have_mosquitto
-from test_integrations import Broker, Subscriber, daemon
 
 from edge_fer.emotions.labels import published_labels
+from testkit import HA_LIVE, HA_VALIDATE
+from testkit.mqtt import Broker, Subscriber
+from testkit.programs import start_daemon as daemon
+from testkit.streams import free_port, have_mosquitto
 
 ROOT = Path(__file__).resolve().parents[1]
 HA_PYTHON = Path(os.environ.get("EDGE_FER_HA_PYTHON", ROOT / ".venv-ha" / "bin" / "python"))
@@ -85,7 +87,7 @@ def test_every_discovery_payload_passes_home_assistants_own_checks(tmp_path, ha_
     starts = [m for m in stats if m["frames"] == 0]
     assert len(starts) == 2 and all(m["fps"] is None and m["latency_ms"] is None for m in starts)
     proc = subprocess.run(
-        [str(ha_python), str(ROOT / "tests" / "ha_validate.py")],
+        [str(ha_python), str(HA_VALIDATE)],
         input=json.dumps({"configs": configs, "messages": messages}),
         capture_output=True,
         text=True,
@@ -149,7 +151,7 @@ def test_a_real_home_assistant_shows_the_device_the_way_its_users_expect(tmp_pat
         pytest.fail("mosquitto is not installed (apt install mosquitto)")
     broker = Broker(tmp_path)
     ha = subprocess.Popen(
-        [str(ha_python), str(ROOT / "tests" / "ha_live.py"), str(broker.port), str(free_port()), "25"],
+        [str(ha_python), str(HA_LIVE), str(broker.port), str(free_port()), "25"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

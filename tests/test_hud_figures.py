@@ -39,6 +39,7 @@ def _result(stats: RunStats) -> FrameResult:
     return FrameResult(stats.frames, time.time(), np.zeros((48, 64, 3), np.uint8), [face], {}, "", EMOTIONS)
 
 
+@pytest.mark.fast
 def test_detection_time_is_over_detection_frames_with_how_often():
     window = LatencyWindow(10.0)
     for i in range(10):
@@ -59,6 +60,7 @@ def test_detection_time_is_over_detection_frames_with_how_often():
     ]
 
 
+@pytest.mark.fast
 def test_the_hud_window_is_the_last_second_of_the_stats_window():
     window = LatencyWindow(10.0)
     for i in range(100):  # 5 s at 20 fps: slow detections early, fast ones in the last second
@@ -69,6 +71,7 @@ def test_the_hud_window_is_the_last_second_of_the_stats_window():
     assert window.fps(1.0) == pytest.approx(20.0) and window.fps() == pytest.approx(20.0)
 
 
+@pytest.mark.fast
 def test_hud_console_stats_file_and_report_agree():
     stats = _stats_every_second_frame()  # all within the last second
     hud = hud_for(_result(stats), stats)
@@ -132,6 +135,7 @@ def test_log_summary_comes_soon_after_the_first_frame_then_every_interval(caplog
     assert "| sad 67%, fear 33% | no face now |" in line
 
 
+@pytest.mark.fast
 def test_no_line_shows_a_rate_before_there_is_an_interval():
     """One frame gives no rate: the console line, the HUD, the final summary and systemd's
     status leave the fps out instead of showing 0.0 fps."""
@@ -162,6 +166,7 @@ def test_no_line_shows_a_rate_before_there_is_an_interval():
     assert final.endswith("| 2 dropped frames, 1 reconnect")
 
 
+@pytest.mark.fast
 def test_paced_waits_are_not_capture_time_and_outputs_are_timed_apart():
     """A video played at its own pace sleeps inside read(): that is not capture work. What the
     outputs (display, files, network) take after classifying is counted on its own."""

@@ -8,6 +8,7 @@ from edge_fer.nets.mobilenetv2 import StudentArch, count_macs
 from edge_fer.training.prune import prune_student
 
 
+@pytest.mark.fast
 def test_summary_from_a_known_confusion_matrix():
     labels = np.array([0, 0, 1, 1, 1, 3])
     preds = np.array([0, 1, 1, 1, 0, 3])
@@ -51,6 +52,7 @@ def test_pruning_removes_channels_and_keeps_the_kept_function():
         prune_student(model, 0.0)
 
 
+@pytest.mark.fast
 def test_teacher_ensemble_averages_member_logits_and_checks_preprocessing(tmp_path):
     from edge_fer.emotions.preprocess import PreprocessSpec
     from edge_fer.nets import FaceVGG
@@ -97,6 +99,7 @@ def test_float_blocks_stay_float_and_the_rest_is_int8():
         float_prefix(model, len(model.features) + 1)
 
 
+@pytest.mark.fast
 def test_vector_scaling_recovers_the_map_that_made_the_labels():
     """Labels drawn from softmax(logits * scale + bias): the fit finds that scale and bias
     (up to a common shift of the biases) and beats a single temperature on NLL."""

@@ -20,6 +20,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.fast
 def test_pmic_pairs_current_and_voltage_per_rail():
     reading = parse_pmic((FIXTURES / "pmic_read_adc_pi5.txt").read_text())
     assert len(reading.rails_w) == 12  # EXT5V_V and BATT_V have no current: not summed
@@ -45,6 +46,7 @@ def test_pmic_pairs_current_and_voltage_per_rail():
     assert parse_pmic('error=2 error_msg="Command not registered"') is None
 
 
+@pytest.mark.fast
 def test_throttled_flags_and_temperature():
     state = parse_throttled("throttled=0x50005")
     assert state.raw == 0x50005
@@ -60,6 +62,7 @@ def test_throttled_flags_and_temperature():
     assert parse_temp("temp=51.6'C") == 51.6 and parse_temp("") is None
 
 
+@pytest.mark.fast
 def test_hwmon_prefers_average_and_sums_sensors(tmp_path):
     (tmp_path / "hwmon0").mkdir()
     (tmp_path / "hwmon0/name").write_text("ina219\n")
@@ -74,6 +77,7 @@ def test_hwmon_prefers_average_and_sums_sensors(tmp_path):
     assert not HwmonPower(tmp_path / "none").available()
 
 
+@pytest.mark.fast
 def test_rapl_turns_energy_counters_into_watts_across_a_wrap(tmp_path):
     zone = tmp_path / "intel-rapl:0"
     (zone / "intel-rapl:0:0").mkdir(parents=True)
@@ -174,6 +178,7 @@ def test_monitor_next_to_a_running_daemon(tmp_path, video_args):
     assert figures["cpu_percent"] is not None and figures["mem_available_mb"]["min"] > 0
 
 
+@pytest.mark.fast
 def test_monitor_bad_flags():
     code, _, err = monitor(["--interval", "0"])
     assert code == 2 and "--interval must be a number of seconds" in err

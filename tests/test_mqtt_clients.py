@@ -11,13 +11,13 @@ import time
 
 import numpy as np
 import pytest
-from test_integrations import MOSQUITTO, Broker, Subscriber
 
 from edge_fer.config import MqttConfig
 from edge_fer.emotions.labels import EMOTIONS
 from edge_fer.outputs.mqtt import MqttPublisher, expire_after_s, node_name
 from edge_fer.runtime.results import FaceResult, FrameResult
 from edge_fer.runtime.stats import RunStats
+from testkit.mqtt import MOSQUITTO, Broker, Subscriber
 
 pytestmark = pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto not installed (apt install mosquitto)")
 
@@ -102,6 +102,7 @@ def test_a_client_id_two_daemons_share_is_named_as_the_cause(tmp_path, caplog):
     assert len(warnings) - len(cause) <= 2  # at most the first "lost broker" of each
 
 
+@pytest.mark.fast
 def test_session_taken_over_is_named_at_once(tmp_path, caplog):
     """MQTT 5 brokers say why (reason 142): no need to wait for repeated drops."""
     from paho.mqtt.packettypes import PacketTypes

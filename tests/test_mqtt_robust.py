@@ -11,11 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
-from streams_helpers import free_port
 
 from edge_fer.config import ConfigError, MqttConfig, load_config
 from edge_fer.outputs.base import OutputError
 from edge_fer.outputs.mqtt import MqttPublisher
+from testkit.streams import free_port
 
 
 class FakeBroker:
@@ -103,6 +103,7 @@ def test_the_queue_is_bounded_in_bytes_when_the_broker_stops_reading():
         fake.close()
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize(
     "mqtt, message",
     [
@@ -122,6 +123,7 @@ def test_bad_names_are_refused_at_config_time(tmp_path, mqtt, message):
         load_config(config)
 
 
+@pytest.mark.fast
 def test_a_readable_password_file_is_refused_naming_chmod_600(tmp_path):
     secret = tmp_path / "mqtt.pass"
     secret.write_text("pw\n")

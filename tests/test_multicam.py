@@ -5,7 +5,6 @@ the other carries on, and install.sh's instance and copy steps."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import signal
@@ -16,25 +15,19 @@ from pathlib import Path
 from urllib.request import urlopen
 
 import pytest
-from streams_helpers import MjpegServer, free_port, have_mosquitto, jpeg_frames, write_frames
-from test_integrations import Broker, Subscriber
 
 from edge_fer.config import ConfigError, apply_overrides, load_config
 from edge_fer.outputs.mqtt import node_name
+from testkit.mqtt import Broker, Subscriber
+from testkit.programs import start_daemon
+from testkit.streams import MjpegServer, free_port, have_mosquitto, jpeg_frames, write_frames
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "systemd" / "edge-fer@.service"
 
 
 def daemon(args: list[str]) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "edge_fer.apps.daemon", *args],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return start_daemon(args, stdout=subprocess.DEVNULL)
 
 
 def frames_of(path: Path) -> int:

@@ -54,6 +54,7 @@ def test_runner_checks_batch_and_shape(library, shipped_model):
         runner.run(np.zeros((1, 1, 48, 48), np.float32))
 
 
+@pytest.mark.fast
 def test_a_broken_program_is_a_model_error(tmp_path, shipped_model):
     broken = tmp_path / "broken.pte"
     data = bytearray(shipped_model.read_bytes())
@@ -77,6 +78,7 @@ def test_runtime_choice_native_fails_clearly_and_auto_falls_back(monkeypatch, sh
         PteClassifier(shipped_model, runtime="tflite")
 
 
+@pytest.mark.fast
 def test_build_reports_missing_compiler_and_compile_errors(tmp_path, monkeypatch):
     monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
     with pytest.raises(NativeBuildError, match="no C\\+\\+ compiler found"):

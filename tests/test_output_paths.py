@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_reload import Daemon, _write
 
 from edge_fer.config import Config, ConfigError, check_output_paths, validate
 from edge_fer.outputs.base import OutputError
 from edge_fer.outputs.stats_file import StatsFile
 from edge_fer.runtime.stats import RunStats
+from testkit.programs import Daemon
+from testkit.programs import write_config as _write
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,6 +38,7 @@ def config(tmp_path: Path, **outputs: str | None) -> Config:
     return validate(c)
 
 
+@pytest.mark.fast
 def test_outputs_naming_one_file_however_spelled_are_refused(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "r.json").write_text("{}")
@@ -61,6 +63,7 @@ def _record(tmp_path: Path) -> Config:
     return c
 
 
+@pytest.mark.fast
 def test_an_output_naming_an_input_is_refused(tmp_path, shipped_model):
     video = tmp_path / "in.mp4"
     video.write_bytes(b"video")
@@ -83,6 +86,7 @@ def test_an_output_naming_an_input_is_refused(tmp_path, shipped_model):
     assert video.read_bytes() == b"video"
 
 
+@pytest.mark.fast
 def test_a_stats_path_that_is_someone_elses_file_is_refused_and_kept(tmp_path):
     mine = tmp_path / "notes.txt"
     mine.write_text("my notes")
@@ -93,6 +97,7 @@ def test_a_stats_path_that_is_someone_elses_file_is_refused_and_kept(tmp_path):
         assert mine.read_text() == content
 
 
+@pytest.mark.fast
 def test_a_stale_stats_file_of_a_crashed_run_is_taken_over_and_removed(tmp_path):
     path = tmp_path / "stats.json"
     path.write_text(json.dumps(RunStats().live()))  # what a daemon killed with -9 leaves
@@ -103,6 +108,7 @@ def test_a_stale_stats_file_of_a_crashed_run_is_taken_over_and_removed(tmp_path)
     assert not path.exists()
 
 
+@pytest.mark.fast
 def test_the_stats_file_is_removed_only_while_it_is_the_one_written(tmp_path):
     path = tmp_path / "stats.json"
     out = StatsFile(path, 0.01)
@@ -117,6 +123,7 @@ def test_the_stats_file_is_removed_only_while_it_is_the_one_written(tmp_path):
     assert not never.exists()
 
 
+@pytest.mark.fast
 def test_a_foreign_file_at_the_stats_lock_path_is_never_truncated(tmp_path):
     from edge_fer.core.safe_io import PathLock, PathRefused
 
@@ -125,17 +132,6 @@ def test_a_foreign_file_at_the_stats_lock_path_is_never_truncated(tmp_path):
     with pytest.raises(PathRefused, match="is not a lock file"):
         PathLock(tmp_path / "stats.json").acquire()
     assert lock.read_text() == "important"
-
-
-def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "edge_fer.apps.daemon", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
 
 
 def test_the_daemon_refuses_colliding_outputs_at_start_and_loses_nothing(tmp_path, demo_video, shipped_model):

@@ -280,6 +280,7 @@ def test_image_headers_are_sized_as_opencv_would_decode_them():
     assert time.monotonic() - t0 < 5
 
 
+@pytest.mark.fast
 def test_detection_scaling_is_area_interpolated_and_never_empty():
     rng = np.random.default_rng(2)
     image = rng.integers(0, 255, (480, 960, 3), dtype=np.uint8)
@@ -374,6 +375,7 @@ def test_too_little_memory_for_an_image_is_one_line_per_image(tmp_path, face):
     assert 2 in codes, "no limit in the sweep was tight enough to test anything"
 
 
+@pytest.mark.fast
 def test_annotated_names_differ_even_on_a_case_blind_file_system(tmp_path, face):
     from edge_fer.apps.classify import plan_annotations
 

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from edge_fer.emotions.preprocess import (
     PreprocessSpec,
@@ -9,6 +10,7 @@ from edge_fer.emotions.preprocess import (
 )
 
 
+@pytest.mark.fast
 def test_crop_face_pads_at_the_border_and_is_square():
     gray = np.arange(100 * 80, dtype=np.uint8).reshape(100, 80)
     crop = crop_face(gray, (-10, 70, 40, 30), margin=0.1)
@@ -16,12 +18,14 @@ def test_crop_face_pads_at_the_border_and_is_square():
     assert crop_face(gray, (10, 10, 20, 20), 0.0).tolist() == gray[10:30, 10:30].tolist()
 
 
+@pytest.mark.fast
 def test_a_negative_margin_cuts_inside_the_box():
     gray = np.arange(100 * 100, dtype=np.uint16).astype(np.uint8).reshape(100, 100)
     # a 40 px box shrunk by 5% of its size on each side: the centred 36 px square
     assert crop_face(gray, (30, 30, 40, 40), -0.05).tolist() == gray[32:68, 32:68].tolist()
 
 
+@pytest.mark.fast
 def test_prepare_face_gives_model_sized_gray_faces(rng):
     bgr = rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)
     face = prepare_face(bgr, PreprocessSpec(input_size=48), box=(100, 100, 150, 150))
@@ -32,6 +36,7 @@ def test_prepare_face_gives_model_sized_gray_faces(rng):
     assert faces_to_input(bgr, [], PreprocessSpec()).shape == (0, 1, 48, 48)
 
 
+@pytest.mark.fast
 def test_sharp_faces_pass_through_unblurred(rng):
     # FER2013 train is sharp again (2026-11-24): no face may be low-passed on its way in.
     sharp = rng.integers(0, 255, (48, 48), dtype=np.uint8)
@@ -41,12 +46,14 @@ def test_sharp_faces_pass_through_unblurred(rng):
     assert PreprocessSpec.from_dict(old) == PreprocessSpec(margin=0.1)
 
 
+@pytest.mark.fast
 def test_to_gray_accepts_all_layouts(rng):
     bgr = rng.integers(0, 255, (10, 12, 3), dtype=np.uint8)
     for image in (bgr[:, :, 0], bgr[:, :, :1], bgr, np.dstack([bgr, bgr[:, :, :1]])):
         assert to_gray(image).shape == (10, 12)
 
 
+@pytest.mark.fast
 def test_a_color_frame_gives_the_same_face_as_its_gray_version():
     # The daemon crops color frames before converting, so the frame is never converted whole.
     rng = np.random.default_rng(7)
@@ -57,6 +64,7 @@ def test_a_color_frame_gives_the_same_face_as_its_gray_version():
         np.testing.assert_array_equal(prepare_face(frame, spec, box), prepare_face(gray, spec, box))
 
 
+@pytest.mark.fast
 def test_training_evaluation_and_the_daemon_feed_the_model_identical_inputs(tmp_path):
     """One preprocessing function: the same face file gives the same model input whether it is
     loaded for training, by tools/evaluate.py's loader, or found in a frame by the daemon."""
@@ -129,6 +137,7 @@ def test_yunet_boxes_are_cut_like_fer2013_crops(data_dir, yunet_model):
     assert abs(rows[False]["side"] - 1) < 0.03 and abs(rows[False]["dy"]) < 0.012
 
 
+@pytest.mark.fast
 def test_demo_faces_reach_the_video_unblended(rng):
     """The demo feathers each face into its head outside FER2013's crop, never inside it, so
     bench_e2e's gap measures the daemon and not the compositing."""

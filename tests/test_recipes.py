@@ -46,12 +46,14 @@ def _refused(argv: list[str], capsys) -> str:
     return err.strip().splitlines()[-1]
 
 
+@pytest.mark.fast
 def test_the_recipes_are_there():
     names = {p.name for p in RECIPES}
     assert {"quick.yaml", "shipped.yaml", "teacher_t4.yaml", "teacher_t5.yaml", "v10t_distill.yaml",
             "v10t.yaml", "robust.yaml", "robust_wise.yaml", "robust_soup.yaml"} <= names  # fmt: skip
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
 def test_every_recipe_loads_and_validates(path, monkeypatch, tmp_path):
     """From any working directory: a recipe's relative paths are the checkout's."""
@@ -69,6 +71,7 @@ def test_every_recipe_loads_and_validates(path, monkeypatch, tmp_path):
     assert recipe.values or recipe.chain
 
 
+@pytest.mark.fast
 def test_the_shipped_chain_ends_with_the_robust_fine_tune_and_ships_it():
     runs = _cli().parse_args(["--recipe", str(ROOT / "recipes" / "shipped.yaml")]).runs
     assert [r.name for r in runs] == ["t4", "t5", "v10t", "v10t", "robust_wise"]
@@ -83,6 +86,7 @@ def test_the_shipped_chain_ends_with_the_robust_fine_tune_and_ships_it():
     assert runs[2].runs / runs[2].name == runs[3].runs / runs[3].name == ROOT / "artifacts" / "v10t"
 
 
+@pytest.mark.fast
 def test_the_tracked_teachers_match_their_hashes():
     for name in ("t4", "t5"):
         home = ROOT / "teachers" / name
@@ -105,6 +109,7 @@ def _strings(value):
             yield from _strings(v)
 
 
+@pytest.mark.fast
 def test_no_absolute_path_in_committed_training_config():
     files = [*RECIPES, *(ROOT / "teachers").rglob("*.json*"), *(ROOT / "artifacts").rglob("*.json*")]
     assert len(files) > 10
@@ -118,6 +123,7 @@ def test_no_absolute_path_in_committed_training_config():
             assert not os.path.isabs(value), f"{path.relative_to(ROOT)}: {value}"
 
 
+@pytest.mark.fast
 def test_every_setting_has_a_doc_a_flag_and_valid_defaults():
     parser = _cli().build_parser()
     flags = {a for action in parser._actions for a in action.option_strings}
@@ -134,6 +140,7 @@ def test_every_setting_has_a_doc_a_flag_and_valid_defaults():
         assert old in flags, old
 
 
+@pytest.mark.fast
 def test_layers_defaults_recipe_quick_flags(tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text("name: mine\ndistill_epochs: 7\nteacher_widths: [8, 8, 16, 16]\n")
@@ -172,6 +179,7 @@ BAD_RECIPES = [
 ]
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize(("text", "message"), BAD_RECIPES, ids=[m for _, m in BAD_RECIPES])
 def test_a_bad_recipe_is_a_one_line_error(text, message, tmp_path, capsys):
     recipe = tmp_path / "bad.yaml"
@@ -180,6 +188,7 @@ def test_a_bad_recipe_is_a_one_line_error(text, message, tmp_path, capsys):
     assert message in line and str(recipe) in line
 
 
+@pytest.mark.fast
 def test_special_and_huge_recipe_files_are_refused(tmp_path, capsys):
     fifo = tmp_path / "fifo.yaml"
     os.mkfifo(fifo)
@@ -199,11 +208,13 @@ def test_special_and_huge_recipe_files_are_refused(tmp_path, capsys):
         _cli().plan(_cli().build_parser().parse_args(["--recipe", str(chain)]))
 
 
+@pytest.mark.fast
 def test_a_chain_runs_whole(capsys):
     line = _refused(["--recipe", str(ROOT / "recipes" / "shipped.yaml"), "--name", "x"], capsys)
     assert "--name, --stages and --quick apply to one run" in line
 
 
+@pytest.mark.fast
 def test_bad_flags_name_the_flag_and_the_limit(capsys):
     assert "--subset must be in (0, 1], got 0.0" in _refused(["--subset", "0"], capsys)
     assert "--distill-epochs expects an integer, got '1.5'" in _refused(["--distill-epochs", "1.5"], capsys)
@@ -212,6 +223,7 @@ def test_bad_flags_name_the_flag_and_the_limit(capsys):
     assert "--name '../x'" in _refused(["--name", "../x"], capsys)
 
 
+@pytest.mark.fast
 def test_the_real_command_refuses_a_bad_recipe_in_one_line(tmp_path):
     recipe = tmp_path / "bad.yaml"
     recipe.write_text("keep_ratio: 2\n")
@@ -234,6 +246,7 @@ def test_export_writes_the_recipe_and_its_hash_into_the_metadata(quick_run):
     assert meta["training"]["distill"]["subset"] == 0.01  # the flag over the recipe, recorded
 
 
+@pytest.mark.fast
 def test_the_shipped_model_names_the_recipe_it_came_from():
     """The shipped metadata names a recipe file of this checkout whose SHA-256 matches."""
     meta = json.loads(SHIPPED_METADATA.read_text())
@@ -279,6 +292,7 @@ def test_a_state_saved_before_the_cleanup_still_resumes(tmp_path, capsys):
         run()
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("name", ["robust", "robust_plain"])
 def test_the_running_robust_recipes_resume_their_saved_state(name):
     """A rerun of recipes/<name>.yaml builds the FitConfig its runs/<name>/ state was saved
@@ -298,6 +312,7 @@ def test_the_running_robust_recipes_resume_their_saved_state(name):
     assert not same_config(saved, distill_config(settings, "distill", settings.distill_epochs, 0.1))
 
 
+@pytest.mark.fast
 def test_records_write_checkout_paths_relative_to_it():
     """Older runs' done markers held absolute paths; the export's metadata rewrites them."""
     from edge_fer.core.paths import PROJECT_ROOT

@@ -8,74 +8,19 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
-from test_boundaries import ALIAS_BOMB
 
 from edge_fer.config import SmoothingConfig
+from testkit.hostile import ALIAS_BOMB
+from testkit.programs import Daemon
+from testkit.programs import write_config as _write
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-class Daemon:
-    """`edge-fer --config PATH` with its stderr collected and its stats file read."""
-
-    def __init__(self, config: Path, stats: Path) -> None:
-        self.config, self.stats = config, stats
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "edge_fer.apps.daemon", "--config", str(config)],
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        self.lines: list[str] = []
-        self.reader = threading.Thread(target=lambda: self.lines.extend(self.proc.stderr), daemon=True)
-        self.reader.start()
-
-    @property
-    def log(self) -> str:
-        return "".join(self.lines)
-
-    def frames(self) -> int | None:
-        try:
-            return json.loads(self.stats.read_text())["frames"]
-        except (OSError, ValueError, KeyError):
-            return None  # between two pipelines, or mid-replace
-
-    def wait(self, ok: Callable[[], bool], timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while not ok():
-            assert self.proc.poll() is None, f"the daemon died waiting for {what}:\n{self.log[-3000:]}"
-            assert time.monotonic() < deadline, f"no {what} within {timeout} s:\n{self.log[-3000:]}"
-            time.sleep(0.05)
-
-    def classifying(self, timeout: float = 30) -> None:
-        """Frames go on being counted: the stats file shows a higher count twice."""
-        first = []
-        self.wait(lambda: self.frames() is not None and not first.append(self.frames()), timeout, "stats")
-        self.wait(lambda: (self.frames() or 0) > first[0] + 5, timeout, "new frames")
-
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=20)
-        finally:
-            self.reader.join(timeout=5)
-
-
-def _write(path: Path, data: dict | str) -> None:
-    if path.exists() or path.is_symlink():
-        path.unlink()
-    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
 
 
 @pytest.fixture()

@@ -17,6 +17,8 @@ import pytest
 from edge_fer.core import safe_io
 from edge_fer.core.safe_io import LockHeld, PathLock, PathRefused
 
+pytestmark = pytest.mark.fast
+
 
 def test_atomic_write_replaces_the_file_with_its_mode_whatever_the_umask(tmp_path):
     target = tmp_path / "stats.json"

@@ -16,6 +16,7 @@ from edge_fer.runtime.service import Notifier
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("use_library", [True, False])
 def test_notifier_speaks_sd_notify_over_a_real_socket(tmp_path, monkeypatch, use_library):
     if use_library:
@@ -40,6 +41,7 @@ def test_notifier_speaks_sd_notify_over_a_real_socket(tmp_path, monkeypatch, use
     sock.close()
 
 
+@pytest.mark.fast
 def test_no_notify_socket_means_silent(monkeypatch):
     monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
     monkeypatch.setenv("WATCHDOG_USEC", "1000000")
@@ -56,6 +58,7 @@ def _faces() -> list[FaceResult]:
 HUD = Hud(fps=46.0, frame_ms=9.1, capture_ms=1.8, detect_ms=14.2, detect_rate="1/2 frames", classify_ms=0.31)
 
 
+@pytest.mark.fast
 def test_overlay_draws_boxes_labels_and_hud(rng):
     frame = np.full((480, 640, 3), 60, np.uint8)
     out = render(frame, _faces(), HUD, EMOTIONS, top3=True)
@@ -69,6 +72,7 @@ def test_overlay_draws_boxes_labels_and_hud(rng):
     assert layer[240, 320, 3] == 0  # transparent where nothing is drawn
 
 
+@pytest.mark.fast
 def test_hud_says_what_its_numbers_are():
     assert HUD.lines() == [
         "46.0 fps",
@@ -80,6 +84,7 @@ def test_hud_says_what_its_numbers_are():
     ]
 
 
+@pytest.mark.fast
 def test_frames_are_scaled_to_the_screen_with_their_aspect_kept():
     from edge_fer.display.overlay import fit_rect
 
@@ -102,6 +107,7 @@ def test_frames_are_scaled_to_the_screen_with_their_aspect_kept():
     assert 1.9 < hud_rows(big) / hud_rows(small) < 2.6
 
 
+@pytest.mark.fast
 def test_a_label_that_is_not_a_class_is_drawn_as_given():
     face = FaceResult(
         3, (200, 120, 180, 180), "sad", 0.3, "uncertain", _faces()[0].probs, smoothed_score=0.41
@@ -110,6 +116,7 @@ def test_a_label_that_is_not_a_class_is_drawn_as_given():
     assert (out[120, 200:380] != 60).any()
 
 
+@pytest.mark.fast
 def test_drm_display_fills_the_screen_and_draws_at_its_resolution(tmp_path):
     from edge_fer.display.screen import DrmPreviewDisplay, drm_screen_size
 
@@ -196,6 +203,7 @@ def test_fullscreen_window_fills_the_screen(xvfb, tmp_path):
     display.close()
 
 
+@pytest.mark.fast
 def test_screenshot_tool_pixelates_inside_face_boxes_only():
     from edge_fer.data.demo_video import pixelate_faces
 
@@ -207,6 +215,7 @@ def test_screenshot_tool_pixelates_inside_face_boxes_only():
     np.testing.assert_array_equal(out[:, 75:], image[:, 75:])  # outside untouched
 
 
+@pytest.mark.fast
 def test_a_window_for_big_camera_frames_fits_on_the_desktop():
     """A 2304x1296 main stream (the Camera Module's default) opens a window that fits in 90% of
     a 1080p desktop, aspect kept; frames that fit open at their own size."""

@@ -152,6 +152,7 @@ def test_readme_command_runs_as_written(tmp_path, mode, as_user):
     assert calls[-1].strip() == " ".join([Path(last[0]).name, *last[1:]])
 
 
+@pytest.mark.fast
 def test_on_raspberry_pi_os_the_daemon_venv_uses_apt_picamera2(tmp_path):
     rc, err, calls = run_readme_command(tmp_path, readme_commands()["daemon"], uid=1000, sudo=True, PI_OS="1")
     assert rc == 0, err
@@ -161,6 +162,7 @@ def test_on_raspberry_pi_os_the_daemon_venv_uses_apt_picamera2(tmp_path):
     assert (ROOT / "deploy" / "constraints-pi.txt").is_file()
 
 
+@pytest.mark.fast
 def test_a_user_without_sudo_gets_one_line_naming_the_fix(tmp_path):
     rc, err, calls = run_readme_command(tmp_path, readme_commands()["test"], uid=1000, sudo=False)
     assert rc == 2 and not calls
@@ -170,6 +172,7 @@ def test_a_user_without_sudo_gets_one_line_naming_the_fix(tmp_path):
     ]
 
 
+@pytest.mark.fast
 def test_bad_mode_and_old_python_are_one_line_errors(tmp_path):
     rc, err, calls = run_readme_command(tmp_path / "a", "scripts/setup.sh tests", uid=0, sudo=False)
     assert rc == 2 and "give a mode: 'scripts/setup.sh daemon'" in err and not calls
@@ -192,6 +195,7 @@ def test_apt_packages_are_known_to_apt_here(tmp_path):
             assert proc.returncode == 0 and proc.stdout.strip(), f"apt does not know {package}"
 
 
+@pytest.mark.fast
 def test_ci_runs_the_readme_test_command():
     """.ci/run's commands other than ruff's are the README's test command, in order."""
     text = (ROOT / ".ci" / "run").read_text()

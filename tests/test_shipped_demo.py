@@ -37,6 +37,7 @@ SFHQ = "SFHQ-T2I"
 SFHQ_FACES = [face for row in EXPRESSIONS for face in row]
 
 
+@pytest.mark.fast
 def test_the_material_names_its_source_and_licence_everywhere():
     notice = (SAMPLES_DIR / "ATTRIBUTION.md").read_text()
     assert "Face Research Lab London Set" in notice and LICENCE in notice and DOI in notice
@@ -116,6 +117,7 @@ def test_the_model_reads_the_photos_as_the_people_posed():
     assert len(group) == 6 and len({r["label"] for r in group}) >= 4, group
 
 
+@pytest.mark.fast
 def test_auto_without_a_camera_plays_the_fer2013_demo_then_the_shipped_one(tmp_path):
     config = load_config(None)
     assert config.fallback_video == DEFAULT_DEMO_VIDEO

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from streams_helpers import SilentServer
 
 from edge_fer.runtime.daemon import in_worker
 from edge_fer.runtime.service import SignalState
 from edge_fer.sources.base import CaptureError
+from testkit.streams import SilentServer
 
 ROOT = Path(__file__).resolve().parents[1]
 STALLED_RELOADS = 4

@@ -7,6 +7,8 @@ import pytest
 
 from edge_fer.runtime.stats import STAGES, LatencyWindow, LogHistogram, RunStats, peak_rss_mb
 
+pytestmark = pytest.mark.fast
+
 
 def test_histogram_percentiles_are_within_half_a_percent_of_exact():
     values = np.random.default_rng(0).lognormal(mean=1.5, sigma=0.8, size=20_000)

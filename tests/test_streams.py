@@ -5,15 +5,12 @@ stalls, and bad URLs and credential files."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from streams_helpers import MjpegServer, RtspServer, free_port, jpeg_frames, rtsp_server_missing, write_frames
 
 from edge_fer.config import Config, ConfigError, StreamConfig, apply_overrides, load_config
 from edge_fer.sources.base import CaptureError
@@ -21,20 +18,14 @@ from edge_fer.sources.network import NetworkSource, mask_url
 from edge_fer.sources.reconnect import ReconnectingSource
 from edge_fer.sources.video import OpenCVSource
 from edge_fer.sources.webcam import _webcam_works
+from testkit.programs import start_daemon
+from testkit.streams import MjpegServer, RtspServer, free_port, jpeg_frames, rtsp_server_missing, write_frames
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def daemon(args: list[str]) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "edge_fer.apps.daemon", *args],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return start_daemon(args, stdout=subprocess.DEVNULL)
 
 
 @pytest.fixture()

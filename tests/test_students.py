@@ -75,6 +75,7 @@ def tiny_registered(monkeypatch):
     monkeypatch.setitem(students.STUDENTS, "tiny", f"{__name__}:TinyStudent")
 
 
+@pytest.mark.fast
 def test_every_registered_net_implements_its_interface():
     for kind in students.STUDENTS:
         cls = students.student_class(kind)
@@ -87,6 +88,7 @@ def test_every_registered_net_implements_its_interface():
         assert students.net_class(kind).kind == kind
 
 
+@pytest.mark.fast
 def test_the_registry_loads_without_torch():
     code = "import sys, edge_fer.nets.students, edge_fer.training.settings; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
@@ -122,6 +124,7 @@ def test_a_new_student_goes_through_checkpoints_pruning_and_int8(tiny_registered
     assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in model.parameters())
 
 
+@pytest.mark.fast
 def test_an_unregistered_net_is_refused(tmp_path):
     from edge_fer.training.quantize import float_prefix
 
@@ -210,6 +213,7 @@ def _bad_checkpoints(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     }
 
 
+@pytest.mark.fast
 def test_every_bad_checkpoint_is_one_checkpoint_error(tmp_path, recwarn):
     """The checkpoint boundary is total: every file that is not a sound edge-fer checkpoint
     gets one CheckpointError naming it and the problem, with no torch warning on the way."""
@@ -221,6 +225,7 @@ def test_every_bad_checkpoint_is_one_checkpoint_error(tmp_path, recwarn):
     assert not [w for w in recwarn if "pickle" in str(w.message)]
 
 
+@pytest.mark.fast
 def test_the_student_setting_lists_the_registry(capsys):
     import importlib.util
 

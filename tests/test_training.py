@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import train
+
+from testkit.programs import train
 
 ROOT = Path(__file__).resolve().parents[1]
 

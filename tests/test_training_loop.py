@@ -23,6 +23,7 @@ from edge_fer.training.augment import mix_batch
 from edge_fer.training.loop import FitConfig, fit, to_input
 
 
+@pytest.mark.fast
 def test_mix_batch_is_a_convex_mix_of_the_batch_and_a_permutation_of_it():
     torch.manual_seed(0)
     b = 16
@@ -40,6 +41,7 @@ def test_mix_batch_is_a_convex_mix_of_the_batch_and_a_permutation_of_it():
         assert torch.allclose(mixed, expected, atol=1e-6)
 
 
+@pytest.mark.fast
 def test_mix_batch_with_alpha_zero_changes_nothing_and_draws_no_random_numbers():
     x, y = torch.rand(8, 1, 4, 4), torch.arange(8)
     before = torch.get_rng_state()
@@ -226,6 +228,7 @@ def test_resuming_with_another_average_length_is_refused(tmp_path, monkeypatch):
         _fit(tmp_path, 1)
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("native", [True, False])
 def test_bf16_autocast_only_where_the_hardware_has_it(monkeypatch, native):
     monkeypatch.setattr(loop, "native_bf16", lambda device_type: native)

@@ -35,6 +35,7 @@ def run(
     )
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize(
     ("value", "why"),
     [
@@ -58,11 +59,13 @@ def test_unusable_paths_are_refused_naming_the_value_escaped(value, why):
     text.encode("utf-8")  # printable anywhere: no surrogate left in the message
 
 
+@pytest.mark.fast
 def test_a_usable_path_is_returned_expanded():
     assert user_path("~/x.pte", "--model") == Path.home() / "x.pte"
     assert user_path("/tmp/caf\u00e9.mp4", "--model") == Path("/tmp/caf\u00e9.mp4")  # UTF-8 is fine
 
 
+@pytest.mark.fast
 def test_a_file_to_read_must_be_a_regular_file(tmp_path):
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
@@ -80,6 +83,7 @@ def test_a_file_to_read_must_be_a_regular_file(tmp_path):
     assert user_file(tmp_path / "big", "x") == tmp_path / "big"
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize(
     ("url", "why"),
     [
@@ -97,11 +101,13 @@ def test_unusable_urls_are_refused(url, why):
         user_url(url, "--source")
 
 
+@pytest.mark.fast
 def test_shown_escapes_what_a_terminal_or_log_would_choke_on():
     assert shown(f"a{XFF}b\n\x1b[31m") == "'a\\xffb\\n\\x1b[31m'"
     assert shown("x" * 200).endswith("...'") and len(shown("x" * 200)) < 90
 
 
+@pytest.mark.fast
 def test_argparse_types_give_the_flag_and_the_reason():
     parser = argparse.ArgumentParser(prog="tool")
     parser.add_argument("--out", type=path_arg)

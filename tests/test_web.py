@@ -27,6 +27,7 @@ from edge_fer.outputs.listeners import Listeners
 from edge_fer.outputs.web import CSP, WebPage, load_token
 from edge_fer.runtime.results import FaceResult, FrameResult
 from edge_fer.runtime.stats import RunStats
+from testkit.programs import edge_fer
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "0123456789abcdef0123456789abcdef"
@@ -111,6 +112,7 @@ def viewing(page: WebPage, stats: RunStats, path: str = "/frame.jpg", headers: d
 # -- settings ----------------------------------------------------------------------------------
 
 
+@pytest.mark.fast
 def test_off_by_default_and_local_only_unless_a_token(tmp_path):
     web = Config().web
     assert (web.enabled, web.bind, web.token_file) == (False, "127.0.0.1", None)
@@ -134,14 +136,7 @@ def test_off_by_default_and_local_only_unless_a_token(tmp_path):
 
 
 def _cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run(
-        [sys.executable, "-m", "edge_fer.apps.daemon", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
+    return edge_fer(list(args), timeout)
 
 
 def test_cli_refuses_an_open_page_without_a_usable_token_in_one_line(tmp_path, video_args):
@@ -174,6 +169,7 @@ def test_cli_refuses_an_open_page_without_a_usable_token_in_one_line(tmp_path, v
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.fast
 def test_load_token_needs_an_owner_only_file_with_a_long_token(tmp_path):
     token = tmp_path / "t"
     token.write_text(TOKEN + "\n")
@@ -198,6 +194,7 @@ def test_load_token_needs_an_owner_only_file_with_a_long_token(tmp_path):
 # -- the server --------------------------------------------------------------------------------
 
 
+@pytest.mark.fast
 @given(st.binary(max_size=400), st.sampled_from([b"\r\n\r\n", b"\n\n"]))
 @settings(max_examples=300, deadline=None)
 def test_any_request_head_is_a_request_or_refused_never_an_exception(head, end):
@@ -221,6 +218,7 @@ class _Routes:
         self.fallback = not_found
 
 
+@pytest.mark.fast
 def test_assets_content_types_security_headers_and_no_file_system(page_factory):
     page = page_factory()
     port = page.server.port
@@ -256,6 +254,7 @@ def test_assets_content_types_security_headers_and_no_file_system(page_factory):
     assert status == 200 and int(headers["content-length"]) > 0 and body == b""
 
 
+@pytest.mark.fast
 def test_a_viewer_less_page_costs_the_frame_loop_nothing(page_factory):
     page, stats = page_factory(), RunStats()
     feed(page, stats, 0, 300)
@@ -289,6 +288,7 @@ def test_frames_newest_wins_at_most_fps_and_shared_by_viewers(page_factory):
     assert len({a[2] for a in answers}) == 1 and page.encoded == 2  # one encode for everyone
 
 
+@pytest.mark.fast
 def test_state_has_faces_health_and_label_mix(page_factory):
     page, stats = page_factory(), RunStats()
     page.history.bucket_s = 0.05
@@ -308,6 +308,7 @@ def test_state_has_faces_health_and_label_mix(page_factory):
     assert set(mix["labels"]) >= set(EMOTIONS) and state["colours"]["happy"].startswith("#")
 
 
+@pytest.mark.fast
 def test_a_token_is_needed_by_header_or_login_cookie(page_factory):
     page, stats = page_factory(token=TOKEN), RunStats()
     port = page.server.port
@@ -333,6 +334,7 @@ def test_a_token_is_needed_by_header_or_login_cookie(page_factory):
     assert page.refused > 0
 
 
+@pytest.mark.fast
 def test_without_a_token_only_loopback_host_names_are_served(page_factory):
     page = page_factory()
     port = page.server.port
@@ -536,6 +538,7 @@ def get_ok(port: int) -> bool:
         return False
 
 
+@pytest.mark.fast
 def test_label_history_buckets_gaps_and_bounds():
     from collections import Counter
 

@@ -4,7 +4,7 @@ server on 127.0.0.1:HTTP_PORT), for SECONDS. Prints "ready" once MQTT is connect
 the end, one JSON line: every edge-fer entity's states over the run, the attribute sets it had
 while available, its registry entry, and every warning or error Home Assistant logged.
 
-    python tests/ha_live.py MQTT_PORT HTTP_PORT SECONDS
+    python testkit/ha_live.py MQTT_PORT HTTP_PORT SECONDS
 """
 
 from __future__ import annotations

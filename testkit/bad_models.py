@@ -1,5 +1,5 @@
 """Small ExecuTorch programs that are wrong in the ways a model can be wrong after export:
-`python tests/bad_models.py OUTDIR` writes each as OUTDIR/<name>.pte with metadata beside it
+`python -m testkit.bad_models OUTDIR` writes each as OUTDIR/<name>.pte with metadata beside it
 (the shipped model's, so only the program is at fault). Run in a child process by the tests
 (torch and executorch are test-only dependencies; the daemon never imports them)."""
 

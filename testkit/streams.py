@@ -157,9 +157,7 @@ class MjpegServer(_LocalHttpCamera):
                     self.send_error(404)
                     return
                 outer.connections += 1
-                self.send_response(200)
-                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-                self.end_headers()
+                _begin_mjpeg(self)
                 sent = 0
                 try:
                     while not outer._stop.is_set():
@@ -180,6 +178,13 @@ class MjpegServer(_LocalHttpCamera):
                     pass
 
         self._serve(Handler)
+
+
+def _begin_mjpeg(handler: BaseHTTPRequestHandler) -> None:
+    """The 200 and headers of an MJPEG answer whose parts are separated by `--frame`."""
+    handler.send_response(200)
+    handler.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+    handler.end_headers()
 
 
 def have_mosquitto() -> str | None:
@@ -292,9 +297,7 @@ class HostileMjpegServer(_LocalHttpCamera):
 
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
                 outer.connections += 1
-                self.send_response(200)
-                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-                self.end_headers()
+                _begin_mjpeg(self)
                 sent = 0
                 try:
                     while not outer._stop.is_set():
