@@ -132,13 +132,12 @@ def test_the_daemon_and_edge_fer_classify_read_a_face_alike(shipped_model):
     """The shipped model, real photos of real faces found by the real detector: a video frame
     through the daemon's pipeline and a photo through edge-fer-classify give each face the same
     label, score and probabilities, as both go through one analyzer."""
-    from edge_fer.sources.base import RawFrame
-
     from edge_fer.apps.classify import classify_image
     from edge_fer.emotions.classifier import load_classifier
     from edge_fer.faces.detect import make_detector
     from edge_fer.faces.finder import FaceFinder
     from edge_fer.runtime.pipeline import Pipeline
+    from edge_fer.sources.base import RawFrame
 
     config = DetectorConfig()
     finder = FaceFinder(lambda: make_detector(config), config)

@@ -17,18 +17,58 @@ from edge_fer.core.user_input import path_arg
 # (x, y, width, height, title, body, colour): the boxes, in axes units (0..16 x 0..9)
 RUNTIME, OFFLINE, SHARED, APP = "#dbe9f6", "#fde7c8", "#e4e4e4", "#d9f0d3"
 BOXES = [
-    (0.1, 6.3, 2.5, 1.6, "sources/", "picamera2, webcam,\nvideo file, RTSP/HTTP;\nframes: the frame check", RUNTIME),
+    (
+        0.1,
+        6.3,
+        2.5,
+        1.6,
+        "sources/",
+        "picamera2, webcam,\nvideo file, RTSP/HTTP;\nframes: the frame check",
+        RUNTIME,
+    ),
     (3.4, 6.3, 2.6, 1.6, "faces/", "finder: coarse pass,\nzoom windows, tiles;\ndetect; track", RUNTIME),
-    (6.8, 6.3, 2.6, 1.6, "emotions/", "preprocess, classifier\n(int8 .pte, models/),\ncalibration; smooth", RUNTIME),
+    (
+        6.8,
+        6.3,
+        2.6,
+        1.6,
+        "emotions/",
+        "preprocess, classifier\n(int8 .pte, models/),\ncalibration; smooth",
+        RUNTIME,
+    ),
     (10.2, 6.3, 2.4, 1.6, "runtime/", "pipeline, analyzer,\nresults, stats,\nsummary, daemon", RUNTIME),
     (13.4, 6.3, 2.5, 1.6, "outputs/", "display/ (screen,\noverlay), web, MQTT,\nPrometheus, events", RUNTIME),
-    (0.1, 3.4, 2.9, 1.7, "config/", "typed sections, one\nschema: YAML, flags,\nexample config, checks", SHARED),
-    (3.4, 3.4, 2.9, 1.7, "core/", "paths, safe_io, user_input,\nexit codes, memory,\nsecrets, HTTP server", SHARED),
+    (
+        0.1,
+        3.4,
+        2.9,
+        1.7,
+        "config/",
+        "typed sections, one\nschema: YAML, flags,\nexample config, checks",
+        SHARED,
+    ),
+    (
+        3.4,
+        3.4,
+        2.9,
+        1.7,
+        "core/",
+        "paths, safe_io, user_input,\nexit codes, memory,\nsecrets, HTTP server",
+        SHARED,
+    ),
     (6.8, 3.4, 2.6, 1.7, "apps/", "edge-fer\nedge-fer-classify\nedge-fer-monitor\nedge-fer-train", APP),
     (10.2, 3.4, 2.4, 1.7, "contracts/", "model card,\nlive stats: typed,\nversioned", SHARED),
     (13.4, 3.4, 2.5, 1.7, "monitor/", "SoC power, thermals,\nCPU, memory, the\ndaemon's live stats", RUNTIME),
     (0.1, 0.4, 2.9, 1.7, "data/", "FER2013 loaders,\nthe demo videos", OFFLINE),
-    (3.4, 0.4, 3.4, 1.7, "training/ + nets/", "teacher -> distil -> prune\n-> int8 -> export;\nstudent and teacher nets", OFFLINE),
+    (
+        3.4,
+        0.4,
+        3.4,
+        1.7,
+        "training/ + nets/",
+        "teacher -> distil -> prune\n-> int8 -> export;\nstudent and teacher nets",
+        OFFLINE,
+    ),
     (7.4, 0.4, 2.6, 1.7, "models/", "the shipped .pte,\nits model card,\nYuNet", OFFLINE),
     (10.6, 0.4, 2.6, 1.7, "evaluation/", "accuracy, macro-F1,\nconfusion, calibration", OFFLINE),
 ]
@@ -71,11 +111,21 @@ def draw(out: Path) -> None:
             a, b = (x0 + w0 / 2, y0 + h0 + 0.05), (x1 + w1 / 2, y1 - 0.05)
         ax.add_patch(FancyArrowPatch(a, b, arrowstyle="-|>", mutation_scale=16, lw=1.6, color="#333333"))
         if label:
-            ax.text((a[0] + b[0]) / 2 + 0.08, (a[1] + b[1]) / 2 + 0.12, label, ha="left" if a[0] == b[0] else "center",
-                    size=9, style="italic")  # fmt: skip
-    ax.text(0.2, 8.55, "runtime (no torch): frame -> faces -> labels -> outputs, one way", size=13, weight="bold")
+            align = "left" if a[0] == b[0] else "center"  # beside a vertical arrow, above a flat one
+            x, y = (a[0] + b[0]) / 2 + 0.08, (a[1] + b[1]) / 2 + 0.12
+            ax.text(x, y, label, ha=align, size=9, style="italic")
+    ax.text(
+        0.2, 8.55, "runtime (no torch): frame -> faces -> labels -> outputs, one way", size=13, weight="bold"
+    )
     ax.text(0.2, 5.45, "shared by every program", size=12, weight="bold", color="#444444")
-    ax.text(0.2, 2.45, "offline (torch): data -> training -> the shipped model", size=12, weight="bold", color="#8a5a00")
+    ax.text(
+        0.2,
+        2.45,
+        "offline (torch): data -> training -> the shipped model",
+        size=12,
+        weight="bold",
+        color="#8a5a00",
+    )
     fig.savefig(out, bbox_inches="tight")
     plt.close(fig)
 
