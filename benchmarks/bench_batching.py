@@ -19,7 +19,7 @@ from pathlib import Path
 
 from edge_fer.core.paths import DEFAULT_DATA
 from edge_fer.core.paths import PROJECT_ROOT as ROOT
-from edge_fer.core.user_input import path_arg
+from edge_fer.core.user_input import FlagParser, path_arg
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     from edge_fer.emotions.preprocess import PreprocessSpec, normalize
     from edge_fer.training.quantize import export_pte, quantize_int8
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = FlagParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--run", type=path_arg, default=ROOT / "runs" / "main")
     p.add_argument("--data", type=path_arg, default=DEFAULT_DATA)
     p.add_argument("--faces", default="1,2,4")

@@ -33,7 +33,7 @@ from common import daemon_command
 from edge_fer.config import DEFAULT_MODEL, ConfigError, load_config
 from edge_fer.core.paths import DEFAULT_DATA, DEFAULT_YUNET
 from edge_fer.core.paths import PROJECT_ROOT as ROOT
-from edge_fer.core.user_input import path_arg
+from edge_fer.core.user_input import FlagParser, path_arg
 from edge_fer.emotions.labels import EMOTIONS
 
 # Each shown face stays 1.5 s (at the video's 30 fps), drifting, as a person holds an expression.
@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     from edge_fer.data.fer2013 import load_split
     from edge_fer.emotions.classifier import PteClassifier
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = FlagParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--data", type=path_arg, default=DEFAULT_DATA)
     p.add_argument("--model", type=path_arg, default=DEFAULT_MODEL)
     p.add_argument("--frames", type=int, default=9000)

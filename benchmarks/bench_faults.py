@@ -73,7 +73,7 @@ import yaml
 from edge_fer.config import DEFAULT_MODEL
 from edge_fer.core.paths import DEFAULT_DATA
 from edge_fer.core.paths import PROJECT_ROOT as ROOT
-from edge_fer.core.user_input import path_arg
+from edge_fer.core.user_input import FlagParser, path_arg
 from testkit import FAKES
 from testkit.streams import (  # the tests' servers
     HostileMjpegServer,
@@ -702,7 +702,7 @@ def table(result: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     from edge_fer.data.demo_video import build_demo_video
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = FlagParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--seconds", type=float, default=180.0, help="how long to keep injecting")
     p.add_argument("--data", type=path_arg, default=DEFAULT_DATA)
     p.add_argument("--json", type=path_arg, default=ROOT / "benchmarks" / "results" / "faults.json")

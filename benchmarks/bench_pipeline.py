@@ -30,7 +30,7 @@ from common import daemon_command
 from edge_fer.config import DEFAULT_MODEL
 from edge_fer.core.paths import DEFAULT_DATA, DEFAULT_YUNET
 from edge_fer.core.paths import PROJECT_ROOT as ROOT
-from edge_fer.core.user_input import path_arg
+from edge_fer.core.user_input import FlagParser, path_arg
 
 YUNET = DEFAULT_YUNET
 
@@ -216,7 +216,7 @@ def format_table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     from edge_fer.data.demo_video import build_demo_video
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = FlagParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--data", type=path_arg, default=DEFAULT_DATA)
     p.add_argument("--model", type=path_arg, default=DEFAULT_MODEL)
     p.add_argument("--frames", type=int, default=300)

@@ -40,6 +40,7 @@ from common import daemon_command
 
 from edge_fer.core.paths import DEFAULT_DATA
 from edge_fer.core.paths import PROJECT_ROOT as ROOT
+from edge_fer.core.user_input import FlagParser
 
 RESOLUTIONS = {"1080p": (1920, 1080), "pi": (2304, 1296)}
 # Cameras for the distance table: (rooms measured at, width in px, horizontal field of view):
@@ -497,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
     from edge_fer.config import DEFAULT_MODEL, Config
     from edge_fer.core.safe_io import check_writable, write_atomic
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = FlagParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     p.add_argument("--sizes", default="20,24,32,48,64,96,128", help="face sizes in the rooms (px)")

@@ -28,7 +28,7 @@ from edge_fer.config import DEFAULT_MODEL, SmoothingConfig
 from edge_fer.core.paths import DEFAULT_DATA
 from edge_fer.core.paths import PROJECT_ROOT as ROOT
 from edge_fer.core.safe_io import PathRefused, check_writable, dumps_json, write_atomic
-from edge_fer.core.user_input import path_arg
+from edge_fer.core.user_input import FlagParser, path_arg
 from edge_fer.data.fer2013 import DatasetError, load_split
 from edge_fer.emotions.classifier import ModelError, load_classifier
 from edge_fer.emotions.labels import FER_CSV_TO_INDEX
@@ -68,7 +68,7 @@ def _short_name(name: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = FlagParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument(
         "--model",
         type=path_arg,

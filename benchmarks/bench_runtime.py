@@ -23,7 +23,7 @@ from pathlib import Path
 
 from edge_fer.config import DEFAULT_MODEL
 from edge_fer.core.paths import PROJECT_ROOT as ROOT
-from edge_fer.core.user_input import path_arg
+from edge_fer.core.user_input import FlagParser, path_arg
 
 WAYS = ("native", "pybind", "executorch_runtime", "eager_float")
 
@@ -97,7 +97,7 @@ def format_table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = FlagParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--model", type=path_arg, default=DEFAULT_MODEL)
     p.add_argument(
         "--checkpoint",

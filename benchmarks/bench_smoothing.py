@@ -29,7 +29,7 @@ from bench_e2e import HOLD, evaluate, steadiness
 from edge_fer.config import DEFAULT_MODEL, Config, SmoothingConfig
 from edge_fer.core.paths import DEFAULT_DATA
 from edge_fer.core.paths import PROJECT_ROOT as ROOT
-from edge_fer.core.user_input import path_arg
+from edge_fer.core.user_input import FlagParser, path_arg
 from edge_fer.data.demo_video import build_demo_video
 from edge_fer.emotions.classifier import ModelError, PteClassifier
 from edge_fer.emotions.smooth import LabelSmoother
@@ -110,7 +110,7 @@ def score(frames: list[dict], truth: dict, window: int, hysteresis: float, uncer
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = FlagParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--data", type=path_arg, default=DEFAULT_DATA)
     p.add_argument("--model", type=path_arg, default=DEFAULT_MODEL)
     p.add_argument("--frames", type=int, default=3000, choices=range(HOLD, 100_001), metavar="N")

@@ -27,7 +27,7 @@ from common import daemon_command
 
 from edge_fer.core.paths import DEFAULT_DATA
 from edge_fer.core.paths import PROJECT_ROOT as ROOT
-from edge_fer.core.user_input import path_arg
+from edge_fer.core.user_input import FlagParser, path_arg
 
 
 def soak(video: Path, seconds: float, warmup_s: float, runtime: str, workdir: Path) -> dict:
@@ -90,7 +90,7 @@ def format_table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     from edge_fer.data.demo_video import build_demo_video
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = FlagParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--data", type=path_arg, default=DEFAULT_DATA)
     p.add_argument("--seconds", type=float, default=600.0)
     p.add_argument("--warmup", type=float, default=15.0, help="seconds before sampling starts")

@@ -26,7 +26,7 @@ from common import latency_ms
 
 from edge_fer.config import DEFAULT_MODEL
 from edge_fer.core.paths import PROJECT_ROOT as ROOT
-from edge_fer.core.user_input import path_arg
+from edge_fer.core.user_input import FlagParser, path_arg
 
 MAX_BYTES = 1_000_000
 
@@ -119,7 +119,7 @@ def fer_row(iters: int) -> dict | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = FlagParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--candidates", default="1.25:512:0.95,1.5:512:0.9,1.5:384:0.95,1.75:384:0.85")
     p.add_argument("--iters", type=int, default=400)
     p.add_argument("--json", type=path_arg, default=ROOT / "benchmarks" / "results" / "student_sizes.json")

@@ -40,6 +40,7 @@ from common import daemon_command
 
 from edge_fer.core.paths import DEFAULT_DATA
 from edge_fer.core.paths import PROJECT_ROOT as ROOT
+from edge_fer.core.user_input import FlagParser
 
 MODES = ("off", "web0", "web1", "web5")
 VIEWERS = {"off": 0, "web0": 0, "web1": 1, "web5": 5}
@@ -361,7 +362,7 @@ def picture_cost_ms(video: Path, width: int = 960, repeats: int = 50) -> dict:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = FlagParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--seconds", type=float, default=15.0, help="measured seconds per run")
     p.add_argument("--rounds", type=int, default=2, help="runs per mode, interleaved")

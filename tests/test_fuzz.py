@@ -252,7 +252,7 @@ def test_generated_command_lines_parse_or_exit_2_or_are_config_errors(argv):
         with contextlib.redirect_stderr(io.StringIO()):
             args = parse_args(argv)
     except SystemExit as exc:
-        assert exc.code == 2  # argparse's own one-line "usage ... error: ..."
+        assert exc.code == 2  # the flag parser's one line: "edge-fer: error: ... (see edge-fer --help)"
         return
     if "--config" not in argv:
         args.config = None  # not this machine's /etc/edge-fer/config.yaml

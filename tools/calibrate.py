@@ -26,7 +26,7 @@ import numpy as np
 
 from edge_fer.config import DEFAULT_MODEL, SmoothingConfig
 from edge_fer.core.paths import DEFAULT_DATA
-from edge_fer.core.user_input import path_arg
+from edge_fer.core.user_input import FlagParser, path_arg
 from edge_fer.data.fer2013 import DatasetError, load_split, stratified_subset
 from edge_fer.emotions.classifier import ModelError, PteClassifier, metadata_path, write_metadata
 from edge_fer.emotions.labels import LABEL_GROUPS, group_matrix
@@ -108,7 +108,7 @@ def grouped_accuracy(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = FlagParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument(
         "--model", type=path_arg, default=DEFAULT_MODEL, help=".pte program with metadata beside it"
     )

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from edge_fer.core.paths import PROJECT_ROOT
-from edge_fer.core.user_input import path_arg
+from edge_fer.core.user_input import FlagParser, path_arg
 
 # (x, y, width, height, title, body, colour): the boxes, in axes units (0..16 x 0..9)
 RUNTIME, OFFLINE, SHARED, APP = "#dbe9f6", "#fde7c8", "#e4e4e4", "#d9f0d3"
@@ -131,7 +131,7 @@ def draw(out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = FlagParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--out", type=path_arg, default=PROJECT_ROOT / "docs" / "architecture.png")
     args = p.parse_args(argv)
     try:

@@ -18,7 +18,7 @@ import sys
 
 from edge_fer.config import DEFAULT_MODEL
 from edge_fer.core.paths import PROJECT_ROOT
-from edge_fer.core.user_input import path_arg
+from edge_fer.core.user_input import FlagParser, path_arg
 from edge_fer.data.fer2013 import DatasetError, load_eval_folder
 from edge_fer.emotions.classifier import ModelError, load_classifier
 from edge_fer.evaluation.metrics import confusion_matrix, format_report, plot_confusion, summarize
@@ -27,7 +27,7 @@ DEFAULT_OUT = PROJECT_ROOT / "runs" / "eval"
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = FlagParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--data", type=path_arg, required=True, help="folder of class subfolders")
     p.add_argument("--model", type=path_arg, default=DEFAULT_MODEL, help=".pte program or .pt student")
     p.add_argument("--threads", type=int, default=1)

@@ -18,11 +18,11 @@ import json
 import sys
 
 from edge_fer.core.paths import DEFAULT_DATA
-from edge_fer.core.user_input import path_arg
+from edge_fer.core.user_input import FlagParser, path_arg
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = FlagParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", type=path_arg, required=True, help="a run folder that finished its export stage")
     p.add_argument(
         "--out", type=path_arg, default=None, help="folder for the ONNX files (default: the run folder)"

@@ -25,7 +25,7 @@ import torch
 
 from edge_fer.core.paths import DEFAULT_DATA
 from edge_fer.core.safe_io import PathRefused, check_writable, write_json_atomic
-from edge_fer.core.user_input import path_arg
+from edge_fer.core.user_input import FlagParser, path_arg
 from edge_fer.data.fer2013 import DatasetError, load_split
 from edge_fer.emotions.preprocess import PreprocessSpec
 from edge_fer.nets.checkpoint import CheckpointError, load_model, save_model
@@ -47,7 +47,7 @@ def _alphas(text: str) -> list[float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = FlagParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--clean", type=path_arg, required=True, help="student.pt before the robust fine-tune")
     p.add_argument(
         "--robust",

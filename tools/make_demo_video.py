@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from edge_fer.core.paths import DEFAULT_DATA
-from edge_fer.core.user_input import path_arg
+from edge_fer.core.user_input import FlagParser, path_arg
 from edge_fer.data.demo_video import build_demo_video
 from edge_fer.data.fer2013 import DatasetError
 
@@ -28,7 +28,7 @@ CHECKOUT = Path(__file__).resolve().parents[1]
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = FlagParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--data", type=path_arg, default=DEFAULT_DATA)
     p.add_argument("--out", type=path_arg, default=CHECKOUT / "runs/demo/faces_640x480.mp4")
     p.add_argument("--frames", type=int, default=600)

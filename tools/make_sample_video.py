@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from edge_fer.core.paths import SAMPLES_DIR, SHIPPED_DEMO_VIDEO
-from edge_fer.core.user_input import path_arg
+from edge_fer.core.user_input import FlagParser, path_arg
 from edge_fer.data.sample_video import (
     build_group_photo,
     build_sample_video,
@@ -31,7 +31,7 @@ from edge_fer.data.sample_video import (
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = FlagParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--originals", type=path_arg, help="the set's originals: re-make the shipped photos first")
     p.add_argument(
         "--sfhq-figure", type=Path, help="SFHQ-T2I's expression figure: re-cut the SFHQ faces first"

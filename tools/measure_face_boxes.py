@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from edge_fer.core.paths import DEFAULT_DATA, DEFAULT_YUNET
-from edge_fer.core.user_input import path_arg
+from edge_fer.core.user_input import FlagParser, path_arg
 from edge_fer.data.demo_video import face_patch
 
 
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     from edge_fer.emotions.preprocess import PreprocessSpec
     from edge_fer.faces.detect import DetectorError, HaarDetector, YuNetDetector
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = FlagParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--data", type=path_arg, default=DEFAULT_DATA)
     p.add_argument("--yunet-model", type=path_arg, default=DEFAULT_YUNET)
     p.add_argument("--faces", type=int, default=2000, help="train faces to measure on")

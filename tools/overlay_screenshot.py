@@ -32,7 +32,7 @@ import numpy as np
 import yaml
 
 from edge_fer.core.paths import DEFAULT_DATA, PROJECT_ROOT, SHIPPED_DEMO_VIDEO
-from edge_fer.core.user_input import path_arg
+from edge_fer.core.user_input import FlagParser, path_arg
 
 
 class ScreenGrab:
@@ -129,7 +129,7 @@ def start_xvfb(size: tuple[int, int]) -> tuple[subprocess.Popen, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = FlagParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--data", type=path_arg, default=DEFAULT_DATA)
     p.add_argument("--out", type=path_arg, help="default: benchmarks/results/overlay.png (overlay_demo.jpg)")
     p.add_argument("--frames", type=int, default=150)

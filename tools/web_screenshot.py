@@ -29,6 +29,7 @@ from pathlib import Path
 import yaml
 
 from edge_fer.core.paths import DEFAULT_DATA, PROJECT_ROOT
+from edge_fer.core.user_input import FlagParser
 
 
 def free_port() -> int:
@@ -80,7 +81,7 @@ def browse(port: int, out: Path, size: tuple[int, int], seconds: float, workdir:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = FlagParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--out", type=Path, default=PROJECT_ROOT / "docs" / "web.png")
     p.add_argument("--size", default="1280x900", help="the browser window, WxH")

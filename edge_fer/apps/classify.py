@@ -57,7 +57,7 @@ from edge_fer.core.safe_io import (
     write_line,
 )
 from edge_fer.core.schema import check_flags
-from edge_fer.core.user_input import path_arg
+from edge_fer.core.user_input import FlagParser, path_arg
 from edge_fer.emotions.classifier import ModelError, load_classifier
 from edge_fer.faces.detect import DetectorError, make_detector
 from edge_fer.faces.finder import FaceFinder
@@ -372,7 +372,7 @@ PHOTO_KEYS = (
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
+    p = FlagParser(
         prog="edge-fer-classify",
         description="The emotion on each face of photos: one JSON line per face on stdout.",
     )

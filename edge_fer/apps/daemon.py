@@ -24,6 +24,7 @@ from edge_fer.core.memory import LowMemory, low_memory_as_one_line, run_guarded
 # Only the standard library before the signal handlers are in place: everything else is
 # imported inside main() (OpenCV and numpy take ~0.2 s, and a SIGHUP then would kill us).
 from edge_fer.core.schema import Flag, add_flags, check_flags, flags, given, setting
+from edge_fer.core.user_input import FlagParser
 from edge_fer.runtime.service import SignalState
 
 if TYPE_CHECKING:
@@ -51,7 +52,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, list[Flag], list[Flag]]:
     config keys' flags and the flags to check against their settings' limits once parsed."""
     from edge_fer.config import DEFAULT_CONFIG_PATH, Config, config_flags
 
-    p = argparse.ArgumentParser(prog="edge-fer", description="Facial emotion recognition daemon.")
+    p = FlagParser(prog="edge-fer", description="Facial emotion recognition daemon.")
     p.add_argument(
         "--config",
         type=Path,

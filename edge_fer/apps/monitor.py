@@ -27,7 +27,7 @@ import psutil
 from edge_fer.core.logs import ensure_std_streams, setup_logging
 from edge_fer.core.paths import DEFAULT_STATS, expand_user, live_stats_to_read
 from edge_fer.core.safe_io import PathRefused, check_length, dumps_json, kind_of, open_stream
-from edge_fer.core.user_input import path_arg
+from edge_fer.core.user_input import FlagParser, path_arg
 from edge_fer.monitor.daemon_stats import DaemonWatcher
 from edge_fer.monitor.sensors import choose_power_source, read_thermals
 
@@ -52,7 +52,7 @@ FIGURES = (
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
+    p = FlagParser(
         prog="edge-fer-monitor", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--seconds", type=float, help="sample for this long, then print a summary")

@@ -11,6 +11,7 @@ of them sees it.
 * `user_file`: `user_path` naming an existing regular file (optionally at most N bytes).
 * `user_url`: a stream URL (scheme, host, port, UTF-8, no whitespace, at most 4 KiB).
 * `path_arg` / `file_arg`: the same as argparse types, for every tool's flags.
+* `FlagParser`: the argparse parser every program and tool uses: a bad flag is one line.
 
 Refusals raise `InputRefused` (a `safe_io.PathRefused`), whose message is the whole line.
 """
@@ -22,6 +23,7 @@ import os
 import stat
 from collections.abc import Iterable
 from pathlib import Path
+from typing import NoReturn
 from urllib.parse import urlsplit
 
 from edge_fer.core.paths import expand_user
@@ -30,6 +32,14 @@ from edge_fer.core.safe_io import PathRefused, check_length, check_text, kind_of
 MAX_URL_BYTES = 4096  # far past any camera URL; FFmpeg's own buffers for it are fixed
 SHOWN_CHARS = 80
 STREAM_SCHEMES = ("rtsp", "rtsps", "http", "https")
+
+
+class FlagParser(argparse.ArgumentParser):
+    """argparse, with a bad command line said in one line (`prog: error: ... (see prog
+    --help)`, exit 2) instead of the usage block and then the error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 class InputRefused(PathRefused):

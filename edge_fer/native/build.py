@@ -6,7 +6,6 @@ source and of the wheel's location, so a stale or foreign build is never picked 
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -17,6 +16,8 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from edge_fer.core.user_input import FlagParser
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +155,7 @@ def ensure_library(build_dir: Path | None = None, build: bool = True) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = FlagParser(
         prog="edge-fer-build-runtime",
         description="Build the torch-free ExecuTorch runner the daemon uses to run the .pte.",
     )
