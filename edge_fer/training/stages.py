@@ -36,6 +36,7 @@ from edge_fer.nets.checkpoint import (
     load_checkpoint,
     load_model,
     model_kind,
+    save_atomic,
     save_model,
     takes_input_of,
 )
@@ -63,7 +64,7 @@ from edge_fer.training.quantize import (
     prepare_qat,
     quantize_int8,
 )
-from edge_fer.training.report import plot_curves, read_rows, write_report
+from edge_fer.training.report import plot_curves, read_rows, write_record, write_report
 from edge_fer.training.settings import STAGES, TrainSettings, portable, portable_record
 
 __all__ = ["STAGES", "Run", "TrainSettings", "TrainingError", "run_stages"]
@@ -97,7 +98,7 @@ class Run:
         with (self.dir / "invocations.jsonl").open("a") as f:
             f.write(json.dumps(self.settings.to_json()) + "\n")
         if not (self.dir / "config.json").exists():
-            (self.dir / "config.json").write_text(json.dumps(self.settings.to_json(), indent=2))
+            write_record(self.dir / "config.json", json.dumps(self.settings.to_json(), indent=2))
         self._recorded = True
 
     def path(self, name: str) -> Path:
@@ -107,9 +108,7 @@ class Run:
         return self.path(f"{stage}.done.json").is_file()
 
     def mark_done(self, stage: str, summary: dict) -> None:
-        tmp = self.path(f"{stage}.done.json.tmp")
-        tmp.write_text(json.dumps(summary, indent=2) + "\n")
-        tmp.replace(self.path(f"{stage}.done.json"))
+        write_record(self.path(f"{stage}.done.json"), json.dumps(summary, indent=2) + "\n")
 
     def data(self) -> tuple[FaceSet, FaceSet]:
         """(train, PublicTest validation), subset for --quick/--subset runs."""
@@ -144,8 +143,15 @@ def stage_teacher(run: Run) -> dict:
         return _evaluate_ensemble(run)
     train, val = run.data()
     model = FaceVGG(widths=s.teacher_widths, input_size=s.input_size)
+    # No KD, mixup or degradations for the teacher: only the optimisation settings carry over.
     cfg = FitConfig(
-        epochs=s.teacher_epochs, lr=s.teacher_lr, batch_size=s.batch_size, eval_tta=True, bf16=True
+        epochs=s.teacher_epochs,
+        lr=s.teacher_lr,
+        batch_size=s.batch_size,
+        weight_decay=s.weight_decay * 10,
+        pct_start=s.pct_start,
+        eval_tta=True,
+        bf16=True,
     )
     save = _saver(run, "teacher.pt")
     best = fit(model, train, val, run.spec, cfg, run.device, run.dir, "teacher", save, seed=s.seed)
@@ -231,22 +237,9 @@ def distill_into(
 
 def distill_config(s: TrainSettings, stage: str, epochs: int, lr: float) -> FitConfig:
     """How distill and the fine-tune after pruning train (what their state files record)."""
-    # Depthwise nets want little L2; bf16 slows depthwise convs on this CPU, so fp32.
-    return FitConfig(
-        epochs=epochs,
-        lr=lr,
-        batch_size=s.batch_size,
-        kd_alpha=s.alpha,
-        kd_temperature=s.temperature,
-        weight_decay=5e-5,
-        bf16=False,
-        pct_start=0.2 if stage == "distill" else 0.1,
-        mixup=s.kd_mixup,
-        teacher_tta=s.teacher_tta,
-        degrade=s.degrade,
-        multires=s.multires,
-        teacher_sees=s.teacher_sees,
-    )
+    # bf16 slows depthwise convs on this CPU, so fp32; the fine-tune warms up for half as long.
+    pct_start = s.pct_start if stage == "distill" else s.pct_start / 2
+    return FitConfig.from_settings(s, epochs, lr, bf16=False, pct_start=pct_start)
 
 
 def stage_distill(run: Run) -> dict:
@@ -478,9 +471,7 @@ def qat_finetune(run: Run, float_model: torch.nn.Module, calibration: torch.Tens
             optimizer.step()
         state = {"epoch": epoch + 1, "model": prepared.state_dict(),
                  "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state()}  # fmt: skip
-        tmp = state_path.with_name(state_path.name + ".tmp")
-        torch.save(state, tmp)
-        tmp.replace(state_path)
+        save_atomic(state, state_path)
         print(f"[quantize] QAT epoch {epoch + 1}/{s.qat_epochs}: loss {float(loss):.4f}, "
               f"{time.perf_counter() - t0:.0f}s")  # fmt: skip
     return convert_qat(prepared)
@@ -527,7 +518,7 @@ def stage_quantize(run: Run) -> dict:
     torch.export.save(export_graph(chosen, calibration[:2], MAX_FACES), run.path("int8.pt2"))
     steps.close()
     stats["seconds"] = time.perf_counter() - t0
-    run.path("quantize.json").write_text(json.dumps(stats, indent=2))
+    write_record(run.path("quantize.json"), json.dumps(stats, indent=2))
     return stats
 
 
