@@ -240,6 +240,13 @@ class TrainState:
     # Running mean of the weights at the ends of the last epochs: {"first_epoch", "n", "weights"}.
     average: dict | None = None
 
+    def add(self, record: dict, metrics_path: Path) -> None:
+        """Count a finished epoch: its record joins the history and the metrics file."""
+        self.epoch = record["epoch"]
+        self.history.append(record)
+        with metrics_path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
 
 def make_optimizer(
     model: nn.Module, cfg: FitConfig, steps_per_epoch: int
@@ -428,20 +435,9 @@ def fit(
     """
     if (cfg.alpha > 0) != (teacher is not None):
         raise ValueError(f"fit: alpha={cfg.alpha} needs a teacher exactly when it is > 0")
-    out_dir = Path(out_dir)
-    state_path = out_dir / f"{stage}_state.pt"
-    metrics_path = out_dir / f"{stage}_metrics.jsonl"
-    layout = memory_format_for(model, device)
-    model.to(device).to(memory_format=layout)
-    if teacher is not None:
-        teacher.to(device).to(memory_format=memory_format_for(teacher, device)).eval()
-    batches = Batches(torch.from_numpy(train.images).to(device), torch.from_numpy(train.labels).to(device),
-                      spec, layout, cfg)  # fmt: skip
-    weights = class_weights(train.class_counts(), cfg.class_weight_power).to(device)
-    ce = partial(F.cross_entropy, weight=weights, label_smoothing=cfg.label_smoothing)
-    steps = max(1, len(train) // cfg.batch_size)
+    state_path, metrics_path = Path(out_dir) / f"{stage}_state.pt", Path(out_dir) / f"{stage}_metrics.jsonl"
+    batches, ce, steps = prepare(model, teacher, train, spec, cfg, device)
     optimizer, scheduler = make_optimizer(model, cfg, steps)
-
     torch.manual_seed(seed)
     state = TrainState()
     if state_path.exists():
@@ -449,11 +445,7 @@ def fit(
         print(f"[{stage}] resuming after epoch {state.epoch}/{cfg.epochs} "
               f"(best so far {state.best['val_accuracy']:.4f})")  # fmt: skip
     write_record(metrics_path, "".join(json.dumps(r) + "\n" for r in state.history))
-    # With degraded training faces, selection weighs degraded PublicTest faces as much as clean.
-    degraded_val = None
-    if cfg.degrades:
-        degraded = degraded_suite_sample(torch.from_numpy(val.images)).numpy()
-        degraded_val = FaceSet(degraded, val.labels, val.sources)
+    degraded_val = degraded_validation(val, cfg)
 
     bar = tqdm(range(state.epoch, cfg.epochs), desc=stage, unit="epoch", dynamic_ncols=True,
                initial=state.epoch, total=cfg.epochs, disable=not ON_TTY)  # fmt: skip
@@ -470,27 +462,60 @@ def fit(
             **evaluate_epoch(model, val, degraded_val, spec, cfg.eval_tta),
             "seconds": time.perf_counter() - t0,
         }
-        state.history.append(record)
-        with metrics_path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        state.add(record, metrics_path)
         if _score(record) > _score(state.best):
             state.best = record
             save_best(model, record)
         if average_last > 0 and epoch + 1 > cfg.epochs - average_last:
             state.average = _add_to_average(state.average, model, epoch + 1)
-        state.epoch = epoch + 1
         save_state(state_path, state, model, optimizer, scheduler, cfg, len(train))
-        bar.set_postfix(loss=f"{loss:.3f}", val=f"{record['val_accuracy']:.4f}",
-                        best=f"{state.best['val_accuracy']:.4f}")  # fmt: skip
-        if not ON_TTY:  # a log file or journald gets one plain line per epoch, no bar escapes
-            print(f"[{stage}] epoch {epoch + 1}/{cfg.epochs}: loss {loss:.3f}, PublicTest "
-                  f"{record['val_accuracy']:.4f} (best {state.best['val_accuracy']:.4f}), "
-                  f"{record['seconds']:.0f}s", flush=True)  # fmt: skip
+        show_epoch(bar, record, state.best, cfg.epochs)
     if state.average is not None:
         return finish_average(
-            model, state, batches.faces, val, degraded_val, spec, cfg, out_dir, stage, save_best
+            model, state, batches.faces, val, degraded_val, spec, cfg, Path(out_dir), stage, save_best
         )
     return state.best
+
+
+def prepare(
+    model: nn.Module,
+    teacher: nn.Module | None,
+    train: FaceSet,
+    spec: PreprocessSpec,
+    cfg: FitConfig,
+    device: torch.device,
+) -> tuple[Batches, Callable[[torch.Tensor, torch.Tensor], torch.Tensor], int]:
+    """Move the nets and the training faces to `device` (channels_last where it pays); the
+    batches, the class-weighted, label-smoothed CE and the steps per epoch."""
+    layout = memory_format_for(model, device)
+    model.to(device).to(memory_format=layout)
+    if teacher is not None:
+        teacher.to(device).to(memory_format=memory_format_for(teacher, device)).eval()
+    batches = Batches(torch.from_numpy(train.images).to(device), torch.from_numpy(train.labels).to(device),
+                      spec, layout, cfg)  # fmt: skip
+    weights = class_weights(train.class_counts(), cfg.class_weight_power).to(device)
+    ce = partial(F.cross_entropy, weight=weights, label_smoothing=cfg.label_smoothing)
+    return batches, ce, max(1, len(train) // cfg.batch_size)
+
+
+def degraded_validation(val: FaceSet, cfg: FitConfig) -> FaceSet | None:
+    """With degraded training faces, selection weighs degraded PublicTest faces (one fixed
+    draw of the suite) as much as the clean ones; None otherwise."""
+    if not cfg.degrades:
+        return None
+    degraded = degraded_suite_sample(torch.from_numpy(val.images)).numpy()
+    return FaceSet(degraded, val.labels, val.sources)
+
+
+def show_epoch(bar: tqdm, record: dict, best: dict, epochs: int) -> None:
+    """The epoch's figures on the progress bar; a log file or journald gets one plain line
+    per epoch instead (no bar escapes)."""
+    bar.set_postfix(loss=f"{record['train_loss']:.3f}", val=f"{record['val_accuracy']:.4f}",
+                    best=f"{best['val_accuracy']:.4f}")  # fmt: skip
+    if not ON_TTY:
+        print(f"[{record['stage']}] epoch {record['epoch']}/{epochs}: loss {record['train_loss']:.3f}, "
+              f"PublicTest {record['val_accuracy']:.4f} (best {best['val_accuracy']:.4f}), "
+              f"{record['seconds']:.0f}s", flush=True)  # fmt: skip
 
 
 def finish_average(

@@ -19,12 +19,14 @@ import math
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from edge_fer.contracts.model_card import ModelCard
 from edge_fer.data.fer2013 import FaceSet, load_split, stratified_subset
 from edge_fer.emotions.classifier import PteClassifier, write_metadata
 from edge_fer.emotions.labels import EMOTIONS
@@ -522,102 +524,154 @@ def stage_quantize(run: Run) -> dict:
     return stats
 
 
-def stage_export(run: Run) -> dict:
+@dataclass
+class ProgramScores:
+    """How the lowered program does on PublicTest."""
 
+    summary: dict  # accuracy, macro-F1, confusion matrix... (metrics.summarize)
+    float_agreement: float  # how often it gives the float model's label
+    batch: int  # the most faces one call takes
+
+
+def lower(run: Run) -> tuple[Path, int]:
+    """int8.pt2 -> edge_fer_student.pte, an ExecuTorch XNNPACK program taking 1 to MAX_FACES-1
+    faces per call; (its path, its size in bytes)."""
     s = run.settings
-    _, val = run.data()
-    quantized = load_int8_graph(run.path("int8.pt2"))
-    pruned, _ = load_model(run.path("pruned.pt"))
     pte = run.path("edge_fer_student.pte")
     example = torch.zeros(1, 1, s.input_size, s.input_size)
-    steps = Steps("export", 3)
-    steps("lowering the int8 graph to an ExecuTorch XNNPACK program")
-    size = export_pte(quantized, example, pte, max_batch=MAX_FACES)
-    steps("running the program on PublicTest")
-    q_stats = json.loads(run.path("quantize.json").read_text())
+    size = export_pte(load_int8_graph(run.path("int8.pt2")), example, pte, max_batch=MAX_FACES)
+    return pte, size
+
+
+def evaluate_program(run: Run, pte: Path, pruned: torch.nn.Module) -> ProgramScores:
+    """The program run as the daemon runs it, on PublicTest, and its agreement with its float
+    model (XNNPACK's int8 kernels round differently from PyTorch's reference ones that
+    quantize.json measured)."""
+    _, val = run.data()
+    classifier = PteClassifier(pte, threads=1, spec=run.spec)
+    probs = classifier.classify_batch(val.images)
+    summary = summarize(confusion_matrix(val.labels, probs.argmax(1)))
+    float_labels = _predict(pruned.eval(), torch.from_numpy(normalize(val.images, run.spec))).numpy()
+    agreement = float((probs.argmax(1) == float_labels).mean()) if len(val) else 0.0
+    classifier.close()
+    return ProgramScores(summary, agreement, classifier.batch)
+
+
+def _best_of_stages(run: Run) -> dict[str, dict]:
+    """The best validation record of each trained net (the teacher actually used, ensemble or
+    not, as its done marker says: hflip TTA)."""
     best_of = {
         stage: load_checkpoint(run.path(f))["metrics"]
         for stage, f in (("teacher", "teacher.pt"), ("student", "student.pt"), ("pruned", "pruned.pt"))
         if run.path(f).exists()
     }
-    teacher_done = json.loads(run.path("teacher.done.json").read_text()) if run.is_done("teacher") else {}
-    if "accuracy_tta" in teacher_done:  # the teacher actually used, ensemble or not (hflip TTA)
+    teacher_done = _done_record(run, "teacher")
+    if "accuracy_tta" in teacher_done:
         best_of["teacher"] = {"val_accuracy": teacher_done["accuracy_tta"]}
-    classifier = PteClassifier(pte, threads=1, spec=run.spec)
-    probs = classifier.classify_batch(val.images)
-    summary = summarize(confusion_matrix(val.labels, probs.argmax(1)))
-    # The shipped program's own agreement with its float model (XNNPACK's int8 kernels round
-    # differently from PyTorch's reference ones that quantize.json measured).
-    float_labels = _predict(pruned.eval(), torch.from_numpy(normalize(val.images, run.spec))).numpy()
-    pte_agreement = float((probs.argmax(1) == float_labels).mean()) if len(val) else 0.0
+    return best_of
+
+
+def _done_record(run: Run, stage: str) -> dict:
+    return json.loads(run.path(f"{stage}.done.json").read_text()) if run.is_done(stage) else {}
+
+
+def _stage_seconds(run: Run) -> dict[str, int]:
+    """Training seconds per stage, from the metrics files (an ensemble teacher's members
+    trained in their own runs: their total from the teacher's done marker)."""
+    seconds = {
+        stage: round(sum(row["seconds"] for row in read_rows(run.path(f"{stage}_metrics.jsonl"))))
+        for stage in ("teacher", "distill", "prune")
+        if run.path(f"{stage}_metrics.jsonl").exists()
+    }
+    teacher_done = _done_record(run, "teacher")
+    if "training_seconds" in teacher_done:
+        seconds["teacher"] = teacher_done["training_seconds"]
+    return seconds
+
+
+def card_of(run: Run, pruned: torch.nn.Module, size: int, scores: ProgramScores) -> ModelCard:
+    """The model card of the exported program: what the runtime needs (classes, preprocessing,
+    dynamic batch) and, for people, the net, its scores and how it was trained."""
+    s = run.settings
+    summary = scores.summary
+    return ModelCard(
+        classes=EMOTIONS,
+        preprocess=run.spec,
+        dynamic_batch=True,
+        name=f"edge-fer emotion student ({type(pruned).__name__}, pruned, int8)",
+        input={
+            "shape": [scores.batch, 1, s.input_size, s.input_size],
+            "dtype": "float32",
+            "layout": "NCHW grayscale",
+        },  # fmt: skip
+        details={
+            "student": model_kind(pruned),
+            "arch": pruned.arch_dict(),
+            "params": sum(p.numel() for p in pruned.parameters()),
+            "macs": count_macs(pruned, s.input_size),
+            "model_bytes": size,
+            "accuracy": {
+                "publictest_int8": summary["accuracy"],
+                "publictest_macro_f1": summary["macro_f1"],
+                "publictest_n": summary["n"],
+                **json.loads(run.path("quantize.json").read_text()),
+                "pte_float_agreement": scores.float_agreement,
+                **{f"{k}_val_accuracy": v["val_accuracy"] for k, v in _best_of_stages(run).items()},
+            },
+            "training_seconds": _stage_seconds(run),
+            "training": {
+                stage: portable_record(_done_record(run, stage).get("settings") or {})
+                for stage in STAGES[:-1]
+                if run.is_done(stage)
+            },
+            # The recipe file this export ran from (recipes/*.yaml) and its SHA-256: rerun it to
+            # rebuild the model (each stage's own settings are under "training").
+            "recipe": {"path": portable(s.recipe), "sha256": s.recipe_sha256} if s.recipe else None,
+        },
+    )
+
+
+def ship(run: Run, pte: Path) -> None:
+    """Copy the program, its card and its plots into --ship (edge_fer/models/ for the shipped one)."""
+    folder = run.settings.ship
+    folder.mkdir(parents=True, exist_ok=True)
+    for src, name in (
+        (pte, pte.name),
+        (pte.with_suffix(".json"), f"{pte.stem}.json"),
+        (run.path("training_curves.png"), f"{pte.stem}_curves.png"),
+        (run.path("confusion_int8.png"), f"{pte.stem}_confusion.png"),
+    ):
+        shutil.copy2(src, folder / name)
+    print(f"shipped to {folder}")
+
+
+def stage_export(run: Run) -> dict:
+    """Lower the int8 graph to the shipped program, evaluate it, write its card, plots and
+    report, and ship it (--ship)."""
+    pruned, _ = load_model(run.path("pruned.pt"))
+    steps = Steps("export", 3)
+    steps("lowering the int8 graph to an ExecuTorch XNNPACK program")
+    pte, size = lower(run)
+    steps("running the program on PublicTest")
+    scores = evaluate_program(run, pte, pruned)
     steps("plots, metadata and report")
+    summary = scores.summary
+    card = card_of(run, pruned, size, scores)
     plot_confusion(
         np.array(summary["confusion_matrix"]),
         str(run.path("confusion_int8.png")),
         f"int8 student, PublicTest ({summary['accuracy'] * 100:.1f}%)",
     )
     plot_curves(run.dir, run.path("training_curves.png"))
-    stage_seconds = {}
-    for stage in ("teacher", "distill", "prune"):
-        rows = run.path(f"{stage}_metrics.jsonl")
-        if rows.exists():
-            stage_seconds[stage] = round(
-                sum(json.loads(r)["seconds"] for r in rows.read_text().splitlines() if r.strip())
-            )
-    if "training_seconds" in teacher_done:  # ensemble members trained in their own runs
-        stage_seconds["teacher"] = teacher_done["training_seconds"]
-    metadata = {
-        "name": f"edge-fer emotion student ({type(pruned).__name__}, pruned, int8)",
-        "student": model_kind(pruned),
-        "classes": list(EMOTIONS),
-        "input": {
-            "shape": [classifier.batch, 1, s.input_size, s.input_size],
-            "dtype": "float32",
-            "layout": "NCHW grayscale",
-            "dynamic_batch": True,
-        },
-        "preprocess": run.spec.to_dict(),
-        "arch": pruned.arch_dict(),
-        "params": sum(p.numel() for p in pruned.parameters()),
-        "macs": count_macs(pruned, s.input_size),
-        "model_bytes": size,
-        "accuracy": {
-            "publictest_int8": summary["accuracy"],
-            "publictest_macro_f1": summary["macro_f1"],
-            "publictest_n": summary["n"],
-            **q_stats,
-            "pte_float_agreement": pte_agreement,
-            **{f"{k}_val_accuracy": v["val_accuracy"] for k, v in best_of.items()},
-        },
-        "training_seconds": stage_seconds,
-        "training": {
-            stage: portable_record(
-                json.loads(run.path(f"{stage}.done.json").read_text()).get("settings") or {}
-            )
-            for stage in STAGES[:-1]
-            if run.is_done(stage)
-        },
-        # The recipe file this export ran from (recipes/*.yaml) and its SHA-256: rerun it to
-        # rebuild the model (each stage's own settings are under "training").
-        "recipe": {"path": portable(s.recipe), "sha256": s.recipe_sha256} if s.recipe else None,
-    }
-    write_metadata(pte, metadata)
-    write_report(run.dir, metadata, summary)
+    write_metadata(pte, card)
+    write_report(run.dir, card.to_json(), summary)
     steps.close()
     print(
         f"exported {pte} ({size} bytes): int8 PublicTest accuracy {summary['accuracy']:.4f}, "
-        f"macro-F1 {summary['macro_f1']:.4f}, agreement with float {pte_agreement:.4f}"
+        f"macro-F1 {summary['macro_f1']:.4f}, agreement with float {scores.float_agreement:.4f}"
     )
-    if s.ship:
-        s.ship.mkdir(parents=True, exist_ok=True)
-        for src, name in (
-            (pte, pte.name),
-            (pte.with_suffix(".json"), f"{pte.stem}.json"),
-            (run.path("training_curves.png"), f"{pte.stem}_curves.png"),
-            (run.path("confusion_int8.png"), f"{pte.stem}_confusion.png"),
-        ):
-            shutil.copy2(src, s.ship / name)
-        print(f"shipped to {s.ship}")
+    if run.settings.ship:
+        ship(run, pte)
     return {"accuracy": summary["accuracy"], "macro_f1": summary["macro_f1"], "bytes": size}
 
 
