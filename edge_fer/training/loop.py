@@ -10,9 +10,11 @@ Every epoch ends with an atomic training-state checkpoint (model, optimizer, sch
 metrics so far, best record, weight average), so a stopped run continues from the last
 finished epoch and ends with the same weights as one that was never stopped.
 
-`fit` reads top to bottom: set up, restore a saved state, then per epoch `train_epoch`,
+`fit` reads top to bottom: `prepare`, restore a saved state, then per epoch `train_epoch`,
 `evaluate_epoch`, keep the best, fold the weight average, `save_state`; at the end the
 averaged weights compete with the best epoch (`finish_average`).
+
+A state's FitConfig is saved with a `format_version`; `migrate_config` reads older ones.
 """
 
 from __future__ import annotations
@@ -435,7 +437,8 @@ def fit(
     """
     if (cfg.alpha > 0) != (teacher is not None):
         raise ValueError(f"fit: alpha={cfg.alpha} needs a teacher exactly when it is > 0")
-    state_path, metrics_path = Path(out_dir) / f"{stage}_state.pt", Path(out_dir) / f"{stage}_metrics.jsonl"
+    out_dir = Path(out_dir)
+    state_path, metrics_path = out_dir / f"{stage}_state.pt", out_dir / f"{stage}_metrics.jsonl"
     batches, ce, steps = prepare(model, teacher, train, spec, cfg, device)
     optimizer, scheduler = make_optimizer(model, cfg, steps)
     torch.manual_seed(seed)
@@ -472,7 +475,7 @@ def fit(
         show_epoch(bar, record, state.best, cfg.epochs)
     if state.average is not None:
         return finish_average(
-            model, state, batches.faces, val, degraded_val, spec, cfg, Path(out_dir), stage, save_best
+            model, state, batches.faces, val, degraded_val, spec, cfg, out_dir, stage, save_best
         )
     return state.best
 
