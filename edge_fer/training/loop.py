@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from functools import cache, partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -43,6 +43,9 @@ from edge_fer.training.augment import augment_batch, mix_batch
 from edge_fer.training.degrade import degraded_suite_sample, random_degrade
 from edge_fer.training.progress import ON_TTY
 from edge_fer.training.report import write_record
+
+if TYPE_CHECKING:
+    from edge_fer.training.settings import TrainSettings
 
 
 class TrainingError(RuntimeError):
@@ -81,7 +84,7 @@ class FitConfig:
     teacher_sees: str = "clean"
 
     @classmethod
-    def from_settings(cls, settings: object, epochs: int, lr: float, **stage: Any) -> FitConfig:
+    def from_settings(cls, settings: TrainSettings, epochs: int, lr: float, **stage: Any) -> FitConfig:
         """The config of a stage of a run: every field named like a setting takes the setting's
         value, `stage` sets the rest (and what the stage does differently)."""
         shared = {f.name: getattr(settings, f.name) for f in fields(cls) if hasattr(settings, f.name)}
