@@ -533,14 +533,13 @@ class ProgramScores:
     batch: int  # the most faces one call takes
 
 
-def lower(run: Run) -> tuple[Path, int]:
-    """int8.pt2 -> edge_fer_student.pte, an ExecuTorch XNNPACK program taking 1 to MAX_FACES-1
-    faces per call; (its path, its size in bytes)."""
+def lower(run: Run, quantized: torch.nn.Module) -> tuple[Path, int]:
+    """The int8 graph -> edge_fer_student.pte, an ExecuTorch XNNPACK program taking 1 to
+    MAX_FACES-1 faces per call; (its path, its size in bytes)."""
     s = run.settings
     pte = run.path("edge_fer_student.pte")
     example = torch.zeros(1, 1, s.input_size, s.input_size)
-    size = export_pte(load_int8_graph(run.path("int8.pt2")), example, pte, max_batch=MAX_FACES)
-    return pte, size
+    return pte, export_pte(quantized, example, pte, max_batch=MAX_FACES)
 
 
 def evaluate_program(run: Run, pte: Path, pruned: torch.nn.Module) -> ProgramScores:
@@ -648,10 +647,11 @@ def ship(run: Run, pte: Path) -> None:
 def stage_export(run: Run) -> dict:
     """Lower the int8 graph to the shipped program, evaluate it, write its card, plots and
     report, and ship it (--ship)."""
+    quantized = load_int8_graph(run.path("int8.pt2"))  # both inputs checked before the work
     pruned, _ = load_model(run.path("pruned.pt"))
     steps = Steps("export", 3)
     steps("lowering the int8 graph to an ExecuTorch XNNPACK program")
-    pte, size = lower(run)
+    pte, size = lower(run, quantized)
     steps("running the program on PublicTest")
     scores = evaluate_program(run, pte, pruned)
     steps("plots, metadata and report")
