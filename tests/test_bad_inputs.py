@@ -93,6 +93,8 @@ def test_bad_models_and_metadata(tmp_path, base, shipped_model):
         (lambda m: m["preprocess"].update(margin=-0.4), "preprocess.margin -0.4 must be in [-0.25, 1]"),
         (lambda m: m["preprocess"].update(input_size="big"), "not a number"),
         (lambda m: m.update(classes=["a", "b"]), "predicts"),
+        (lambda m: m.update(format_version=99), "format_version 99, newer than this edge-fer reads"),
+        (lambda m: m.update(format_version="1"), "format_version is '1', not a whole number"),
     ):
         model = _model_with_metadata(tmp_path, shipped_model, edit)
         assert_one_line_error(edge_fer([*base, "--model", str(model)]), 3, "model error", needle)

@@ -5,7 +5,6 @@ the recipe (and its SHA-256) it was exported from."""
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import subprocess
@@ -30,10 +29,9 @@ SHIPPED_METADATA = ROOT / "edge_fer" / "models" / "edge_fer_student.json"
 
 
 def _cli():
-    spec = importlib.util.spec_from_file_location("train_mobilenet", ROOT / "tools" / "train_mobilenet.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from edge_fer.apps import train
+
+    return train
 
 
 def _refused(argv: list[str], capsys) -> str:

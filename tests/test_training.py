@@ -329,13 +329,10 @@ def test_pte_matches_float_and_evaluate_matches_its_matrix(quick_run, public_fac
 
 
 def _train_cli():
-    """tools/train_mobilenet.py as a module, to call its argument checks in this process."""
-    import importlib.util
+    """The edge-fer-train program (edge_fer.apps.train), to call its argument checks in this process."""
+    from edge_fer.apps import train
 
-    spec = importlib.util.spec_from_file_location("train_mobilenet", ROOT / "tools" / "train_mobilenet.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return train
 
 
 @pytest.mark.parametrize(

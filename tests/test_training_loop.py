@@ -5,7 +5,10 @@
   the batch's mirror image;
 - weight averaging over the last epochs (--average-last): the running mean is exactly the mean
   of those epochs' weights, it survives an interruption, and its batch norm is recomputed;
-- bf16 autocast only where the CPU computes bf16 natively (emulated bf16 is many times slower)."""
+- bf16 autocast only where the CPU computes bf16 natively (emulated bf16 is many times slower);
+- the saved FitConfig: named like the settings, versioned, and a state saved under the old
+  names (format 1) still resumes to the same weights;
+- checkpoints are written atomically: a failed save leaves the old file and no temp file."""
 
 from __future__ import annotations
 
@@ -90,7 +93,7 @@ def test_the_live_teacher_labels_the_same_mixed_faces_the_student_trains_on(tmp_
 
     monkeypatch.setattr(loop, "mix_batch", counting_mix)
     student, teacher = _Recorder(), _Recorder()
-    cfg = FitConfig(epochs=1, lr=0.01, batch_size=32, kd_alpha=0.5, mixup=1.0, teacher_bf16=False)
+    cfg = FitConfig(epochs=1, lr=0.01, batch_size=32, alpha=0.5, kd_mixup=1.0, teacher_bf16=False)
     _fit_one_epoch(student, 96, cfg, tmp_path, teacher=teacher, seed=3)
     assert alphas == [1.0, 1.0, 1.0]  # every batch of the epoch (96 faces, 32 per batch) mixed
     train_inputs = student.seen[:3]  # the student's evaluation inputs come after these
@@ -109,7 +112,7 @@ def test_teacher_tta_targets_are_the_mean_over_the_batch_and_its_mirror(tmp_path
 
     monkeypatch.setattr(loop, "kd_loss", recording_kd_loss)
     student, teacher = _Recorder(), _Recorder()
-    cfg = FitConfig(epochs=1, lr=0.01, batch_size=32, kd_alpha=0.5, teacher_tta=True, teacher_bf16=False)
+    cfg = FitConfig(epochs=1, lr=0.01, batch_size=32, alpha=0.5, teacher_tta=True, teacher_bf16=False)
     _fit_one_epoch(student, 64, cfg, tmp_path, teacher=teacher, seed=3)
     assert len(targets) == 2 and len(teacher.seen) == 4  # two batches, two teacher calls each
     teacher.eval()
@@ -135,7 +138,7 @@ class _TinyNet(nn.Module):
         return self.head(torch.relu(self.norm(self.conv(x))).mean((2, 3)))
 
 
-AVERAGE_CFG = FitConfig(epochs=3, lr=0.05, batch_size=32, kd_alpha=0.0, bf16=False)
+AVERAGE_CFG = FitConfig(epochs=3, lr=0.05, batch_size=32, alpha=0.0, bf16=False)
 
 
 def _fit(out_dir, average_last: int, saved: list | None = None) -> dict:
@@ -238,3 +241,87 @@ def test_bf16_autocast_only_where_the_hardware_has_it(monkeypatch, native):
     assert out.dtype == (torch.bfloat16 if native else torch.float32)
     with torch.no_grad(), loop.autocast(torch.device("cpu"), False):
         assert conv(torch.randn(2, 1, 8, 8)).dtype == torch.float32
+
+
+def test_fit_config_takes_the_settings_by_their_own_names():
+    from edge_fer.training.settings import TrainSettings
+    from edge_fer.training.stages import distill_config
+
+    s = TrainSettings(alpha=0.3, temperature=2.0, kd_mixup=0.4, degrade=0.1, multires=0.2,
+                      teacher_sees="degraded", teacher_tta=True, batch_size=64)  # fmt: skip
+    cfg = distill_config(s, "distill", 5, 0.1)
+    for name in ("alpha", "temperature", "kd_mixup", "degrade", "multires", "teacher_sees", "teacher_tta",
+                 "batch_size", "weight_decay", "pct_start"):  # fmt: skip
+        assert getattr(cfg, name) == getattr(s, name), name
+    # Today's values by default: the shipped recipes train as before.
+    assert (cfg.weight_decay, cfg.pct_start, cfg.bf16) == (5e-5, 0.2, False)
+    assert distill_config(s, "prune", 5, 0.02).pct_start == 0.1
+    custom = TrainSettings(weight_decay=1e-4, pct_start=0.3)
+    assert distill_config(custom, "distill", 5, 0.1).weight_decay == 1e-4
+    assert distill_config(custom, "prune", 5, 0.1).pct_start == 0.15
+
+
+def _v1(config: dict) -> dict:
+    """A saved FitConfig as edge-fer wrote it before the fields took the settings' names."""
+    old = {"alpha": "kd_alpha", "temperature": "kd_temperature", "kd_mixup": "mixup"}
+    return {old.get(k, k): v for k, v in config.items() if k != "format_version"} | {"kd_views": 0}
+
+
+def test_a_state_saved_under_the_old_field_names_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    cfg = FitConfig(epochs=2, lr=0.05, batch_size=32, alpha=0.0, kd_mixup=0.5, bf16=False)
+
+    def run(out_dir) -> dict:
+        out_dir.mkdir(exist_ok=True)
+        return fit(_TinyNet(), _faces(64, 1), _faces(16, 2), PreprocessSpec(), cfg, torch.device("cpu"),
+                   out_dir, "distill", lambda m, r: None, seed=3)  # fmt: skip
+
+    run(tmp_path / "straight")
+    assert _state(tmp_path / "straight")["config"]["format_version"] == loop.FIT_CONFIG_VERSION
+    evaluate, calls = loop.evaluate_model, []
+
+    def dying_evaluate(model, data, spec, tta=False):
+        calls.append(1)
+        if len(calls) == 2:  # killed in epoch 2, after epoch 1's state
+            raise KeyboardInterrupt
+        return evaluate(model, data, spec, tta)
+
+    monkeypatch.setattr(loop, "evaluate_model", dying_evaluate)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "killed")
+    monkeypatch.setattr(loop, "evaluate_model", evaluate)
+    path = tmp_path / "killed" / "distill_state.pt"
+    state = torch.load(path, weights_only=False)
+    state["config"] = _v1(state["config"])
+    assert "mixup" in state["config"] and "kd_mixup" not in state["config"]
+    torch.save(state, path)
+    run(tmp_path / "killed")
+    a, b = _state(tmp_path / "straight")["model"], _state(tmp_path / "killed")["model"]
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    # An old state saved with other settings is still refused, by the same rule.
+    state["config"]["mixup"] = 0.9
+    torch.save(state, path)
+    with pytest.raises(loop.TrainingError, match="saved by a run with other settings"):
+        run(tmp_path / "killed")
+
+
+def test_migrate_config_refuses_fields_it_no_longer_has():
+    cfg = loop.saved_config(FitConfig(epochs=1, lr=0.1))
+    assert loop.migrate_config(cfg) == loop.migrate_config(_v1(cfg))
+    for extra in ({"kd_views": 4}, {"optimizer": "adamw"}, {"warmup": 3}):
+        with pytest.raises(loop.TrainingError, match=f"saved with {next(iter(extra))}="):
+            loop.migrate_config({**cfg, **extra}, "s.pt")
+
+
+def test_a_failed_checkpoint_save_leaves_the_old_file_and_no_temp_file(tmp_path):
+    from edge_fer.nets.checkpoint import save_atomic
+
+    path = tmp_path / "distill_state.pt"
+    save_atomic({"epoch": 1}, path)
+    with pytest.raises(Exception):  # noqa: B017 - whatever pickling raises
+        save_atomic({"epoch": 2, "bad": lambda: None}, path)
+    assert torch.load(path, weights_only=False) == {"epoch": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["distill_state.pt"]
+    (tmp_path / "folder.pt").mkdir()
+    with pytest.raises(ValueError, match="is a directory"):
+        save_atomic({"epoch": 1}, tmp_path / "folder.pt")

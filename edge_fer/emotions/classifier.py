@@ -10,20 +10,22 @@ goes through executorch's own Python extension, which needs `import torch` (~190
 from __future__ import annotations
 
 import importlib.util
-import json
 import logging
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from edge_fer.config import choices
+from edge_fer.contracts import model_card
+from edge_fer.contracts.model_card import ModelCard
 from edge_fer.core import safe_io
 from edge_fer.emotions.labels import EMOTIONS
-from edge_fer.emotions.preprocess import PreprocessSpec, SpecError, check_spec, normalize
+from edge_fer.emotions.preprocess import PreprocessSpec, normalize
 
 log = logging.getLogger(__name__)
 
@@ -167,75 +169,34 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def metadata_path(model_path: Path) -> Path:
-    return Path(model_path).with_suffix(".json")
+    """The model card's path: beside the program, `.json` (edge_fer.contracts.model_card)."""
+    return model_card.card_path(model_path)
 
 
-def write_metadata(model_path: Path, metadata: dict) -> None:
-    """Write the model's metadata JSON beside it, atomically."""
-    safe_io.write_atomic(metadata_path(model_path), (json.dumps(metadata, indent=2) + "\n").encode(), 0o644)
+def write_metadata(model_path: Path, metadata: ModelCard | dict) -> None:
+    """Write the model's card beside it, atomically; a dict (e.g. a card as read from its file,
+    edited) is checked and migrated first, so no card that cannot be read is ever written."""
+    card = metadata if isinstance(metadata, ModelCard) else _as_model_error(model_card.from_json, metadata)
+    model_card.write(model_path, card)
 
 
-MAX_METADATA_BYTES = 1 << 20
+def read_card(model_path: Path) -> ModelCard:
+    """The model card beside a program, checked: every way it can be wrong (missing, not a
+    regular file, too big, not UTF-8 JSON, a value of the wrong type or outside what can work,
+    a newer format) is a ModelError naming the file."""
+    return _as_model_error(model_card.read, model_path)
 
 
 def read_metadata(model_path: Path) -> dict:
-    """Read and check the metadata beside a model file: every way it can be wrong (missing,
-    not a regular file, too big, not UTF-8 JSON, a value of the wrong type or outside what
-    can work) is a ModelError naming the file."""
-    path = metadata_path(model_path)
+    """The checked model card as its JSON object (see `read_card`)."""
+    return read_card(model_path).to_json()
+
+
+def _as_model_error(read: Callable[[Any], ModelCard], source: Any) -> ModelCard:
     try:
-        return _read_metadata(model_path, path)
-    except ModelError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - the boundary owns every failure
-        raise ModelError(
-            f"model metadata {path} cannot be used ({type(exc).__name__}: {exc}); re-export it"
-        ) from None
-
-
-def _read_metadata(model_path: Path, path: Path) -> dict:
-    try:
-        raw = safe_io.read_bounded(path, MAX_METADATA_BYTES)
-    except FileNotFoundError:
-        raise ModelError(
-            f"model metadata {path} is missing; it must sit beside {model_path} "
-            "(re-export with tools/train_mobilenet.py --stages export)"
-        ) from None
-    except safe_io.PathRefused as exc:
-        raise ModelError(f"model metadata: {exc}; re-export it") from None
-    except OSError as exc:
-        raise ModelError(f"model metadata {path} cannot be read ({exc.strerror or exc})") from None
-    try:
-        meta = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise ModelError(
-            f"model metadata {path} is not UTF-8 (bad byte at offset {exc.start}); re-export it"
-        ) from None
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise ModelError(
-            f"model metadata {path} is not valid JSON ({str(exc)[:120]}); re-export it"
-        ) from None
-    if not isinstance(meta, dict):
-        raise ModelError(f"model metadata {path} must be a JSON object; re-export it")
-    missing = {"classes", "preprocess"} - set(meta)
-    if missing:
-        raise ModelError(f"model metadata {path} lacks {sorted(missing)}; re-export it")
-    if not isinstance(meta["classes"], list) or tuple(meta["classes"]) != EMOTIONS:
-        raise ModelError(
-            f"model {model_path} predicts {str(meta['classes'])[:200]}, "
-            f"this edge-fer expects {list(EMOTIONS)}"
-        )
-    meta["preprocess"] = _checked_spec(path, meta["preprocess"])
-    meta["input"] = _checked_input(path, meta.get("input"))
-    if "name" in meta and not isinstance(meta["name"], str | int | float):
-        raise ModelError(f"model metadata {path}: 'name' must be a string; re-export it")
-    read_calibration(path, meta.get("calibration"))  # checked here, applied by the classifier
-    return meta
-
-
-TEMPERATURE_RANGE = (0.05, 20.0)
-SCALE_RANGE = (0.05, 20.0)  # per-class logit multipliers: the inverse temperature's range
-BIAS_RANGE = (-20.0, 20.0)
+        return read(source)
+    except model_card.CardError as exc:
+        raise ModelError(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -247,8 +208,11 @@ class Calibration:
     bias: tuple[float, ...] = (0.0,) * len(EMOTIONS)
 
     @classmethod
-    def from_temperature(cls, temperature: float) -> Calibration:
-        return cls(scale=(1.0 / temperature,) * len(EMOTIONS))
+    def of(cls, card: ModelCard | None) -> Calibration:
+        """The card's calibration map, or none (scale 1, bias 0)."""
+        if card is None or card.calibration is None:
+            return cls()
+        return cls(card.calibration.scale, card.calibration.bias)
 
     def __post_init__(self) -> None:
         # Built once, not per frame: the map runs on every classified batch.
@@ -258,71 +222,6 @@ class Calibration:
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
         """Calibrated probabilities (N, 7) of logits (N, 7), float32."""
         return softmax(np.asarray(logits, np.float32) * self._scale + self._bias)
-
-
-def read_calibration(path: Path, calibration: object) -> Calibration:
-    """The metadata's `calibration` (written by tools/calibrate.py): `scale` and `bias` (7
-    numbers each, vector scaling) or a single `temperature`; no calibration when absent."""
-    if calibration is None:
-        return Calibration()
-    where = f"model metadata {path}: calibration"
-    refit = "refit it with tools/calibrate.py"
-    if not isinstance(calibration, dict):
-        raise ModelError(f"{where} must be an object with scale and bias, or temperature; {refit}")
-    if "scale" in calibration or "bias" in calibration:
-        if "temperature" in calibration:
-            raise ModelError(f"{where} gives both temperature and scale/bias; keep one; {refit}")
-        scale = _numbers(where + ".scale", calibration.get("scale"), SCALE_RANGE, refit)
-        bias = _numbers(where + ".bias", calibration.get("bias"), BIAS_RANGE, refit)
-        return Calibration(scale, bias)
-    value = calibration.get("temperature")
-    lo, hi = TEMPERATURE_RANGE
-    if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
-        raise ModelError(
-            f"{where}.temperature is {str(value)[:40]!r}, expected a number in [{lo:g}, {hi:g}]; {refit}"
-        )
-    return Calibration.from_temperature(float(value))
-
-
-def _numbers(where: str, value: object, limits: tuple[float, float], refit: str) -> tuple[float, ...]:
-    """`value` as one number per emotion, each within `limits`, or a ModelError."""
-    lo, hi = limits
-    ok = (
-        isinstance(value, list)
-        and len(value) == len(EMOTIONS)
-        and all(not isinstance(v, bool) and isinstance(v, int | float) and lo <= v <= hi for v in value)
-    )
-    if not ok:
-        raise ModelError(
-            f"{where} is {str(value)[:60]!r}, expected {len(EMOTIONS)} numbers in [{lo:g}, {hi:g}]; {refit}"
-        )
-    return tuple(float(v) for v in value)
-
-
-def _checked_spec(path: Path, data: object) -> dict:
-    """The metadata's preprocessing, with every value in a range that can work (metadata
-    written before the margin was stored meant 0.1)."""
-    try:
-        return check_spec(data, default_margin=0.1)
-    except SpecError as exc:
-        raise ModelError(f"model metadata {path}: {exc}; re-export the model") from None
-
-
-def _checked_input(path: Path, data: object) -> dict:
-    """The metadata's `input` section (optional): `dynamic_batch` must be true or false."""
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ModelError(
-            f"model metadata {path}: 'input' must be an object such as "
-            '{"dynamic_batch": true}; re-export the model'
-        )
-    dynamic = data.get("dynamic_batch", False)
-    if not isinstance(dynamic, bool):
-        raise ModelError(
-            f"model metadata {path}: input.dynamic_batch must be true or false; re-export the model"
-        )
-    return {**data, "dynamic_batch": dynamic}
 
 
 class PteClassifier:
@@ -336,14 +235,14 @@ class PteClassifier:
         if len(head) < 8 or head[4:6] != PTE_MAGIC:
             raise ModelError(f"{path} is not an ExecuTorch program (.pte); re-export the model")
         self.path, self.threads = path, threads
-        self.metadata = read_metadata(path) if spec is None else {}
-        self.calibration = read_calibration(metadata_path(path), self.metadata.get("calibration"))
-        self.spec = spec or PreprocessSpec.from_dict(self.metadata["preprocess"])
+        self.card = read_card(path) if spec is None else None
+        self.calibration = Calibration.of(self.card)
+        self.spec = spec or self.card.preprocess
         self.classes = EMOTIONS
         self._program, self.runtime = open_program(path, threads, runtime)
         sizes = self._program.input_sizes
         self.batch = sizes[0]  # the fixed batch, or the upper bound of a dynamic one
-        self.dynamic_batch = bool((self.metadata.get("input") or {}).get("dynamic_batch", False))
+        self.dynamic_batch = self.card is not None and self.card.dynamic_batch
         if len(sizes) != 4 or tuple(sizes[1:]) != (1, self.spec.input_size, self.spec.input_size):
             self._program.close()
             raise ModelError(
@@ -357,6 +256,11 @@ class PteClassifier:
                 f"{path} outputs {out} per batch of {self.batch}, but this edge-fer needs "
                 f"({self.batch}, {len(self.classes)}): one score per emotion; re-export the model"
             )
+
+    @property
+    def metadata(self) -> dict:
+        """The model card as its JSON object ({} for a program opened with its own spec)."""
+        return self.card.to_json() if self.card is not None else {}
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         """Raw logits for normalized input (N, 1, S, S): all faces in one call when the program
@@ -381,7 +285,7 @@ class PteClassifier:
     def info(self) -> dict[str, str]:
         return {
             "file": str(self.path),
-            "name": str(self.metadata.get("name", "?")),
+            "name": self.card.name if self.card is not None and self.card.name is not None else "?",
             "runtime": self.runtime,
             "threads": str(self.threads),
         }
@@ -407,7 +311,7 @@ class TorchClassifier:
         self._torch = torch
         self.path, self.threads = Path(path), threads
         self.model = model
-        self.spec = PreprocessSpec.from_dict(_checked_spec(Path(path), ckpt.get("preprocess")))
+        self.spec = PreprocessSpec.from_dict(ckpt["preprocess"])  # load_model checked it
         self.classes = EMOTIONS
 
     def info(self) -> dict[str, str]:

@@ -31,18 +31,19 @@ class PreprocessSpec:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: object, default_margin: float = 0.0) -> PreprocessSpec:
-        """The spec stored in a model's metadata (SpecError if any value cannot work)."""
-        return cls(**check_spec(data, default_margin))
+    def from_dict(cls, data: object) -> PreprocessSpec:
+        """The spec stored in a checkpoint or model card (SpecError if any value cannot work)."""
+        return cls(**check_spec(data))
 
 
 class SpecError(ValueError):
     """Stored preprocessing that cannot work; the message names the value and its range."""
 
 
-def check_spec(data: object, default_margin: float = 0.0) -> dict:
+def check_spec(data: object) -> dict:
     """A stored `preprocess` section with every value checked against a range that can work
-    (missing keys take the defaults; `margin` defaults to `default_margin`)."""
+    (missing keys take PreprocessSpec's defaults; what older model cards left out meant is
+    edge_fer.contracts.model_card's migration)."""
     if not isinstance(data, dict):
         raise SpecError("'preprocess' must be an object with input_size, margin, mean and std")
 
@@ -52,8 +53,9 @@ def check_spec(data: object, default_margin: float = 0.0) -> dict:
             raise SpecError(f"preprocess.{key} is {str(value)[:40]!r}, not a number")
         return float(value)
 
-    size, margin = number("input_size", 48), number("margin", default_margin)
-    mean, std = number("mean", 0.5), number("std", 0.5)
+    default = PreprocessSpec()
+    size, margin = number("input_size", default.input_size), number("margin", default.margin)
+    mean, std = number("mean", default.mean), number("std", default.std)
     if not 0 <= mean <= 1:
         raise SpecError(f"preprocess.mean {mean:g} must be in [0, 1] (pixels are on a 0-1 scale)")
     if size != int(size) or not 8 <= size <= 512:

@@ -17,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from edge_fer.core import safe_io
 from edge_fer.core.user_input import FlagParser
 
 log = logging.getLogger(__name__)
@@ -132,11 +133,14 @@ def build_library(build_dir: Path | None = None) -> Path:
         except OSError as exc:  # a read-only install (ProtectSystem=strict): still say why
             where = f"no build.log: {exc.strerror}"
         raise NativeBuildError(f"compiling the ExecuTorch runner failed: {reason} ({where})")
-    try:
-        os.replace(partial, target)
-    except OSError as exc:
+    try:  # a loaded older library stays mapped: the rename never rewrites it in place
+        safe_io.write_atomic(target, partial.read_bytes(), 0o755)
+    except (OSError, safe_io.PathRefused) as exc:
+        raise NativeBuildError(
+            f"cannot install the runner to {target} ({getattr(exc, 'strerror', None) or exc})"
+        ) from None
+    finally:
         partial.unlink(missing_ok=True)
-        raise NativeBuildError(f"cannot install the runner to {target} ({exc.strerror})") from None
     for stale in target.parent.glob("libet_runner-*.so"):  # builds for an older source or wheel
         if stale != target:
             stale.unlink(missing_ok=True)

@@ -6,6 +6,7 @@ One file rebuilds the net with no other input: `load_model(path)`.
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import pickletools
@@ -16,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from edge_fer.core.safe_io import PathRefused, check_replaceable
+from edge_fer.core.safe_io import PathRefused, write_atomic
 from edge_fer.emotions.labels import EMOTIONS
 from edge_fer.emotions.preprocess import PreprocessSpec, SpecError, check_spec
 from edge_fer.nets.students import STUDENTS, TEACHERS, kind_of, net_class
@@ -44,17 +45,22 @@ def build_model(kind: str, arch: dict) -> nn.Module:
     return net_class(kind).from_arch(arch)
 
 
+def save_atomic(obj: object, path: Path) -> None:
+    """`torch.save(obj)` to `path` through safe_io.write_atomic: serialised in memory, then
+    written to a temp file, fsynced and renamed over `path`, so a stop at any moment leaves the
+    old file or the new one. PathRefused for a target that is not a regular file, OSError when
+    the write fails."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    write_atomic(path, buffer.getbuffer(), 0o644)
+
+
 def save_model(path: Path, model: nn.Module, spec: PreprocessSpec, metrics: dict) -> None:
     """Write weights + architecture + preprocessing + metrics atomically (CheckpointError if
     the target is a special file or the write fails; no temp file is left behind)."""
     kind = model_kind(model)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     path = Path(path)
-    try:
-        check_replaceable(path)  # never replace a folder, FIFO or device
-    except PathRefused as exc:
-        raise CheckpointError(f"cannot write checkpoint {path}: {exc}") from None
-    tmp = path.with_name(path.name + ".tmp")
     record = {
         "kind": kind,
         "arch": model.arch_dict(),
@@ -64,14 +70,12 @@ def save_model(path: Path, model: nn.Module, spec: PreprocessSpec, metrics: dict
         "classes": list(EMOTIONS),
     }
     try:
-        torch.save(record, tmp)
-        tmp.replace(path)
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError | RuntimeError):  # torch reports a failed open as RuntimeError
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-            raise CheckpointError(f"cannot write checkpoint {path} ({first})") from None
-        raise
+        save_atomic(record, path)
+    except PathRefused as exc:  # never replace a folder, FIFO or device
+        raise CheckpointError(f"cannot write checkpoint {path}: {exc}") from None
+    except (OSError, RuntimeError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise CheckpointError(f"cannot write checkpoint {path} ({first})") from None
 
 
 def takes_input_of(ckpt: dict, spec: PreprocessSpec) -> bool:

@@ -1,4 +1,5 @@
 """Offline training: augmentation, training loops, pruning, int8 quantization, export.
 
-Imported by tools/train_mobilenet.py and tools/evaluate.py; the daemon never imports it.
+Run by the edge-fer-train program (edge_fer/apps/train.py) and used by tools/evaluate.py;
+the daemon never imports it.
 """

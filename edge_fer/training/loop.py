@@ -10,9 +10,11 @@ Every epoch ends with an atomic training-state checkpoint (model, optimizer, sch
 metrics so far, best record, weight average), so a stopped run continues from the last
 finished epoch and ends with the same weights as one that was never stopped.
 
-`fit` reads top to bottom: set up, restore a saved state, then per epoch `train_epoch`,
+`fit` reads top to bottom: `prepare`, restore a saved state, then per epoch `train_epoch`,
 `evaluate_epoch`, keep the best, fold the weight average, `save_state`; at the end the
 averaged weights compete with the best epoch (`finish_average`).
+
+A state's FitConfig is saved with a `format_version`; `migrate_config` reads older ones.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ import copy
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from functools import cache, partial
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -35,9 +38,14 @@ from edge_fer.data.fer2013 import FaceSet
 from edge_fer.emotions.labels import EMOTIONS
 from edge_fer.emotions.preprocess import PreprocessSpec
 from edge_fer.evaluation.metrics import confusion_matrix, summarize
+from edge_fer.nets.checkpoint import save_atomic
 from edge_fer.training.augment import augment_batch, mix_batch
 from edge_fer.training.degrade import degraded_suite_sample, random_degrade
 from edge_fer.training.progress import ON_TTY
+from edge_fer.training.report import write_record
+
+if TYPE_CHECKING:
+    from edge_fer.training.settings import TrainSettings
 
 
 class TrainingError(RuntimeError):
@@ -47,22 +55,26 @@ class TrainingError(RuntimeError):
 
 @dataclass
 class FitConfig:
-    """How one stage trains; stored in its state checkpoint so a resume can check it."""
+    """How one stage trains; stored in its state checkpoint so a resume can check it.
+
+    A field that is also a training setting has the setting's name and meaning
+    (edge_fer/training/settings.py); `from_settings` copies those. The defaults here are a bare
+    loop's (no teacher, no mixup, no degradations), for stages and tests that build one by hand."""
 
     epochs: int
     lr: float
     batch_size: int = 128
     weight_decay: float = 5e-4
     pct_start: float = 0.2  # OneCycle warm-up fraction
-    kd_alpha: float = 0.0
-    kd_temperature: float = 4.0
+    alpha: float = 0.0  # KD weight: (1-a)*CE + a*T^2*KL; > 0 needs a live teacher
+    temperature: float = 4.0  # KD temperature T
     class_weight_power: float = 0.25  # 0: plain CE, 1: inverse-frequency weights
     label_smoothing: float = 0.1
     eval_tta: bool = False
     bf16: bool = False  # bf16 autocast for the trained model (fast for dense convs on AVX-512 BF16)
     teacher_bf16: bool = True  # bf16 autocast for a live teacher's forward
     teacher_tta: bool = False  # a live teacher's targets: mean logits of the faces and their mirror
-    mixup: float = 0.0  # > 0: mixup with lam ~ Beta(mixup, mixup); the live teacher sees the mix
+    kd_mixup: float = 0.0  # > 0: mixup with lam ~ Beta(a, a); the live teacher sees the mix
     # > 0: each camera degradation (degrade.py) hits each training face with this probability.
     degrade: float = 0.0
     # > 0: a second chance of the far-face degradation per face (multi-resolution training).
@@ -71,15 +83,54 @@ class FitConfig:
     # student learns to give the clean face's answer to the degraded face) or "degraded".
     teacher_sees: str = "clean"
 
+    @classmethod
+    def from_settings(cls, settings: TrainSettings, epochs: int, lr: float, **stage: Any) -> FitConfig:
+        """The config of a stage of a run: every field named like a setting takes the setting's
+        value, `stage` sets the rest (and what the stage does differently)."""
+        shared = {f.name: getattr(settings, f.name) for f in fields(cls) if hasattr(settings, f.name)}
+        return cls(**{**shared, "epochs": epochs, "lr": lr, **stage})
+
     @property
     def degrades(self) -> bool:
         """Whether training faces go through camera degradations at all."""
         return self.degrade > 0 or self.multires > 0
 
 
-# FitConfig fields of dropped experiments (cached teacher views, AdamW), at the value every
-# state saved before they went holds: such a state still resumes.
-RETIRED_FIT_FIELDS = {"kd_views": 0, "optimizer": "sgd"}
+# The saved FitConfig's format (the "format_version" key of a state's "config"). Version 1
+# (no key) named three fields unlike the settings and held two of dropped experiments.
+FIT_CONFIG_VERSION = 2
+_RENAMED_IN_V2 = {"kd_alpha": "alpha", "kd_temperature": "temperature", "mixup": "kd_mixup"}
+# Fields of dropped experiments (cached teacher views, AdamW), at the value every state saved
+# before they went holds: such a state still resumes, any other value cannot.
+_RETIRED = {"kd_views": 0, "optimizer": "sgd"}
+
+
+def saved_config(cfg: FitConfig) -> dict:
+    """`cfg` as a state checkpoint stores it (versioned)."""
+    return {"format_version": FIT_CONFIG_VERSION, **asdict(cfg)}
+
+
+def migrate_config(saved: dict, path: Path | str = "the state") -> dict:
+    """A saved FitConfig of any version as this version's fields: version 1 names renamed,
+    retired fields at their old value dropped, fields added since at their defaults (each
+    new field's default reproduces what runs did before it). TrainingError for a field this
+    edge-fer no longer has at a value that changed training."""
+    config = dict(saved)
+    version = config.pop("format_version", 1)
+    if version == 1:
+        config = {_RENAMED_IN_V2.get(k, k): v for k, v in config.items()}
+    known = {f.name for f in fields(FitConfig)}
+    for key, value in list(config.items()):
+        if key in known:
+            continue
+        if key not in _RETIRED or _RETIRED[key] != value:
+            raise TrainingError(
+                f"{path} was saved with {key}={value}, which this edge-fer no longer has; delete it "
+                "(and its metrics file) to start the stage over"
+            )
+        del config[key]
+    defaults = asdict(FitConfig(epochs=config.get("epochs", 1), lr=config.get("lr", 1.0)))
+    return {**defaults, **config}
 
 
 def class_weights(counts: np.ndarray, power: float) -> torch.Tensor:
@@ -184,12 +235,6 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temp: fl
     )
 
 
-def _save_atomic(obj: dict, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
-
-
 @dataclass
 class TrainState:
     """What a stage has done so far: resumable, saved after every epoch."""
@@ -199,6 +244,13 @@ class TrainState:
     history: list[dict] = field(default_factory=list)
     # Running mean of the weights at the ends of the last epochs: {"first_epoch", "n", "weights"}.
     average: dict | None = None
+
+    def add(self, record: dict, metrics_path: Path) -> None:
+        """Count a finished epoch: its record joins the history and the metrics file."""
+        self.epoch = record["epoch"]
+        self.history.append(record)
+        with metrics_path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
 
 
 def make_optimizer(
@@ -231,7 +283,7 @@ def save_state(
     train_n: int,
 ) -> None:
     """The `<stage>_state.pt` checkpoint, written atomically."""
-    _save_atomic(
+    save_atomic(
         {
             "epoch": state.epoch,
             "model": model.state_dict(),
@@ -240,7 +292,7 @@ def save_state(
             "rng": {"torch": torch.get_rng_state()},
             "best": state.best,
             "history": state.history,
-            "config": asdict(cfg),
+            "config": saved_config(cfg),
             "train_n": train_n,
             "average": state.average,
         },
@@ -260,14 +312,7 @@ def restore_state(
     """Load a `<stage>_state.pt` into model, optimizer, scheduler and the RNG; TrainingError
     when it was saved with other settings."""
     saved = torch.load(path, map_location="cpu", weights_only=False)
-    retired = {k: v for k, v in saved.get("config", {}).items() if RETIRED_FIT_FIELDS.get(k, v) != v}
-    if retired:
-        key, value = next(iter(retired.items()))
-        raise TrainingError(
-            f"{path} was saved with {key}={value}, which this edge-fer no longer has; delete it "
-            "(and its metrics file) to start the stage over"
-        )
-    if not same_config(saved.get("config", {}), cfg) or saved.get("train_n") != train_n:
+    if not same_config(saved.get("config", {}), cfg, path) or saved.get("train_n") != train_n:
         raise TrainingError(
             f"{path} was saved by a run with other settings; resume with the same flags, or "
             f"delete it (and {path.name.replace('_state.pt', '_metrics.jsonl')}) to start the stage over"
@@ -285,11 +330,9 @@ def restore_state(
     return state
 
 
-def same_config(saved: dict, cfg: FitConfig) -> bool:
-    """Whether a state's saved FitConfig dict is `cfg`: fields added since it was saved take
-    their defaults, retired ones (at their old default) are ignored, so runs stay resumable."""
-    config = {k: v for k, v in saved.items() if k not in RETIRED_FIT_FIELDS}
-    return {**asdict(FitConfig(epochs=cfg.epochs, lr=cfg.lr)), **config} == asdict(cfg)
+def same_config(saved: dict, cfg: FitConfig, path: Path | str = "the state") -> bool:
+    """Whether a state's saved FitConfig (any version, see `migrate_config`) is `cfg`."""
+    return migrate_config(saved, path) == asdict(cfg)
 
 
 @dataclass
@@ -308,7 +351,7 @@ class Batches:
         mix when it sees clean faces."""
         y = self.labels[idx]
         clean = augment_batch(self.faces[idx].float().unsqueeze(1) / 255.0)
-        clean, y, y_mix, lam = mix_batch(clean, y, self.cfg.mixup)
+        clean, y, y_mix, lam = mix_batch(clean, y, self.cfg.kd_mixup)
         degraded = random_degrade(clean, self.cfg.degrade, multires=self.cfg.multires)
         x = _normalized(degraded, self.spec, self.layout)
         x_teacher = x
@@ -348,7 +391,7 @@ def train_epoch(
         if lam < 1.0:
             loss = lam * loss + (1 - lam) * ce(logits, y_mix)
         if t_logits is not None:
-            loss = (1 - cfg.kd_alpha) * loss + cfg.kd_alpha * kd_loss(logits, t_logits, cfg.kd_temperature)
+            loss = (1 - cfg.alpha) * loss + cfg.alpha * kd_loss(logits, t_logits, cfg.temperature)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -387,7 +430,7 @@ def fit(
 ) -> dict:
     """Train `model` for `cfg.epochs`, resuming from `out_dir/<stage>_state.pt` if it exists.
 
-    A `teacher` (needed when cfg.kd_alpha > 0) labels every batch live. With `average_last`
+    A `teacher` (needed when cfg.alpha > 0) labels every batch live. With `average_last`
     K > 0, the weights at the end of each of the last K epochs are averaged (uniformly,
     SWA-style; the running mean is part of the resumable state); after the last epoch the
     average gets batch-norm statistics recomputed on the training faces and is kept if it
@@ -395,34 +438,20 @@ def fit(
     score improves. Per-epoch records go to `out_dir/<stage>_metrics.jsonl`. Returns the best
     epoch's record.
     """
-    if (cfg.kd_alpha > 0) != (teacher is not None):
-        raise ValueError(f"fit: kd_alpha={cfg.kd_alpha} needs a teacher exactly when it is > 0")
+    if (cfg.alpha > 0) != (teacher is not None):
+        raise ValueError(f"fit: alpha={cfg.alpha} needs a teacher exactly when it is > 0")
     out_dir = Path(out_dir)
-    state_path = out_dir / f"{stage}_state.pt"
-    metrics_path = out_dir / f"{stage}_metrics.jsonl"
-    layout = memory_format_for(model, device)
-    model.to(device).to(memory_format=layout)
-    if teacher is not None:
-        teacher.to(device).to(memory_format=memory_format_for(teacher, device)).eval()
-    batches = Batches(torch.from_numpy(train.images).to(device), torch.from_numpy(train.labels).to(device),
-                      spec, layout, cfg)  # fmt: skip
-    weights = class_weights(train.class_counts(), cfg.class_weight_power).to(device)
-    ce = partial(F.cross_entropy, weight=weights, label_smoothing=cfg.label_smoothing)
-    steps = max(1, len(train) // cfg.batch_size)
+    state_path, metrics_path = out_dir / f"{stage}_state.pt", out_dir / f"{stage}_metrics.jsonl"
+    batches, ce, steps = prepare(model, teacher, train, spec, cfg, device)
     optimizer, scheduler = make_optimizer(model, cfg, steps)
-
     torch.manual_seed(seed)
     state = TrainState()
     if state_path.exists():
         state = restore_state(state_path, model, optimizer, scheduler, cfg, len(train), average_last)
         print(f"[{stage}] resuming after epoch {state.epoch}/{cfg.epochs} "
               f"(best so far {state.best['val_accuracy']:.4f})")  # fmt: skip
-    metrics_path.write_text("".join(json.dumps(r) + "\n" for r in state.history))
-    # With degraded training faces, selection weighs degraded PublicTest faces as much as clean.
-    degraded_val = None
-    if cfg.degrades:
-        degraded = degraded_suite_sample(torch.from_numpy(val.images)).numpy()
-        degraded_val = FaceSet(degraded, val.labels, val.sources)
+    write_record(metrics_path, "".join(json.dumps(r) + "\n" for r in state.history))
+    degraded_val = degraded_validation(val, cfg)
 
     bar = tqdm(range(state.epoch, cfg.epochs), desc=stage, unit="epoch", dynamic_ncols=True,
                initial=state.epoch, total=cfg.epochs, disable=not ON_TTY)  # fmt: skip
@@ -439,27 +468,60 @@ def fit(
             **evaluate_epoch(model, val, degraded_val, spec, cfg.eval_tta),
             "seconds": time.perf_counter() - t0,
         }
-        state.history.append(record)
-        with metrics_path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        state.add(record, metrics_path)
         if _score(record) > _score(state.best):
             state.best = record
             save_best(model, record)
         if average_last > 0 and epoch + 1 > cfg.epochs - average_last:
             state.average = _add_to_average(state.average, model, epoch + 1)
-        state.epoch = epoch + 1
         save_state(state_path, state, model, optimizer, scheduler, cfg, len(train))
-        bar.set_postfix(loss=f"{loss:.3f}", val=f"{record['val_accuracy']:.4f}",
-                        best=f"{state.best['val_accuracy']:.4f}")  # fmt: skip
-        if not ON_TTY:  # a log file or journald gets one plain line per epoch, no bar escapes
-            print(f"[{stage}] epoch {epoch + 1}/{cfg.epochs}: loss {loss:.3f}, PublicTest "
-                  f"{record['val_accuracy']:.4f} (best {state.best['val_accuracy']:.4f}), "
-                  f"{record['seconds']:.0f}s", flush=True)  # fmt: skip
+        show_epoch(bar, record, state.best, cfg.epochs)
     if state.average is not None:
         return finish_average(
             model, state, batches.faces, val, degraded_val, spec, cfg, out_dir, stage, save_best
         )
     return state.best
+
+
+def prepare(
+    model: nn.Module,
+    teacher: nn.Module | None,
+    train: FaceSet,
+    spec: PreprocessSpec,
+    cfg: FitConfig,
+    device: torch.device,
+) -> tuple[Batches, Callable[[torch.Tensor, torch.Tensor], torch.Tensor], int]:
+    """Move the nets and the training faces to `device` (channels_last where it pays); the
+    batches, the class-weighted, label-smoothed CE and the steps per epoch."""
+    layout = memory_format_for(model, device)
+    model.to(device).to(memory_format=layout)
+    if teacher is not None:
+        teacher.to(device).to(memory_format=memory_format_for(teacher, device)).eval()
+    batches = Batches(torch.from_numpy(train.images).to(device), torch.from_numpy(train.labels).to(device),
+                      spec, layout, cfg)  # fmt: skip
+    weights = class_weights(train.class_counts(), cfg.class_weight_power).to(device)
+    ce = partial(F.cross_entropy, weight=weights, label_smoothing=cfg.label_smoothing)
+    return batches, ce, max(1, len(train) // cfg.batch_size)
+
+
+def degraded_validation(val: FaceSet, cfg: FitConfig) -> FaceSet | None:
+    """With degraded training faces, selection weighs degraded PublicTest faces (one fixed
+    draw of the suite) as much as the clean ones; None otherwise."""
+    if not cfg.degrades:
+        return None
+    degraded = degraded_suite_sample(torch.from_numpy(val.images)).numpy()
+    return FaceSet(degraded, val.labels, val.sources)
+
+
+def show_epoch(bar: tqdm, record: dict, best: dict, epochs: int) -> None:
+    """The epoch's figures on the progress bar; a log file or journald gets one plain line
+    per epoch instead (no bar escapes)."""
+    bar.set_postfix(loss=f"{record['train_loss']:.3f}", val=f"{record['val_accuracy']:.4f}",
+                    best=f"{best['val_accuracy']:.4f}")  # fmt: skip
+    if not ON_TTY:
+        print(f"[{record['stage']}] epoch {record['epoch']}/{epochs}: loss {record['train_loss']:.3f}, "
+              f"PublicTest {record['val_accuracy']:.4f} (best {best['val_accuracy']:.4f}), "
+              f"{record['seconds']:.0f}s", flush=True)  # fmt: skip
 
 
 def finish_average(
@@ -490,7 +552,7 @@ def finish_average(
         f"{record['averaged_epochs'][1]}: {record['val_accuracy']:.4f} "
         f"({'kept' if kept else 'not kept'}; best single epoch {state.best['val_accuracy']:.4f})"
     )
-    (out_dir / f"{stage}_average.json").write_text(json.dumps({**record, "kept": kept}) + "\n")
+    write_record(out_dir / f"{stage}_average.json", json.dumps({**record, "kept": kept}) + "\n")
     if not kept:
         return state.best
     save_best(averaged, record)

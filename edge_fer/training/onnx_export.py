@@ -13,6 +13,8 @@ preprocessing says; outputs are (N, 7) logits in edge_fer.emotions.labels.EMOTIO
 
 from __future__ import annotations
 
+import io
+import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+
+from edge_fer.core import safe_io
 
 OPSET = 17
 
@@ -32,21 +36,21 @@ def export_onnx(model: nn.Module, path: Path, input_size: int, in_channels: int 
     """Write `model` (float, eval) as ONNX with a dynamic batch; returns the file's size."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    graph = io.BytesIO()
     example = torch.zeros(2, in_channels, input_size, input_size)
     with warnings.catch_warnings():  # the TorchScript exporter's deprecation notice
         warnings.simplefilter("ignore")
         torch.onnx.export(
             model.eval(),
             (example,),
-            str(tmp),
+            graph,
             input_names=["x"],
             output_names=["logits"],
             dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}},
             opset_version=OPSET,
             dynamo=False,
         )
-    tmp.replace(path)
+    safe_io.write_atomic(path, graph.getbuffer(), 0o644)
     return path.stat().st_size
 
 
@@ -80,14 +84,14 @@ def quantize_onnx(
 
     ort.set_default_logger_severity(3)  # errors only: not its notes on unused initializers
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    prepared = path.with_name(path.name + ".prep.tmp")
-    # Shape inference and graph optimisation first, as onnxruntime's quantizer asks for.
-    try:
+    # onnxruntime writes files by name: into a private folder, then atomically to `path`.
+    with tempfile.TemporaryDirectory(prefix="edge-fer-onnx.") as work:
+        prepared, quantized = Path(work) / "prepared.onnx", Path(work) / "int8.onnx"
+        # Shape inference and graph optimisation first, as onnxruntime's quantizer asks for.
         quant_pre_process(str(float_path), str(prepared))
         quantize_static(
             str(prepared),
-            str(tmp),
+            str(quantized),
             _Faces(calibration.astype(np.float32)),
             quant_format=QuantFormat.QDQ,
             per_channel=True,
@@ -97,9 +101,7 @@ def quantize_onnx(
             nodes_to_exclude=_nodes_in(prepared, float_modules),
             extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
         )
-    finally:
-        prepared.unlink(missing_ok=True)
-    tmp.replace(path)
+        safe_io.write_atomic(path, quantized.read_bytes(), 0o644)
     return path.stat().st_size
 
 

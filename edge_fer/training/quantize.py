@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from edge_fer.core import safe_io
 from edge_fer.nets.students import is_student
 
 if TYPE_CHECKING:
@@ -128,9 +129,7 @@ def export_pte(model: nn.Module, example: torch.Tensor, path: Path, max_batch: i
     ).to_executorch()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(program.buffer)
-    tmp.replace(path)  # atomic: a crash never leaves a half-written model behind
+    safe_io.write_atomic(path, program.buffer, 0o644)  # a crash never leaves a half-written model
     return path.stat().st_size
 
 

@@ -5,10 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from edge_fer.core import safe_io
 from edge_fer.core.paths import PROJECT_ROOT
 from edge_fer.evaluation.metrics import format_report
 
 STAGE_ORDER = ("teacher", "distill", "prune")
+
+
+def write_record(path: Path, text: str) -> None:
+    """Replace a run record (done marker, config.json, quantize.json...) with `text` atomically:
+    a stop mid-write leaves the old file or the new one, never half of it."""
+    safe_io.write_atomic(path, text.encode(), 0o644)
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -98,5 +105,5 @@ def write_report(run_dir: Path, metadata: dict, summary: dict) -> Path:
         "",
     ]
     path = run_dir / "report.md"
-    path.write_text("\n".join(lines))
+    write_record(path, "\n".join(lines))
     return path

@@ -99,6 +99,12 @@ class TrainSettings:
     )
     distill_epochs: int = setting(36, "distillation epochs", ge=1, le=10000)
     student_lr: float = setting(0.1, "student peak learning rate (fine-tune: 0.2x)", gt=0, le=10)
+    weight_decay: float = setting(
+        5e-5, "SGD weight decay of distill and fine-tune (the teacher's dense convs: 10x)", ge=0, le=1
+    )
+    pct_start: float = setting(
+        0.2, "OneCycle warm-up fraction of the teacher and distill (fine-tune: half)", gt=0, lt=1
+    )
     alpha: float = setting(0.5, "KD weight a in (1-a)*CE + a*T^2*KL; 0 trains without a teacher", ge=0, le=1)
     temperature: float = setting(4.0, "KD temperature T", gt=0, le=100)
     kd_mixup: float = setting(

@@ -19,12 +19,14 @@ import math
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from edge_fer.contracts.model_card import ModelCard
 from edge_fer.data.fer2013 import FaceSet, load_split, stratified_subset
 from edge_fer.emotions.classifier import PteClassifier, write_metadata
 from edge_fer.emotions.labels import EMOTIONS
@@ -36,6 +38,7 @@ from edge_fer.nets.checkpoint import (
     load_checkpoint,
     load_model,
     model_kind,
+    save_atomic,
     save_model,
     takes_input_of,
 )
@@ -63,7 +66,7 @@ from edge_fer.training.quantize import (
     prepare_qat,
     quantize_int8,
 )
-from edge_fer.training.report import plot_curves, read_rows, write_report
+from edge_fer.training.report import plot_curves, read_rows, write_record, write_report
 from edge_fer.training.settings import STAGES, TrainSettings, portable, portable_record
 
 __all__ = ["STAGES", "Run", "TrainSettings", "TrainingError", "run_stages"]
@@ -97,7 +100,7 @@ class Run:
         with (self.dir / "invocations.jsonl").open("a") as f:
             f.write(json.dumps(self.settings.to_json()) + "\n")
         if not (self.dir / "config.json").exists():
-            (self.dir / "config.json").write_text(json.dumps(self.settings.to_json(), indent=2))
+            write_record(self.dir / "config.json", json.dumps(self.settings.to_json(), indent=2))
         self._recorded = True
 
     def path(self, name: str) -> Path:
@@ -107,9 +110,7 @@ class Run:
         return self.path(f"{stage}.done.json").is_file()
 
     def mark_done(self, stage: str, summary: dict) -> None:
-        tmp = self.path(f"{stage}.done.json.tmp")
-        tmp.write_text(json.dumps(summary, indent=2) + "\n")
-        tmp.replace(self.path(f"{stage}.done.json"))
+        write_record(self.path(f"{stage}.done.json"), json.dumps(summary, indent=2) + "\n")
 
     def data(self) -> tuple[FaceSet, FaceSet]:
         """(train, PublicTest validation), subset for --quick/--subset runs."""
@@ -144,8 +145,15 @@ def stage_teacher(run: Run) -> dict:
         return _evaluate_ensemble(run)
     train, val = run.data()
     model = FaceVGG(widths=s.teacher_widths, input_size=s.input_size)
+    # No KD, mixup or degradations for the teacher: only the optimisation settings carry over.
     cfg = FitConfig(
-        epochs=s.teacher_epochs, lr=s.teacher_lr, batch_size=s.batch_size, eval_tta=True, bf16=True
+        epochs=s.teacher_epochs,
+        lr=s.teacher_lr,
+        batch_size=s.batch_size,
+        weight_decay=s.weight_decay * 10,
+        pct_start=s.pct_start,
+        eval_tta=True,
+        bf16=True,
     )
     save = _saver(run, "teacher.pt")
     best = fit(model, train, val, run.spec, cfg, run.device, run.dir, "teacher", save, seed=s.seed)
@@ -231,22 +239,9 @@ def distill_into(
 
 def distill_config(s: TrainSettings, stage: str, epochs: int, lr: float) -> FitConfig:
     """How distill and the fine-tune after pruning train (what their state files record)."""
-    # Depthwise nets want little L2; bf16 slows depthwise convs on this CPU, so fp32.
-    return FitConfig(
-        epochs=epochs,
-        lr=lr,
-        batch_size=s.batch_size,
-        kd_alpha=s.alpha,
-        kd_temperature=s.temperature,
-        weight_decay=5e-5,
-        bf16=False,
-        pct_start=0.2 if stage == "distill" else 0.1,
-        mixup=s.kd_mixup,
-        teacher_tta=s.teacher_tta,
-        degrade=s.degrade,
-        multires=s.multires,
-        teacher_sees=s.teacher_sees,
-    )
+    # bf16 slows depthwise convs on this CPU, so fp32; the fine-tune warms up for half as long.
+    pct_start = s.pct_start if stage == "distill" else s.pct_start / 2
+    return FitConfig.from_settings(s, epochs, lr, bf16=False, pct_start=pct_start)
 
 
 def stage_distill(run: Run) -> dict:
@@ -478,9 +473,7 @@ def qat_finetune(run: Run, float_model: torch.nn.Module, calibration: torch.Tens
             optimizer.step()
         state = {"epoch": epoch + 1, "model": prepared.state_dict(),
                  "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state()}  # fmt: skip
-        tmp = state_path.with_name(state_path.name + ".tmp")
-        torch.save(state, tmp)
-        tmp.replace(state_path)
+        save_atomic(state, state_path)
         print(f"[quantize] QAT epoch {epoch + 1}/{s.qat_epochs}: loss {float(loss):.4f}, "
               f"{time.perf_counter() - t0:.0f}s")  # fmt: skip
     return convert_qat(prepared)
@@ -527,106 +520,158 @@ def stage_quantize(run: Run) -> dict:
     torch.export.save(export_graph(chosen, calibration[:2], MAX_FACES), run.path("int8.pt2"))
     steps.close()
     stats["seconds"] = time.perf_counter() - t0
-    run.path("quantize.json").write_text(json.dumps(stats, indent=2))
+    write_record(run.path("quantize.json"), json.dumps(stats, indent=2))
     return stats
 
 
-def stage_export(run: Run) -> dict:
+@dataclass
+class ProgramScores:
+    """How the lowered program does on PublicTest."""
 
+    summary: dict  # accuracy, macro-F1, confusion matrix... (metrics.summarize)
+    float_agreement: float  # how often it gives the float model's label
+    batch: int  # the most faces one call takes
+
+
+def lower(run: Run, quantized: torch.nn.Module) -> tuple[Path, int]:
+    """The int8 graph -> edge_fer_student.pte, an ExecuTorch XNNPACK program taking 1 to
+    MAX_FACES-1 faces per call; (its path, its size in bytes)."""
     s = run.settings
-    _, val = run.data()
-    quantized = load_int8_graph(run.path("int8.pt2"))
-    pruned, _ = load_model(run.path("pruned.pt"))
     pte = run.path("edge_fer_student.pte")
     example = torch.zeros(1, 1, s.input_size, s.input_size)
-    steps = Steps("export", 3)
-    steps("lowering the int8 graph to an ExecuTorch XNNPACK program")
-    size = export_pte(quantized, example, pte, max_batch=MAX_FACES)
-    steps("running the program on PublicTest")
-    q_stats = json.loads(run.path("quantize.json").read_text())
+    return pte, export_pte(quantized, example, pte, max_batch=MAX_FACES)
+
+
+def evaluate_program(run: Run, pte: Path, pruned: torch.nn.Module) -> ProgramScores:
+    """The program run as the daemon runs it, on PublicTest, and its agreement with its float
+    model (XNNPACK's int8 kernels round differently from PyTorch's reference ones that
+    quantize.json measured)."""
+    _, val = run.data()
+    classifier = PteClassifier(pte, threads=1, spec=run.spec)
+    probs = classifier.classify_batch(val.images)
+    summary = summarize(confusion_matrix(val.labels, probs.argmax(1)))
+    float_labels = _predict(pruned.eval(), torch.from_numpy(normalize(val.images, run.spec))).numpy()
+    agreement = float((probs.argmax(1) == float_labels).mean()) if len(val) else 0.0
+    classifier.close()
+    return ProgramScores(summary, agreement, classifier.batch)
+
+
+def _best_of_stages(run: Run) -> dict[str, dict]:
+    """The best validation record of each trained net (the teacher actually used, ensemble or
+    not, as its done marker says: hflip TTA)."""
     best_of = {
         stage: load_checkpoint(run.path(f))["metrics"]
         for stage, f in (("teacher", "teacher.pt"), ("student", "student.pt"), ("pruned", "pruned.pt"))
         if run.path(f).exists()
     }
-    teacher_done = json.loads(run.path("teacher.done.json").read_text()) if run.is_done("teacher") else {}
-    if "accuracy_tta" in teacher_done:  # the teacher actually used, ensemble or not (hflip TTA)
+    teacher_done = _done_record(run, "teacher")
+    if "accuracy_tta" in teacher_done:
         best_of["teacher"] = {"val_accuracy": teacher_done["accuracy_tta"]}
-    classifier = PteClassifier(pte, threads=1, spec=run.spec)
-    probs = classifier.classify_batch(val.images)
-    summary = summarize(confusion_matrix(val.labels, probs.argmax(1)))
-    # The shipped program's own agreement with its float model (XNNPACK's int8 kernels round
-    # differently from PyTorch's reference ones that quantize.json measured).
-    float_labels = _predict(pruned.eval(), torch.from_numpy(normalize(val.images, run.spec))).numpy()
-    pte_agreement = float((probs.argmax(1) == float_labels).mean()) if len(val) else 0.0
+    return best_of
+
+
+def _done_record(run: Run, stage: str) -> dict:
+    return json.loads(run.path(f"{stage}.done.json").read_text()) if run.is_done(stage) else {}
+
+
+def _stage_seconds(run: Run) -> dict[str, int]:
+    """Training seconds per stage, from the metrics files (an ensemble teacher's members
+    trained in their own runs: their total from the teacher's done marker)."""
+    seconds = {
+        stage: round(sum(row["seconds"] for row in read_rows(run.path(f"{stage}_metrics.jsonl"))))
+        for stage in ("teacher", "distill", "prune")
+        if run.path(f"{stage}_metrics.jsonl").exists()
+    }
+    teacher_done = _done_record(run, "teacher")
+    if "training_seconds" in teacher_done:
+        seconds["teacher"] = teacher_done["training_seconds"]
+    return seconds
+
+
+def card_of(run: Run, pruned: torch.nn.Module, size: int, scores: ProgramScores) -> ModelCard:
+    """The model card of the exported program: what the runtime needs (classes, preprocessing,
+    dynamic batch) and, for people, the net, its scores and how it was trained."""
+    s = run.settings
+    summary = scores.summary
+    return ModelCard(
+        classes=EMOTIONS,
+        preprocess=run.spec,
+        dynamic_batch=True,
+        name=f"edge-fer emotion student ({type(pruned).__name__}, pruned, int8)",
+        input={
+            "shape": [scores.batch, 1, s.input_size, s.input_size],
+            "dtype": "float32",
+            "layout": "NCHW grayscale",
+        },  # fmt: skip
+        details={
+            "student": model_kind(pruned),
+            "arch": pruned.arch_dict(),
+            "params": sum(p.numel() for p in pruned.parameters()),
+            "macs": count_macs(pruned, s.input_size),
+            "model_bytes": size,
+            "accuracy": {
+                "publictest_int8": summary["accuracy"],
+                "publictest_macro_f1": summary["macro_f1"],
+                "publictest_n": summary["n"],
+                **json.loads(run.path("quantize.json").read_text()),
+                "pte_float_agreement": scores.float_agreement,
+                **{f"{k}_val_accuracy": v["val_accuracy"] for k, v in _best_of_stages(run).items()},
+            },
+            "training_seconds": _stage_seconds(run),
+            "training": {
+                stage: portable_record(_done_record(run, stage).get("settings") or {})
+                for stage in STAGES[:-1]
+                if run.is_done(stage)
+            },
+            # The recipe file this export ran from (recipes/*.yaml) and its SHA-256: rerun it to
+            # rebuild the model (each stage's own settings are under "training").
+            "recipe": {"path": portable(s.recipe), "sha256": s.recipe_sha256} if s.recipe else None,
+        },
+    )
+
+
+def ship(run: Run, pte: Path) -> None:
+    """Copy the program, its card and its plots into --ship (edge_fer/models/ for the shipped one)."""
+    folder = run.settings.ship
+    folder.mkdir(parents=True, exist_ok=True)
+    for src, name in (
+        (pte, pte.name),
+        (pte.with_suffix(".json"), f"{pte.stem}.json"),
+        (run.path("training_curves.png"), f"{pte.stem}_curves.png"),
+        (run.path("confusion_int8.png"), f"{pte.stem}_confusion.png"),
+    ):
+        shutil.copy2(src, folder / name)
+    print(f"shipped to {folder}")
+
+
+def stage_export(run: Run) -> dict:
+    """Lower the int8 graph to the shipped program, evaluate it, write its card, plots and
+    report, and ship it (--ship)."""
+    quantized = load_int8_graph(run.path("int8.pt2"))  # both inputs checked before the work
+    pruned, _ = load_model(run.path("pruned.pt"))
+    steps = Steps("export", 3)
+    steps("lowering the int8 graph to an ExecuTorch XNNPACK program")
+    pte, size = lower(run, quantized)
+    steps("running the program on PublicTest")
+    scores = evaluate_program(run, pte, pruned)
     steps("plots, metadata and report")
+    summary = scores.summary
+    card = card_of(run, pruned, size, scores)
     plot_confusion(
         np.array(summary["confusion_matrix"]),
         str(run.path("confusion_int8.png")),
         f"int8 student, PublicTest ({summary['accuracy'] * 100:.1f}%)",
     )
     plot_curves(run.dir, run.path("training_curves.png"))
-    stage_seconds = {}
-    for stage in ("teacher", "distill", "prune"):
-        rows = run.path(f"{stage}_metrics.jsonl")
-        if rows.exists():
-            stage_seconds[stage] = round(
-                sum(json.loads(r)["seconds"] for r in rows.read_text().splitlines() if r.strip())
-            )
-    if "training_seconds" in teacher_done:  # ensemble members trained in their own runs
-        stage_seconds["teacher"] = teacher_done["training_seconds"]
-    metadata = {
-        "name": f"edge-fer emotion student ({type(pruned).__name__}, pruned, int8)",
-        "student": model_kind(pruned),
-        "classes": list(EMOTIONS),
-        "input": {
-            "shape": [classifier.batch, 1, s.input_size, s.input_size],
-            "dtype": "float32",
-            "layout": "NCHW grayscale",
-            "dynamic_batch": True,
-        },
-        "preprocess": run.spec.to_dict(),
-        "arch": pruned.arch_dict(),
-        "params": sum(p.numel() for p in pruned.parameters()),
-        "macs": count_macs(pruned, s.input_size),
-        "model_bytes": size,
-        "accuracy": {
-            "publictest_int8": summary["accuracy"],
-            "publictest_macro_f1": summary["macro_f1"],
-            "publictest_n": summary["n"],
-            **q_stats,
-            "pte_float_agreement": pte_agreement,
-            **{f"{k}_val_accuracy": v["val_accuracy"] for k, v in best_of.items()},
-        },
-        "training_seconds": stage_seconds,
-        "training": {
-            stage: portable_record(
-                json.loads(run.path(f"{stage}.done.json").read_text()).get("settings") or {}
-            )
-            for stage in STAGES[:-1]
-            if run.is_done(stage)
-        },
-        # The recipe file this export ran from (recipes/*.yaml) and its SHA-256: rerun it to
-        # rebuild the model (each stage's own settings are under "training").
-        "recipe": {"path": portable(s.recipe), "sha256": s.recipe_sha256} if s.recipe else None,
-    }
-    write_metadata(pte, metadata)
-    write_report(run.dir, metadata, summary)
+    write_metadata(pte, card)
+    write_report(run.dir, card.to_json(), summary)
     steps.close()
     print(
         f"exported {pte} ({size} bytes): int8 PublicTest accuracy {summary['accuracy']:.4f}, "
-        f"macro-F1 {summary['macro_f1']:.4f}, agreement with float {pte_agreement:.4f}"
+        f"macro-F1 {summary['macro_f1']:.4f}, agreement with float {scores.float_agreement:.4f}"
     )
-    if s.ship:
-        s.ship.mkdir(parents=True, exist_ok=True)
-        for src, name in (
-            (pte, pte.name),
-            (pte.with_suffix(".json"), f"{pte.stem}.json"),
-            (run.path("training_curves.png"), f"{pte.stem}_curves.png"),
-            (run.path("confusion_int8.png"), f"{pte.stem}_confusion.png"),
-        ):
-            shutil.copy2(src, s.ship / name)
-        print(f"shipped to {s.ship}")
+    if run.settings.ship:
+        ship(run, pte)
     return {"accuracy": summary["accuracy"], "macro_f1": summary["macro_f1"], "bytes": size}
 
 
