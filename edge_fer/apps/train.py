@@ -26,7 +26,7 @@ import warnings
 from functools import partial
 from pathlib import Path
 
-from edge_fer.core.user_input import path_arg
+from edge_fer.core.user_input import FlagParser, path_arg
 from edge_fer.training.settings import (
     QUICK_RECIPE,
     RETIRED,
@@ -75,7 +75,7 @@ def _default_text(field: dataclasses.Field) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The CLI: --recipe, --quick, --stages, and one flag per TrainSettings field."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = FlagParser(prog="edge-fer-train", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument(
         "--recipe",
         type=path_arg,
