@@ -26,10 +26,10 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import torch
     from executorch.extension.pybindings import _C
-    from train_mobilenet import load_student
 
     from edge_fer.data.fer2013 import load_split, stratified_subset
     from edge_fer.emotions.preprocess import PreprocessSpec, normalize
+    from edge_fer.nets.checkpoint import CheckpointError, load_model
     from edge_fer.training.quantize import export_pte, quantize_int8
 
     p = FlagParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
@@ -45,7 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     spec = PreprocessSpec()
     train = load_split(args.data, "train", spec)
     calib = torch.from_numpy(normalize(train.images[stratified_subset(train.labels, 0.02, 0)], spec))
-    model = load_student(args.run / "pruned.pt")
+    try:
+        model, _ = load_model(args.run / "pruned.pt")
+    except CheckpointError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     quantized = quantize_int8(model, calib)
     _C._unsafe_reset_threadpool(1)
     rows = []

@@ -68,7 +68,7 @@ def test_the_video_plays_and_yunet_finds_both_faces():
     meta = json.loads(SHIPPED_DEMO_VIDEO.with_suffix(".json").read_text())
     cap = cv2.VideoCapture(str(SHIPPED_DEMO_VIDEO))
     assert cap.get(cv2.CAP_PROP_FPS) == meta["fps"] == 30
-    detector = YuNetDetector(SHIPPED_YUNET)
+    detector = YuNetDetector(SHIPPED_YUNET, score_threshold=0.7, min_face=24)
     frames = found = 0
     while True:
         ok, frame = cap.read()

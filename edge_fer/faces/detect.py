@@ -74,8 +74,11 @@ class HaarDetector:
     """OpenCV's frontal-face Haar cascade (ships with opencv-python 4.x)."""
 
     name = "haar"
+    # The cascade's smallest search window, in the pixels it is given (detector.min_face, in
+    # main-frame pixels, is applied to the boxes afterwards, where the scale is known).
+    MIN_WINDOW = 24
 
-    def __init__(self, min_face: int = 24) -> None:
+    def __init__(self, min_face: int = MIN_WINDOW) -> None:
         data = getattr(cv2, "data", None)
         if data is None:
             raise DetectorError(
@@ -113,7 +116,7 @@ class YuNetDetector:
     FER_SIDE = 1.09  # YuNet box side / FER2013 crop side
     FER_CENTRE_DY = 0.030  # (YuNet box centre - FER2013 crop centre) / crop side, downwards
 
-    def __init__(self, model: Path, score_threshold: float = 0.7, min_face: int = 24) -> None:
+    def __init__(self, model: Path, score_threshold: float, min_face: int) -> None:
         model = Path(model)
         try:  # before OpenCV's C++ sees the path: UTF-8, a regular file, a sane size
             user_file(model, "YuNet model", MAX_YUNET_BYTES)
