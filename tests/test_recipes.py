@@ -228,7 +228,8 @@ def test_the_real_command_refuses_a_bad_recipe_in_one_line(tmp_path):
     command = [sys.executable, str(ROOT / "tools" / "train_mobilenet.py"), "--recipe", str(recipe)]
     proc = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip().splitlines()[-1].endswith("keep_ratio must be in (0, 1], got 2.0")
+    (line,) = proc.stderr.strip().splitlines()  # one line, naming the recipe and the setting
+    assert str(recipe) in line and "keep_ratio must be in (0, 1], got 2.0" in line, line
 
 
 @pytest.mark.slow
