@@ -15,6 +15,8 @@ from edge_fer.emotions.labels import EMOTIONS, UNCERTAIN
 from edge_fer.emotions.preprocess import PreprocessSpec, prepare_face
 from edge_fer.runtime.analyzer import FaceAnalyzer
 
+pytestmark = pytest.mark.fast  # units and contracts: the fast tier
+
 SAMPLES = Path(__file__).resolve().parents[1] / "edge_fer" / "samples"
 
 

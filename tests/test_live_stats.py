@@ -46,6 +46,7 @@ def _valid_doc() -> dict:
     return _running_stats().live()
 
 
+@pytest.mark.fast
 def test_what_the_daemon_writes_reads_back_the_same(tmp_path):
     snapshot = _running_stats().snapshot()
     path = tmp_path / "run" / "stats.json"  # the folder is made
@@ -59,6 +60,7 @@ def test_what_the_daemon_writes_reads_back_the_same(tmp_path):
     assert doc["detection_frames"] == 3 and doc["dropped_frames"] == 2 and doc["faces"] == 2
 
 
+@pytest.mark.fast
 def test_the_unversioned_file_of_an_older_daemon_is_migrated():
     raw = json.loads(UNVERSIONED.read_text())
     assert "format_version" not in raw
@@ -74,6 +76,7 @@ def test_the_unversioned_file_of_an_older_daemon_is_migrated():
     assert migrated.frames == raw["frames"] and migrated.latency_ms == stats.latency_ms
 
 
+@pytest.mark.fast
 def test_only_an_unversioned_file_may_lack_the_later_figures():
     doc = _valid_doc()
     doc["outputs_ms"] = None
@@ -84,6 +87,7 @@ def test_only_an_unversioned_file_may_lack_the_later_figures():
         live_stats.decode(json.dumps(doc).encode(), "s.json")
 
 
+@pytest.mark.fast
 def test_unknown_keys_are_ignored_and_a_newer_format_is_named():
     doc = _valid_doc()
     doc["gpu_ms"] = {"p50": 1.0}  # a later addition of the same format
@@ -130,6 +134,7 @@ BAD_DOCUMENTS = {
 
 
 @pytest.mark.parametrize("data, needle", BAD_DOCUMENTS.values(), ids=BAD_DOCUMENTS.keys())
+@pytest.mark.fast
 def test_a_malformed_document_is_one_error_naming_the_file(tmp_path, data, needle):
     path = tmp_path / "stats.json"
     path.write_bytes(data)
@@ -139,6 +144,7 @@ def test_a_malformed_document_is_one_error_naming_the_file(tmp_path, data, needl
     assert not live_stats.is_live_stats(path)
 
 
+@pytest.mark.fast
 def test_files_that_are_not_regular_or_too_big_are_refused_without_reading(tmp_path):
     with pytest.raises(LiveStatsMissing, match="no "):
         live_stats.read(tmp_path / "none.json")
@@ -179,6 +185,7 @@ def test_any_change_to_one_field_reads_or_is_a_live_stats_error(key, value):
     assert isinstance(stats, LiveStats) and stats.pid >= 1 and isinstance(stats.outputs_ms, Spread)
 
 
+@pytest.mark.fast
 def test_the_monitor_shows_the_figures_of_an_unversioned_file(tmp_path):
     doc = json.loads(UNVERSIONED.read_text())
     doc.update(time=time.time(), pid=os.getpid())  # fresh, and naming a live process
@@ -191,6 +198,7 @@ def test_the_monitor_shows_the_figures_of_an_unversioned_file(tmp_path):
 
 
 @pytest.mark.parametrize("document", ['{"time": 1e300, "pid": -5, "fps": "fast"}', '{"pid": 1}'])
+@pytest.mark.fast
 def test_the_monitor_says_why_it_ignores_a_bad_file(tmp_path, document):
     path = tmp_path / "stats.json"
     path.write_text(document)
@@ -199,6 +207,7 @@ def test_the_monitor_says_why_it_ignores_a_bad_file(tmp_path, document):
     assert str(path) in sample.reason and sample.reason.endswith("; ignoring them")
 
 
+@pytest.mark.fast
 def test_the_daemon_takes_over_the_file_an_older_daemon_left_and_writes_the_new_format(tmp_path):
     from edge_fer.outputs.stats_file import StatsFile
 

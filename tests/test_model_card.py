@@ -19,6 +19,8 @@ from edge_fer.emotions.classifier import ModelError, PteClassifier, write_metada
 from edge_fer.emotions.labels import EMOTIONS
 from edge_fer.emotions.preprocess import PreprocessSpec
 
+pytestmark = pytest.mark.fast  # units and contracts: the fast tier
+
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "edge_fer" / "models" / "edge_fer_student.pte"
 

@@ -23,6 +23,8 @@ from edge_fer.sources.picamera import Picamera2Source
 from edge_fer.sources.registry import build_source, kind_of, make_source, source_forms, source_from_config
 from edge_fer.sources.video import OpenCVSource
 
+pytestmark = pytest.mark.fast  # units and contracts: the fast tier
+
 # --- sources ---------------------------------------------------------------------------------
 
 # One example of every form the help lists, and the kind that must take it.

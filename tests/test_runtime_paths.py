@@ -13,6 +13,8 @@ from edge_fer.config import load_config
 from edge_fer.core import paths
 from edge_fer.core.paths import DEFAULT_STATS, live_stats_path, live_stats_to_read
 
+pytestmark = pytest.mark.fast  # units and contracts: the fast tier
+
 
 @pytest.fixture
 def as_user(monkeypatch, tmp_path):

@@ -29,6 +29,8 @@ from edge_fer.config import (
 from edge_fer.core import schema
 from edge_fer.core.schema import SchemaError, Spec, setting
 
+pytestmark = pytest.mark.fast  # units and contracts: the fast tier
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
