@@ -8,10 +8,12 @@ the one way data flows through them (matplotlib, the dev extra's).
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 from pathlib import Path
 
 from edge_fer.core.paths import PROJECT_ROOT
+from edge_fer.core.safe_io import PathRefused, write_atomic
 from edge_fer.core.user_input import FlagParser, path_arg
 
 # (x, y, width, height, title, body, colour): the boxes, in axes units (0..16 x 0..9)
@@ -126,8 +128,10 @@ def draw(out: Path) -> None:
         weight="bold",
         color="#8a5a00",
     )
-    fig.savefig(out, bbox_inches="tight")
+    picture = io.BytesIO()
+    fig.savefig(picture, format="png", bbox_inches="tight")
     plt.close(fig)
+    write_atomic(out, picture.getvalue(), 0o644)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         draw(args.out)
-    except (OSError, ImportError) as exc:
+    except (OSError, PathRefused, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {args.out}")

@@ -19,11 +19,13 @@ last resort (no camera, no FER2013 demo) and what the README's photo example run
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
 import struct
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +33,7 @@ import cv2
 import numpy as np
 
 from edge_fer.core.paths import SAMPLES_DIR, SHIPPED_YUNET
+from edge_fer.core.safe_io import check_replaceable, write_atomic
 
 # Who appears, as (left slot, right slot) pairs in order: the set's face ids.
 PAIRS = (("030", "022"), ("008", "025"), ("064", "172"), ("036", "129"))
@@ -215,7 +218,9 @@ def _save_with_notice(
     exif[0x010E] = description  # ImageDescription
     exif[0x013B] = artist  # Artist
     exif[0x8298] = rights  # Copyright
-    Image.fromarray(image[:, :, ::-1]).save(target, quality=quality, exif=exif)
+    encoded = io.BytesIO()
+    Image.fromarray(image[:, :, ::-1]).save(encoded, format="JPEG", quality=quality, exif=exif)
+    write_atomic(target, encoded.getvalue(), 0o644)
 
 
 def prepare_expressions(figure: Path, out: Path = SAMPLES_DIR) -> list[Path]:
@@ -347,24 +352,28 @@ def build_sample_video(
     command += ["-c:v", "libx264", "-preset", "slow", "-crf", "23", "-pix_fmt", "yuv420p"]
     for key, value in tags.items():
         command += ["-metadata", f"{key}={value}"]
-    encoder = subprocess.Popen([*command, str(out)], stdin=subprocess.PIPE)
+    check_replaceable(out)  # before minutes of encoding; ffmpeg writes a private temp file
     people, poses = [], []
-    try:
-        parts = (_london_part(photos, line), _expressions_part(tiles, per_face))
-        for views in (v for part in parts for v in part):
-            frame = np.empty((h, w, 3), np.uint8)
-            for slot, view in enumerate(views):
-                frame[:, slot * slot_w : (slot + 1) * slot_w] = _camera_view(
-                    view.image, (slot_w, h), view.t, slot
-                )
-            encoder.stdin.write(frame.tobytes())
-            people.append([v.who for v in views])
-            poses.append([v.pose for v in views])
-    finally:
-        encoder.stdin.close()
-        code = encoder.wait()
-    if code:
-        raise OSError(f"ffmpeg could not write {out} (exit {code})")
+    with tempfile.TemporaryDirectory(prefix="edge-fer-sample-") as scratch:
+        encoded = Path(scratch) / out.name
+        encoder = subprocess.Popen([*command, str(encoded)], stdin=subprocess.PIPE)
+        try:
+            parts = (_london_part(photos, line), _expressions_part(tiles, per_face))
+            for views in (v for part in parts for v in part):
+                frame = np.empty((h, w, 3), np.uint8)
+                for slot, view in enumerate(views):
+                    frame[:, slot * slot_w : (slot + 1) * slot_w] = _camera_view(
+                        view.image, (slot_w, h), view.t, slot
+                    )
+                encoder.stdin.write(frame.tobytes())
+                people.append([v.who for v in views])
+                poses.append([v.pose for v in views])
+        finally:
+            encoder.stdin.close()
+            code = encoder.wait()
+        if code:
+            raise OSError(f"ffmpeg could not write {out} (exit {code})")
+        write_atomic(out, encoded.read_bytes(), 0o644)
     meta = {
         "frames": frames,
         "fps": fps,
@@ -381,7 +390,7 @@ def build_sample_video(
         "people": people,
         "poses": poses,
     }
-    out.with_suffix(".json").write_text(json.dumps(meta, separators=(",", ":")) + "\n")
+    write_atomic(out.with_suffix(".json"), (json.dumps(meta, separators=(",", ":")) + "\n").encode(), 0o644)
     return meta
 
 
