@@ -12,6 +12,7 @@ tests included), so nothing on a device imports it.
 * `testkit.programs`: `edge-fer`, `edge-fer-monitor` and the training tool in child processes,
   and the checks of their one-line errors.
 * `testkit.hostile`: hostile inputs several tests share (a YAML alias bomb).
+* `testkit.xvfb`: a private X server for real windows (`start_xvfb`).
 * `testkit.scripts`: a script of the checkout (a benchmark, a deploy helper) imported as a module.
 * `testkit.bad_models`: `python -m testkit.bad_models OUTDIR` exports wrong model programs.
 * `testkit.ha_live`, `testkit.ha_validate`: run with Home Assistant's own Python (`.venv-ha`).

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import shutil
 import signal
 import subprocess
 import time
@@ -16,28 +14,17 @@ from pathlib import Path
 import pytest
 import yaml
 
+from testkit import xvfb
 from testkit.programs import Daemon
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def start_xvfb() -> tuple[subprocess.Popen, str]:
-    """Xvfb on a display number it picks itself (-displayfd), so parallel runs never clash."""
-    exe = shutil.which("Xvfb")
-    if exe is None:
-        pytest.skip("Xvfb not installed (apt install xvfb)")
-    read, write = os.pipe()
-    proc = subprocess.Popen(
-        [exe, "-displayfd", str(write), "-screen", "0", "800x600x24", "-nolisten", "tcp"],
-        pass_fds=(write,),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    os.close(write)
-    with os.fdopen(read) as f:
-        number = f.readline().strip()
-    assert number.isdigit(), "Xvfb did not start"
-    return proc, f":{number}"
+    try:
+        return xvfb.start_xvfb()
+    except xvfb.XvfbMissing as exc:
+        pytest.skip(str(exc))
 
 
 def events_count(path: Path) -> int:

@@ -1,8 +1,5 @@
 import os
-import shutil
 import socket
-import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +9,7 @@ from edge_fer.display.overlay import Hud, render, render_overlay_rgba
 from edge_fer.emotions.labels import EMOTIONS
 from edge_fer.runtime.results import FaceResult
 from edge_fer.runtime.service import Notifier
+from testkit.xvfb import XvfbMissing, start_xvfb
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -150,19 +148,10 @@ def test_drm_display_fills_the_screen_and_draws_at_its_resolution(tmp_path):
 
 @pytest.fixture()
 def xvfb(monkeypatch):
-    exe = shutil.which("Xvfb")
-    if exe is None:
-        pytest.skip("Xvfb not installed (apt install xvfb)")
-    display = ":97"
-    proc = subprocess.Popen(
-        [exe, display, "-screen", "0", "800x600x24", "-nolisten", "tcp"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    for _ in range(50):
-        if Path(f"/tmp/.X11-unix/X{display[1:]}").exists():
-            break
-        time.sleep(0.1)
+    try:
+        proc, display = start_xvfb()
+    except XvfbMissing as exc:
+        pytest.skip(str(exc))
     monkeypatch.setenv("DISPLAY", display)
     monkeypatch.delenv("SDL_VIDEODRIVER", raising=False)
     yield display

@@ -22,8 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -110,24 +108,6 @@ def anonymize(screen: np.ndarray, drawn: np.ndarray, boxes: list[list[int]], blo
     return out.astype(np.uint8)
 
 
-def start_xvfb(size: tuple[int, int]) -> tuple[subprocess.Popen, str]:
-    """A private X server of this size; returns it and its DISPLAY."""
-    read, write = os.pipe()
-    proc = subprocess.Popen(
-        ["Xvfb", "-displayfd", str(write), "-screen", "0", f"{size[0]}x{size[1]}x24", "-nolisten", "tcp"],
-        pass_fds=(write,),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    os.close(write)
-    with os.fdopen(read) as f:
-        number = f.readline().strip()
-    if not number:
-        proc.kill()
-        raise RuntimeError("Xvfb did not start")
-    return proc, f":{number}"
-
-
 def main(argv: list[str] | None = None) -> int:
     p = FlagParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--data", type=path_arg, default=DEFAULT_DATA)
@@ -150,8 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, AssertionError):
         print(f"error: --screen {args.screen!r}: expected WxH, e.g. 1920x1080", file=sys.stderr)
         return 2
-    if shutil.which("Xvfb") is None:
-        print("error: Xvfb not found; install it (apt install xvfb)", file=sys.stderr)
+    try:
+        from testkit.xvfb import XvfbMissing, start_xvfb  # the dev kit's (scripts/setup.sh test)
+    except ImportError:
+        print("error: testkit not installed; run scripts/setup.sh test", file=sys.stderr)
         return 2
 
     from edge_fer.apps import daemon as cli
@@ -180,7 +162,11 @@ def main(argv: list[str] | None = None) -> int:
                 }
             )
         )
-        xvfb, display = start_xvfb(screen)
+        try:
+            xvfb, display = start_xvfb(screen)
+        except (XvfbMissing, RuntimeError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         os.environ["DISPLAY"] = display
         os.environ.pop("WAYLAND_DISPLAY", None)
         os.environ.pop("SDL_VIDEODRIVER", None)
