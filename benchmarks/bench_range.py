@@ -40,7 +40,7 @@ from common import daemon_command
 
 from edge_fer.core.paths import DEFAULT_DATA
 from edge_fer.core.paths import PROJECT_ROOT as ROOT
-from edge_fer.core.user_input import FlagParser
+from edge_fer.core.user_input import FlagParser, file_arg, path_arg
 
 RESOLUTIONS = {"1080p": (1920, 1080), "pi": (2304, 1296)}
 # Cameras for the distance table: (rooms measured at, width in px, horizontal field of view):
@@ -309,6 +309,12 @@ def run_daemon(video: Path, model: Path, config: dict, workdir: Path, tag: str) 
     return [json.loads(line) for line in events.read_text().splitlines()], json.loads(report.read_text())
 
 
+def _vs_full(recall: float, full: float | None) -> str:
+    """Recall as a share of full resolution's; "-" where full resolution found almost nothing
+    (a ratio to ~0 says nothing)."""
+    return f"{recall / full:.2f}" if full and full >= 0.05 else "-"
+
+
 def format_tables(results: dict) -> str:
     lines = ["Reading: accuracy of the shipped model by face size (PublicTest, clean)", ""]
     read = results["read_by_size"]
@@ -326,9 +332,7 @@ def format_tables(results: dict) -> str:
         for size, by_config in rows.items():
             full = by_config.get("full", {}).get("recall")
             for name, r in by_config.items():
-                vs = (
-                    f"{r['recall'] / full:.2f}" if full and full >= 0.05 else "-"
-                )  # a ratio to ~0 says nothing
+                vs = _vs_full(r["recall"], full)
                 acc = f"{r['accuracy'] * 100:.1f}%" if r["accuracy"] is not None else "-"
                 name = name + ("*" if "kept_from" in r else "")
                 lines.append(
@@ -426,9 +430,7 @@ def markdown(results: dict) -> dict[str, str]:
         for size, by_config in rooms.items():
             full = by_config.get("full", {}).get("recall")
             for name, r in by_config.items():
-                vs = (
-                    f"{r['recall'] / full:.2f}" if full and full >= 0.05 else "-"
-                )  # a ratio to ~0 says nothing
+                vs = _vs_full(r["recall"], full)
                 cells = [
                     str(size),
                     name + ("*" if "kept_from" in r else ""),
@@ -499,8 +501,8 @@ def main(argv: list[str] | None = None) -> int:
     from edge_fer.core.safe_io import check_writable, write_atomic
 
     p = FlagParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    p.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    p.add_argument("--data", type=path_arg, default=DEFAULT_DATA)
+    p.add_argument("--model", type=path_arg, default=DEFAULT_MODEL)
     p.add_argument("--sizes", default="20,24,32,48,64,96,128", help="face sizes in the rooms (px)")
     p.add_argument("--read-sizes", default="12,16,20,24,32,48,64,96")
     p.add_argument("--faces", type=int, default=4)
@@ -511,14 +513,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--full-sizes", default="24,32,48,64", help="sizes the (slow) full config runs on")
     p.add_argument("--pi-configs", default="default", help="configs run on the Pi-size rooms")
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--work", type=Path, default=ROOT / "runs" / "bench_range", help="videos are cached here")
-    p.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "range.json")
     p.add_argument(
-        "--tables-from", type=Path, help="print the tables of this results file (and update the docs)"
+        "--work", type=path_arg, default=ROOT / "runs" / "bench_range", help="videos are cached here"
+    )
+    p.add_argument("--json", type=path_arg, default=ROOT / "benchmarks" / "results" / "range.json")
+    p.add_argument(
+        "--tables-from", type=file_arg, help="print the tables of this results file (and update the docs)"
     )
     p.add_argument(
         "--keep-from",
-        type=Path,
+        type=path_arg,
         help="a previous results file: its rows for configs this run leaves out are kept (marked)",
     )
     p.add_argument(

@@ -40,7 +40,7 @@ from common import daemon_command
 
 from edge_fer.core.paths import DEFAULT_DATA
 from edge_fer.core.paths import PROJECT_ROOT as ROOT
-from edge_fer.core.user_input import FlagParser
+from edge_fer.core.user_input import FlagParser, path_arg
 
 MODES = ("off", "web0", "web1", "web5")
 VIEWERS = {"off": 0, "web0": 0, "web1": 1, "web5": 5}
@@ -363,12 +363,12 @@ def picture_cost_ms(video: Path, width: int = 960, repeats: int = 50) -> dict:
 
 def main() -> int:
     p = FlagParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    p.add_argument("--data", type=path_arg, default=DEFAULT_DATA)
     p.add_argument("--seconds", type=float, default=15.0, help="measured seconds per run")
     p.add_argument("--rounds", type=int, default=2, help="runs per mode, interleaved")
     p.add_argument("--faces", type=int, default=2)
     p.add_argument("--soak-seconds", type=float, default=600.0, help="0: no soak")
-    p.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "web.json")
+    p.add_argument("--json", type=path_arg, default=ROOT / "benchmarks" / "results" / "web.json")
     args = p.parse_args()
     if not (args.data / "test").is_dir():
         print(f"error: FER2013 not found at {args.data}; pass --data", file=sys.stderr)

@@ -210,3 +210,17 @@ def test_tools_and_the_monitor_refuse_it_in_one_line():
         timeout=60,
     )
     assert tool.returncode == 2 and "not UTF-8" in tool.stderr and "Traceback" not in tool.stderr
+
+
+@pytest.mark.fast
+def test_every_path_flag_of_every_program_and_tool_goes_through_the_boundary():
+    """A path flag typed `Path` skips the checks above (a byte that is not UTF-8 would reach
+    OpenCV): programs, tools and benchmarks type them path_arg or file_arg, and parse with
+    FlagParser (one-line errors)."""
+    root = Path(__file__).resolve().parents[1]
+    sources = [*root.glob("edge_fer/**/*.py"), *root.glob("tools/*.py"), *root.glob("benchmarks/*.py")]
+    for path in sources:
+        text = path.read_text()
+        where = path.relative_to(root)
+        assert "type=Path" not in text, f"{where}: a path flag typed Path; use path_arg or file_arg"
+        assert "argparse.ArgumentParser(" not in text, f"{where}: parse with user_input.FlagParser"

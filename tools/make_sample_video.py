@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from edge_fer.core.paths import SAMPLES_DIR, SHIPPED_DEMO_VIDEO
-from edge_fer.core.user_input import FlagParser, path_arg
+from edge_fer.core.user_input import FlagParser, file_arg, path_arg
 from edge_fer.data.sample_video import (
     build_group_photo,
     build_sample_video,
@@ -34,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     p = FlagParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--originals", type=path_arg, help="the set's originals: re-make the shipped photos first")
     p.add_argument(
-        "--sfhq-figure", type=Path, help="SFHQ-T2I's expression figure: re-cut the SFHQ faces first"
+        "--sfhq-figure", type=file_arg, help="SFHQ-T2I's expression figure: re-cut the SFHQ faces first"
     )
     p.add_argument("--photos", type=path_arg, default=SAMPLES_DIR, help="folder of the shipped photos")
     p.add_argument("--out", type=path_arg, default=SHIPPED_DEMO_VIDEO)

@@ -29,7 +29,7 @@ from pathlib import Path
 import yaml
 
 from edge_fer.core.paths import DEFAULT_DATA, PROJECT_ROOT
-from edge_fer.core.user_input import FlagParser
+from edge_fer.core.user_input import FlagParser, path_arg
 
 
 def free_port() -> int:
@@ -82,8 +82,8 @@ def browse(port: int, out: Path, size: tuple[int, int], seconds: float, workdir:
 
 def main(argv: list[str] | None = None) -> int:
     p = FlagParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    p.add_argument("--out", type=Path, default=PROJECT_ROOT / "docs" / "web.png")
+    p.add_argument("--data", type=path_arg, default=DEFAULT_DATA)
+    p.add_argument("--out", type=path_arg, default=PROJECT_ROOT / "docs" / "web.png")
     p.add_argument("--size", default="1280x900", help="the browser window, WxH")
     p.add_argument("--seconds", type=float, default=40.0, help="how long the page is watched first")
     args = p.parse_args(argv)

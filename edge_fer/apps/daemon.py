@@ -13,7 +13,6 @@ import logging
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edge_fer import __version__
@@ -24,7 +23,7 @@ from edge_fer.core.memory import LowMemory, low_memory_as_one_line, run_guarded
 # Only the standard library before the signal handlers are in place: everything else is
 # imported inside main() (OpenCV and numpy take ~0.2 s, and a SIGHUP then would kill us).
 from edge_fer.core.schema import Flag, add_flags, check_flags, flags, given, setting
-from edge_fer.core.user_input import FlagParser
+from edge_fer.core.user_input import FlagParser, path_arg
 from edge_fer.runtime.service import SignalState
 
 if TYPE_CHECKING:
@@ -55,7 +54,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, list[Flag], list[Flag]]:
     p = FlagParser(prog="edge-fer", description="Facial emotion recognition daemon.")
     p.add_argument(
         "--config",
-        type=Path,
+        type=path_arg,
         default=DEFAULT_CONFIG_PATH,
         help=f"YAML config (default {DEFAULT_CONFIG_PATH}; defaults if it is absent)",
     )

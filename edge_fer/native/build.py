@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from edge_fer.core import safe_io
-from edge_fer.core.user_input import FlagParser
+from edge_fer.core.user_input import FlagParser, path_arg
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="rebuild even if it is up to date")
     parser.add_argument(
         "--build-dir",
-        type=Path,
+        type=path_arg,
         default=None,
         help=f"where to put the library (default: {DEFAULT_BUILD_DIR})",
     )
