@@ -73,15 +73,17 @@ def runtime_dir(name: str) -> Path:
         return Path("/tmp") / f"{name}-{os.geteuid()}"
 
 
+def _daemon_dir_name(instance: str | None) -> str:
+    return f"edge-fer-{instance}" if instance else DEFAULT_STATS.parent.name
+
+
 def live_stats_path(instance: str | None = None) -> Path:
     """The default live stats file of a daemon (of `--instance NAME`) run by this user."""
-    name = f"edge-fer-{instance}" if instance else DEFAULT_STATS.parent.name
-    return runtime_dir(name) / DEFAULT_STATS.name
+    return runtime_dir(_daemon_dir_name(instance)) / DEFAULT_STATS.name
 
 
 def live_stats_to_read(instance: str | None = None) -> Path:
     """The stats file edge-fer-monitor reads by default: the service's when it exists (a
     user may read the service's file), else the one this user's own daemon writes."""
-    name = f"edge-fer-{instance}" if instance else DEFAULT_STATS.parent.name
-    service = Path("/run") / name / DEFAULT_STATS.name
+    service = Path("/run") / _daemon_dir_name(instance) / DEFAULT_STATS.name
     return service if service.exists() else live_stats_path(instance)
